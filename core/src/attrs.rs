@@ -1,0 +1,115 @@
+//! Object attributes that travel with the bytes: Content-Type and the other
+//! standard headers, user metadata (Azure `x-ms-meta-*` ↔ S3 `x-amz-meta-*`,
+//! both `Attribute::Metadata` in object_store), and the source's
+//! last-modified time as `mtime` metadata in rclone's format.
+
+use object_store::{Attribute, AttributeValue, Attributes};
+
+use crate::hash::Hash;
+
+/// Metadata key carrying the source's last-modified time, seconds since the
+/// Unix epoch with a fraction (what rclone writes and reads).
+pub const MTIME_KEY: &str = "mtime";
+
+/// The attributes to write at the target for a source object.
+///
+/// `source_attrs`: what the source returned; `guess_type`: when the source
+/// has no Content-Type (local files), guess one from the key's extension.
+pub fn for_target(
+    source_attrs: &Attributes,
+    key: &str,
+    last_modified_ms: i64,
+    guess_type: bool,
+) -> Attributes {
+    let mut out = Attributes::new();
+    for (k, v) in source_attrs {
+        match k {
+            // Storage class is a property of the target's configuration.
+            Attribute::StorageClass => {}
+            other => {
+                out.insert(other.clone(), v.clone());
+            }
+        }
+    }
+    if guess_type && out.get(&Attribute::ContentType).is_none() {
+        if let Some(m) = mime_guess::from_path(key).first() {
+            out.insert(Attribute::ContentType, AttributeValue::from(m.essence_str().to_owned()));
+        }
+    }
+    let meta = Attribute::Metadata(MTIME_KEY.into());
+    if out.get(&meta).is_none() {
+        let secs = last_modified_ms.div_euclid(1000);
+        let millis = last_modified_ms.rem_euclid(1000);
+        out.insert(meta, AttributeValue::from(format!("{secs}.{millis:03}")));
+    }
+    out
+}
+
+/// A digest of an attribute set, independent of insertion order.
+pub fn digest(attrs: &Attributes) -> Hash {
+    let mut items: Vec<(String, String)> = attrs
+        .iter()
+        .map(|(k, v)| (name(k), v.as_ref().to_owned()))
+        .collect();
+    items.sort();
+    let mut h = blake3::Hasher::new_derive_key("passeur 2026-11 attributes v1");
+    for (k, v) in items {
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize().into()
+}
+
+fn name(a: &Attribute) -> String {
+    match a {
+        Attribute::ContentDisposition => "content-disposition".into(),
+        Attribute::ContentEncoding => "content-encoding".into(),
+        Attribute::ContentLanguage => "content-language".into(),
+        Attribute::ContentType => "content-type".into(),
+        Attribute::CacheControl => "cache-control".into(),
+        Attribute::StorageClass => "storage-class".into(),
+        Attribute::Metadata(k) => format!("meta:{k}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_source_attributes_and_adds_mtime() {
+        let mut src = Attributes::new();
+        src.insert(Attribute::ContentType, "text/csv".into());
+        src.insert(Attribute::Metadata("owner".into()), "ops".into());
+        src.insert(Attribute::StorageClass, "COOL".into());
+        let out = for_target(&src, "a.bin", 1_600_000_000_123, true);
+        assert_eq!(out.get(&Attribute::ContentType).map(|v| v.as_ref()), Some("text/csv"));
+        assert_eq!(
+            out.get(&Attribute::Metadata("owner".into())).map(|v| v.as_ref()),
+            Some("ops")
+        );
+        assert_eq!(
+            out.get(&Attribute::Metadata(MTIME_KEY.into())).map(|v| v.as_ref()),
+            Some("1600000000.123")
+        );
+        assert!(out.get(&Attribute::StorageClass).is_none());
+    }
+
+    #[test]
+    fn guesses_type_for_local_files_and_digest_is_order_free() {
+        let out = for_target(&Attributes::new(), "dir/page.html", 0, true);
+        assert_eq!(out.get(&Attribute::ContentType).map(|v| v.as_ref()), Some("text/html"));
+        let mut a = Attributes::new();
+        a.insert(Attribute::ContentType, "x".into());
+        a.insert(Attribute::CacheControl, "y".into());
+        let mut b = Attributes::new();
+        b.insert(Attribute::CacheControl, "y".into());
+        b.insert(Attribute::ContentType, "x".into());
+        assert_eq!(digest(&a), digest(&b));
+        b.insert(Attribute::ContentType, "z".into());
+        assert_ne!(digest(&a), digest(&b));
+    }
+}

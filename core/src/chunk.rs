@@ -1,0 +1,204 @@
+//! Content-defined chunking (FastCDC 2020) of a byte stream, each chunk named
+//! by its BLAKE3, with bounded memory: the chunker never holds more than
+//! `max + one pushed buffer` bytes.
+
+use fastcdc::v2020;
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Hash;
+
+/// FastCDC size parameters, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkParams {
+    /// Smallest chunk (except the last of an object).
+    pub min: u32,
+    /// Target average chunk size.
+    pub avg: u32,
+    /// Largest chunk.
+    pub max: u32,
+}
+
+impl Default for ChunkParams {
+    fn default() -> Self {
+        Self {
+            min: 256 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkParams {
+    /// Check the parameters against FastCDC's bounds (it panics otherwise).
+    pub fn validate(&self) -> Result<(), String> {
+        let in_range = |v: u32, lo: u32, hi: u32, what: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("chunk {what} size {v} is outside {lo}..={hi}"))
+            }
+        };
+        in_range(self.min, v2020::MINIMUM_MIN, v2020::MINIMUM_MAX, "min")?;
+        in_range(self.avg, v2020::AVERAGE_MIN, v2020::AVERAGE_MAX, "avg")?;
+        in_range(self.max, v2020::MAXIMUM_MIN, v2020::MAXIMUM_MAX, "max")?;
+        if !(self.min <= self.avg && self.avg <= self.max) {
+            return Err(format!(
+                "chunk sizes must satisfy min <= avg <= max (got {} / {} / {})",
+                self.min, self.avg, self.max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One content-defined chunk of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// BLAKE3 of the chunk's bytes.
+    pub hash: Hash,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Streaming chunker: push bytes as they arrive, collect the chunks whose
+/// boundaries are settled, call [`Chunker::finish`] at the end of the object.
+#[derive(Debug)]
+pub struct Chunker {
+    params: ChunkParams,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Chunker {
+    /// A chunker; `params` must have passed [`ChunkParams::validate`].
+    pub fn new(params: ChunkParams) -> Self {
+        Self {
+            params,
+            buf: Vec::with_capacity(params.max as usize * 2),
+            start: 0,
+        }
+    }
+
+    /// Feed bytes; settled chunks are appended to `out`.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<ChunkRef>) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+        // A cut point depends only on the bytes from the chunk's start up to
+        // `max`, so once `max` bytes are buffered the next chunk is settled.
+        while self.buf.len() - self.start >= self.params.max as usize {
+            self.cut_one(out);
+        }
+    }
+
+    /// End of the object: emit the remaining chunks.
+    pub fn finish(mut self, out: &mut Vec<ChunkRef>) {
+        while self.start < self.buf.len() {
+            self.cut_one(out);
+        }
+    }
+
+    fn cut_one(&mut self, out: &mut Vec<ChunkRef>) {
+        let rest = &self.buf[self.start..];
+        let p = self.params;
+        let len = v2020::FastCDC::new(rest, p.min, p.avg, p.max)
+            .next()
+            .map_or(rest.len(), |c| c.length);
+        let bytes = &rest[..len];
+        out.push(ChunkRef {
+            hash: Hash::of(bytes),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        });
+        self.start += len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small() -> ChunkParams {
+        ChunkParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        }
+    }
+
+    fn chunk_all(data: &[u8], pieces: &[usize], p: ChunkParams) -> Vec<ChunkRef> {
+        let mut c = Chunker::new(p);
+        let mut out = Vec::new();
+        let mut off = 0;
+        for &n in pieces {
+            let end = (off + n).min(data.len());
+            c.push(&data[off..end], &mut out);
+            off = end;
+        }
+        c.push(&data[off..], &mut out);
+        c.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn rejects_out_of_range_params() {
+        assert!(ChunkParams::default().validate().is_ok());
+        let bad = ChunkParams {
+            min: 1,
+            avg: 2,
+            max: 3,
+        };
+        assert!(bad.validate().is_err());
+        let unordered = ChunkParams {
+            min: 4096,
+            avg: 1024,
+            max: 8192,
+        };
+        assert!(unordered.validate().is_err());
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks() {
+        assert!(chunk_all(&[], &[], small()).is_empty());
+    }
+
+    proptest! {
+        // chunk-then-concatenate == input: chunk lengths tile the input and
+        // each chunk hash is the hash of exactly that slice; the result does
+        // not depend on how the stream was split into pushes.
+        #[test]
+        fn chunks_tile_the_input_whatever_the_push_sizes(
+            data in proptest::collection::vec(any::<u8>(), 0..20_000),
+            pieces in proptest::collection::vec(1usize..3000, 0..20),
+        ) {
+            let p = small();
+            let chunks = chunk_all(&data, &pieces, p);
+            let mut rebuilt = Vec::new();
+            let mut off = 0usize;
+            for c in &chunks {
+                let s = &data[off..off + c.len as usize];
+                prop_assert_eq!(Hash::of(s), c.hash);
+                prop_assert!(c.len <= p.max);
+                rebuilt.extend_from_slice(s);
+                off += c.len as usize;
+            }
+            prop_assert_eq!(rebuilt, data.clone());
+            prop_assert_eq!(chunks, chunk_all(&data, &[data.len().max(1)], p));
+        }
+
+        // streaming whole-object hash == one-shot blake3::hash
+        #[test]
+        fn streaming_hash_equals_one_shot(
+            data in proptest::collection::vec(any::<u8>(), 0..300_000),
+            cut in 0usize..300_000,
+        ) {
+            let cut = cut.min(data.len());
+            let mut h = blake3::Hasher::new();
+            h.update(&data[..cut]);
+            h.update(&data[cut..]);
+            prop_assert_eq!(h.finalize(), blake3::hash(&data));
+        }
+    }
+}

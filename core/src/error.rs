@@ -1,0 +1,144 @@
+//! Errors at the core boundary. Variants drive behaviour (exit codes,
+//! retry or not); messages are one line and name the problem.
+
+use std::path::PathBuf;
+
+/// What went wrong, by the category a caller acts on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store URL cannot be used (unknown scheme, missing bucket name…).
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An option has a value passeur cannot work with.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The bucket, container or directory does not exist.
+    #[error("{store}: bucket, container or directory not found")]
+    MissingContainer {
+        /// Store URL.
+        store: String,
+    },
+    /// The endpoint does not answer.
+    #[error("{store}: endpoint unreachable: {detail}")]
+    Unreachable {
+        /// Store URL.
+        store: String,
+        /// Transport error.
+        detail: String,
+    },
+    /// The store refused our credentials.
+    #[error("{store}: access denied (check credentials): {detail}")]
+    AccessDenied {
+        /// Store URL.
+        store: String,
+        /// Server's reason.
+        detail: String,
+    },
+    /// The state directory cannot be created, opened or written.
+    #[error("state directory {}: {detail}", path.display())]
+    StateDir {
+        /// Directory given.
+        path: PathBuf,
+        /// Why it is unusable.
+        detail: String,
+    },
+    /// The state directory was written by another schema version.
+    #[error(
+        "state directory {} has schema version {found}; this passeur reads version {expected}",
+        path.display()
+    )]
+    SchemaMismatch {
+        /// Directory given.
+        path: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+    /// The manifest database failed.
+    #[error("manifest: {0}")]
+    Manifest(String),
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// One object could not be replicated.
+    #[error("{0}")]
+    Object(String),
+}
+
+/// Classify an object_store error met while probing a store.
+pub fn classify_probe(store: &str, err: object_store::Error) -> Error {
+    use object_store::Error as E;
+    match err {
+        E::NotFound { .. } => Error::MissingContainer {
+            store: store.to_owned(),
+        },
+        E::PermissionDenied { source, .. } | E::Unauthenticated { source, .. } => {
+            Error::AccessDenied {
+                store: store.to_owned(),
+                detail: one_line(&source.to_string()),
+            }
+        }
+        other => {
+            let text = error_chain(&other);
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("nosuchbucket")
+                || lower.contains("containernotfound")
+                || lower.contains("no such file")
+            {
+                Error::MissingContainer {
+                    store: store.to_owned(),
+                }
+            } else if lower.contains("403")
+                || lower.contains("signature")
+                || lower.contains("authoriz")
+                || lower.contains("accessdenied")
+            {
+                Error::AccessDenied {
+                    store: store.to_owned(),
+                    detail: one_line(&text),
+                }
+            } else {
+                Error::Unreachable {
+                    store: store.to_owned(),
+                    detail: one_line(&text),
+                }
+            }
+        }
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let t = e.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = e.source();
+    }
+    one_line(&s)
+}
+
+/// Collapse whitespace so a message fits on one line.
+pub fn one_line(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.len() > 400 {
+        let mut end = 400;
+        while !joined.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &joined[..end])
+    } else {
+        joined
+    }
+}

@@ -1,0 +1,16 @@
+//! passeur-core: the replication engine. Nothing here knows about processes,
+//! signals or the command line; see ARCHITECTURE.md for the map.
+
+pub mod attrs;
+pub mod chunk;
+pub mod error;
+pub mod hash;
+pub mod limits;
+pub mod manifest;
+pub mod stats;
+pub mod stores;
+pub mod sync;
+pub mod transfer;
+
+pub use error::Error;
+pub use hash::Hash;

@@ -1,0 +1,170 @@
+//! The dataset Merkle tree over (key, size, BLAKE3) of every object.
+//!
+//! Shape: 65,536 buckets chosen by the first two bytes of BLAKE3(key); a
+//! bucket's hash covers its leaves in key order; 256 level-1 nodes each cover
+//! 256 consecutive buckets; the root covers the 256 level-1 nodes. An empty
+//! subtree hashes to 32 zero bytes. Updates touch one leaf and mark its bucket
+//! dirty in the same WriteBatch; [`recompute`] rehashes only dirty buckets and
+//! their parents, so the root is maintained incrementally, and two manifests
+//! can be compared node by node, descending only where hashes differ.
+
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+
+use super::{CF_MERKLE_DIRTY, CF_MERKLE_LEAF, CF_MERKLE_NODE, cf, db_err};
+use crate::error::Error;
+use crate::hash::Hash;
+
+const LEAF_CONTEXT: &str = "passeur 2026-11 merkle leaf v1";
+const NODE_CONTEXT: &str = "passeur 2026-11 merkle node v1";
+
+/// Bucket of a key: the first two bytes of BLAKE3(key), big-endian.
+pub fn bucket_of(key: &str) -> u16 {
+    let h = blake3::hash(key.as_bytes());
+    u16::from_be_bytes([h.as_bytes()[0], h.as_bytes()[1]])
+}
+
+/// Leaf hash: BLAKE3 derive-key mode over key length (u64 LE), key, size
+/// (u64 LE) and content hash.
+pub fn leaf_hash(key: &str, size: u64, content: &Hash) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key(LEAF_CONTEXT);
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key.as_bytes());
+    h.update(&size.to_le_bytes());
+    h.update(content.as_bytes());
+    h.finalize().into()
+}
+
+/// Interior node hash over child hashes; all-zero when every child is.
+fn node_hash<'a>(children: impl IntoIterator<Item = &'a Hash>) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key(NODE_CONTEXT);
+    let mut any = false;
+    for c in children {
+        any |= c.0 != [0; 32];
+        h.update(c.as_bytes());
+    }
+    if any { h.finalize().into() } else { Hash([0; 32]) }
+}
+
+fn leaf_key(bucket: u16, key: &str) -> Vec<u8> {
+    let mut k = bucket.to_be_bytes().to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn node_key(level: u8, index: u16) -> [u8; 3] {
+    let [a, b] = index.to_be_bytes();
+    [level, a, b]
+}
+
+/// Stage a leaf insert or update in `batch`.
+pub(super) fn stage_leaf(db: &DB, batch: &mut WriteBatch, key: &str, size: u64, content: &Hash) {
+    let bucket = bucket_of(key);
+    if let (Some(leaf), Some(dirty)) = (db.cf_handle(CF_MERKLE_LEAF), db.cf_handle(CF_MERKLE_DIRTY))
+    {
+        batch.put_cf(leaf, leaf_key(bucket, key), leaf_hash(key, size, content).as_bytes());
+        batch.put_cf(dirty, bucket.to_be_bytes(), []);
+    }
+}
+
+/// Stage a leaf removal in `batch`.
+pub(super) fn stage_remove(db: &DB, batch: &mut WriteBatch, key: &str) {
+    let bucket = bucket_of(key);
+    if let (Some(leaf), Some(dirty)) = (db.cf_handle(CF_MERKLE_LEAF), db.cf_handle(CF_MERKLE_DIRTY))
+    {
+        batch.delete_cf(leaf, leaf_key(bucket, key));
+        batch.put_cf(dirty, bucket.to_be_bytes(), []);
+    }
+}
+
+/// Read one node: level 0 is the root (index 0), level 1 has 256 nodes,
+/// level 2 has 65,536 buckets.
+pub fn node(db: &DB, level: u8, index: u16) -> Result<Hash, Error> {
+    let v = db
+        .get_cf(cf(db, CF_MERKLE_NODE)?, node_key(level, index))
+        .map_err(db_err)?;
+    Ok(v.and_then(|v| Hash::from_slice(&v)).unwrap_or(Hash([0; 32])))
+}
+
+/// The leaves of one bucket, in key order.
+pub fn bucket_leaves(db: &DB, bucket: u16) -> Result<Vec<(String, Hash)>, Error> {
+    let prefix = bucket.to_be_bytes();
+    let mut out = Vec::new();
+    let iter = db.iterator_cf(
+        cf(db, CF_MERKLE_LEAF)?,
+        IteratorMode::From(&prefix, Direction::Forward),
+    );
+    for item in iter {
+        let (k, v) = item.map_err(db_err)?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let key = String::from_utf8_lossy(&k[2..]).into_owned();
+        if let Some(h) = Hash::from_slice(&v) {
+            out.push((key, h));
+        }
+    }
+    Ok(out)
+}
+
+/// Rehash dirty buckets and their ancestors; returns the root.
+pub(super) fn recompute(db: &DB) -> Result<Hash, Error> {
+    let dirty_cf = cf(db, CF_MERKLE_DIRTY)?;
+    let node_cf = cf(db, CF_MERKLE_NODE)?;
+    let mut dirty: Vec<u16> = Vec::new();
+    for item in db.iterator_cf(dirty_cf, IteratorMode::Start) {
+        let (k, _) = item.map_err(db_err)?;
+        if let Ok(b) = <[u8; 2]>::try_from(&k[..]) {
+            dirty.push(u16::from_be_bytes(b));
+        }
+    }
+    if dirty.is_empty() {
+        return node(db, 0, 0);
+    }
+    let mut batch = WriteBatch::default();
+    let mut parents = std::collections::BTreeSet::new();
+    let mut fresh = std::collections::HashMap::new();
+    for &b in &dirty {
+        let leaves = bucket_leaves(db, b)?;
+        let h = node_hash(leaves.iter().map(|(_, h)| h));
+        batch.put_cf(node_cf, node_key(2, b), h.as_bytes());
+        fresh.insert((2u8, b), h);
+        batch.delete_cf(dirty_cf, b.to_be_bytes());
+        parents.insert(b >> 8);
+    }
+    let read = |level: u8, i: u16, fresh: &std::collections::HashMap<(u8, u16), Hash>| {
+        fresh
+            .get(&(level, i))
+            .copied()
+            .map_or_else(|| node(db, level, i), Ok)
+    };
+    for &p in &parents {
+        let kids = (0..256u16)
+            .map(|i| read(2, (p << 8) | i, &fresh))
+            .collect::<Result<Vec<_>, _>>()?;
+        let h = node_hash(&kids);
+        batch.put_cf(node_cf, node_key(1, p), h.as_bytes());
+        fresh.insert((1, p), h);
+    }
+    let kids = (0..256u16)
+        .map(|i| read(1, i, &fresh))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = node_hash(&kids);
+    batch.put_cf(node_cf, node_key(0, 0), root.as_bytes());
+    db.write(batch).map_err(db_err)?;
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_tree_is_zero_and_leaf_hash_binds_all_fields() {
+        assert_eq!(node_hash(&[Hash([0; 32]); 4]), Hash([0; 32]));
+        let h = Hash::of(b"x");
+        let base = leaf_hash("k", 1, &h);
+        assert_ne!(base, leaf_hash("k2", 1, &h));
+        assert_ne!(base, leaf_hash("k", 2, &h));
+        assert_ne!(base, leaf_hash("k", 1, &Hash::of(b"y")));
+    }
+}

@@ -1,0 +1,298 @@
+//! The manifest: every RocksDB key of the state directory lives here.
+//!
+//! Column families (all keys and values documented in ARCHITECTURE.md):
+//! - `meta`: `schema_version` → u32 BE.
+//! - `objects`: relative object key (UTF-8) → [`ObjectRecord`].
+//! - `chunklists`: content BLAKE3 (32 B) → postcard `Vec<ChunkRef>`.
+//! - `chunks`: chunk BLAKE3 (32 B) → size u32 LE ‖ refs i64 LE (merge: add).
+//! - `content`: content BLAKE3 (32 B) ‖ size u64 BE → object key holding it.
+//! - `merkle_leaf`, `merkle_node`, `merkle_dirty`: see [`merkle`].
+
+pub mod merkle;
+pub mod records;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+
+use crate::chunk::ChunkRef;
+use crate::error::Error;
+use crate::hash::Hash;
+pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+
+/// Version of the on-disk layout this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const CF_META: &str = "meta";
+const CF_OBJECTS: &str = "objects";
+const CF_CHUNKLISTS: &str = "chunklists";
+const CF_CHUNKS: &str = "chunks";
+const CF_CONTENT: &str = "content";
+const CF_MERKLE_LEAF: &str = "merkle_leaf";
+const CF_MERKLE_NODE: &str = "merkle_node";
+const CF_MERKLE_DIRTY: &str = "merkle_dirty";
+const ALL_CFS: [&str; 8] = [
+    CF_META,
+    CF_OBJECTS,
+    CF_CHUNKLISTS,
+    CF_CHUNKS,
+    CF_CONTENT,
+    CF_MERKLE_LEAF,
+    CF_MERKLE_NODE,
+    CF_MERKLE_DIRTY,
+];
+const KEY_SCHEMA: &[u8] = b"schema_version";
+
+fn db_err(e: rocksdb::Error) -> Error {
+    Error::Manifest(e.to_string())
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, Error> {
+    db.cf_handle(name)
+        .ok_or_else(|| Error::Manifest(format!("column family {name} missing")))
+}
+
+/// What committing one object changed in the chunk index.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    /// Bytes of chunks the index had never seen.
+    pub new_chunk_bytes: u64,
+}
+
+/// The open state directory.
+#[derive(Debug)]
+pub struct Manifest {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Manifest {
+    /// Open (creating if needed) the state directory. Refuses a directory
+    /// written by another schema version and one used by another process.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let state_err = |detail: String| Error::StateDir {
+            path: path.to_owned(),
+            detail,
+        };
+        if path.exists() && !path.is_dir() {
+            return Err(state_err("exists and is not a directory".into()));
+        }
+        std::fs::create_dir_all(path).map_err(|e| state_err(format!("cannot create: {e}")))?;
+        let probe = path.join(".write-probe");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| state_err(format!("not writable: {e}")))?;
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|&name| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if name == CF_CHUNKS {
+                o.set_merge_operator_associative("chunk_refs", records::merge_chunk_refs);
+            }
+            ColumnFamilyDescriptor::new(name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") {
+                state_err("in use by another passeur process (RocksDB lock held)".into())
+            } else {
+                state_err(format!("cannot open: {}", crate::error::one_line(&msg)))
+            }
+        })?;
+        let me = Self {
+            db,
+            path: path.to_owned(),
+        };
+        match me.schema_version()? {
+            None => me.set_schema_version(SCHEMA_VERSION)?,
+            Some(SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(Error::SchemaMismatch {
+                    path: path.to_owned(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+        }
+        Ok(me)
+    }
+
+    /// The schema version recorded in the directory, if any.
+    pub fn schema_version(&self) -> Result<Option<u32>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_META)?, KEY_SCHEMA)
+            .map_err(db_err)?;
+        Ok(v.and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
+            .map(u32::from_be_bytes))
+    }
+
+    /// Record a schema version (used on creation, by migrations, and by tests
+    /// that need a directory of another version).
+    #[doc(hidden)]
+    pub fn set_schema_version(&self, v: u32) -> Result<(), Error> {
+        self.db
+            .put_cf(cf(&self.db, CF_META)?, KEY_SCHEMA, v.to_be_bytes())
+            .map_err(db_err)
+    }
+
+    /// The directory this manifest lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record of one object.
+    pub fn object(&self, key: &str) -> Result<Option<ObjectRecord>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_OBJECTS)?, key.as_bytes())
+            .map_err(db_err)?;
+        v.map(|v| records::decode(&v).map_err(|e| Error::Manifest(format!("object {key:?}: {e}"))))
+            .transpose()
+    }
+
+    /// All object records in key order (streamed from disk).
+    pub fn objects(&self) -> impl Iterator<Item = Result<(String, ObjectRecord), Error>> + '_ {
+        let iter = cf(&self.db, CF_OBJECTS)
+            .map(|c| self.db.iterator_cf(c, IteratorMode::Start))
+            .map_err(|e| Error::Manifest(e.to_string()));
+        let (ok, err) = match iter {
+            Ok(i) => (Some(i), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        err.into_iter().chain(ok.into_iter().flatten().map(|item| {
+            let (k, v) = item.map_err(db_err)?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let rec = records::decode(&v).map_err(|e| Error::Manifest(format!("{key:?}: {e}")))?;
+            Ok((key, rec))
+        }))
+    }
+
+    /// The chunk list of a content hash.
+    pub fn chunk_list(&self, content: &Hash) -> Result<Option<Vec<ChunkRef>>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_CHUNKLISTS)?, content.as_bytes())
+            .map_err(db_err)?;
+        v.map(|v| records::decode(&v).map_err(Error::Manifest))
+            .transpose()
+    }
+
+    /// A key whose target object holds this content with these attributes,
+    /// checked against its current record (index entries can be stale).
+    pub fn content_holder(
+        &self,
+        content: &Hash,
+        size: u64,
+        attrs_digest: &Hash,
+    ) -> Result<Option<String>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_CONTENT)?, content_key(content, size))
+            .map_err(db_err)?;
+        let Some(v) = v else { return Ok(None) };
+        let key = String::from_utf8_lossy(&v).into_owned();
+        Ok(self
+            .object(&key)?
+            .filter(|r| {
+                r.blake3 == *content
+                    && r.source.size == size
+                    && r.attrs_digest == *attrs_digest
+                    && r.state == ObjectState::Complete
+            })
+            .map(|_| key))
+    }
+
+    /// Record one replicated object in a single atomic batch: its record, its
+    /// chunk list, chunk reference counts, the content index and its Merkle
+    /// leaf.
+    pub fn commit_object(
+        &self,
+        key: &str,
+        rec: &ObjectRecord,
+        chunks: &[ChunkRef],
+    ) -> Result<CommitStats, Error> {
+        let db = &self.db;
+        let mut batch = WriteBatch::default();
+        let mut stats = CommitStats::default();
+        let old = self.object(key)?;
+        if old.as_ref().map(|o| o.blake3) != Some(rec.blake3) {
+            if let Some(old) = &old {
+                for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
+                    batch.merge_cf(cf(db, CF_CHUNKS)?, c.hash.as_bytes(), records::chunk_value(c.len, -1));
+                }
+            }
+            let chunks_cf = cf(db, CF_CHUNKS)?;
+            let mut seen = HashSet::new();
+            for c in chunks {
+                if seen.insert(c.hash) {
+                    let known = db
+                        .get_cf(chunks_cf, c.hash.as_bytes())
+                        .map_err(db_err)?
+                        .and_then(|v| records::parse_chunk_value(&v))
+                        .is_some_and(|(_, refs)| refs > 0);
+                    if !known {
+                        stats.new_chunk_bytes += u64::from(c.len);
+                    }
+                }
+                batch.merge_cf(chunks_cf, c.hash.as_bytes(), records::chunk_value(c.len, 1));
+            }
+            batch.put_cf(cf(db, CF_CHUNKLISTS)?, rec.blake3.as_bytes(), records::encode(&chunks));
+        }
+        batch.put_cf(cf(db, CF_OBJECTS)?, key.as_bytes(), records::encode(rec));
+        batch.put_cf(
+            cf(db, CF_CONTENT)?,
+            content_key(&rec.blake3, rec.source.size),
+            key.as_bytes(),
+        );
+        merkle::stage_leaf(db, &mut batch, key, rec.source.size, &rec.blake3);
+        db.write(batch).map_err(db_err)?;
+        Ok(stats)
+    }
+
+    /// Forget an object (used when it is deleted from the target).
+    pub fn remove_object(&self, key: &str) -> Result<(), Error> {
+        let db = &self.db;
+        let mut batch = WriteBatch::default();
+        if let Some(old) = self.object(key)? {
+            for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
+                batch.merge_cf(cf(db, CF_CHUNKS)?, c.hash.as_bytes(), records::chunk_value(c.len, -1));
+            }
+        }
+        batch.delete_cf(cf(db, CF_OBJECTS)?, key.as_bytes());
+        merkle::stage_remove(db, &mut batch, key);
+        db.write(batch).map_err(db_err)
+    }
+
+    /// Bring the Merkle tree up to date and return the dataset root.
+    pub fn merkle_root(&self) -> Result<Hash, Error> {
+        merkle::recompute(&self.db)
+    }
+
+    /// A Merkle node (level 0 root, 1, or 2 bucket); call after
+    /// [`Manifest::merkle_root`].
+    pub fn merkle_node(&self, level: u8, index: u16) -> Result<Hash, Error> {
+        merkle::node(&self.db, level, index)
+    }
+
+    /// Make everything written so far durable (fsync the WAL).
+    pub fn sync(&self) -> Result<(), Error> {
+        self.db.flush_wal(true).map_err(db_err)
+    }
+}
+
+fn content_key(content: &Hash, size: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(content.as_bytes());
+    k[32..].copy_from_slice(&size.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,88 @@
+use super::*;
+use crate::chunk::ChunkRef;
+
+fn rec(size: u64, content: &[u8]) -> ObjectRecord {
+    ObjectRecord {
+        source: SourceVersion {
+            size,
+            etag: Some("e".into()),
+            version: None,
+            last_modified_ms: 1,
+        },
+        blake3: Hash::of(content),
+        chunks: 1,
+        target_etag: None,
+        attrs_digest: Hash::of(b""),
+        state: ObjectState::Complete,
+        recorded_ms: 0,
+    }
+}
+
+fn chunk(content: &[u8]) -> Vec<ChunkRef> {
+    vec![ChunkRef {
+        hash: Hash::of(content),
+        len: content.len() as u32,
+    }]
+}
+
+#[test]
+fn commit_then_read_back_and_root_changes_incrementally() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let m = Manifest::open(dir.path())?;
+    assert_eq!(m.schema_version()?, Some(SCHEMA_VERSION));
+    assert_eq!(m.merkle_root()?, Hash([0; 32]));
+
+    let s = m.commit_object("a", &rec(3, b"abc"), &chunk(b"abc"))?;
+    assert_eq!(s.new_chunk_bytes, 3);
+    let r1 = m.merkle_root()?;
+    assert_ne!(r1, Hash([0; 32]));
+    assert_eq!(m.object("a")?, Some(rec(3, b"abc")));
+
+    // Same content under another key: no new chunk bytes, index finds "a".
+    let s = m.commit_object("b", &rec(3, b"abc"), &chunk(b"abc"))?;
+    assert_eq!(s.new_chunk_bytes, 0);
+    let r2 = m.merkle_root()?;
+    assert_ne!(r1, r2);
+    let holder = m.content_holder(&Hash::of(b"abc"), 3, &Hash::of(b""))?;
+    assert!(holder.is_some());
+    assert_eq!(m.content_holder(&Hash::of(b"abc"), 3, &Hash::of(b"other"))?, None);
+
+    // Removing "b" brings the root back to the one-object root.
+    m.remove_object("b")?;
+    assert_eq!(m.merkle_root()?, r1);
+    assert_eq!(m.objects().count(), 1);
+    Ok(())
+}
+
+#[test]
+fn root_is_independent_of_insertion_order() -> Result<(), Error> {
+    let d1 = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let d2 = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let (m1, m2) = (Manifest::open(d1.path())?, Manifest::open(d2.path())?);
+    let keys: Vec<String> = (0..300).map(|i| format!("k/{i}")).collect();
+    for k in &keys {
+        m1.commit_object(k, &rec(1, k.as_bytes()), &chunk(k.as_bytes()))?;
+    }
+    for k in keys.iter().rev() {
+        m2.commit_object(k, &rec(1, k.as_bytes()), &chunk(k.as_bytes()))?;
+    }
+    assert_eq!(m1.merkle_root()?, m2.merkle_root()?);
+    Ok(())
+}
+
+#[test]
+fn refuses_other_schema_version_and_non_directory() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    Manifest::open(dir.path())?.set_schema_version(99)?;
+    match Manifest::open(dir.path()) {
+        Err(Error::SchemaMismatch { found: 99, .. }) => {}
+        other => panic!("expected schema mismatch, got {other:?}"),
+    }
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").map_err(|e| Error::Manifest(e.to_string()))?;
+    assert!(matches!(
+        Manifest::open(&file.join("state")),
+        Err(Error::StateDir { .. })
+    ));
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Live counters of a pass, shared between workers and the progress display.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Counters, updated as work happens.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Objects returned by the source listing.
+    pub listed: AtomicU64,
+    /// Bytes of the objects listed.
+    pub listed_bytes: AtomicU64,
+    /// 1 once the listing is complete.
+    pub listing_done: AtomicU64,
+    /// Objects written to the target.
+    pub copied: AtomicU64,
+    /// Objects already replicated.
+    pub unchanged: AtomicU64,
+    /// Objects materialised by server-side copy.
+    pub deduplicated: AtomicU64,
+    /// Objects that failed.
+    pub failed: AtomicU64,
+    /// Bytes of objects finished (any outcome but failure).
+    pub done_bytes: AtomicU64,
+    /// Object bytes read from the source.
+    pub bytes_read: AtomicU64,
+    /// Object bytes written to the target.
+    pub bytes_written: AtomicU64,
+    /// Bytes not uploaded thanks to server-side copy.
+    pub bytes_saved: AtomicU64,
+    /// Bytes chunked this pass.
+    pub chunk_bytes: AtomicU64,
+    /// Of those, bytes in chunks the index had never seen.
+    pub chunk_bytes_new: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// See [`Stats::listed`].
+    pub listed: u64,
+    /// See [`Stats::listed_bytes`].
+    pub listed_bytes: u64,
+    /// See [`Stats::listing_done`].
+    pub listing_done: bool,
+    /// See [`Stats::copied`].
+    pub copied: u64,
+    /// See [`Stats::unchanged`].
+    pub unchanged: u64,
+    /// See [`Stats::deduplicated`].
+    pub deduplicated: u64,
+    /// See [`Stats::failed`].
+    pub failed: u64,
+    /// See [`Stats::done_bytes`].
+    pub done_bytes: u64,
+    /// See [`Stats::bytes_read`].
+    pub bytes_read: u64,
+    /// See [`Stats::bytes_written`].
+    pub bytes_written: u64,
+    /// See [`Stats::bytes_saved`].
+    pub bytes_saved: u64,
+    /// See [`Stats::chunk_bytes`].
+    pub chunk_bytes: u64,
+    /// See [`Stats::chunk_bytes_new`].
+    pub chunk_bytes_new: u64,
+}
+
+impl Stats {
+    /// Read every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            listed: self.listed.load(Relaxed),
+            listed_bytes: self.listed_bytes.load(Relaxed),
+            listing_done: self.listing_done.load(Relaxed) != 0,
+            copied: self.copied.load(Relaxed),
+            unchanged: self.unchanged.load(Relaxed),
+            deduplicated: self.deduplicated.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            done_bytes: self.done_bytes.load(Relaxed),
+            bytes_read: self.bytes_read.load(Relaxed),
+            bytes_written: self.bytes_written.load(Relaxed),
+            bytes_saved: self.bytes_saved.load(Relaxed),
+            chunk_bytes: self.chunk_bytes.load(Relaxed),
+            chunk_bytes_new: self.chunk_bytes_new.load(Relaxed),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Objects finished, whatever the outcome.
+    pub fn finished(&self) -> u64 {
+        self.copied + self.unchanged + self.deduplicated + self.failed
+    }
+
+    /// Chunk dedup ratio: bytes chunked / bytes in new chunks (1.0 = none).
+    pub fn dedup_ratio(&self) -> f64 {
+        if self.chunk_bytes_new == 0 {
+            1.0
+        } else {
+            self.chunk_bytes as f64 / self.chunk_bytes_new as f64
+        }
+    }
+}

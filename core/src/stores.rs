@@ -1,0 +1,307 @@
+//! Store URLs → `Arc<dyn ObjectStore>` scoped to the URL's prefix, with the
+//! target's part policy. Credentials come from the environment (the standard
+//! AWS_* / AZURE_* / GOOGLE_* variables object_store reads) or from options
+//! loaded from a config file; never from the command line, never printed.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use serde::Deserialize;
+
+use crate::error::{Error, classify_probe};
+use crate::limits::{PartPolicy, Provider};
+
+/// A secret string: deserializes normally, never shows in Debug output.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Options of one store; every field optional, environment fills the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreOptions {
+    /// Multipart limits preset.
+    pub provider: Option<Provider>,
+    /// Custom endpoint (S3-compatible providers, Azurite, …).
+    pub endpoint: Option<String>,
+    /// Region (S3).
+    pub region: Option<String>,
+    /// Path-style requests instead of virtual-hosted (S3).
+    pub path_style: Option<bool>,
+    /// Allow plain HTTP endpoints (off unless asked).
+    pub allow_http: bool,
+    /// Azure: talk to the Azurite emulator with its well-known account.
+    pub emulator: bool,
+    /// S3 access key id.
+    pub access_key_id: Option<String>,
+    /// S3 secret access key.
+    pub secret_access_key: Option<Secret>,
+    /// Azure storage account.
+    pub account: Option<String>,
+    /// Azure storage account key.
+    pub access_key: Option<Secret>,
+    /// Retries of one request (object_store default 10).
+    pub max_retries: Option<usize>,
+    /// Give up retrying a request after this long (default 3 min).
+    pub retry_timeout: Option<Duration>,
+    /// TCP connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Overrides of the provider's part policy.
+    pub part_size: Option<u64>,
+    /// Override: most parts per object.
+    pub max_parts: Option<u64>,
+    /// Override: smallest non-last part.
+    pub min_part: Option<u64>,
+    /// Override: largest part.
+    pub max_part: Option<u64>,
+    /// Override: objects up to this size use one PUT.
+    pub multipart_threshold: Option<u64>,
+}
+
+/// What kind of store a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Local directory.
+    Local,
+    /// S3 or S3-compatible.
+    S3,
+    /// Azure Blob Storage.
+    Azure,
+    /// Google Cloud Storage.
+    Gcs,
+}
+
+/// A store ready to use, scoped to its URL's prefix.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The URL, for messages (never holds credentials).
+    pub url: String,
+    /// Kind of backend.
+    pub kind: StoreKind,
+    /// The store, keys relative to the URL's prefix.
+    pub inner: Arc<dyn ObjectStore>,
+    /// How objects written here are cut into parts.
+    pub policy: PartPolicy,
+}
+
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Store {
+    /// Whether object attributes (Content-Type, metadata…) can be stored.
+    pub fn supports_attributes(&self) -> bool {
+        self.kind != StoreKind::Local
+    }
+
+    /// Build a store from a URL. `create_dir`: a local directory that does
+    /// not exist is created (targets) instead of refused (sources).
+    pub fn open(url: &str, opts: &StoreOptions, create_dir: bool) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (kind, base, prefix): (StoreKind, Arc<dyn ObjectStore>, String) =
+            match url.split_once("://") {
+                None => (StoreKind::Local, local(url, create_dir)?, String::new()),
+                Some(("file", _)) => {
+                    let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+                    let path = parsed
+                        .to_file_path()
+                        .map_err(|()| invalid("not an absolute file path"))?;
+                    (
+                        StoreKind::Local,
+                        local(&path.to_string_lossy(), create_dir)?,
+                        String::new(),
+                    )
+                }
+                Some((scheme @ ("s3" | "az" | "azure" | "gs"), rest)) => {
+                    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                    if bucket.is_empty() {
+                        return Err(invalid("missing bucket or container name"));
+                    }
+                    let store: Arc<dyn ObjectStore> = match scheme {
+                        "s3" => Arc::new(s3(bucket, opts)?),
+                        "gs" => Arc::new(
+                            GoogleCloudStorageBuilder::from_env()
+                                .with_bucket_name(bucket)
+                                .with_retry(retry(opts))
+                                .with_client_options(client(opts))
+                                .build()
+                                .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
+                        ),
+                        _ => Arc::new(azure(bucket, opts)?),
+                    };
+                    let kind = match scheme {
+                        "s3" => StoreKind::S3,
+                        "gs" => StoreKind::Gcs,
+                        _ => StoreKind::Azure,
+                    };
+                    (kind, store, prefix.trim_matches('/').to_owned())
+                }
+                Some((scheme, _)) => {
+                    return Err(invalid(&format!(
+                        "unknown scheme {scheme:?} (use a path, file://, s3://, az:// or gs://)"
+                    )));
+                }
+            };
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            base
+        } else {
+            // The prefix is taken as written (not percent-decoded), like rclone.
+            let p = Path::parse(&prefix).map_err(|e| invalid(&e.to_string()))?;
+            Arc::new(PrefixStore::new(base, p))
+        };
+        let default_provider = match kind {
+            StoreKind::Azure => Provider::Azure,
+            StoreKind::Gcs => Provider::Gcs,
+            StoreKind::S3 | StoreKind::Local => Provider::Generic,
+        };
+        let policy = policy(opts.provider.unwrap_or(default_provider), opts)?;
+        Ok(Self {
+            url: url.to_owned(),
+            kind,
+            inner,
+            policy,
+        })
+    }
+
+    /// Check the store answers and the container exists, classifying the
+    /// failure (missing container, access denied, unreachable).
+    pub async fn probe(&self) -> Result<(), Error> {
+        self.inner
+            .list_with_delimiter(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify_probe(&self.url, e))
+    }
+}
+
+fn local(path: &str, create_dir: bool) -> Result<Arc<dyn ObjectStore>, Error> {
+    let p = std::path::Path::new(path);
+    if create_dir {
+        std::fs::create_dir_all(p).map_err(|e| Error::InvalidUrl {
+            url: path.to_owned(),
+            reason: format!("cannot create directory: {e}"),
+        })?;
+    } else if !p.is_dir() {
+        return Err(Error::MissingContainer {
+            store: path.to_owned(),
+        });
+    }
+    let fs = LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
+        url: path.to_owned(),
+        reason: crate::error::error_chain(&e),
+    })?;
+    Ok(Arc::new(fs))
+}
+
+fn retry(opts: &StoreOptions) -> RetryConfig {
+    let d = RetryConfig::default();
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: opts.max_retries.unwrap_or(d.max_retries),
+        retry_timeout: opts.retry_timeout.unwrap_or(d.retry_timeout),
+    }
+}
+
+fn client(opts: &StoreOptions) -> ClientOptions {
+    let mut c = ClientOptions::new().with_allow_http(opts.allow_http);
+    if let Some(t) = opts.connect_timeout {
+        c = c.with_connect_timeout(t);
+    }
+    c
+}
+
+fn s3(bucket: &str, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3, Error> {
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry(opts))
+        .with_client_options(client(opts));
+    if let Some(e) = &opts.endpoint {
+        b = b.with_endpoint(e);
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    if let Some(ps) = opts.path_style {
+        b = b.with_virtual_hosted_style_request(!ps);
+    }
+    if let Some(k) = &opts.access_key_id {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(s) = &opts.secret_access_key {
+        b = b.with_secret_access_key(&s.0);
+    }
+    b.build().map_err(|e| Error::InvalidUrl {
+        url: format!("s3://{bucket}"),
+        reason: crate::error::error_chain(&e),
+    })
+}
+
+fn azure(container: &str, opts: &StoreOptions) -> Result<object_store::azure::MicrosoftAzure, Error> {
+    let mut b = MicrosoftAzureBuilder::from_env()
+        .with_container_name(container)
+        .with_retry(retry(opts))
+        .with_client_options(client(opts));
+    let mut account = opts.account.clone();
+    let mut key = opts.access_key.clone();
+    match (&opts.endpoint, opts.emulator) {
+        (Some(e), true) => {
+            // Azurite on a chosen address: path-style URL with the account.
+            let acct = account.get_or_insert_with(|| AZURITE_ACCOUNT.to_owned()).clone();
+            key.get_or_insert_with(|| Secret(AZURITE_KEY.to_owned()));
+            b = b
+                .with_endpoint(format!("{}/{acct}", e.trim_end_matches('/')))
+                .with_allow_http(true);
+        }
+        (None, true) => b = b.with_use_emulator(true),
+        (Some(e), false) => b = b.with_endpoint(e.clone()),
+        (None, false) => {}
+    }
+    if let Some(a) = account {
+        b = b.with_account(a);
+    }
+    if let Some(k) = key {
+        b = b.with_access_key(k.0);
+    }
+    b.build().map_err(|e| Error::InvalidUrl {
+        url: format!("az://{container}"),
+        reason: crate::error::error_chain(&e),
+    })
+}
+
+fn policy(provider: Provider, o: &StoreOptions) -> Result<PartPolicy, Error> {
+    let mut p = PartPolicy::for_provider(provider);
+    if let Some(v) = o.max_parts {
+        p.limits.max_parts = v;
+    }
+    if let Some(v) = o.min_part {
+        p.limits.min_part = v;
+    }
+    if let Some(v) = o.max_part {
+        p.limits.max_part = v;
+    }
+    if let Some(v) = o.part_size {
+        p.part_size = v;
+        p.multipart_threshold = v;
+    }
+    if let Some(v) = o.multipart_threshold {
+        p.multipart_threshold = v;
+    }
+    p.validate()?;
+    Ok(p)
+}

@@ -1,0 +1,214 @@
+//! One replication pass: stream the source listing, replicate each object
+//! with bounded concurrency, and report what happened. The listing is never
+//! collected in memory; failures of single objects do not stop the pass.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use futures::stream::StreamExt;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::chunk::ChunkParams;
+use crate::error::{Error, error_chain};
+use crate::hash::Hash;
+use crate::manifest::Manifest;
+use crate::stats::{Snapshot, Stats};
+use crate::stores::Store;
+use crate::transfer::{Ctx, Outcome};
+
+/// How a pass runs.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// List and compare only; read and write nothing.
+    pub dry_run: bool,
+    /// Objects replicated at once.
+    pub concurrency: usize,
+    /// Bytes of object data buffered at once, all objects together.
+    pub memory_budget: u64,
+    /// Parts uploaded at once per multipart object.
+    pub parts_in_flight: usize,
+    /// Content-defined chunking parameters.
+    pub chunking: ChunkParams,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            concurrency: 8,
+            memory_budget: 1024 * 1024 * 1024,
+            parts_in_flight: 4,
+            chunking: ChunkParams::default(),
+        }
+    }
+}
+
+/// A failed object and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// Object key relative to the source URL.
+    pub key: String,
+    /// One-line reason.
+    pub reason: String,
+}
+
+/// Events a pass reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// One object finished.
+    Object {
+        /// Key relative to the source URL.
+        key: String,
+        /// Size in bytes.
+        size: u64,
+        /// What happened, or why it failed.
+        result: Result<Outcome, String>,
+    },
+}
+
+/// The result of a pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassSummary {
+    /// Final counters.
+    pub stats: Snapshot,
+    /// Failed objects (at most [`MAX_FAILURES_KEPT`]; `stats.failed` counts all).
+    pub failures: Vec<Failure>,
+    /// Listing error that cut the pass short, if any.
+    pub listing_error: Option<String>,
+    /// Whether the pass stopped early on request.
+    pub interrupted: bool,
+    /// Dataset Merkle root after the pass (hex).
+    pub merkle_root: String,
+    /// Objects that a dry run would copy.
+    pub would_copy: u64,
+}
+
+/// Failures kept with their reasons in the summary.
+pub const MAX_FAILURES_KEPT: usize = 1000;
+
+impl PassSummary {
+    /// Whether everything listed is at the target.
+    pub fn complete(&self) -> bool {
+        self.stats.failed == 0 && self.listing_error.is_none() && !self.interrupted
+    }
+}
+
+/// Run one pass from `source` to `target`. `shutdown` resolving stops taking
+/// new objects; objects in progress finish.
+pub async fn run_pass(
+    source: Store,
+    target: Store,
+    manifest: Arc<Manifest>,
+    opts: &PassOptions,
+    stats: Arc<Stats>,
+    on_event: impl Fn(&Event),
+    shutdown: impl Future<Output = ()>,
+) -> Result<PassSummary, Error> {
+    opts.chunking.validate().map_err(Error::InvalidOption)?;
+    source.probe().await?;
+    target.probe().await?;
+    let memory_mib = u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
+    let ctx = Ctx {
+        source: source.clone(),
+        target,
+        manifest: Arc::clone(&manifest),
+        chunking: opts.chunking,
+        stats: Arc::clone(&stats),
+        memory: Arc::new(Semaphore::new(memory_mib as usize)),
+        memory_mib,
+        parts_in_flight: opts.parts_in_flight,
+    };
+    let mut failures = Vec::new();
+    let mut listing_error = None;
+    let mut would_copy = 0;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listing = source.inner.list(None).take_until(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    });
+    let dry_run = opts.dry_run;
+    let ctx_ref = &ctx;
+    let stats_ref = &stats;
+    let mut results = listing
+        .map(|item| async move {
+            let meta = match item {
+                Ok(m) => m,
+                Err(e) => return Err(error_chain(&e)),
+            };
+            stats_ref.listed.fetch_add(1, Relaxed);
+            stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
+            let r = ctx_ref.replicate(&meta, dry_run).await;
+            Ok((meta, r))
+        })
+        .buffer_unordered(opts.concurrency.max(1));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut interrupted = false;
+    loop {
+        let next = tokio::select! {
+            n = results.next() => n,
+            () = &mut shutdown, if !interrupted => {
+                interrupted = true;
+                let _ = stop_tx.send(true);
+                tracing::info!("stop requested: finishing objects in progress");
+                continue;
+            }
+        };
+        let Some(item) = next else { break };
+        let (meta, r) = match item {
+            Ok(v) => v,
+            Err(e) => {
+                listing_error = Some(format!("listing {} failed: {e}", source.url));
+                let _ = stop_tx.send(true);
+                continue;
+            }
+        };
+        let key = meta.location.as_ref().to_owned();
+        let counter = match &r {
+            Ok(Outcome::Copied) => &stats.copied,
+            Ok(Outcome::Unchanged) => &stats.unchanged,
+            Ok(Outcome::Deduplicated) => &stats.deduplicated,
+            Ok(Outcome::WouldCopy) => {
+                would_copy += 1;
+                &stats.unchanged
+            }
+            Err(_) => &stats.failed,
+        };
+        if !matches!(r, Ok(Outcome::WouldCopy)) {
+            counter.fetch_add(1, Relaxed);
+        }
+        if r.is_ok() {
+            stats.done_bytes.fetch_add(meta.size, Relaxed);
+        }
+        let result = r.map_err(|e| e.to_string());
+        if let Err(reason) = &result {
+            tracing::warn!(%key, %reason, "object failed");
+            if failures.len() < MAX_FAILURES_KEPT {
+                failures.push(Failure {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        on_event(&Event::Object {
+            key,
+            size: meta.size,
+            result,
+        });
+    }
+    drop(results);
+    if listing_error.is_none() && !interrupted {
+        stats.listing_done.store(1, Relaxed);
+    }
+    let root: Hash = manifest.merkle_root()?;
+    manifest.sync()?;
+    Ok(PassSummary {
+        stats: stats.snapshot(),
+        failures,
+        listing_error,
+        interrupted,
+        merkle_root: root.to_hex(),
+        would_copy,
+    })
+}

@@ -1,0 +1,332 @@
+//! One object's trip: read the source once as a stream, cut it into
+//! content-defined chunks, hash it, write it to the target (one PUT, or a
+//! multipart upload whose parts follow the target's limits), or materialise
+//! it by server-side copy when the target already holds the same content.
+//! The manifest is written only after the target confirmed the object, so a
+//! record always describes bytes that are really there.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::BytesMut;
+use futures::stream::{FuturesUnordered, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    Attributes, GetOptions, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use tokio::sync::Semaphore;
+
+use crate::attrs;
+use crate::chunk::{ChunkParams, ChunkRef, Chunker};
+use crate::error::{Error, error_chain};
+use crate::hash::Hash;
+use crate::limits::Plan;
+use crate::manifest::{Manifest, ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+use crate::stats::Stats;
+use crate::stores::{Store, StoreKind};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Everything one object's transfer needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Where objects are read.
+    pub source: Store,
+    /// Where objects are written.
+    pub target: Store,
+    /// The state directory.
+    pub manifest: Arc<Manifest>,
+    /// Chunking parameters.
+    pub chunking: ChunkParams,
+    /// Live counters.
+    pub stats: Arc<Stats>,
+    /// Memory budget in MiB permits: bytes buffered for PUTs and parts.
+    pub memory: Arc<Semaphore>,
+    /// Total MiB permits of `memory`.
+    pub memory_mib: u32,
+    /// Parts uploaded concurrently per multipart object.
+    pub parts_in_flight: usize,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already replicated at this version: no bytes read or written.
+    Unchanged,
+    /// Read and written to the target.
+    Copied,
+    /// Materialised by server-side copy of identical content.
+    Deduplicated,
+    /// Dry run: would be copied.
+    WouldCopy,
+}
+
+/// The version a listing entry describes.
+pub fn listed_version(meta: &ObjectMeta) -> SourceVersion {
+    SourceVersion {
+        size: meta.size,
+        etag: normalize_etag(meta.e_tag.as_deref()),
+        version: meta.version.clone(),
+        last_modified_ms: meta.last_modified.timestamp_millis(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn store_err(what: &str, e: object_store::Error) -> Error {
+    Error::Object(format!("{what}: {}", error_chain(&e)))
+}
+
+struct Digested {
+    blake3: Hash,
+    chunks: Vec<ChunkRef>,
+}
+
+/// Hashes and chunks a stream as it passes.
+struct Digester {
+    hasher: blake3::Hasher,
+    chunker: Chunker,
+    chunks: Vec<ChunkRef>,
+    total: u64,
+}
+
+impl Digester {
+    fn new(p: ChunkParams) -> Self {
+        Self {
+            hasher: blake3::Hasher::new(),
+            chunker: Chunker::new(p),
+            chunks: Vec::new(),
+            total: 0,
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        self.hasher.update(b);
+        self.chunker.push(b, &mut self.chunks);
+        self.total += b.len() as u64;
+    }
+    fn finish(mut self, expected: u64) -> Result<Digested, Error> {
+        if self.total != expected {
+            return Err(Error::Object(format!(
+                "source changed while being read: expected {expected} bytes, got {}",
+                self.total
+            )));
+        }
+        self.chunker.finish(&mut self.chunks);
+        Ok(Digested {
+            blake3: self.hasher.finalize().into(),
+            chunks: self.chunks,
+        })
+    }
+}
+
+impl Ctx {
+    /// Replicate one listed object.
+    pub async fn replicate(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
+        let key = meta.location.as_ref();
+        let listed = listed_version(meta);
+        if let Some(rec) = self.manifest.object(key)? {
+            if rec.state == ObjectState::Complete && rec.source.same_as(&listed) {
+                return Ok(Outcome::Unchanged);
+            }
+        }
+        if dry_run {
+            return Ok(Outcome::WouldCopy);
+        }
+        let got = self
+            .source
+            .inner
+            .get_opts(&meta.location, GetOptions::default())
+            .await
+            .map_err(|e| store_err("read source", e))?;
+        let size = got.meta.size;
+        let mut version = listed.clone();
+        let got_etag = normalize_etag(got.meta.e_tag.as_deref());
+        if version.size != size || (version.etag.is_some() && got_etag.is_some() && version.etag != got_etag) {
+            // Changed between listing and read: record what we read.
+            version = listed_version(&got.meta);
+        } else if version.etag.is_none() {
+            version.etag = got_etag;
+        }
+        let attributes = if self.target.supports_attributes() {
+            attrs::for_target(
+                &got.attributes,
+                key,
+                version.last_modified_ms,
+                self.source.kind == StoreKind::Local,
+            )
+        } else {
+            Attributes::new()
+        };
+        let attrs_digest = attrs::digest(&attributes);
+        let stream = got.into_stream();
+        let plan = self.target.policy.plan(size)?;
+        let (digest, put, outcome) = match plan {
+            Plan::Single => self.single(&meta.location, size, stream, attributes, &attrs_digest).await?,
+            Plan::Multipart { part_size, .. } => {
+                let (d, p) = self.multipart(&meta.location, size, part_size, stream, attributes).await?;
+                (d, p, Outcome::Copied)
+            }
+        };
+        let rec = ObjectRecord {
+            source: version,
+            blake3: digest.blake3,
+            chunks: u32::try_from(digest.chunks.len()).unwrap_or(u32::MAX),
+            target_etag: normalize_etag(put.e_tag.as_deref()),
+            attrs_digest,
+            state: ObjectState::Complete,
+            recorded_ms: now_ms(),
+        };
+        let commit = self.manifest.commit_object(key, &rec, &digest.chunks)?;
+        self.stats.chunk_bytes.fetch_add(size, Relaxed);
+        self.stats.chunk_bytes_new.fetch_add(commit.new_chunk_bytes, Relaxed);
+        Ok(outcome)
+    }
+
+    async fn budget(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        let want = u32::try_from(bytes.div_ceil(MIB).max(1))
+            .unwrap_or(u32::MAX)
+            .min(self.memory_mib);
+        Arc::clone(&self.memory)
+            .acquire_many_owned(want)
+            .await
+            .map_err(|e| Error::Object(format!("memory budget closed: {e}")))
+    }
+
+    async fn single(
+        &self,
+        loc: &Path,
+        size: u64,
+        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        attributes: Attributes,
+        attrs_digest: &Hash,
+    ) -> Result<(Digested, PutResult, Outcome), Error> {
+        let _permit = self.budget(size).await?;
+        let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut dig = Digester::new(self.chunking);
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| store_err("read source", e))?;
+            self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+            dig.update(&b);
+            if dig.total > size {
+                break;
+            }
+            buf.extend_from_slice(&b);
+        }
+        let digest = dig.finish(size)?;
+        if let Some(holder) = self.manifest.content_holder(&digest.blake3, size, attrs_digest)? {
+            if holder != loc.as_ref() {
+                let from = Path::parse(&holder).map_err(|e| Error::Object(e.to_string()))?;
+                match self.target.inner.copy(&from, loc).await {
+                    Ok(()) => {
+                        self.stats.bytes_saved.fetch_add(size, Relaxed);
+                        let put = PutResult {
+                            e_tag: None,
+                            version: None,
+                        };
+                        return Ok((digest, put, Outcome::Deduplicated));
+                    }
+                    Err(e) => tracing::debug!(%holder, error = %e, "server-side copy failed; uploading"),
+                }
+            }
+        }
+        let opts = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        let put = self
+            .target
+            .inner
+            .put_opts(loc, PutPayload::from(buf.freeze()), opts)
+            .await
+            .map_err(|e| store_err("write target", e))?;
+        self.stats.bytes_written.fetch_add(size, Relaxed);
+        Ok((digest, put, Outcome::Copied))
+    }
+
+    async fn multipart(
+        &self,
+        loc: &Path,
+        size: u64,
+        part_size: u64,
+        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        attributes: Attributes,
+    ) -> Result<(Digested, PutResult), Error> {
+        let in_flight = self.parts_in_flight.max(1);
+        let _permit = self.budget(part_size * (in_flight as u64 + 1)).await?;
+        let opts = PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        };
+        let mut upload = self
+            .target
+            .inner
+            .put_multipart_opts(loc, opts)
+            .await
+            .map_err(|e| store_err("start multipart upload", e))?;
+        let part_len = usize::try_from(part_size).unwrap_or(usize::MAX);
+        let mut dig = Digester::new(self.chunking);
+        let mut part = BytesMut::with_capacity(part_len);
+        let mut pending = FuturesUnordered::new();
+        let stats = Arc::clone(&self.stats);
+        let result: Result<(), Error> = async {
+            loop {
+                let next = stream.next().await;
+                let last = next.is_none();
+                if let Some(b) = next {
+                    let b = b.map_err(|e| store_err("read source", e))?;
+                    stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+                    dig.update(&b);
+                    if dig.total > size {
+                        break;
+                    }
+                    part.extend_from_slice(&b);
+                }
+                while part.len() >= part_len || (last && !part.is_empty()) {
+                    let n = part.len().min(part_len);
+                    let data = part.split_to(n).freeze();
+                    while pending.len() >= in_flight {
+                        if let Some(r) = pending.next().await {
+                            r?;
+                        }
+                    }
+                    let fut = upload.put_part(PutPayload::from(data));
+                    let stats = Arc::clone(&stats);
+                    pending.push(async move {
+                        fut.await.map_err(|e| store_err("upload part", e))?;
+                        stats.bytes_written.fetch_add(n as u64, Relaxed);
+                        Ok::<(), Error>(())
+                    });
+                }
+                if last {
+                    break;
+                }
+            }
+            while let Some(r) = pending.next().await {
+                r?;
+            }
+            Ok(())
+        }
+        .await;
+        let digest = match result.and_then(|()| dig.finish(size)) {
+            Ok(d) => d,
+            Err(e) => {
+                drop(pending);
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!(key = %loc, error = %abort, "abort of multipart upload failed");
+                }
+                return Err(e);
+            }
+        };
+        match upload.complete().await {
+            Ok(put) => Ok((digest, put)),
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(store_err("complete multipart upload", e))
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Command-line definition.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// passeur: content-addressed replication between object stores.
+#[derive(Debug, Parser)]
+#[command(name = "passeur", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one replication pass from SOURCE to TARGET and exit.
+    Sync(SyncArgs),
+    /// Replicate a generated sample dataset between two local directories.
+    Demo(DemoArgs),
+}
+
+/// How progress and results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Progress bar on a terminal, plain lines otherwise.
+    Auto,
+    /// Plain text lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `passeur sync`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Source URL: a directory, file://, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix.
+    #[arg(long)]
+    pub source: String,
+    /// Target URL (same forms as --source).
+    #[arg(long)]
+    pub target: String,
+    /// State directory holding the manifest (RocksDB).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// TOML file with store options, chunking and transfer settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// List what would be copied; read and write no object.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Objects replicated at once (overrides the config file).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Auto)]
+    pub output: Output,
+}
+
+/// `passeur demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Working directory (source/, target/, state/ are created in it).
+    #[arg(long, default_value = "passeur-demo")]
+    pub dir: PathBuf,
+}

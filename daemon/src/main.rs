@@ -1,0 +1,167 @@
+//! The `passeur` executable: parses the command line, wires the core, maps
+//! outcomes to exit codes. All replication logic lives in passeur-core.
+
+mod cli;
+mod demo;
+mod exit;
+mod output;
+mod signals;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use futures::StreamExt;
+use passeur_config::SyncConfig;
+use passeur_core::manifest::Manifest;
+use passeur_core::stats::Stats;
+use passeur_core::stores::Store;
+use passeur_core::sync::run_pass;
+
+use cli::{Cli, Command, Output, SyncArgs};
+use output::{Mode, Reporter};
+use signals::Request;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_logs = matches!(&cli.command, Command::Sync(a) if a.output == Output::Json);
+    init_tracing(json_logs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(exit::SOFTWARE, &format!("cannot start the runtime: {e}")),
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Sync(args) => sync(args).await,
+            Command::Demo(args) => run_demo(args).await,
+        }
+    });
+    // Do not wait for stuck blocking work on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    ExitCode::from(code)
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PASSEUR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+/// Print one line naming the problem and return its exit code.
+fn fail(code: u8, msg: &str) -> u8 {
+    eprintln!("passeur: error: {msg}");
+    code
+}
+
+async fn sync(args: SyncArgs) -> u8 {
+    let cfg = match &args.config {
+        Some(p) => match SyncConfig::load(p) {
+            Ok(c) => c,
+            Err(e) => return fail(exit::CONFIG, &e.to_string()),
+        },
+        None => SyncConfig::default(),
+    };
+    let mut opts = match cfg.pass_options(args.dry_run) {
+        Ok(o) => o,
+        Err(e) => return fail(exit::CONFIG, &e),
+    };
+    if let Some(c) = args.concurrency {
+        opts.concurrency = c.max(1);
+    }
+    let source = match Store::open(&args.source, &cfg.source.to_options(), false) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
+    };
+    let target = match Store::open(&args.target, &cfg.target.to_options(), !args.dry_run) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::for_error(&e), &format!("target: {e}")),
+    };
+    let manifest = match Manifest::open(&args.state) {
+        Ok(m) => Arc::new(m),
+        Err(e) => return fail(exit::for_error(&e), &e.to_string()),
+    };
+    let stats = Arc::new(Stats::default());
+    let reporter = Reporter::new(Mode::resolve(args.output), Arc::clone(&stats));
+    let (mut requests, handle) = match signals::requests() {
+        Ok(r) => r,
+        Err(e) => return fail(exit::SOFTWARE, &format!("cannot install signal handlers: {e}")),
+    };
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let pass = run_pass(
+        source,
+        target,
+        manifest,
+        &opts,
+        Arc::clone(&stats),
+        |e| reporter.event(e),
+        shutdown,
+    );
+    let mut pass = std::pin::pin!(pass);
+    let mut ticker = tokio::time::interval(reporter.interval());
+    ticker.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut pass => break r,
+            _ = ticker.tick() => reporter.tick(),
+            req = requests.next() => match req {
+                Some(Request::Stop) => {
+                    eprintln!("passeur: stopping after the objects in progress (signal again to quit now)");
+                    let _ = stop_tx.send(true);
+                }
+                Some(Request::Quit) | None => {
+                    handle.close();
+                    return fail(exit::INTERRUPTED, "interrupted; objects in progress were not recorded and will be copied again");
+                }
+            },
+        }
+    };
+    handle.close();
+    match result {
+        Ok(summary) => {
+            reporter.summary(&summary);
+            if summary.interrupted {
+                exit::INTERRUPTED
+            } else if summary.complete() {
+                exit::OK
+            } else {
+                exit::INCOMPLETE
+            }
+        }
+        Err(e) => fail(exit::for_error(&e), &e.to_string()),
+    }
+}
+
+async fn run_demo(args: cli::DemoArgs) -> u8 {
+    let src = args.dir.join("source");
+    let (n, bytes) = match demo::create_dataset(&src) {
+        Ok(v) => v,
+        Err(e) => return fail(exit::SOFTWARE, &format!("{e:#}")),
+    };
+    println!("sample dataset: {n} objects, {bytes} bytes in {}", src.display());
+    let mut code = exit::OK;
+    for round in ["first pass (copies everything)", "second pass (nothing changed)"] {
+        println!("== {round}");
+        code = sync(SyncArgs {
+            source: src.to_string_lossy().into_owned(),
+            target: args.dir.join("target").to_string_lossy().into_owned(),
+            state: args.dir.join("state"),
+            config: None,
+            dry_run: false,
+            concurrency: None,
+            output: Output::Auto,
+        })
+        .await;
+        if code != exit::OK {
+            break;
+        }
+    }
+    code
+}

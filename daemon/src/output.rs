@@ -1,0 +1,201 @@
+//! Progress and summaries: a progress bar on a terminal, plain or JSON
+//! lines otherwise. Progress goes to stderr, the summary to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use passeur_core::stats::{Snapshot, Stats};
+use passeur_core::sync::{Event, PassSummary};
+use passeur_core::transfer::Outcome;
+
+use crate::cli::Output;
+
+/// Resolved output mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// indicatif bar.
+    Bar,
+    /// Plain lines.
+    Plain,
+    /// JSON lines.
+    Json,
+}
+
+impl Mode {
+    /// Choose from the flag and whether stderr is a terminal.
+    pub fn resolve(o: Output) -> Self {
+        match o {
+            Output::Json => Mode::Json,
+            Output::Plain => Mode::Plain,
+            Output::Auto if std::io::stderr().is_terminal() => Mode::Bar,
+            Output::Auto => Mode::Plain,
+        }
+    }
+}
+
+fn human(bytes: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{v:.0} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+fn progress_line(s: &Snapshot, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = s.bytes_read as f64 / secs;
+    let eta = if s.listing_done && rate > 0.0 {
+        let left = s.listed_bytes.saturating_sub(s.done_bytes) as f64;
+        format!("{}s", (left / rate).ceil())
+    } else {
+        "?".into()
+    };
+    format!(
+        "objects {}/{}{} · {} read · {} written · {}/s · ETA {eta}",
+        s.finished(),
+        s.listed,
+        if s.listing_done { "" } else { "+" },
+        human(s.bytes_read as f64),
+        human(s.bytes_written as f64),
+        human(rate),
+    )
+}
+
+/// Prints progress while a pass runs.
+#[derive(Debug)]
+pub struct Reporter {
+    mode: Mode,
+    stats: Arc<Stats>,
+    started: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Reporter {
+    /// A reporter over live counters.
+    pub fn new(mode: Mode, stats: Arc<Stats>) -> Self {
+        let bar = (mode == Mode::Bar).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Self {
+            mode,
+            stats,
+            started: Instant::now(),
+            bar,
+        }
+    }
+
+    /// Refresh the display; called periodically.
+    pub fn tick(&self) {
+        let s = self.stats.snapshot();
+        let line = progress_line(&s, self.started.elapsed());
+        match self.mode {
+            Mode::Bar => {
+                if let Some(b) = &self.bar {
+                    b.set_message(line);
+                }
+            }
+            Mode::Plain => eprintln!("progress: {line}"),
+            Mode::Json => {
+                let v = serde_json::json!({"event": "progress", "elapsed_s": self.started.elapsed().as_secs_f64(), "stats": s});
+                eprintln!("{v}");
+            }
+        }
+    }
+
+    /// How often [`Reporter::tick`] should run.
+    pub fn interval(&self) -> Duration {
+        match self.mode {
+            Mode::Bar => Duration::from_millis(250),
+            Mode::Plain | Mode::Json => Duration::from_secs(10),
+        }
+    }
+
+    /// One object finished.
+    pub fn event(&self, e: &Event) {
+        let Event::Object { key, size, result } = e;
+        let word = match result {
+            Ok(Outcome::Unchanged) => return,
+            Ok(Outcome::Copied) => "copied",
+            Ok(Outcome::Deduplicated) => "deduplicated",
+            Ok(Outcome::WouldCopy) => "would-copy",
+            Err(_) => "failed",
+        };
+        let reason = result.as_ref().err();
+        match self.mode {
+            Mode::Json => {
+                let v = serde_json::json!({"event": "object", "key": key, "size": size, "outcome": word, "reason": reason});
+                eprintln!("{v}");
+            }
+            Mode::Plain | Mode::Bar => {
+                let line = match reason {
+                    Some(r) => format!("failed: {key:?}: {r}"),
+                    None if word == "would-copy" => format!("would copy: {key:?} ({size} bytes)"),
+                    None => return,
+                };
+                match &self.bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+    }
+
+    /// Print the final summary to stdout.
+    pub fn summary(&self, s: &PassSummary) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        let elapsed = self.started.elapsed();
+        let mut out = std::io::stdout().lock();
+        let text = match self.mode {
+            Mode::Json => {
+                let v = serde_json::json!({"event": "summary", "elapsed_s": elapsed.as_secs_f64(), "complete": s.complete(), "dedup_ratio": s.stats.dedup_ratio(), "summary": s});
+                format!("{v}\n")
+            }
+            Mode::Plain | Mode::Bar => human_summary(s, elapsed),
+        };
+        // A closed stdout is not worth a panic.
+        let _ = out.write_all(text.as_bytes());
+    }
+}
+
+fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
+    let st = &s.stats;
+    let mut t = String::new();
+    let status = if s.complete() { "complete" } else { "INCOMPLETE" };
+    t.push_str(&format!("pass {status} in {:.1}s\n", elapsed.as_secs_f64()));
+    t.push_str(&format!(
+        "objects: {} listed, {} copied, {} unchanged, {} deduplicated, {} failed\n",
+        st.listed, st.copied, st.unchanged, st.deduplicated, st.failed
+    ));
+    if s.would_copy > 0 {
+        t.push_str(&format!("dry run: {} objects would be copied\n", s.would_copy));
+    }
+    t.push_str(&format!(
+        "bytes: {} read, {} written, {} saved by server-side copy\n",
+        st.bytes_read, st.bytes_written, st.bytes_saved
+    ));
+    t.push_str(&format!("chunk dedup ratio: {:.3}\n", st.dedup_ratio()));
+    t.push_str(&format!("merkle root: {}\n", s.merkle_root));
+    if let Some(e) = &s.listing_error {
+        t.push_str(&format!("listing error: {e}\n"));
+    }
+    if s.interrupted {
+        t.push_str("interrupted: objects not yet listed were not replicated\n");
+    }
+    for f in &s.failures {
+        t.push_str(&format!("failed: {:?}: {}\n", f.key, f.reason));
+    }
+    t
+}

@@ -1,0 +1,25 @@
+//! Signals mapped to what they mean for passeur.
+
+use futures::stream::StreamExt;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+
+/// What a received signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Stop taking work, finish what is in flight, exit.
+    Stop,
+    /// Second stop request: exit now.
+    Quit,
+}
+
+/// Install handlers for SIGINT and SIGTERM; returns a stream of requests
+/// (first signal → Stop, any later one → Quit).
+pub fn requests() -> std::io::Result<(impl futures::Stream<Item = Request>, signal_hook_tokio::Handle)> {
+    let signals = Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    let stream = signals
+        .enumerate()
+        .map(|(i, _sig)| if i == 0 { Request::Stop } else { Request::Quit });
+    Ok((stream, handle))
+}

@@ -1,0 +1,189 @@
+//! Real servers for the integration suite. Each is started on 127.0.0.1 at
+//! a free port with its own data directory, and killed by PID on drop.
+//! Their binaries come from scripts/setup.sh (paths in PASSEUR_* variables
+//! or in the cache's `servers/env` file).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+
+/// Credentials of the S3 test servers.
+pub const S3_KEY: &str = "testing";
+/// Secret of the S3 test servers.
+pub const S3_SECRET: &str = "testing";
+
+/// Kinds of server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Azure Blob emulator.
+    Azurite,
+    /// moto S3.
+    Moto,
+    /// s3s-fs S3 over a directory.
+    S3sFs,
+}
+
+/// A running server; killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    /// What it is.
+    pub kind: Kind,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    child: Child,
+    /// Its data directory.
+    pub data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(var: &str) -> Result<PathBuf> {
+    if let Ok(v) = std::env::var(var) {
+        return Ok(PathBuf::from(v));
+    }
+    let cache = std::env::var("PASSEUR_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/passeur")
+    });
+    let env = std::fs::read_to_string(cache.join("servers/env"))
+        .context("test servers not installed: run scripts/setup.sh (or scripts/test.sh)")?;
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}=")))
+        .map(PathBuf::from)
+        .with_context(|| format!("{var} missing from servers/env: rerun scripts/setup.sh"))
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_ready(port: u16, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited during start-up: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on port {port} within 60 s")
+}
+
+impl Server {
+    /// Start a server of `kind`.
+    pub fn start(kind: Kind) -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        let port = free_port()?;
+        let p = port.to_string();
+        let d = data.path().to_string_lossy().into_owned();
+        let mut cmd = match kind {
+            Kind::Azurite => {
+                let mut c = Command::new(tool("PASSEUR_AZURITE")?);
+                c.args(["--blobHost", "127.0.0.1", "--blobPort", &p, "--location", &d])
+                    .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"]);
+                c
+            }
+            Kind::Moto => {
+                let mut c = Command::new(tool("PASSEUR_MOTO")?);
+                c.args(["-H", "127.0.0.1", "-p", &p]);
+                c
+            }
+            Kind::S3sFs => {
+                let mut c = Command::new(tool("PASSEUR_S3S_FS")?);
+                c.args(["--host", "127.0.0.1", "--port", &p])
+                    .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET, &d]);
+                c
+            }
+        };
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {kind:?}"))?;
+        wait_ready(port, &mut child, &format!("{kind:?}"))?;
+        Ok(Self {
+            kind,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            data,
+        })
+    }
+
+    /// Create a bucket or container.
+    pub fn create_bucket(&self, name: &str) -> Result<()> {
+        match self.kind {
+            Kind::S3sFs => Ok(std::fs::create_dir_all(self.data.path().join(name))?),
+            Kind::Moto | Kind::Azurite => {
+                let kind = if self.kind == Kind::Moto { "s3" } else { "az" };
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/mkbucket.py");
+                let out = Command::new(tool("PASSEUR_PYTHON")?)
+                    .args([script, kind, &self.endpoint, name])
+                    .output()?;
+                if !out.status.success() {
+                    bail!("create {name}: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The URL passeur uses for `bucket/prefix` on this server.
+    pub fn url(&self, bucket_and_prefix: &str) -> String {
+        match self.kind {
+            Kind::Azurite => format!("az://{bucket_and_prefix}"),
+            Kind::Moto | Kind::S3sFs => format!("s3://{bucket_and_prefix}"),
+        }
+    }
+
+    /// The `[source]`/`[target]` config section body for this server.
+    pub fn config(&self) -> String {
+        match self.kind {
+            Kind::Azurite => format!("endpoint = \"{}\"\nemulator = true\nallow-http = true\n", self.endpoint),
+            Kind::Moto | Kind::S3sFs => format!(
+                "endpoint = \"{}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"{S3_KEY}\"\nsecret-access-key = \"{S3_SECRET}\"\n",
+                self.endpoint
+            ),
+        }
+    }
+
+    /// An independent client for reading back and seeding a bucket.
+    pub fn client(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+        Ok(match self.kind {
+            Kind::Azurite => Arc::new(
+                MicrosoftAzureBuilder::new()
+                    .with_container_name(bucket)
+                    .with_account("devstoreaccount1")
+                    .with_access_key("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+                    .with_endpoint(format!("{}/devstoreaccount1", self.endpoint))
+                    .with_allow_http(true)
+                    .build()?,
+            ),
+            Kind::Moto | Kind::S3sFs => Arc::new(
+                AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_endpoint(&self.endpoint)
+                    .with_allow_http(true)
+                    .with_virtual_hosted_style_request(false)
+                    .with_region("us-east-1")
+                    .with_access_key_id(S3_KEY)
+                    .with_secret_access_key(S3_SECRET)
+                    .build()?,
+            ),
+        })
+    }
+}

@@ -1,0 +1,29 @@
+"""Create a bucket (S3) or container (Azure) on a local test server.
+
+usage: mkbucket.py s3 ENDPOINT BUCKET | mkbucket.py az ENDPOINT CONTAINER
+Credentials are the test servers' own well-known ones.
+"""
+import sys
+
+kind, endpoint, name = sys.argv[1:4]
+if kind == "s3":
+    import boto3
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket=name)
+elif kind == "az":
+    from azure.storage.blob import BlobServiceClient
+    account = "devstoreaccount1"
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    conn = (
+        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+        f"BlobEndpoint={endpoint}/{account};"
+    )
+    BlobServiceClient.from_connection_string(conn).create_container(name)
+else:
+    sys.exit(f"unknown kind {kind}")
