@@ -295,7 +295,10 @@ mod tests {
     fn errors_name_line_and_key() {
         let e = parse("[target]\nendpont = \"x\"\n").expect_err("unknown key");
         let s = e.to_string();
-        assert!(s.contains("test.toml") && s.contains("line 2") && s.contains("endpont"), "{s}");
+        assert!(
+            s.contains("test.toml") && s.contains("line 2") && s.contains("endpont"),
+            "{s}"
+        );
         assert!(!s.contains('\n'), "one line: {s}");
         let e = parse("[target]\npart-size = \"8 parsecs\"\n").expect_err("bad unit");
         assert!(e.to_string().contains("part-size") || e.to_string().contains("invalid size"));

@@ -33,7 +33,10 @@ pub fn for_target(
     }
     if guess_type && out.get(&Attribute::ContentType).is_none() {
         if let Some(m) = mime_guess::from_path(key).first() {
-            out.insert(Attribute::ContentType, AttributeValue::from(m.essence_str().to_owned()));
+            out.insert(
+                Attribute::ContentType,
+                AttributeValue::from(m.essence_str().to_owned()),
+            );
         }
     }
     let meta = Attribute::Metadata(MTIME_KEY.into());
@@ -86,13 +89,18 @@ mod tests {
         src.insert(Attribute::Metadata("owner".into()), "ops".into());
         src.insert(Attribute::StorageClass, "COOL".into());
         let out = for_target(&src, "a.bin", 1_600_000_000_123, true);
-        assert_eq!(out.get(&Attribute::ContentType).map(|v| v.as_ref()), Some("text/csv"));
         assert_eq!(
-            out.get(&Attribute::Metadata("owner".into())).map(|v| v.as_ref()),
+            out.get(&Attribute::ContentType).map(|v| v.as_ref()),
+            Some("text/csv")
+        );
+        assert_eq!(
+            out.get(&Attribute::Metadata("owner".into()))
+                .map(|v| v.as_ref()),
             Some("ops")
         );
         assert_eq!(
-            out.get(&Attribute::Metadata(MTIME_KEY.into())).map(|v| v.as_ref()),
+            out.get(&Attribute::Metadata(MTIME_KEY.into()))
+                .map(|v| v.as_ref()),
             Some("1600000000.123")
         );
         assert!(out.get(&Attribute::StorageClass).is_none());
@@ -101,7 +109,10 @@ mod tests {
     #[test]
     fn guesses_type_for_local_files_and_digest_is_order_free() {
         let out = for_target(&Attributes::new(), "dir/page.html", 0, true);
-        assert_eq!(out.get(&Attribute::ContentType).map(|v| v.as_ref()), Some("text/html"));
+        assert_eq!(
+            out.get(&Attribute::ContentType).map(|v| v.as_ref()),
+            Some("text/html")
+        );
         let mut a = Attributes::new();
         a.insert(Attribute::ContentType, "x".into());
         a.insert(Attribute::CacheControl, "y".into());

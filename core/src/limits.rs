@@ -111,7 +111,10 @@ impl PartPolicy {
             return bad("max-parts must be at least 1".into());
         }
         if l.min_part > l.max_part {
-            return bad(format!("min-part {} exceeds max-part {}", l.min_part, l.max_part));
+            return bad(format!(
+                "min-part {} exceeds max-part {}",
+                l.min_part, l.max_part
+            ));
         }
         if self.part_size < l.min_part || self.part_size > l.max_part {
             return bad(format!(

@@ -252,7 +252,10 @@ fn s3(bucket: &str, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3, 
     })
 }
 
-fn azure(container: &str, opts: &StoreOptions) -> Result<object_store::azure::MicrosoftAzure, Error> {
+fn azure(
+    container: &str,
+    opts: &StoreOptions,
+) -> Result<object_store::azure::MicrosoftAzure, Error> {
     let mut b = MicrosoftAzureBuilder::from_env()
         .with_container_name(container)
         .with_retry(retry(opts))
@@ -262,7 +265,9 @@ fn azure(container: &str, opts: &StoreOptions) -> Result<object_store::azure::Mi
     match (&opts.endpoint, opts.emulator) {
         (Some(e), true) => {
             // Azurite on a chosen address: path-style URL with the account.
-            let acct = account.get_or_insert_with(|| AZURITE_ACCOUNT.to_owned()).clone();
+            let acct = account
+                .get_or_insert_with(|| AZURITE_ACCOUNT.to_owned())
+                .clone();
             key.get_or_insert_with(|| Secret(AZURITE_KEY.to_owned()));
             b = b
                 .with_endpoint(format!("{}/{acct}", e.trim_end_matches('/')))

@@ -109,7 +109,8 @@ pub async fn run_pass(
     opts.chunking.validate().map_err(Error::InvalidOption)?;
     source.probe().await?;
     target.probe().await?;
-    let memory_mib = u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
+    let memory_mib =
+        u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
     let ctx = Ctx {
         source: source.clone(),
         target,
@@ -131,7 +132,7 @@ pub async fn run_pass(
     let dry_run = opts.dry_run;
     let ctx_ref = &ctx;
     let stats_ref = &stats;
-    let mut results = listing
+    let results = listing
         .map(|item| async move {
             let meta = match item {
                 Ok(m) => m,
@@ -143,6 +144,7 @@ pub async fn run_pass(
             Ok((meta, r))
         })
         .buffer_unordered(opts.concurrency.max(1));
+    let mut results = std::pin::pin!(results);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut interrupted = false;
     loop {

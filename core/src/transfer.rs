@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, GetOptions, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
 };
 use tokio::sync::Semaphore;
 
@@ -145,7 +145,9 @@ impl Ctx {
         let size = got.meta.size;
         let mut version = listed.clone();
         let got_etag = normalize_etag(got.meta.e_tag.as_deref());
-        if version.size != size || (version.etag.is_some() && got_etag.is_some() && version.etag != got_etag) {
+        if version.size != size
+            || (version.etag.is_some() && got_etag.is_some() && version.etag != got_etag)
+        {
             // Changed between listing and read: record what we read.
             version = listed_version(&got.meta);
         } else if version.etag.is_none() {
@@ -165,9 +167,14 @@ impl Ctx {
         let stream = got.into_stream();
         let plan = self.target.policy.plan(size)?;
         let (digest, put, outcome) = match plan {
-            Plan::Single => self.single(&meta.location, size, stream, attributes, &attrs_digest).await?,
+            Plan::Single => {
+                self.single(&meta.location, size, stream, attributes, &attrs_digest)
+                    .await?
+            }
             Plan::Multipart { part_size, .. } => {
-                let (d, p) = self.multipart(&meta.location, size, part_size, stream, attributes).await?;
+                let (d, p) = self
+                    .multipart(&meta.location, size, part_size, stream, attributes)
+                    .await?;
                 (d, p, Outcome::Copied)
             }
         };
@@ -175,14 +182,16 @@ impl Ctx {
             source: version,
             blake3: digest.blake3,
             chunks: u32::try_from(digest.chunks.len()).unwrap_or(u32::MAX),
-            target_etag: normalize_etag(put.e_tag.as_deref()),
+            target_etag: normalize_etag(put.as_deref()),
             attrs_digest,
             state: ObjectState::Complete,
             recorded_ms: now_ms(),
         };
         let commit = self.manifest.commit_object(key, &rec, &digest.chunks)?;
         self.stats.chunk_bytes.fetch_add(size, Relaxed);
-        self.stats.chunk_bytes_new.fetch_add(commit.new_chunk_bytes, Relaxed);
+        self.stats
+            .chunk_bytes_new
+            .fetch_add(commit.new_chunk_bytes, Relaxed);
         Ok(outcome)
     }
 
@@ -203,7 +212,7 @@ impl Ctx {
         mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
         attributes: Attributes,
         attrs_digest: &Hash,
-    ) -> Result<(Digested, PutResult, Outcome), Error> {
+    ) -> Result<(Digested, Option<String>, Outcome), Error> {
         let _permit = self.budget(size).await?;
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
         let mut dig = Digester::new(self.chunking);
@@ -217,19 +226,20 @@ impl Ctx {
             buf.extend_from_slice(&b);
         }
         let digest = dig.finish(size)?;
-        if let Some(holder) = self.manifest.content_holder(&digest.blake3, size, attrs_digest)? {
+        if let Some(holder) = self
+            .manifest
+            .content_holder(&digest.blake3, size, attrs_digest)?
+        {
             if holder != loc.as_ref() {
                 let from = Path::parse(&holder).map_err(|e| Error::Object(e.to_string()))?;
                 match self.target.inner.copy(&from, loc).await {
                     Ok(()) => {
                         self.stats.bytes_saved.fetch_add(size, Relaxed);
-                        let put = PutResult {
-                            e_tag: None,
-                            version: None,
-                        };
-                        return Ok((digest, put, Outcome::Deduplicated));
+                        return Ok((digest, None, Outcome::Deduplicated));
                     }
-                    Err(e) => tracing::debug!(%holder, error = %e, "server-side copy failed; uploading"),
+                    Err(e) => {
+                        tracing::debug!(%holder, error = %e, "server-side copy failed; uploading")
+                    }
                 }
             }
         }
@@ -244,7 +254,7 @@ impl Ctx {
             .await
             .map_err(|e| store_err("write target", e))?;
         self.stats.bytes_written.fetch_add(size, Relaxed);
-        Ok((digest, put, Outcome::Copied))
+        Ok((digest, put.e_tag, Outcome::Copied))
     }
 
     async fn multipart(
@@ -254,7 +264,7 @@ impl Ctx {
         part_size: u64,
         mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
         attributes: Attributes,
-    ) -> Result<(Digested, PutResult), Error> {
+    ) -> Result<(Digested, Option<String>), Error> {
         let in_flight = self.parts_in_flight.max(1);
         let _permit = self.budget(part_size * (in_flight as u64 + 1)).await?;
         let opts = PutMultipartOptions {
@@ -322,7 +332,7 @@ impl Ctx {
             }
         };
         match upload.complete().await {
-            Ok(put) => Ok((digest, put)),
+            Ok(put) => Ok((digest, put.e_tag)),
             Err(e) => {
                 let _ = upload.abort().await;
                 Err(store_err("complete multipart upload", e))

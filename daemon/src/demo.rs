@@ -20,23 +20,39 @@ fn sample(label: &str, len: usize) -> Vec<u8> {
 pub fn create_dataset(dir: &Path) -> anyhow::Result<(usize, u64)> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for i in 0..200 {
-        files.push((format!("small/{:03}/object-{i}.txt", i % 10), sample(&format!("s{i}"), 1000 + i * 37)));
+        files.push((
+            format!("small/{:03}/object-{i}.txt", i % 10),
+            sample(&format!("s{i}"), 1000 + i * 37),
+        ));
     }
     for i in 0..3 {
-        files.push((format!("large/blob-{i}.bin"), sample(&format!("l{i}"), 24 * 1024 * 1024 + i * 4097)));
+        files.push((
+            format!("large/blob-{i}.bin"),
+            sample(&format!("l{i}"), 24 * 1024 * 1024 + i * 4097),
+        ));
     }
     // Duplicate content under other keys: arrives by server-side copy.
     for i in 0..20 {
-        files.push((format!("copies/object-{i}.txt"), sample(&format!("s{i}"), 1000 + i * 37)));
+        files.push((
+            format!("copies/object-{i}.txt"),
+            sample(&format!("s{i}"), 1000 + i * 37),
+        ));
     }
-    files.push(("odd keys/with space + plus = equals %.txt".into(), b"hello".to_vec()));
-    files.push(("odd keys/unicodé/ファイル.json".into(), b"{\"ok\":true}".to_vec()));
+    files.push((
+        "odd keys/with space + plus = equals %.txt".into(),
+        b"hello".to_vec(),
+    ));
+    files.push((
+        "odd keys/unicodé/ファイル.json".into(),
+        b"{\"ok\":true}".to_vec(),
+    ));
     files.push(("empty.bin".into(), Vec::new()));
     let mut bytes = 0;
     for (key, data) in &files {
         let path = dir.join(key);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
         }
         if !path.exists() {
             std::fs::write(&path, data).with_context(|| format!("write {}", path.display()))?;

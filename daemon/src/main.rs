@@ -26,9 +26,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = matches!(&cli.command, Command::Sync(a) if a.output == Output::Json);
     init_tracing(json_logs);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => return fail(exit::SOFTWARE, &format!("cannot start the runtime: {e}")),
+        Err(e) => return fail(exit::SOFTWARE, &format!("cannot start the runtime: {e}")).into(),
     };
     let code = runtime.block_on(async {
         match cli.command {
@@ -44,7 +47,9 @@ fn main() -> ExitCode {
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PASSEUR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -89,7 +94,12 @@ async fn sync(args: SyncArgs) -> u8 {
     let reporter = Reporter::new(Mode::resolve(args.output), Arc::clone(&stats));
     let (mut requests, handle) = match signals::requests() {
         Ok(r) => r,
-        Err(e) => return fail(exit::SOFTWARE, &format!("cannot install signal handlers: {e}")),
+        Err(e) => {
+            return fail(
+                exit::SOFTWARE,
+                &format!("cannot install signal handlers: {e}"),
+            );
+        }
     };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -101,7 +111,7 @@ async fn sync(args: SyncArgs) -> u8 {
         manifest,
         &opts,
         Arc::clone(&stats),
-        |e| reporter.event(e),
+        |e: &passeur_core::sync::Event| reporter.event(e),
         shutdown,
     );
     let mut pass = std::pin::pin!(pass);
@@ -145,9 +155,15 @@ async fn run_demo(args: cli::DemoArgs) -> u8 {
         Ok(v) => v,
         Err(e) => return fail(exit::SOFTWARE, &format!("{e:#}")),
     };
-    println!("sample dataset: {n} objects, {bytes} bytes in {}", src.display());
+    println!(
+        "sample dataset: {n} objects, {bytes} bytes in {}",
+        src.display()
+    );
     let mut code = exit::OK;
-    for round in ["first pass (copies everything)", "second pass (nothing changed)"] {
+    for round in [
+        "first pass (copies everything)",
+        "second pass (nothing changed)",
+    ] {
         println!("== {round}");
         code = sync(SyncArgs {
             source: src.to_string_lossy().into_owned(),

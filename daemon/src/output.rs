@@ -43,7 +43,11 @@ fn human(bytes: f64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{v:.0} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 fn progress_line(s: &Snapshot, elapsed: Duration) -> String {
@@ -173,14 +177,21 @@ impl Reporter {
 fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
     let st = &s.stats;
     let mut t = String::new();
-    let status = if s.complete() { "complete" } else { "INCOMPLETE" };
+    let status = if s.complete() {
+        "complete"
+    } else {
+        "INCOMPLETE"
+    };
     t.push_str(&format!("pass {status} in {:.1}s\n", elapsed.as_secs_f64()));
     t.push_str(&format!(
         "objects: {} listed, {} copied, {} unchanged, {} deduplicated, {} failed\n",
         st.listed, st.copied, st.unchanged, st.deduplicated, st.failed
     ));
     if s.would_copy > 0 {
-        t.push_str(&format!("dry run: {} objects would be copied\n", s.would_copy));
+        t.push_str(&format!(
+            "dry run: {} objects would be copied\n",
+            s.would_copy
+        ));
     }
     t.push_str(&format!(
         "bytes: {} read, {} written, {} saved by server-side copy\n",

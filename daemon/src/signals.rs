@@ -15,7 +15,10 @@ pub enum Request {
 
 /// Install handlers for SIGINT and SIGTERM; returns a stream of requests
 /// (first signal → Stop, any later one → Quit).
-pub fn requests() -> std::io::Result<(impl futures::Stream<Item = Request>, signal_hook_tokio::Handle)> {
+pub fn requests() -> std::io::Result<(
+    impl futures::Stream<Item = Request>,
+    signal_hook_tokio::Handle,
+)> {
     let signals = Signals::new([SIGINT, SIGTERM])?;
     let handle = signals.handle();
     let stream = signals

@@ -43,24 +43,59 @@ pub fn standard(seed: u64, small: usize) -> Vec<Obj> {
             key: key.to_owned(),
             data,
             content_type: ct.map(str::to_owned),
-            meta: vec![("origin".into(), format!("seed-{seed}")), ("owner".into(), "health-data".into())],
+            meta: vec![
+                ("origin".into(), format!("seed-{seed}")),
+                ("owner".into(), "health-data".into()),
+            ],
         });
     };
     add("empty.bin", Bytes::new(), Some("application/octet-stream"));
     add("parts/part-minus-1.bin", random(&mut rng, PART - 1), None);
     add("parts/part-exact.bin", random(&mut rng, PART), None);
     add("parts/part-plus-1.bin", random(&mut rng, PART + 1), None);
-    add("parts/three-and-a-half.bin", random(&mut rng, PART * 7 / 2), None);
-    add("parts/forces-bigger-parts.bin", random(&mut rng, 30 * 1024 * 1024), None);
-    add("keys/with space.txt", random(&mut rng, 100), Some("text/plain"));
-    add("keys/unicodé/ファイル.txt", random(&mut rng, 100), Some("text/plain; charset=utf-8"));
-    add("keys/plus+sign.csv", random(&mut rng, 100), Some("text/csv"));
+    add(
+        "parts/three-and-a-half.bin",
+        random(&mut rng, PART * 7 / 2),
+        None,
+    );
+    add(
+        "parts/forces-bigger-parts.bin",
+        random(&mut rng, 30 * 1024 * 1024),
+        None,
+    );
+    add(
+        "keys/with space.txt",
+        random(&mut rng, 100),
+        Some("text/plain"),
+    );
+    add(
+        "keys/unicodé/ファイル.txt",
+        random(&mut rng, 100),
+        Some("text/plain; charset=utf-8"),
+    );
+    add(
+        "keys/plus+sign.csv",
+        random(&mut rng, 100),
+        Some("text/csv"),
+    );
     add("keys/percent%41.dat", random(&mut rng, 100), None);
-    add("keys/equals=sign.json", random(&mut rng, 100), Some("application/json"));
-    add("keys/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n.txt", random(&mut rng, 100), None);
+    add(
+        "keys/equals=sign.json",
+        random(&mut rng, 100),
+        Some("application/json"),
+    );
+    add(
+        "keys/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n.txt",
+        random(&mut rng, 100),
+        None,
+    );
     for i in 0..small {
         let len = rng.random_range(1..2000);
-        add(&format!("small/{:02}/obj-{i:05}.dat", i % 37), random(&mut rng, len), None);
+        add(
+            &format!("small/{:02}/obj-{i:05}.dat", i % 37),
+            random(&mut rng, len),
+            None,
+        );
     }
     objs
 }
@@ -135,46 +170,100 @@ pub struct Checks {
 
 /// Read every object back from `target` and compare with the dataset; with
 /// a state dir, also check every manifest BLAKE3 against the bytes.
-pub async fn verify(target: &dyn ObjectStore, objs: &[Obj], checks: Checks, state: Option<&Path>) -> Result<()> {
+pub async fn verify(
+    target: &dyn ObjectStore,
+    objs: &[Obj],
+    checks: Checks,
+    state: Option<&Path>,
+) -> Result<()> {
     let manifest = state.map(Manifest::open).transpose()?;
     let mut expected: Vec<String> = objs.iter().map(|o| o.key.clone()).collect();
     expected.sort();
     let listed = keys(target).await?;
-    ensure!(listed == expected, "target keys differ: {} listed vs {} expected; first extra {:?}, first missing {:?}",
-        listed.len(), expected.len(),
+    ensure!(
+        listed == expected,
+        "target keys differ: {} listed vs {} expected; first extra {:?}, first missing {:?}",
+        listed.len(),
+        expected.len(),
         listed.iter().find(|k| !expected.contains(k)),
-        expected.iter().find(|k| !listed.contains(k)));
+        expected.iter().find(|k| !listed.contains(k))
+    );
     let results: Vec<Result<()>> = futures::stream::iter(objs)
         .map(|o| {
             let manifest = manifest.as_ref();
             async move {
-                let got = target.get(&OsPath::parse(&o.key)?).await.with_context(|| format!("get {}", o.key))?;
+                let got = target
+                    .get(&OsPath::parse(&o.key)?)
+                    .await
+                    .with_context(|| format!("get {}", o.key))?;
                 let attrs = got.attributes.clone();
                 let bytes = got.bytes().await?;
-                ensure!(bytes == o.data, "{}: bytes differ ({} vs {} bytes)", o.key, bytes.len(), o.data.len());
+                ensure!(
+                    bytes == o.data,
+                    "{}: bytes differ ({} vs {} bytes)",
+                    o.key,
+                    bytes.len(),
+                    o.data.len()
+                );
                 if checks.attributes {
-                    let ct = attrs.get(&Attribute::ContentType).map(|v| v.as_ref().to_owned());
+                    let ct = attrs
+                        .get(&Attribute::ContentType)
+                        .map(|v| v.as_ref().to_owned());
                     if let Some(want) = &o.content_type {
-                        ensure!(ct.as_deref() == Some(want.as_str()), "{}: content-type {ct:?}, want {want}", o.key);
+                        ensure!(
+                            ct.as_deref() == Some(want.as_str()),
+                            "{}: content-type {ct:?}, want {want}",
+                            o.key
+                        );
                     }
                     for (k, v) in &o.meta {
-                        let got = attrs.get(&Attribute::Metadata(k.clone().into())).map(|v| v.as_ref().to_owned());
-                        ensure!(got.as_deref() == Some(v.as_str()), "{}: metadata {k}={got:?}, want {v}", o.key);
+                        let got = attrs
+                            .get(&Attribute::Metadata(k.clone().into()))
+                            .map(|v| v.as_ref().to_owned());
+                        ensure!(
+                            got.as_deref() == Some(v.as_str()),
+                            "{}: metadata {k}={got:?}, want {v}",
+                            o.key
+                        );
                     }
-                    ensure!(attrs.get(&Attribute::Metadata("mtime".into())).is_some(), "{}: no mtime metadata", o.key);
+                    ensure!(
+                        attrs.get(&Attribute::Metadata("mtime".into())).is_some(),
+                        "{}: no mtime metadata",
+                        o.key
+                    );
                 }
                 if checks.guessed_type {
-                    let ct = attrs.get(&Attribute::ContentType).map(|v| v.as_ref().to_owned());
+                    let ct = attrs
+                        .get(&Attribute::ContentType)
+                        .map(|v| v.as_ref().to_owned());
                     if o.key.ends_with(".txt") {
-                        ensure!(ct.as_deref() == Some("text/plain"), "{}: content-type {ct:?}", o.key);
+                        ensure!(
+                            ct.as_deref() == Some("text/plain"),
+                            "{}: content-type {ct:?}",
+                            o.key
+                        );
                     }
-                    ensure!(attrs.get(&Attribute::Metadata("mtime".into())).is_some(), "{}: no mtime metadata", o.key);
+                    ensure!(
+                        attrs.get(&Attribute::Metadata("mtime".into())).is_some(),
+                        "{}: no mtime metadata",
+                        o.key
+                    );
                 }
                 if let Some(m) = manifest {
-                    let rec = m.object(&o.key)?.with_context(|| format!("{} not in manifest", o.key))?;
+                    let rec = m
+                        .object(&o.key)?
+                        .with_context(|| format!("{} not in manifest", o.key))?;
                     let want = blake3::hash(&bytes);
-                    ensure!(rec.blake3.to_hex() == want.to_hex().as_str(), "{}: manifest blake3 differs", o.key);
-                    ensure!(rec.source.size == bytes.len() as u64, "{}: manifest size", o.key);
+                    ensure!(
+                        rec.blake3.to_hex() == want.to_hex().as_str(),
+                        "{}: manifest blake3 differs",
+                        o.key
+                    );
+                    ensure!(
+                        rec.source.size == bytes.len() as u64,
+                        "{}: manifest size",
+                        o.key
+                    );
                 }
                 Ok(())
             }
@@ -182,7 +271,10 @@ pub async fn verify(target: &dyn ObjectStore, objs: &[Obj], checks: Checks, stat
         .buffer_unordered(16)
         .collect()
         .await;
-    let errors: Vec<String> = results.into_iter().filter_map(|r| r.err().map(|e| format!("{e:#}"))).collect();
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
     if !errors.is_empty() {
         bail!("{} objects wrong, first: {}", errors.len(), errors[0]);
     }

@@ -20,7 +20,10 @@ pub fn passeur_bin() -> Result<PathBuf> {
         .context("unexpected test binary location")?;
     let bin = dir.join("passeur");
     if !bin.exists() {
-        bail!("{} not built: run `cargo build -p passeur` or scripts/test.sh", bin.display());
+        bail!(
+            "{} not built: run `cargo build -p passeur` or scripts/test.sh",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -45,7 +48,11 @@ impl Run {
                 return Ok(v);
             }
         }
-        bail!("no summary in output:\nstdout: {}\nstderr: {}", self.stdout, self.stderr)
+        bail!(
+            "no summary in output:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        )
     }
 
     /// A counter from the summary's stats.
@@ -62,14 +69,22 @@ pub fn passeur(args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
     let mut cmd = Command::new(passeur_bin()?);
     cmd.args(args);
     for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k.starts_with("AZURE_") || k.starts_with("AZURITE_") || k.starts_with("GOOGLE_") {
+        if k.starts_with("AWS_")
+            || k.starts_with("AZURE_")
+            || k.starts_with("AZURITE_")
+            || k.starts_with("GOOGLE_")
+        {
             cmd.env_remove(k);
         }
     }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let Output { status, stdout, stderr } = cmd.output()?;
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output()?;
     Ok(Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -82,7 +97,9 @@ pub fn sync(source: &str, target: &str, state: &Path, config: Option<&str>) -> R
     let cfg_dir = tempfile::tempdir()?;
     let cfg_path = cfg_dir.path().join("passeur.toml");
     let state = state.to_string_lossy().into_owned();
-    let mut args = vec!["sync", "--source", source, "--target", target, "--state", &state, "--output", "json"];
+    let mut args = vec![
+        "sync", "--source", source, "--target", target, "--state", &state, "--output", "json",
+    ];
     let cfg_str;
     if let Some(c) = config {
         std::fs::write(&cfg_path, c)?;

@@ -53,9 +53,11 @@ fn tool(var: &str) -> Result<PathBuf> {
     if let Ok(v) = std::env::var(var) {
         return Ok(PathBuf::from(v));
     }
-    let cache = std::env::var("PASSEUR_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/passeur")
-    });
+    let cache = std::env::var("PASSEUR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/passeur")
+        });
     let env = std::fs::read_to_string(cache.join("servers/env"))
         .context("test servers not installed: run scripts/setup.sh (or scripts/test.sh)")?;
     env.lines()
@@ -93,8 +95,15 @@ impl Server {
         let mut cmd = match kind {
             Kind::Azurite => {
                 let mut c = Command::new(tool("PASSEUR_AZURITE")?);
-                c.args(["--blobHost", "127.0.0.1", "--blobPort", &p, "--location", &d])
-                    .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"]);
+                c.args([
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    &p,
+                    "--location",
+                    &d,
+                ])
+                .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"]);
                 c
             }
             Kind::Moto => {
@@ -104,8 +113,13 @@ impl Server {
             }
             Kind::S3sFs => {
                 let mut c = Command::new(tool("PASSEUR_S3S_FS")?);
-                c.args(["--host", "127.0.0.1", "--port", &p])
-                    .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET, &d]);
+                c.args(["--host", "127.0.0.1", "--port", &p]).args([
+                    "--access-key",
+                    S3_KEY,
+                    "--secret-key",
+                    S3_SECRET,
+                    &d,
+                ]);
                 c
             }
         };
@@ -153,7 +167,10 @@ impl Server {
     /// The `[source]`/`[target]` config section body for this server.
     pub fn config(&self) -> String {
         match self.kind {
-            Kind::Azurite => format!("endpoint = \"{}\"\nemulator = true\nallow-http = true\n", self.endpoint),
+            Kind::Azurite => format!(
+                "endpoint = \"{}\"\nemulator = true\nallow-http = true\n",
+                self.endpoint
+            ),
             Kind::Moto | Kind::S3sFs => format!(
                 "endpoint = \"{}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"{S3_KEY}\"\nsecret-access-key = \"{S3_SECRET}\"\n",
                 self.endpoint

@@ -7,11 +7,20 @@ use passeur_tests::{Run, dataset, sync};
 
 /// A fatal error: the documented code and exactly one line on stderr.
 fn expect_fatal(run: &Run, code: i32, needle: &str) -> Result<()> {
-    ensure!(run.code == code, "exit {} (want {code}); stderr: {}", run.code, run.stderr);
+    ensure!(
+        run.code == code,
+        "exit {} (want {code}); stderr: {}",
+        run.code,
+        run.stderr
+    );
     ensure!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
     let lines: Vec<&str> = run.stderr.lines().collect();
     ensure!(lines.len() == 1, "want one line, got: {:?}", lines);
-    ensure!(lines[0].to_lowercase().contains(needle), "{:?} does not mention {needle:?}", lines[0]);
+    ensure!(
+        lines[0].to_lowercase().contains(needle),
+        "{:?} does not mention {needle:?}",
+        lines[0]
+    );
     Ok(())
 }
 
@@ -25,7 +34,12 @@ fn local_source() -> Result<tempfile::TempDir> {
 fn unknown_url_scheme_is_a_config_error() -> Result<()> {
     let state = tempfile::tempdir()?;
     let src = local_source()?;
-    let run = sync(&src.path().to_string_lossy(), "ftp://host/dir", state.path(), None)?;
+    let run = sync(
+        &src.path().to_string_lossy(),
+        "ftp://host/dir",
+        state.path(),
+        None,
+    )?;
     expect_fatal(&run, 78, "unknown scheme")
 }
 
@@ -35,13 +49,33 @@ async fn missing_bucket_or_directory_is_unavailable() -> Result<()> {
     moto.create_bucket("exists")?;
     let cfg = format!("[source]\n{0}\n[target]\n{0}", moto.config());
     let state = tempfile::tempdir()?;
-    let run = sync("s3://no-such-bucket", "s3://exists/copy", state.path(), Some(&cfg))?;
+    let run = sync(
+        "s3://no-such-bucket",
+        "s3://exists/copy",
+        state.path(),
+        Some(&cfg),
+    )?;
     expect_fatal(&run, 69, "not found")?;
-    ensure!(dataset::keys(moto.client("exists")?.as_ref()).await?.is_empty(), "target touched");
+    ensure!(
+        dataset::keys(moto.client("exists")?.as_ref())
+            .await?
+            .is_empty(),
+        "target touched"
+    );
     let src = local_source()?;
-    let run = sync(&src.path().to_string_lossy(), "s3://no-such-bucket", state.path(), Some(&cfg))?;
+    let run = sync(
+        &src.path().to_string_lossy(),
+        "s3://no-such-bucket",
+        state.path(),
+        Some(&cfg),
+    )?;
     expect_fatal(&run, 69, "not found")?;
-    let run = sync("/definitely/not/here", "s3://exists", state.path(), Some(&cfg))?;
+    let run = sync(
+        "/definitely/not/here",
+        "s3://exists",
+        state.path(),
+        Some(&cfg),
+    )?;
     expect_fatal(&run, 69, "not found")
 }
 
@@ -53,7 +87,12 @@ fn unreachable_endpoint_is_unavailable() -> Result<()> {
     );
     let state = tempfile::tempdir()?;
     let src = local_source()?;
-    let run = sync(&src.path().to_string_lossy(), "s3://bucket", state.path(), Some(&cfg))?;
+    let run = sync(
+        &src.path().to_string_lossy(),
+        "s3://bucket",
+        state.path(),
+        Some(&cfg),
+    )?;
     expect_fatal(&run, 69, "unreachable")
 }
 
@@ -63,15 +102,35 @@ async fn wrong_credentials_are_refused() -> Result<()> {
     let state = tempfile::tempdir()?;
     let s3s = Server::start(Kind::S3sFs)?;
     s3s.create_bucket("dst")?;
-    let cfg = format!("[target]\n{}", s3s.config()).replace("secret-access-key = \"testing\"", "secret-access-key = \"wrong\"");
-    let run = sync(&src.path().to_string_lossy(), &s3s.url("dst"), state.path(), Some(&cfg))?;
+    let cfg = format!("[target]\n{}", s3s.config()).replace(
+        "secret-access-key = \"testing\"",
+        "secret-access-key = \"wrong\"",
+    );
+    let run = sync(
+        &src.path().to_string_lossy(),
+        &s3s.url("dst"),
+        state.path(),
+        Some(&cfg),
+    )?;
     expect_fatal(&run, 77, "access denied")?;
-    ensure!(dataset::keys(s3s.client("dst")?.as_ref()).await?.is_empty(), "target touched");
+    ensure!(
+        dataset::keys(s3s.client("dst")?.as_ref()).await?.is_empty(),
+        "target touched"
+    );
 
     let az = Server::start(Kind::Azurite)?;
     az.create_bucket("dst")?;
-    let cfg = format!("[target]\n{}access-key = \"{}\"\n", az.config(), "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==");
-    let run = sync(&src.path().to_string_lossy(), &az.url("dst"), state.path(), Some(&cfg))?;
+    let cfg = format!(
+        "[target]\n{}access-key = \"{}\"\n",
+        az.config(),
+        "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=="
+    );
+    let run = sync(
+        &src.path().to_string_lossy(),
+        &az.url("dst"),
+        state.path(),
+        Some(&cfg),
+    )?;
     expect_fatal(&run, 77, "access denied")
 }
 
@@ -82,9 +141,17 @@ fn unwritable_state_directory() -> Result<()> {
     std::fs::write(&file, b"not a directory")?;
     let src = local_source()?;
     let dst = work.path().join("dst");
-    let run = sync(&src.path().to_string_lossy(), &dst.to_string_lossy(), &file.join("state"), None)?;
+    let run = sync(
+        &src.path().to_string_lossy(),
+        &dst.to_string_lossy(),
+        &file.join("state"),
+        None,
+    )?;
     expect_fatal(&run, 73, "state directory")?;
-    ensure!(!dst.exists() || std::fs::read_dir(&dst)?.next().is_none(), "target written");
+    ensure!(
+        !dst.exists() || std::fs::read_dir(&dst)?.next().is_none(),
+        "target written"
+    );
     Ok(())
 }
 
@@ -95,9 +162,17 @@ fn state_directory_of_another_schema_version() -> Result<()> {
     passeur_core::manifest::Manifest::open(&state)?.set_schema_version(999)?;
     let src = local_source()?;
     let dst = work.path().join("dst");
-    let run = sync(&src.path().to_string_lossy(), &dst.to_string_lossy(), &state, None)?;
+    let run = sync(
+        &src.path().to_string_lossy(),
+        &dst.to_string_lossy(),
+        &state,
+        None,
+    )?;
     expect_fatal(&run, 65, "schema version 999")?;
-    ensure!(!dst.exists() || std::fs::read_dir(&dst)?.next().is_none(), "target written");
+    ensure!(
+        !dst.exists() || std::fs::read_dir(&dst)?.next().is_none(),
+        "target written"
+    );
     Ok(())
 }
 
@@ -108,13 +183,23 @@ async fn key_the_filesystem_cannot_hold_fails_alone() -> Result<()> {
     moto.create_bucket("src")?;
     let mut objs = dataset::standard(4, 50)[6..].to_vec();
     for key in ["conflict", "conflict/child"] {
-        objs.push(dataset::Obj { key: key.into(), data: bytes::Bytes::from_static(b"x"), content_type: None, meta: vec![] });
+        objs.push(dataset::Obj {
+            key: key.into(),
+            data: bytes::Bytes::from_static(b"x"),
+            content_type: None,
+            meta: vec![],
+        });
     }
     dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
     let work = tempfile::tempdir()?;
     let dst = work.path().join("dst");
     let cfg = format!("[source]\n{}", moto.config());
-    let run = sync(&moto.url("src"), &dst.to_string_lossy(), &work.path().join("state"), Some(&cfg))?;
+    let run = sync(
+        &moto.url("src"),
+        &dst.to_string_lossy(),
+        &work.path().join("state"),
+        Some(&cfg),
+    )?;
     ensure!(run.code == 1, "exit {}: {}", run.code, run.stderr);
     ensure!(!run.stderr.contains("panicked"));
     ensure!(run.stat("failed")? == 1, "{}", run.stdout);
@@ -122,10 +207,19 @@ async fn key_the_filesystem_cannot_hold_fails_alone() -> Result<()> {
     let failures = &run.summary()?["summary"]["failures"];
     let key = failures[0]["key"].as_str().unwrap_or_default();
     ensure!(key.starts_with("conflict"), "failure names {key}");
-    ensure!(!failures[0]["reason"].as_str().unwrap_or_default().is_empty());
+    ensure!(
+        !failures[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
     // Every other object arrived intact.
     for o in objs.iter().filter(|o| !o.key.starts_with("conflict")) {
-        ensure!(std::fs::read(dst.join(&o.key))? == o.data, "{} differs", o.key);
+        ensure!(
+            std::fs::read(dst.join(&o.key))? == o.data,
+            "{} differs",
+            o.key
+        );
     }
     Ok(())
 }

@@ -13,23 +13,40 @@ use passeur_tests::{b3sum, sync};
 const SMALL: usize = 1_000;
 
 fn s3_target_config(server: &Server) -> String {
-    format!("[target]\n{}part-size = \"5MiB\"\nmax-parts = 4\n", server.config())
+    format!(
+        "[target]\n{}part-size = \"5MiB\"\nmax-parts = 4\n",
+        server.config()
+    )
 }
 
 /// A second pass over an unchanged source reads and writes no object bytes.
-fn assert_idempotent(source: &str, target: &str, state: &std::path::Path, cfg: Option<&str>, n: usize) -> Result<()> {
+fn assert_idempotent(
+    source: &str,
+    target: &str,
+    state: &std::path::Path,
+    cfg: Option<&str>,
+    n: usize,
+) -> Result<()> {
     let again = sync(source, target, state, cfg)?;
     ensure!(again.code == 0, "second pass failed: {}", again.stderr);
     ensure!(again.stat("bytes_read")? == 0, "second pass read bytes");
     ensure!(again.stat("bytes_written")? == 0, "second pass wrote bytes");
-    ensure!(again.stat("unchanged")? == n as u64, "second pass: {}", again.stdout);
+    ensure!(
+        again.stat("unchanged")? == n as u64,
+        "second pass: {}",
+        again.stdout
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fs_to_fs_is_byte_identical_and_matches_b3sum() -> Result<()> {
     let work = tempfile::tempdir()?;
-    let (src, dst, state) = (work.path().join("src"), work.path().join("dst"), work.path().join("state"));
+    let (src, dst, state) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("state"),
+    );
     let objs = dataset::standard(1, SMALL);
     dataset::write_dir(&src, &objs)?;
     let run = sync(&src.to_string_lossy(), &dst.to_string_lossy(), &state, None)?;
@@ -39,16 +56,33 @@ async fn fs_to_fs_is_byte_identical_and_matches_b3sum() -> Result<()> {
     ensure!(run.stat("bytes_read")? == total as u64);
 
     let target: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dst)?);
-    let checks = Checks { attributes: false, guessed_type: false };
+    let checks = Checks {
+        attributes: false,
+        guessed_type: false,
+    };
     dataset::verify(target.as_ref(), &objs, checks, Some(&state)).await?;
     // The manifest's BLAKE3 is what b3sum prints for the target file.
     let m = passeur_core::manifest::Manifest::open(&state)?;
-    for o in objs.iter().filter(|o| !o.key.starts_with("small/")).chain(objs.iter().step_by(97)) {
+    for o in objs
+        .iter()
+        .filter(|o| !o.key.starts_with("small/"))
+        .chain(objs.iter().step_by(97))
+    {
         let rec = m.object(&o.key)?.expect("recorded");
-        ensure!(rec.blake3.to_hex() == b3sum(&dst.join(&o.key))?, "{}: b3sum differs", o.key);
+        ensure!(
+            rec.blake3.to_hex() == b3sum(&dst.join(&o.key))?,
+            "{}: b3sum differs",
+            o.key
+        );
     }
     drop(m);
-    assert_idempotent(&src.to_string_lossy(), &dst.to_string_lossy(), &state, None, objs.len())
+    assert_idempotent(
+        &src.to_string_lossy(),
+        &dst.to_string_lossy(),
+        &state,
+        None,
+        objs.len(),
+    )
 }
 
 async fn object_store_to_object_store(from: Kind, to: Kind) -> Result<()> {
@@ -63,20 +97,31 @@ async fn object_store_to_object_store(from: Kind, to: Kind) -> Result<()> {
     let run = sync(&su, &tu, state.path(), Some(&cfg))?;
     ensure!(run.code == 0, "sync failed: {}\n{}", run.stdout, run.stderr);
     let target = object_store::prefix::PrefixStore::new(b.client("dst")?, "replica");
-    let checks = Checks { attributes: true, guessed_type: false };
+    let checks = Checks {
+        attributes: true,
+        guessed_type: false,
+    };
     dataset::verify(&target, &objs, checks, Some(state.path())).await?;
     if to == Kind::Moto {
         // 30 MiB under max-parts = 4: 8 MiB parts, so an S3 ETag ending in -4.
-        let meta = object_store::ObjectStoreExt::head(&target, &"parts/forces-bigger-parts.bin".into()).await?;
+        let meta =
+            object_store::ObjectStoreExt::head(&target, &"parts/forces-bigger-parts.bin".into())
+                .await?;
         let etag = meta.e_tag.unwrap_or_default();
-        ensure!(etag.trim_matches('"').ends_with("-4"), "expected 4 parts, etag {etag}");
+        ensure!(
+            etag.trim_matches('"').ends_with("-4"),
+            "expected 4 parts, etag {etag}"
+        );
     }
     assert_idempotent(&su, &tu, state.path(), Some(&cfg), objs.len())
 }
 
 fn s3_or_az_target(b: &Server) -> String {
     match b.kind {
-        Kind::Azurite => format!("[target]\n{}part-size = \"5MiB\"\nmax-parts = 4\n", b.config()),
+        Kind::Azurite => format!(
+            "[target]\n{}part-size = \"5MiB\"\nmax-parts = 4\n",
+            b.config()
+        ),
         _ => s3_target_config(b),
     }
 }
@@ -107,7 +152,10 @@ async fn fs_to_s3(kind: Kind) -> Result<()> {
     let tu = server.url("dst");
     let run = sync(&src.to_string_lossy(), &tu, &state, Some(&cfg))?;
     ensure!(run.code == 0, "sync failed: {}\n{}", run.stdout, run.stderr);
-    let checks = Checks { attributes: false, guessed_type: true };
+    let checks = Checks {
+        attributes: false,
+        guessed_type: true,
+    };
     dataset::verify(server.client("dst")?.as_ref(), &objs, checks, Some(&state)).await?;
     assert_idempotent(&src.to_string_lossy(), &tu, &state, Some(&cfg), objs.len())
 }
@@ -120,4 +168,62 @@ async fn fs_to_moto() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn fs_to_s3s_fs() -> Result<()> {
     fs_to_s3(Kind::S3sFs).await
+}
+
+#[test]
+fn dry_run_lists_and_writes_nothing() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (src, dst, state) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("state"),
+    );
+    let objs = dataset::standard(5, 20);
+    dataset::write_dir(&src, &objs)?;
+    let state_s = state.to_string_lossy().into_owned();
+    let (s, d) = (
+        src.to_string_lossy().into_owned(),
+        dst.to_string_lossy().into_owned(),
+    );
+    let run = passeur_tests::passeur(
+        &[
+            "sync",
+            "--source",
+            &s,
+            "--target",
+            &d,
+            "--state",
+            &state_s,
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+        &[],
+    )?;
+    ensure!(run.code == 0, "{}", run.stderr);
+    ensure!(run.summary()?["summary"]["would_copy"].as_u64() == Some(objs.len() as u64));
+    ensure!(run.stat("bytes_read")? == 0 && run.stat("bytes_written")? == 0);
+    let listed = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"would-copy\""))
+        .count();
+    ensure!(listed == objs.len(), "{listed} would-copy lines");
+    ensure!(!dst.exists(), "dry run created the target");
+    Ok(())
+}
+
+#[test]
+fn demo_runs_the_embedded_default_twice() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().to_string_lossy().into_owned();
+    let run = passeur_tests::passeur(&["demo", "--dir", &dir], &[])?;
+    ensure!(run.code == 0, "{}\n{}", run.stdout, run.stderr);
+    ensure!(
+        run.stdout.matches("pass complete").count() == 2,
+        "{}",
+        run.stdout
+    );
+    ensure!(run.stdout.contains("0 read, 0 written"), "{}", run.stdout);
+    Ok(())
 }

@@ -42,7 +42,11 @@ fn node_hash<'a>(children: impl IntoIterator<Item = &'a Hash>) -> Hash {
         any |= c.0 != [0; 32];
         h.update(c.as_bytes());
     }
-    if any { h.finalize().into() } else { Hash([0; 32]) }
+    if any {
+        h.finalize().into()
+    } else {
+        Hash([0; 32])
+    }
 }
 
 fn leaf_key(bucket: u16, key: &str) -> Vec<u8> {
@@ -61,7 +65,11 @@ pub(super) fn stage_leaf(db: &DB, batch: &mut WriteBatch, key: &str, size: u64, 
     let bucket = bucket_of(key);
     if let (Some(leaf), Some(dirty)) = (db.cf_handle(CF_MERKLE_LEAF), db.cf_handle(CF_MERKLE_DIRTY))
     {
-        batch.put_cf(leaf, leaf_key(bucket, key), leaf_hash(key, size, content).as_bytes());
+        batch.put_cf(
+            leaf,
+            leaf_key(bucket, key),
+            leaf_hash(key, size, content).as_bytes(),
+        );
         batch.put_cf(dirty, bucket.to_be_bytes(), []);
     }
 }
@@ -82,7 +90,8 @@ pub fn node(db: &DB, level: u8, index: u16) -> Result<Hash, Error> {
     let v = db
         .get_cf(cf(db, CF_MERKLE_NODE)?, node_key(level, index))
         .map_err(db_err)?;
-    Ok(v.and_then(|v| Hash::from_slice(&v)).unwrap_or(Hash([0; 32])))
+    Ok(v.and_then(|v| Hash::from_slice(&v))
+        .unwrap_or(Hash([0; 32])))
 }
 
 /// The leaves of one bucket, in key order.

@@ -225,7 +225,11 @@ impl Manifest {
         if old.as_ref().map(|o| o.blake3) != Some(rec.blake3) {
             if let Some(old) = &old {
                 for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
-                    batch.merge_cf(cf(db, CF_CHUNKS)?, c.hash.as_bytes(), records::chunk_value(c.len, -1));
+                    batch.merge_cf(
+                        cf(db, CF_CHUNKS)?,
+                        c.hash.as_bytes(),
+                        records::chunk_value(c.len, -1),
+                    );
                 }
             }
             let chunks_cf = cf(db, CF_CHUNKS)?;
@@ -243,7 +247,11 @@ impl Manifest {
                 }
                 batch.merge_cf(chunks_cf, c.hash.as_bytes(), records::chunk_value(c.len, 1));
             }
-            batch.put_cf(cf(db, CF_CHUNKLISTS)?, rec.blake3.as_bytes(), records::encode(&chunks));
+            batch.put_cf(
+                cf(db, CF_CHUNKLISTS)?,
+                rec.blake3.as_bytes(),
+                records::encode(&chunks),
+            );
         }
         batch.put_cf(cf(db, CF_OBJECTS)?, key.as_bytes(), records::encode(rec));
         batch.put_cf(
@@ -262,7 +270,11 @@ impl Manifest {
         let mut batch = WriteBatch::default();
         if let Some(old) = self.object(key)? {
             for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
-                batch.merge_cf(cf(db, CF_CHUNKS)?, c.hash.as_bytes(), records::chunk_value(c.len, -1));
+                batch.merge_cf(
+                    cf(db, CF_CHUNKS)?,
+                    c.hash.as_bytes(),
+                    records::chunk_value(c.len, -1),
+                );
             }
         }
         batch.delete_cf(cf(db, CF_OBJECTS)?, key.as_bytes());

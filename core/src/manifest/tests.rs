@@ -45,7 +45,10 @@ fn commit_then_read_back_and_root_changes_incrementally() -> Result<(), Error> {
     assert_ne!(r1, r2);
     let holder = m.content_holder(&Hash::of(b"abc"), 3, &Hash::of(b""))?;
     assert!(holder.is_some());
-    assert_eq!(m.content_holder(&Hash::of(b"abc"), 3, &Hash::of(b"other"))?, None);
+    assert_eq!(
+        m.content_holder(&Hash::of(b"abc"), 3, &Hash::of(b"other"))?,
+        None
+    );
 
     // Removing "b" brings the root back to the one-object root.
     m.remove_object("b")?;
