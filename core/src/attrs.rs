@@ -31,13 +31,14 @@ pub fn for_target(
             }
         }
     }
-    if guess_type && out.get(&Attribute::ContentType).is_none() {
-        if let Some(m) = mime_guess::from_path(key).first() {
-            out.insert(
-                Attribute::ContentType,
-                AttributeValue::from(m.essence_str().to_owned()),
-            );
-        }
+    if guess_type
+        && out.get(&Attribute::ContentType).is_none()
+        && let Some(m) = mime_guess::from_path(key).first()
+    {
+        out.insert(
+            Attribute::ContentType,
+            AttributeValue::from(m.essence_str().to_owned()),
+        );
     }
     let meta = Attribute::Metadata(MTIME_KEY.into());
     if out.get(&meta).is_none() {

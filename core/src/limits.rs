@@ -175,7 +175,7 @@ mod tests {
         match p.plan(size).expect("plan") {
             Plan::Multipart { part_size, parts } => {
                 assert!(parts <= 1000, "{parts} parts");
-                assert!(part_size >= 5_000_000 && part_size <= 5_000_000_000);
+                assert!((5_000_000..=5_000_000_000).contains(&part_size));
                 assert_eq!(part_size % 1024, 0);
                 assert!(part_size * parts >= size);
             }

@@ -107,16 +107,16 @@ impl Store {
         self.kind != StoreKind::Local
     }
 
-    /// Build a store from a URL. `create_dir`: a local directory that does
-    /// not exist is created (targets) instead of refused (sources).
-    pub fn open(url: &str, opts: &StoreOptions, create_dir: bool) -> Result<Self, Error> {
+    /// Build a store from a URL. `dir`: what to do when a local directory
+    /// does not exist.
+    pub fn open(url: &str, opts: &StoreOptions, dir: LocalDir) -> Result<Self, Error> {
         let invalid = |reason: &str| Error::InvalidUrl {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
         let (kind, base, prefix): (StoreKind, Arc<dyn ObjectStore>, String) =
             match url.split_once("://") {
-                None => (StoreKind::Local, local(url, create_dir)?, String::new()),
+                None => (StoreKind::Local, local(url, dir)?, String::new()),
                 Some(("file", _)) => {
                     let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
                     let path = parsed
@@ -124,7 +124,7 @@ impl Store {
                         .map_err(|()| invalid("not an absolute file path"))?;
                     (
                         StoreKind::Local,
-                        local(&path.to_string_lossy(), create_dir)?,
+                        local(&path.to_string_lossy(), dir)?,
                         String::new(),
                     )
                 }
@@ -190,9 +190,23 @@ impl Store {
     }
 }
 
-fn local(path: &str, create_dir: bool) -> Result<Arc<dyn ObjectStore>, Error> {
+/// What to do when a local directory named by a URL does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalDir {
+    /// Refuse (sources).
+    MustExist,
+    /// Create it (targets).
+    Create,
+    /// Treat it as empty without creating it (dry-run targets).
+    EmptyIfMissing,
+}
+
+fn local(path: &str, dir: LocalDir) -> Result<Arc<dyn ObjectStore>, Error> {
     let p = std::path::Path::new(path);
-    if create_dir {
+    if dir == LocalDir::EmptyIfMissing && !p.exists() {
+        return Ok(Arc::new(object_store::memory::InMemory::new()));
+    }
+    if dir == LocalDir::Create {
         std::fs::create_dir_all(p).map_err(|e| Error::InvalidUrl {
             url: path.to_owned(),
             reason: format!("cannot create directory: {e}"),

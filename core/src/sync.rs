@@ -199,7 +199,6 @@ pub async fn run_pass(
             result,
         });
     }
-    drop(results);
     if listing_error.is_none() && !interrupted {
         stats.listing_done.store(1, Relaxed);
     }

@@ -128,10 +128,11 @@ impl Ctx {
     pub async fn replicate(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
         let key = meta.location.as_ref();
         let listed = listed_version(meta);
-        if let Some(rec) = self.manifest.object(key)? {
-            if rec.state == ObjectState::Complete && rec.source.same_as(&listed) {
-                return Ok(Outcome::Unchanged);
-            }
+        if let Some(rec) = self.manifest.object(key)?
+            && rec.state == ObjectState::Complete
+            && rec.source.same_as(&listed)
+        {
+            return Ok(Outcome::Unchanged);
         }
         if dry_run {
             return Ok(Outcome::WouldCopy);
@@ -229,17 +230,16 @@ impl Ctx {
         if let Some(holder) = self
             .manifest
             .content_holder(&digest.blake3, size, attrs_digest)?
+            && holder != loc.as_ref()
         {
-            if holder != loc.as_ref() {
-                let from = Path::parse(&holder).map_err(|e| Error::Object(e.to_string()))?;
-                match self.target.inner.copy(&from, loc).await {
-                    Ok(()) => {
-                        self.stats.bytes_saved.fetch_add(size, Relaxed);
-                        return Ok((digest, None, Outcome::Deduplicated));
-                    }
-                    Err(e) => {
-                        tracing::debug!(%holder, error = %e, "server-side copy failed; uploading")
-                    }
+            let from = Path::parse(&holder).map_err(|e| Error::Object(e.to_string()))?;
+            match self.target.inner.copy(&from, loc).await {
+                Ok(()) => {
+                    self.stats.bytes_saved.fetch_add(size, Relaxed);
+                    return Ok((digest, None, Outcome::Deduplicated));
+                }
+                Err(e) => {
+                    tracing::debug!(%holder, error = %e, "server-side copy failed; uploading")
                 }
             }
         }

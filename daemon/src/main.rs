@@ -1,6 +1,11 @@
 //! The `passeur` executable: parses the command line, wires the core, maps
 //! outcomes to exit codes. All replication logic lives in passeur-core.
 
+#![allow(
+    clippy::print_stdout,
+    reason = "the command prints its results on stdout"
+)]
+
 mod cli;
 mod demo;
 mod exit;
@@ -15,7 +20,7 @@ use futures::StreamExt;
 use passeur_config::SyncConfig;
 use passeur_core::manifest::Manifest;
 use passeur_core::stats::Stats;
-use passeur_core::stores::Store;
+use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::run_pass;
 
 use cli::{Cli, Command, Output, SyncArgs};
@@ -78,11 +83,19 @@ async fn sync(args: SyncArgs) -> u8 {
     if let Some(c) = args.concurrency {
         opts.concurrency = c.max(1);
     }
-    let source = match Store::open(&args.source, &cfg.source.to_options(), false) {
+    let source = match Store::open(&args.source, &cfg.source.to_options(), LocalDir::MustExist) {
         Ok(s) => s,
         Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
     };
-    let target = match Store::open(&args.target, &cfg.target.to_options(), !args.dry_run) {
+    let target = match Store::open(
+        &args.target,
+        &cfg.target.to_options(),
+        if args.dry_run {
+            LocalDir::EmptyIfMissing
+        } else {
+            LocalDir::Create
+        },
+    ) {
         Ok(s) => s,
         Err(e) => return fail(exit::for_error(&e), &format!("target: {e}")),
     };
