@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/passeur/target}"
 scripts/setup.sh --system-only
-cargo run --locked -q -p passeur -- demo --dir "${1:-passeur-demo}"
+# Same package selection as scripts/test.sh, so both share one build.
+cargo build --workspace --all-targets --locked
+"$CARGO_TARGET_DIR/debug/passeur" demo --dir "${1:-passeur-demo}"

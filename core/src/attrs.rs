@@ -49,10 +49,14 @@ pub fn for_target(
     out
 }
 
-/// A digest of an attribute set, independent of insertion order.
+/// A digest of an attribute set, independent of insertion order, leaving
+/// out the `mtime` metadata: objects with equal content and equal other
+/// attributes are dedup candidates even when written at different times.
+/// (A server-side copy carries the holder's `mtime`; see ARCHITECTURE.md.)
 pub fn digest(attrs: &Attributes) -> Hash {
     let mut items: Vec<(String, String)> = attrs
         .iter()
+        .filter(|(k, _)| !matches!(k, Attribute::Metadata(m) if m == MTIME_KEY))
         .map(|(k, v)| (name(k), v.as_ref().to_owned()))
         .collect();
     items.sort();
@@ -123,5 +127,8 @@ mod tests {
         assert_eq!(digest(&a), digest(&b));
         b.insert(Attribute::ContentType, "z".into());
         assert_ne!(digest(&a), digest(&b));
+        let mut c = a.clone();
+        c.insert(Attribute::Metadata(MTIME_KEY.into()), "1.000".into());
+        assert_eq!(digest(&a), digest(&c), "mtime does not block dedup");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod chunk;
+mod dedup;
 pub mod error;
 pub mod hash;
 pub mod limits;

@@ -18,12 +18,17 @@ use tokio::sync::Semaphore;
 
 use crate::attrs;
 use crate::chunk::{ChunkParams, ChunkRef, Chunker};
+use crate::dedup::Large;
 use crate::error::{Error, error_chain};
 use crate::hash::Hash;
 use crate::limits::Plan;
 use crate::manifest::{Manifest, ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 use crate::stats::Stats;
 use crate::stores::{Store, StoreKind};
+
+/// A stream of object bytes.
+pub(crate) type ByteStream =
+    futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -77,25 +82,25 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn store_err(what: &str, e: object_store::Error) -> Error {
+pub(crate) fn store_err(what: &str, e: object_store::Error) -> Error {
     Error::Object(format!("{what}: {}", error_chain(&e)))
 }
 
-struct Digested {
-    blake3: Hash,
-    chunks: Vec<ChunkRef>,
+pub(crate) struct Digested {
+    pub(crate) blake3: Hash,
+    pub(crate) chunks: Vec<ChunkRef>,
 }
 
 /// Hashes and chunks a stream as it passes.
-struct Digester {
+pub(crate) struct Digester {
     hasher: blake3::Hasher,
     chunker: Chunker,
-    chunks: Vec<ChunkRef>,
-    total: u64,
+    pub(crate) chunks: Vec<ChunkRef>,
+    pub(crate) total: u64,
 }
 
 impl Digester {
-    fn new(p: ChunkParams) -> Self {
+    pub(crate) fn new(p: ChunkParams) -> Self {
         Self {
             hasher: blake3::Hasher::new(),
             chunker: Chunker::new(p),
@@ -103,12 +108,12 @@ impl Digester {
             total: 0,
         }
     }
-    fn update(&mut self, b: &[u8]) {
+    pub(crate) fn update(&mut self, b: &[u8]) {
         self.hasher.update(b);
         self.chunker.push(b, &mut self.chunks);
         self.total += b.len() as u64;
     }
-    fn finish(mut self, expected: u64) -> Result<Digested, Error> {
+    pub(crate) fn finish(mut self, expected: u64) -> Result<Digested, Error> {
         if self.total != expected {
             return Err(Error::Object(format!(
                 "source changed while being read: expected {expected} bytes, got {}",
@@ -173,17 +178,53 @@ impl Ctx {
                     .await?
             }
             Plan::Multipart { part_size, .. } => {
+                let dedup = self
+                    .dedup_large(&meta.location, size, stream, &attrs_digest)
+                    .await?;
+                let stream = match dedup {
+                    Large::Copied(d) => {
+                        return self.record(
+                            key,
+                            version,
+                            d,
+                            None,
+                            attrs_digest,
+                            size,
+                            Outcome::Deduplicated,
+                        );
+                    }
+                    Large::Upload(s) => s,
+                    Large::Reread => self.reopen(&meta.location, &version).await?,
+                };
                 let (d, p) = self
                     .multipart(&meta.location, size, part_size, stream, attributes)
                     .await?;
                 (d, p, Outcome::Copied)
             }
         };
+        self.record(key, version, digest, put, attrs_digest, size, outcome)
+    }
+
+    /// Commit a replicated object to the manifest.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site per outcome, all fields needed"
+    )]
+    fn record(
+        &self,
+        key: &str,
+        source: SourceVersion,
+        digest: Digested,
+        target_etag: Option<String>,
+        attrs_digest: Hash,
+        size: u64,
+        outcome: Outcome,
+    ) -> Result<Outcome, Error> {
         let rec = ObjectRecord {
-            source: version,
+            source,
             blake3: digest.blake3,
             chunks: u32::try_from(digest.chunks.len()).unwrap_or(u32::MAX),
-            target_etag: normalize_etag(put.as_deref()),
+            target_etag: normalize_etag(target_etag.as_deref()),
             attrs_digest,
             state: ObjectState::Complete,
             recorded_ms: now_ms(),
@@ -194,6 +235,26 @@ impl Ctx {
             .chunk_bytes_new
             .fetch_add(commit.new_chunk_bytes, Relaxed);
         Ok(outcome)
+    }
+
+    /// Open the source object again (after a dedup attempt consumed the
+    /// stream), refusing a different version than the one being copied.
+    async fn reopen(&self, loc: &Path, version: &SourceVersion) -> Result<ByteStream, Error> {
+        let got = self
+            .source
+            .inner
+            .get_opts(loc, GetOptions::default())
+            .await
+            .map_err(|e| store_err("read source", e))?;
+        let now = normalize_etag(got.meta.e_tag.as_deref());
+        if got.meta.size != version.size
+            || (now.is_some() && version.etag.is_some() && now != version.etag)
+        {
+            return Err(Error::Object(
+                "source changed while being copied; retried next pass".into(),
+            ));
+        }
+        Ok(got.into_stream())
     }
 
     async fn budget(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
@@ -210,7 +271,7 @@ impl Ctx {
         &self,
         loc: &Path,
         size: u64,
-        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        mut stream: ByteStream,
         attributes: Attributes,
         attrs_digest: &Hash,
     ) -> Result<(Digested, Option<String>, Outcome), Error> {
@@ -262,7 +323,7 @@ impl Ctx {
         loc: &Path,
         size: u64,
         part_size: u64,
-        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        mut stream: ByteStream,
         attributes: Attributes,
     ) -> Result<(Digested, Option<String>), Error> {
         let in_flight = self.parts_in_flight.max(1);

@@ -6,6 +6,8 @@
 //! - `chunklists`: content BLAKE3 (32 B) → postcard `Vec<ChunkRef>`.
 //! - `chunks`: chunk BLAKE3 (32 B) → size u32 LE ‖ refs i64 LE (merge: add).
 //! - `content`: content BLAKE3 (32 B) ‖ size u64 BE → object key holding it.
+//! - `content_head`: size u64 BE ‖ first chunk BLAKE3 → content BLAKE3, to
+//!   find dedup candidates for large objects before their hash is known.
 //! - `merkle_leaf`, `merkle_node`, `merkle_dirty`: see [`merkle`].
 
 pub mod merkle;
@@ -29,15 +31,17 @@ const CF_OBJECTS: &str = "objects";
 const CF_CHUNKLISTS: &str = "chunklists";
 const CF_CHUNKS: &str = "chunks";
 const CF_CONTENT: &str = "content";
+const CF_CONTENT_HEAD: &str = "content_head";
 const CF_MERKLE_LEAF: &str = "merkle_leaf";
 const CF_MERKLE_NODE: &str = "merkle_node";
 const CF_MERKLE_DIRTY: &str = "merkle_dirty";
-const ALL_CFS: [&str; 8] = [
+const ALL_CFS: [&str; 9] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
     CF_CHUNKS,
     CF_CONTENT,
+    CF_CONTENT_HEAD,
     CF_MERKLE_LEAF,
     CF_MERKLE_NODE,
     CF_MERKLE_DIRTY,
@@ -58,6 +62,17 @@ fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, Error> {
 pub struct CommitStats {
     /// Bytes of chunks the index had never seen.
     pub new_chunk_bytes: u64,
+}
+
+/// A target object that may hold the same content as one being read.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Key at the target holding the content.
+    pub holder: String,
+    /// Its whole-content BLAKE3.
+    pub content: Hash,
+    /// Its chunk list, to compare chunk by chunk while reading.
+    pub chunks: Vec<ChunkRef>,
 }
 
 /// The open state directory.
@@ -89,7 +104,15 @@ impl Manifest {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
-        let cfs = ALL_CFS.iter().map(|&name| {
+        // Open every column family present too, so that a directory written
+        // by another version opens far enough to report its schema version.
+        let mut names: Vec<String> = ALL_CFS.iter().map(|s| (*s).to_owned()).collect();
+        for existing in DB::list_cf(&opts, path).unwrap_or_default() {
+            if !names.contains(&existing) {
+                names.push(existing);
+            }
+        }
+        let cfs = names.into_iter().map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             if name == CF_CHUNKS {
@@ -209,6 +232,31 @@ impl Manifest {
             .map(|_| key))
     }
 
+    /// A dedup candidate for an object of `size` bytes whose first chunk is
+    /// `first`, with the same attributes.
+    pub fn large_candidate(
+        &self,
+        size: u64,
+        first: &Hash,
+        attrs_digest: &Hash,
+    ) -> Result<Option<Candidate>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_CONTENT_HEAD)?, head_key(size, first))
+            .map_err(db_err)?;
+        let Some(content) = v.and_then(|v| Hash::from_slice(&v)) else {
+            return Ok(None);
+        };
+        let Some(holder) = self.content_holder(&content, size, attrs_digest)? else {
+            return Ok(None);
+        };
+        Ok(self.chunk_list(&content)?.map(|chunks| Candidate {
+            holder,
+            content,
+            chunks,
+        }))
+    }
+
     /// Record one replicated object in a single atomic batch: its record, its
     /// chunk list, chunk reference counts, the content index and its Merkle
     /// leaf.
@@ -259,6 +307,13 @@ impl Manifest {
             content_key(&rec.blake3, rec.source.size),
             key.as_bytes(),
         );
+        if let Some(first) = chunks.first() {
+            batch.put_cf(
+                cf(db, CF_CONTENT_HEAD)?,
+                head_key(rec.source.size, &first.hash),
+                rec.blake3.as_bytes(),
+            );
+        }
         merkle::stage_leaf(db, &mut batch, key, rec.source.size, &rec.blake3);
         db.write(batch).map_err(db_err)?;
         Ok(stats)
@@ -297,6 +352,13 @@ impl Manifest {
     pub fn sync(&self) -> Result<(), Error> {
         self.db.flush_wal(true).map_err(db_err)
     }
+}
+
+fn head_key(size: u64, first: &Hash) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&size.to_be_bytes());
+    k[8..].copy_from_slice(first.as_bytes());
+    k
 }
 
 fn content_key(content: &Hash, size: u64) -> [u8; 40] {

@@ -1,0 +1,106 @@
+//! Dedup of large objects without reading them twice and without uploading
+//! speculatively: the first content-defined chunk and the size name a
+//! candidate already at the target; the rest of the stream is compared chunk
+//! by chunk with the candidate's chunk list, holding no data. Identical to
+//! the end → server-side copy. A divergence (rare: same size and same first
+//! chunk, different content) → the object is read again and uploaded.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use futures::stream::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::chunk::Chunker;
+use crate::error::Error;
+use crate::hash::Hash;
+use crate::transfer::{ByteStream, Ctx, Digested, Digester, store_err};
+
+/// What the dedup attempt of a large object came to.
+pub(crate) enum Large {
+    /// Materialised by server-side copy.
+    Copied(Digested),
+    /// No candidate: upload this stream (nothing consumed from it).
+    Upload(ByteStream),
+    /// Candidate diverged or the copy failed: the stream is spent; read the
+    /// object again and upload it.
+    Reread,
+}
+
+impl Ctx {
+    pub(crate) async fn dedup_large(
+        &self,
+        loc: &Path,
+        size: u64,
+        mut stream: ByteStream,
+        attrs_digest: &Hash,
+    ) -> Result<Large, Error> {
+        // Peek until the first chunk is settled; the bytes go back in front
+        // of the stream (and are counted by whoever consumes it).
+        let mut prefix = Vec::new();
+        let mut have = 0u64;
+        while have < u64::from(self.chunking.max) {
+            match stream.next().await {
+                Some(b) => {
+                    let b = b.map_err(|e| store_err("read source", e))?;
+                    have += b.len() as u64;
+                    prefix.push(b);
+                }
+                None => break,
+            }
+        }
+        let mut chunker = Chunker::new(self.chunking);
+        let mut first = Vec::new();
+        for b in &prefix {
+            chunker.push(b, &mut first);
+        }
+        if first.is_empty() {
+            chunker.finish(&mut first);
+        }
+        let rejoined = futures::stream::iter(prefix.into_iter().map(Ok))
+            .chain(stream)
+            .boxed();
+        let Some(first) = first.first() else {
+            return Ok(Large::Upload(rejoined));
+        };
+        let candidate = self
+            .manifest
+            .large_candidate(size, &first.hash, attrs_digest)?;
+        let Some(cand) = candidate.filter(|c| c.holder != loc.as_ref()) else {
+            return Ok(Large::Upload(rejoined));
+        };
+        let mut stream = rejoined;
+        let mut dig = Digester::new(self.chunking);
+        let mut matched = 0;
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| store_err("read source", e))?;
+            self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+            dig.update(&b);
+            if dig.total > size {
+                break;
+            }
+            while matched < dig.chunks.len() {
+                if cand.chunks.get(matched) != Some(&dig.chunks[matched]) {
+                    tracing::debug!(key = %loc, candidate = %cand.holder, "dedup candidate diverged");
+                    return Ok(Large::Reread);
+                }
+                matched += 1;
+            }
+        }
+        let digest = dig.finish(size)?;
+        if digest.blake3 != cand.content || digest.chunks != cand.chunks {
+            return Ok(Large::Reread);
+        }
+        let from = Path::parse(&cand.holder).map_err(|e| Error::Object(e.to_string()))?;
+        match self.target.inner.copy(&from, loc).await {
+            Ok(()) => {
+                self.stats.bytes_saved.fetch_add(size, Relaxed);
+                Ok(Large::Copied(digest))
+            }
+            Err(e) => {
+                tracing::debug!(key = %loc, error = %e, "server-side copy failed; uploading");
+                Ok(Large::Reread)
+            }
+        }
+    }
+}
