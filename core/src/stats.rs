@@ -20,6 +20,8 @@ pub struct Stats {
     pub deduplicated: AtomicU64,
     /// Objects that failed.
     pub failed: AtomicU64,
+    /// Objects listed but gone when read (deleted, or directory markers).
+    pub vanished: AtomicU64,
     /// Bytes of objects finished (any outcome but failure).
     pub done_bytes: AtomicU64,
     /// Object bytes read from the source.
@@ -51,6 +53,8 @@ pub struct Snapshot {
     pub deduplicated: u64,
     /// See [`Stats::failed`].
     pub failed: u64,
+    /// See [`Stats::vanished`].
+    pub vanished: u64,
     /// See [`Stats::done_bytes`].
     pub done_bytes: u64,
     /// See [`Stats::bytes_read`].
@@ -76,6 +80,7 @@ impl Stats {
             unchanged: self.unchanged.load(Relaxed),
             deduplicated: self.deduplicated.load(Relaxed),
             failed: self.failed.load(Relaxed),
+            vanished: self.vanished.load(Relaxed),
             done_bytes: self.done_bytes.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
@@ -89,7 +94,7 @@ impl Stats {
 impl Snapshot {
     /// Objects finished, whatever the outcome.
     pub fn finished(&self) -> u64 {
-        self.copied + self.unchanged + self.deduplicated + self.failed
+        self.copied + self.unchanged + self.deduplicated + self.failed + self.vanished
     }
 
     /// Chunk dedup ratio: bytes chunked / bytes in new chunks (1.0 = none).

@@ -171,6 +171,7 @@ pub async fn run_pass(
             Ok(Outcome::Copied) => &stats.copied,
             Ok(Outcome::Unchanged) => &stats.unchanged,
             Ok(Outcome::Deduplicated) => &stats.deduplicated,
+            Ok(Outcome::Vanished) => &stats.vanished,
             Ok(Outcome::WouldCopy) => {
                 would_copy += 1;
                 &stats.unchanged
@@ -185,7 +186,7 @@ pub async fn run_pass(
         }
         let result = r.map_err(|e| e.to_string());
         if let Err(reason) = &result {
-            tracing::warn!(%key, %reason, "object failed");
+            tracing::debug!(%key, %reason, "object failed");
             if failures.len() < MAX_FAILURES_KEPT {
                 failures.push(Failure {
                     key: key.clone(),

@@ -64,6 +64,9 @@ pub enum Outcome {
     Deduplicated,
     /// Dry run: would be copied.
     WouldCopy,
+    /// Listed but gone when read: deleted since the listing, or an S3
+    /// directory marker (`dir/`, which object_store lists as `dir`).
+    Vanished,
 }
 
 /// The version a listing entry describes.
@@ -142,12 +145,16 @@ impl Ctx {
         if dry_run {
             return Ok(Outcome::WouldCopy);
         }
-        let got = self
+        let got = match self
             .source
             .inner
             .get_opts(&meta.location, GetOptions::default())
             .await
-            .map_err(|e| store_err("read source", e))?;
+        {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Outcome::Vanished),
+            Err(e) => return Err(store_err("read source", e)),
+        };
         let size = got.meta.size;
         let mut version = listed.clone();
         let got_etag = normalize_etag(got.meta.e_tag.as_deref());

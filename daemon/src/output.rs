@@ -133,6 +133,7 @@ impl Reporter {
             Ok(Outcome::Copied) => "copied",
             Ok(Outcome::Deduplicated) => "deduplicated",
             Ok(Outcome::WouldCopy) => "would-copy",
+            Ok(Outcome::Vanished) => "vanished",
             Err(_) => "failed",
         };
         let reason = result.as_ref().err();
@@ -187,6 +188,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
         "objects: {} listed, {} copied, {} unchanged, {} deduplicated, {} failed\n",
         st.listed, st.copied, st.unchanged, st.deduplicated, st.failed
     ));
+    if st.vanished > 0 {
+        t.push_str(&format!(
+            "vanished: {} objects were gone when read (deleted since listing, or directory markers)\n",
+            st.vanished
+        ));
+    }
     if s.would_copy > 0 {
         t.push_str(&format!(
             "dry run: {} objects would be copied\n",

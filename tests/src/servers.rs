@@ -156,6 +156,21 @@ impl Server {
         }
     }
 
+    /// Put empty objects under raw keys (moto only), bypassing object_store's
+    /// path rules: directory markers `dir/`, empty segments `a//b`.
+    pub fn put_raw_keys(&self, bucket: &str, keys: &[&str]) -> Result<()> {
+        anyhow::ensure!(self.kind == Kind::Moto, "raw keys need moto");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/mkbucket.py");
+        let out = Command::new(tool("PASSEUR_PYTHON")?)
+            .args([script, "s3put", &self.endpoint, bucket])
+            .args(keys)
+            .output()?;
+        if !out.status.success() {
+            bail!("put raw keys: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     /// The URL passeur uses for `bucket/prefix` on this server.
     pub fn url(&self, bucket_and_prefix: &str) -> String {
         match self.kind {

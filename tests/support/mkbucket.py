@@ -1,12 +1,25 @@
 """Create a bucket (S3) or container (Azure) on a local test server.
 
 usage: mkbucket.py s3 ENDPOINT BUCKET | mkbucket.py az ENDPOINT CONTAINER
+       mkbucket.py s3put ENDPOINT BUCKET KEY...  (empty objects with raw keys
+       that object_store cannot write, such as `dir/` markers or `a//b`)
 Credentials are the test servers' own well-known ones.
 """
 import sys
 
 kind, endpoint, name = sys.argv[1:4]
-if kind == "s3":
+if kind == "s3put":
+    import boto3
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    for key in sys.argv[4:]:
+        s3.put_object(Bucket=name, Key=key, Body=b"")
+elif kind == "s3":
     import boto3
     s3 = boto3.client(
         "s3",
