@@ -8,6 +8,7 @@ pub mod error;
 pub mod hash;
 pub mod limits;
 pub mod manifest;
+pub mod parthash;
 pub mod stats;
 pub mod stores;
 pub mod sync;
