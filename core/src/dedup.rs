@@ -66,7 +66,12 @@ impl Ctx {
         let candidate = self
             .manifest
             .large_candidate(size, &first.hash, attrs_digest)?;
-        let Some(cand) = candidate.filter(|c| c.holder != loc.as_ref()) else {
+        // S3's CopyObject stops at 5 GiB: beyond the target's single-request
+        // limit a copy would fail after a full read, so do not try.
+        let copyable = size <= self.target.policy.limits.max_single_put;
+        let Some(cand) = candidate.filter(|c| {
+            copyable && c.holder != loc.as_ref() && self.gate.begin_copy_from(&c.holder).is_some()
+        }) else {
             return Ok(Large::Upload(rejoined));
         };
         let mut stream = rejoined;
@@ -89,6 +94,17 @@ impl Ctx {
         }
         let digest = dig.finish(size)?;
         if digest.blake3 != cand.content || digest.chunks != cand.chunks {
+            return Ok(Large::Reread);
+        }
+        // Hold the holder against writers for the copy, and make sure its
+        // record still names this content (a writer may have finished).
+        let Some(_source) = self.gate.begin_copy_from(&cand.holder) else {
+            return Ok(Large::Reread);
+        };
+        let attrs_ok = self
+            .manifest
+            .content_holder(&cand.content, size, attrs_digest)?;
+        if attrs_ok.as_deref() != Some(cand.holder.as_str()) {
             return Ok(Large::Reread);
         }
         let from = Path::parse(&cand.holder).map_err(|e| Error::Object(e.to_string()))?;

@@ -61,6 +61,15 @@ pub enum Error {
         /// Version this build reads.
         expected: u32,
     },
+    /// The state directory belongs to another job (source, target or
+    /// chunking parameters differ).
+    #[error("state directory {}: {detail}", path.display())]
+    StateMismatch {
+        /// Directory given.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
     /// The manifest database failed.
     #[error("manifest: {0}")]
     Manifest(String),

@@ -5,6 +5,7 @@ pub mod attrs;
 pub mod chunk;
 mod dedup;
 pub mod error;
+pub mod gate;
 pub mod hash;
 pub mod limits;
 pub mod manifest;

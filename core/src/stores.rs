@@ -171,8 +171,14 @@ impl Store {
             StoreKind::S3 | StoreKind::Local => Provider::Generic,
         };
         let policy = policy(opts.provider.unwrap_or(default_provider), opts)?;
+        // Local directories are named by their canonical path, so `dir` and
+        // `./dir` are the same job for the state directory.
+        let url = match (kind, std::fs::canonicalize(local_path(url))) {
+            (StoreKind::Local, Ok(p)) => p.to_string_lossy().into_owned(),
+            _ => url.to_owned(),
+        };
         Ok(Self {
-            url: url.to_owned(),
+            url,
             kind,
             inner,
             policy,
@@ -199,6 +205,15 @@ pub enum LocalDir {
     Create,
     /// Treat it as empty without creating it (dry-run targets).
     EmptyIfMissing,
+}
+
+/// The filesystem path of a local URL (a plain path or `file://`).
+fn local_path(url: &str) -> std::path::PathBuf {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+        .unwrap_or_else(|| std::path::PathBuf::from(url))
 }
 
 fn local(path: &str, dir: LocalDir) -> Result<Arc<dyn ObjectStore>, Error> {

@@ -107,8 +107,16 @@ pub async fn run_pass(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PassSummary, Error> {
     opts.chunking.validate().map_err(Error::InvalidOption)?;
+    if target.policy.multipart_threshold > opts.memory_budget {
+        return Err(Error::InvalidOption(format!(
+            "multipart-threshold ({} bytes) exceeds memory-budget ({} bytes): single PUTs are buffered whole",
+            target.policy.multipart_threshold, opts.memory_budget
+        )));
+    }
     source.probe().await?;
     target.probe().await?;
+    // Only a job whose stores answer claims the state directory.
+    manifest.bind(&source.url, &target.url, &opts.chunking)?;
     let memory_mib =
         u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
     let ctx = Ctx {
@@ -120,6 +128,7 @@ pub async fn run_pass(
         memory: Arc::new(Semaphore::new(memory_mib as usize)),
         memory_mib,
         parts_in_flight: opts.parts_in_flight,
+        gate: crate::gate::KeyGate::default(),
     };
     let mut failures = Vec::new();
     let mut listing_error = None;

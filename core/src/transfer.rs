@@ -20,6 +20,7 @@ use crate::attrs;
 use crate::chunk::{ChunkParams, ChunkRef, Chunker};
 use crate::dedup::Large;
 use crate::error::{Error, error_chain};
+use crate::gate::KeyGate;
 use crate::hash::Hash;
 use crate::limits::Plan;
 use crate::manifest::{Manifest, ObjectRecord, ObjectState, SourceVersion, normalize_etag};
@@ -51,6 +52,8 @@ pub struct Ctx {
     pub memory_mib: u32,
     /// Parts uploaded concurrently per multipart object.
     pub parts_in_flight: usize,
+    /// Keeps dedup copies and writes of one key apart.
+    pub gate: KeyGate,
 }
 
 /// What happened to one object.
@@ -145,6 +148,10 @@ impl Ctx {
         if dry_run {
             return Ok(Outcome::WouldCopy);
         }
+        let _writing = self.gate.begin_write(key).await;
+        // Memory first, then the GET: a response body must not wait unread
+        // for a permit (servers time out idle connections).
+        let (mut plan, mut in_flight, mut permit) = self.reserve(meta.size).await?;
         let got = match self
             .source
             .inner
@@ -156,6 +163,11 @@ impl Ctx {
             Err(e) => return Err(store_err("read source", e)),
         };
         let size = got.meta.size;
+        if size != meta.size {
+            drop(permit);
+            (plan, in_flight, permit) = self.reserve(size).await?;
+        }
+        let _permit = permit;
         let mut version = listed.clone();
         let got_etag = normalize_etag(got.meta.e_tag.as_deref());
         if version.size != size
@@ -178,7 +190,6 @@ impl Ctx {
         };
         let attrs_digest = attrs::digest(&attributes);
         let stream = got.into_stream();
-        let plan = self.target.policy.plan(size)?;
         let (digest, put, outcome) = match plan {
             Plan::Single => {
                 self.single(&meta.location, size, stream, attributes, &attrs_digest)
@@ -204,7 +215,14 @@ impl Ctx {
                     Large::Reread => self.reopen(&meta.location, &version).await?,
                 };
                 let (d, p) = self
-                    .multipart(&meta.location, size, part_size, stream, attributes)
+                    .multipart(
+                        &meta.location,
+                        size,
+                        part_size,
+                        in_flight,
+                        stream,
+                        attributes,
+                    )
                     .await?;
                 (d, p, Outcome::Copied)
             }
@@ -264,6 +282,26 @@ impl Ctx {
         Ok(got.into_stream())
     }
 
+    /// Plan an object of `size` bytes and reserve the memory it needs:
+    /// the whole object for a single PUT, `parts in flight + 1` parts for a
+    /// multipart upload, with parts in flight lowered to fit the budget.
+    async fn reserve(
+        &self,
+        size: u64,
+    ) -> Result<(Plan, usize, tokio::sync::OwnedSemaphorePermit), Error> {
+        let plan = self.target.policy.plan(size)?;
+        let (in_flight, need) = match plan {
+            Plan::Single => (0, size),
+            Plan::Multipart { part_size, .. } => {
+                let budget = u64::from(self.memory_mib) * MIB;
+                let fit = (budget / part_size).saturating_sub(1).max(1);
+                let n = (self.parts_in_flight.max(1) as u64).min(fit);
+                (usize::try_from(n).unwrap_or(1), part_size * (n + 1))
+            }
+        };
+        Ok((plan, in_flight, self.budget(need).await?))
+    }
+
     async fn budget(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         let want = u32::try_from(bytes.div_ceil(MIB).max(1))
             .unwrap_or(u32::MAX)
@@ -282,7 +320,6 @@ impl Ctx {
         attributes: Attributes,
         attrs_digest: &Hash,
     ) -> Result<(Digested, Option<String>, Outcome), Error> {
-        let _permit = self.budget(size).await?;
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
         let mut dig = Digester::new(self.chunking);
         while let Some(b) = stream.next().await {
@@ -299,6 +336,12 @@ impl Ctx {
             .manifest
             .content_holder(&digest.blake3, size, attrs_digest)?
             && holder != loc.as_ref()
+            && let Some(_source) = self.gate.begin_copy_from(&holder)
+            && self
+                .manifest
+                .content_holder(&digest.blake3, size, attrs_digest)?
+                .as_deref()
+                == Some(holder.as_str())
         {
             let from = Path::parse(&holder).map_err(|e| Error::Object(e.to_string()))?;
             match self.target.inner.copy(&from, loc).await {
@@ -330,11 +373,11 @@ impl Ctx {
         loc: &Path,
         size: u64,
         part_size: u64,
+        in_flight: usize,
         mut stream: ByteStream,
         attributes: Attributes,
     ) -> Result<(Digested, Option<String>), Error> {
-        let in_flight = self.parts_in_flight.max(1);
-        let _permit = self.budget(part_size * (in_flight as u64 + 1)).await?;
+        let in_flight = in_flight.max(1);
         let opts = PutMultipartOptions {
             attributes,
             ..PutMultipartOptions::default()

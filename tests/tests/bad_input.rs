@@ -223,3 +223,43 @@ async fn key_the_filesystem_cannot_hold_fails_alone() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn state_directory_belongs_to_one_job() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let state = work.path().join("state");
+    let src = local_source()?;
+    let s = src.path().to_string_lossy().into_owned();
+    let first = sync(&s, &work.path().join("a").to_string_lossy(), &state, None)?;
+    ensure!(first.code == 0, "{}", first.stderr);
+    // Same job spelled differently is the same job.
+    let again = sync(
+        &format!("{s}/."),
+        &work.path().join("a").to_string_lossy(),
+        &state,
+        None,
+    )?;
+    ensure!(again.code == 0, "{}", again.stderr);
+    let other = work.path().join("b");
+    let run = sync(&s, &other.to_string_lossy(), &state, None)?;
+    expect_fatal(&run, 78, "belongs to target")?;
+    ensure!(
+        !other.exists() || std::fs::read_dir(&other)?.next().is_none(),
+        "other target written"
+    );
+    Ok(())
+}
+
+#[test]
+fn single_put_threshold_above_memory_budget_is_refused() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let src = local_source()?;
+    let cfg = "[target]\nmultipart-threshold = \"64MiB\"\n[transfer]\nmemory-budget = \"32MiB\"\n";
+    let run = sync(
+        &src.path().to_string_lossy(),
+        &work.path().join("t").to_string_lossy(),
+        &work.path().join("s"),
+        Some(cfg),
+    )?;
+    expect_fatal(&run, 78, "memory-budget")
+}

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
 
-use crate::chunk::ChunkRef;
+use crate::chunk::{ChunkParams, ChunkRef};
 use crate::error::Error;
 use crate::hash::Hash;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
@@ -47,6 +47,9 @@ const ALL_CFS: [&str; 9] = [
     CF_MERKLE_DIRTY,
 ];
 const KEY_SCHEMA: &[u8] = b"schema_version";
+const KEY_SOURCE: &[u8] = b"source_url";
+const KEY_TARGET: &[u8] = b"target_url";
+const KEY_CHUNKING: &[u8] = b"chunking";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Manifest(e.to_string())
@@ -152,8 +155,47 @@ impl Manifest {
             .db
             .get_cf(cf(&self.db, CF_META)?, KEY_SCHEMA)
             .map_err(db_err)?;
-        Ok(v.and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
-            .map(u32::from_be_bytes))
+        match v {
+            None => Ok(None),
+            Some(v) => <[u8; 4]>::try_from(&v[..])
+                .map(|b| Some(u32::from_be_bytes(b)))
+                .map_err(|_| Error::StateDir {
+                    path: self.path.clone(),
+                    detail: format!("corrupt schema version ({} bytes)", v.len()),
+                }),
+        }
+    }
+
+    /// Tie the directory to one job: its source, target and chunking
+    /// parameters are recorded on first use and must match afterwards (a
+    /// manifest describes one target; chunk lists depend on the chunking).
+    pub fn bind(&self, source: &str, target: &str, chunking: &ChunkParams) -> Result<(), Error> {
+        let meta = cf(&self.db, CF_META)?;
+        let chunking = format!(
+            "fastcdc2020 {}/{}/{}",
+            chunking.min, chunking.avg, chunking.max
+        );
+        let mut batch = WriteBatch::default();
+        for (key, want, what) in [
+            (KEY_SOURCE, source, "source"),
+            (KEY_TARGET, target, "target"),
+            (KEY_CHUNKING, chunking.as_str(), "chunking"),
+        ] {
+            match self.db.get_cf(meta, key).map_err(db_err)? {
+                None => batch.put_cf(meta, key, want.as_bytes()),
+                Some(have) if have == want.as_bytes() => {}
+                Some(have) => {
+                    return Err(Error::StateMismatch {
+                        path: self.path.clone(),
+                        detail: format!(
+                            "it belongs to {what} {:?}, not {want:?}; use one state directory per job",
+                            String::from_utf8_lossy(&have)
+                        ),
+                    });
+                }
+            }
+        }
+        self.db.write(batch).map_err(db_err)
     }
 
     /// Record a schema version (used on creation, by migrations, and by tests
