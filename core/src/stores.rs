@@ -330,7 +330,8 @@ fn policy(provider: Provider, o: &StoreOptions) -> Result<PartPolicy, Error> {
         p.limits.max_part = v;
     }
     if let Some(v) = o.part_size {
-        p.part_size = v;
+        // Parts start on 1 KiB boundaries (BLAKE3 chunks; see parthash).
+        p.part_size = v.div_ceil(1024) * 1024;
         p.multipart_threshold = v;
     }
     if let Some(v) = o.multipart_threshold {

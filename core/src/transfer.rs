@@ -24,6 +24,7 @@ use crate::gate::KeyGate;
 use crate::hash::Hash;
 use crate::limits::Plan;
 use crate::manifest::{Manifest, ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+use crate::parthash::{self, PartHasher};
 use crate::stats::Stats;
 use crate::stores::{Store, StoreKind};
 
@@ -99,7 +100,8 @@ pub(crate) struct Digested {
 
 /// Hashes and chunks a stream as it passes.
 pub(crate) struct Digester {
-    hasher: blake3::Hasher,
+    /// None when the caller hashes by parts (see `parthash`).
+    hasher: Option<blake3::Hasher>,
     chunker: Chunker,
     pub(crate) chunks: Vec<ChunkRef>,
     pub(crate) total: u64,
@@ -108,14 +110,23 @@ pub(crate) struct Digester {
 impl Digester {
     pub(crate) fn new(p: ChunkParams) -> Self {
         Self {
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
             chunker: Chunker::new(p),
             chunks: Vec::new(),
             total: 0,
         }
     }
+    /// A digester that only chunks; the whole-object hash comes from parts.
+    pub(crate) fn chunk_only(p: ChunkParams) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(p)
+        }
+    }
     pub(crate) fn update(&mut self, b: &[u8]) {
-        self.hasher.update(b);
+        if let Some(h) = &mut self.hasher {
+            h.update(b);
+        }
         self.chunker.push(b, &mut self.chunks);
         self.total += b.len() as u64;
     }
@@ -128,7 +139,7 @@ impl Digester {
         }
         self.chunker.finish(&mut self.chunks);
         Ok(Digested {
-            blake3: self.hasher.finalize().into(),
+            blake3: self.hasher.map_or(Hash([0; 32]), |h| h.finalize().into()),
             chunks: self.chunks,
         })
     }
@@ -389,7 +400,12 @@ impl Ctx {
             .await
             .map_err(|e| store_err("start multipart upload", e))?;
         let part_len = usize::try_from(part_size).unwrap_or(usize::MAX);
-        let mut dig = Digester::new(self.chunking);
+        // The whole-object hash is merged from each part's BLAKE3 subtrees,
+        // the form resumable uploads keep per part (see parthash).
+        let mut dig = Digester::chunk_only(self.chunking);
+        let mut subtrees = Vec::new();
+        let mut offset = 0u64;
+        let mut one_part_hash = None;
         let mut part = BytesMut::with_capacity(part_len);
         let mut pending = FuturesUnordered::new();
         let stats = Arc::clone(&self.stats);
@@ -409,6 +425,16 @@ impl Ctx {
                 while part.len() >= part_len || (last && !part.is_empty()) {
                     let n = part.len().min(part_len);
                     let data = part.split_to(n).freeze();
+                    let end = offset + n as u64;
+                    if offset == 0 && end == size {
+                        one_part_hash = Some(Hash::of(&data));
+                    } else {
+                        let mut h = PartHasher::new(size, offset, end)
+                            .map_err(|e| Error::Object(e.to_string()))?;
+                        h.update(&data);
+                        subtrees.extend(h.finish().map_err(|e| Error::Object(e.to_string()))?);
+                    }
+                    offset = end;
                     while pending.len() >= in_flight {
                         if let Some(r) = pending.next().await {
                             r?;
@@ -432,7 +458,14 @@ impl Ctx {
             Ok(())
         }
         .await;
-        let digest = match result.and_then(|()| dig.finish(size)) {
+        let digest = result.and_then(|()| dig.finish(size)).and_then(|mut d| {
+            d.blake3 = match one_part_hash {
+                Some(h) => h,
+                None => parthash::root(subtrees, size).map_err(|e| Error::Object(e.to_string()))?,
+            };
+            Ok(d)
+        });
+        let digest = match digest {
             Ok(d) => d,
             Err(e) => {
                 drop(pending);
