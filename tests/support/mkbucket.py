@@ -7,30 +7,29 @@ Credentials are the test servers' own well-known ones.
 """
 import sys
 
-kind, endpoint, name = sys.argv[1:4]
-if kind == "s3put":
+
+def s3_client(endpoint):
     import boto3
-    s3 = boto3.client(
+
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+kind, endpoint, name = sys.argv[1:4]
+if kind == "s3put":
+    s3 = s3_client(endpoint)
     for key in sys.argv[4:]:
         s3.put_object(Bucket=name, Key=key, Body=b"")
 elif kind == "s3":
-    import boto3
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket=name)
+    s3_client(endpoint).create_bucket(Bucket=name)
 elif kind == "az":
     from azure.storage.blob import BlobServiceClient
+
     account = "devstoreaccount1"
     key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
     conn = (
