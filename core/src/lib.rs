@@ -2,6 +2,7 @@
 //! signals or the command line; see ARCHITECTURE.md for the map.
 
 pub mod attrs;
+pub mod checkpoint;
 pub mod chunk;
 mod dedup;
 pub mod error;

@@ -102,6 +102,12 @@ const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 impl Store {
+    /// Whether listings come in key order (so a listing can resume after a
+    /// key). Local directories list in directory order.
+    pub fn lists_in_order(&self) -> bool {
+        self.kind != StoreKind::Local
+    }
+
     /// Whether object attributes (Content-Type, metadata…) can be stored.
     pub fn supports_attributes(&self) -> bool {
         self.kind != StoreKind::Local

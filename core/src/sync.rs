@@ -10,6 +10,7 @@ use futures::stream::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::checkpoint::Watermark;
 use crate::chunk::ChunkParams;
 use crate::error::{Error, error_chain};
 use crate::hash::Hash;
@@ -83,6 +84,8 @@ pub struct PassSummary {
     pub merkle_root: String,
     /// Objects that a dry run would copy.
     pub would_copy: u64,
+    /// The listing resumed after this key (an interrupted pass continued).
+    pub resumed_after: Option<String>,
 }
 
 /// Failures kept with their reasons in the summary.
@@ -134,7 +137,22 @@ pub async fn run_pass(
     let mut listing_error = None;
     let mut would_copy = 0;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let listing = source.inner.list(None).take_until(async move {
+    let resumed_after = match (source.lists_in_order(), opts.dry_run) {
+        (true, false) => manifest.listing_checkpoint()?,
+        _ => None,
+    };
+    let base = match &resumed_after {
+        Some(k) => {
+            tracing::info!(after = %k, "resuming an interrupted listing");
+            let offset =
+                object_store::path::Path::parse(k).map_err(|e| Error::Manifest(e.to_string()))?;
+            source.inner.list_with_offset(None, &offset)
+        }
+        None => source.inner.list(None),
+    };
+    let watermark = Watermark::default();
+    let watermark_ref = &watermark;
+    let listing = base.take_until(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     });
@@ -147,6 +165,7 @@ pub async fn run_pass(
                 Ok(m) => m,
                 Err(e) => return Err(error_chain(&e)),
             };
+            watermark_ref.listed(meta.location.as_ref());
             stats_ref.listed.fetch_add(1, Relaxed);
             stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
             let r = ctx_ref.replicate(&meta, dry_run).await;
@@ -204,13 +223,22 @@ pub async fn run_pass(
             }
         }
         on_event(&Event::Object {
-            key,
+            key: key.clone(),
             size: meta.size,
             result,
         });
+        watermark.finished(key);
+        if !dry_run && let Some(mark) = watermark.due() {
+            manifest.set_listing_checkpoint(Some(&mark))?;
+        }
     }
     if listing_error.is_none() && !interrupted {
         stats.listing_done.store(1, Relaxed);
+        if !dry_run {
+            manifest.set_listing_checkpoint(None)?;
+        }
+    } else if !dry_run && let Some(mark) = watermark.mark() {
+        manifest.set_listing_checkpoint(Some(&mark))?;
     }
     let root: Hash = manifest.merkle_root()?;
     manifest.sync()?;
@@ -221,5 +249,6 @@ pub async fn run_pass(
         interrupted,
         merkle_root: root.to_hex(),
         would_copy,
+        resumed_after,
     })
 }

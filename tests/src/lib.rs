@@ -63,10 +63,26 @@ impl Run {
     }
 }
 
+/// A `passeur` command with a clean environment for store credentials.
+pub fn passeur_command(args: &[&str]) -> Result<Command> {
+    let mut cmd = Command::new(passeur_bin()?);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_")
+            || k.starts_with("AZURE_")
+            || k.starts_with("AZURITE_")
+            || k.starts_with("GOOGLE_")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    Ok(cmd)
+}
+
 /// Run `passeur` with arguments, a clean environment for store credentials,
 /// and extra environment variables.
 pub fn passeur(args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
-    let mut cmd = Command::new(passeur_bin()?);
+    let mut cmd = passeur_command(args)?;
     cmd.args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_")

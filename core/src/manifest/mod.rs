@@ -50,6 +50,7 @@ const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_SOURCE: &[u8] = b"source_url";
 const KEY_TARGET: &[u8] = b"target_url";
 const KEY_CHUNKING: &[u8] = b"chunking";
+const KEY_LISTING_CHECKPOINT: &[u8] = b"listing_checkpoint";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Manifest(e.to_string())
@@ -164,6 +165,25 @@ impl Manifest {
                     detail: format!("corrupt schema version ({} bytes)", v.len()),
                 }),
         }
+    }
+
+    /// Where an interrupted pass's listing can resume (see `checkpoint`).
+    pub fn listing_checkpoint(&self) -> Result<Option<String>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_META)?, KEY_LISTING_CHECKPOINT)
+            .map_err(db_err)?;
+        Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Save (or with `None`, clear) the listing checkpoint.
+    pub fn set_listing_checkpoint(&self, key: Option<&str>) -> Result<(), Error> {
+        let meta = cf(&self.db, CF_META)?;
+        match key {
+            Some(k) => self.db.put_cf(meta, KEY_LISTING_CHECKPOINT, k.as_bytes()),
+            None => self.db.delete_cf(meta, KEY_LISTING_CHECKPOINT),
+        }
+        .map_err(db_err)
     }
 
     /// Tie the directory to one job: its source, target and chunking

@@ -1,0 +1,132 @@
+//! A pass killed (SIGKILL) during the listing of 50,000 keys resumes near
+//! where it stopped: the restart lists far fewer keys, and the target ends
+//! complete.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use passeur_tests::servers::{Kind, Server};
+use passeur_tests::{Run, passeur_command};
+
+const KEYS: usize = 50_000;
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
+    let s3s = Server::start(Kind::S3sFs)?;
+    // s3s-fs serves a directory tree: write the 50,000 objects as files.
+    let bucket = s3s.data.path().join("src");
+    for i in 0..KEYS {
+        let dir = bucket.join(format!("d{:02}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        std::fs::write(dir.join(format!("k{i:05}")), format!("object {i}\n"))?;
+    }
+    let work = tempfile::tempdir()?;
+    let cfg = work.path().join("c.toml");
+    std::fs::write(&cfg, format!("[source]\n{}", s3s.config()))?;
+    let dst = work.path().join("dst");
+    let (state, cfg_s, dst_s) = (
+        work.path().join("state").to_string_lossy().into_owned(),
+        cfg.to_string_lossy().into_owned(),
+        dst.to_string_lossy().into_owned(),
+    );
+    let url = s3s.url("src");
+    let args = [
+        "sync",
+        "--source",
+        &url,
+        "--target",
+        &dst_s,
+        "--state",
+        &state,
+        "--config",
+        &cfg_s,
+        "--output",
+        "json",
+        "--concurrency",
+        "64",
+    ];
+
+    // First run: SIGKILL once a fifth of the objects have arrived.
+    let mut child = passeur_command(&args)?
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("first run ended before the kill: {status}");
+        }
+        if count_files(&dst) >= KEYS / 5 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "first run too slow");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait()?;
+    let done_before = count_files(&dst);
+
+    // Restart: continues after the saved watermark (written about once a
+    // second), so it lists only what the killed run had not finished.
+    let out = passeur_command(&args)?.output()?;
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    ensure!(
+        run.code == 0,
+        "restart failed: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let summary = run.summary()?;
+    let resumed = summary["summary"]["resumed_after"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        !resumed.is_empty(),
+        "restart did not resume: {}",
+        run.stdout
+    );
+    let listed = run.stat("listed")? as usize;
+    ensure!(
+        listed < KEYS - KEYS / 10,
+        "restart listed {listed} of {KEYS} keys (killed with {done_before} copied)"
+    );
+    // Every object is at the target with its bytes.
+    ensure!(
+        count_files(&dst) == KEYS,
+        "target has {} files",
+        count_files(&dst)
+    );
+    for i in (0..KEYS).step_by(997) {
+        let p = dst.join(format!("d{:02}/k{i:05}", i / 1000));
+        ensure!(
+            std::fs::read_to_string(&p)? == format!("object {i}\n"),
+            "{} differs",
+            p.display()
+        );
+    }
+    Ok(())
+}
