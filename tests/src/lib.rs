@@ -83,16 +83,6 @@ pub fn passeur_command(args: &[&str]) -> Result<Command> {
 /// and extra environment variables.
 pub fn passeur(args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
     let mut cmd = passeur_command(args)?;
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_")
-            || k.starts_with("AZURE_")
-            || k.starts_with("AZURITE_")
-            || k.starts_with("GOOGLE_")
-        {
-            cmd.env_remove(k);
-        }
-    }
     for (k, v) in env {
         cmd.env(k, v);
     }
