@@ -110,6 +110,9 @@ fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
         run.stdout
     );
     let listed = run.stat("listed")? as usize;
+    eprintln!(
+        "killed after {done_before} objects; restart resumed after {resumed:?} and listed {listed} of {KEYS} keys"
+    );
     ensure!(
         listed < KEYS - KEYS / 10,
         "restart listed {listed} of {KEYS} keys (killed with {done_before} copied)"
