@@ -40,6 +40,20 @@ pub struct Run {
 }
 
 impl Run {
+    /// Capture a finished process.
+    pub fn from_output(out: Output) -> Self {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = out;
+        Self {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
     /// The JSON summary line printed with `--output json`.
     pub fn summary(&self) -> Result<serde_json::Value> {
         for line in self.stdout.lines() {
@@ -122,4 +136,54 @@ pub fn b3sum(path: &Path) -> Result<String> {
         bail!("b3sum failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A sync job from an object-store source to a local directory, with its
+/// config file, state directory and target in one temporary directory, for
+/// tests that run, kill and rerun the same job.
+#[derive(Debug)]
+pub struct LocalTargetJob {
+    /// Holds config, state and target.
+    pub work: tempfile::TempDir,
+    /// The target directory.
+    pub dst: PathBuf,
+    args: Vec<String>,
+}
+
+impl LocalTargetJob {
+    /// `source_url` with `source_config` as its `[source]` section.
+    pub fn new(source_url: &str, source_config: &str, concurrency: usize) -> Result<Self> {
+        let work = tempfile::tempdir()?;
+        let cfg = work.path().join("c.toml");
+        std::fs::write(&cfg, format!("[source]\n{source_config}"))?;
+        let dst = work.path().join("dst");
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let args = vec![
+            "sync".into(),
+            "--source".into(),
+            source_url.into(),
+            "--target".into(),
+            path(&dst),
+            "--state".into(),
+            path(&work.path().join("state")),
+            "--config".into(),
+            path(&cfg),
+            "--output".into(),
+            "json".into(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+        ];
+        Ok(Self { work, dst, args })
+    }
+
+    /// The `passeur sync` command of this job.
+    pub fn command(&self) -> Result<Command> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        passeur_command(&args)
+    }
+
+    /// Run the job to the end.
+    pub fn run(&self) -> Result<Run> {
+        Ok(Run::from_output(self.command()?.output()?))
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use bytes::Bytes;
 use passeur_tests::dataset::{self, Obj};
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::{Run, passeur_command};
+use passeur_tests::{LocalTargetJob, Run};
 
 const N: usize = 1500;
 
@@ -25,32 +25,9 @@ async fn sigint_stops_cleanly_and_the_next_run_continues() -> Result<()> {
         })
         .collect();
     dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
-    let work = tempfile::tempdir()?;
-    let cfg = work.path().join("c.toml");
-    std::fs::write(&cfg, format!("[source]\n{}", moto.config()))?;
-    let dst = work.path().join("dst");
-    let (state, cfg_s, dst_s) = (
-        work.path().join("state").to_string_lossy().into_owned(),
-        cfg.to_string_lossy().into_owned(),
-        dst.to_string_lossy().into_owned(),
-    );
-    let url = moto.url("src");
-    let args = [
-        "sync",
-        "--source",
-        &url,
-        "--target",
-        &dst_s,
-        "--state",
-        &state,
-        "--config",
-        &cfg_s,
-        "--output",
-        "json",
-        "--concurrency",
-        "2",
-    ];
-    let child = passeur_command(&args)?
+    let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 2)?;
+    let child = job
+        .command()?
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -62,11 +39,7 @@ async fn sigint_stops_cleanly_and_the_next_run_continues() -> Result<()> {
         .status()?;
     ensure!(status.success(), "kill -INT failed");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
-    let first = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let first = Run::from_output(out);
     ensure!(first.code == 130, "exit {}: {}", first.code, first.stderr);
     let summary = first.summary()?;
     ensure!(
@@ -84,12 +57,7 @@ async fn sigint_stops_cleanly_and_the_next_run_continues() -> Result<()> {
         "objects in progress must finish, not fail"
     );
 
-    let out = passeur_command(&args)?.output()?;
-    let second = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let second = job.run()?;
     ensure!(second.code == 0, "{}\n{}", second.stdout, second.stderr);
     ensure!(
         second.summary()?["summary"]["resumed_after"].is_string(),
@@ -102,7 +70,7 @@ async fn sigint_stops_cleanly_and_the_next_run_continues() -> Result<()> {
     );
     for o in &objs {
         ensure!(
-            std::fs::read(dst.join(&o.key))? == o.data,
+            std::fs::read(job.dst.join(&o.key))? == o.data,
             "{} differs",
             o.key
         );

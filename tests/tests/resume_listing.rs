@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
+use passeur_tests::LocalTargetJob;
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::{Run, passeur_command};
 
 const KEYS: usize = 50_000;
 
@@ -39,34 +39,12 @@ fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
         }
         std::fs::write(dir.join(format!("k{i:05}")), format!("object {i}\n"))?;
     }
-    let work = tempfile::tempdir()?;
-    let cfg = work.path().join("c.toml");
-    std::fs::write(&cfg, format!("[source]\n{}", s3s.config()))?;
-    let dst = work.path().join("dst");
-    let (state, cfg_s, dst_s) = (
-        work.path().join("state").to_string_lossy().into_owned(),
-        cfg.to_string_lossy().into_owned(),
-        dst.to_string_lossy().into_owned(),
-    );
-    let url = s3s.url("src");
-    let args = [
-        "sync",
-        "--source",
-        &url,
-        "--target",
-        &dst_s,
-        "--state",
-        &state,
-        "--config",
-        &cfg_s,
-        "--output",
-        "json",
-        "--concurrency",
-        "64",
-    ];
+    let job = LocalTargetJob::new(&s3s.url("src"), &s3s.config(), 64)?;
+    let dst = &job.dst;
 
     // First run: SIGKILL once a fifth of the objects have arrived.
-    let mut child = passeur_command(&args)?
+    let mut child = job
+        .command()?
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -75,7 +53,7 @@ fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
         if let Some(status) = child.try_wait()? {
             bail!("first run ended before the kill: {status}");
         }
-        if count_files(&dst) >= KEYS / 5 {
+        if count_files(dst) >= KEYS / 5 {
             break;
         }
         ensure!(Instant::now() < deadline, "first run too slow");
@@ -83,16 +61,11 @@ fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
     }
     child.kill()?;
     child.wait()?;
-    let done_before = count_files(&dst);
+    let done_before = count_files(dst);
 
     // Restart: continues after the saved watermark (written about once a
     // second), so it lists only what the killed run had not finished.
-    let out = passeur_command(&args)?.output()?;
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = job.run()?;
     ensure!(
         run.code == 0,
         "restart failed: {}\n{}",
@@ -119,9 +92,9 @@ fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
     );
     // Every object is at the target with its bytes.
     ensure!(
-        count_files(&dst) == KEYS,
+        count_files(dst) == KEYS,
         "target has {} files",
-        count_files(&dst)
+        count_files(dst)
     );
     for i in (0..KEYS).step_by(997) {
         let p = dst.join(format!("d{:02}/k{i:05}", i / 1000));
