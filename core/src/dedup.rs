@@ -77,13 +77,7 @@ impl Ctx {
         let mut stream = rejoined;
         let mut dig = Digester::new(self.chunking);
         let mut matched = 0;
-        while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| store_err("read source", e))?;
-            self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-            dig.update(&b);
-            if dig.total > size {
-                break;
-            }
+        while self.read_next(&mut stream, &mut dig, size).await?.is_some() {
             while matched < dig.chunks.len() {
                 if cand.chunks.get(matched) != Some(&dig.chunks[matched]) {
                     tracing::debug!(key = %loc, candidate = %cand.holder, "dedup candidate diverged");

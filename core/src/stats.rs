@@ -22,6 +22,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Objects listed but gone when read (deleted, or directory markers).
     pub vanished: AtomicU64,
+    /// Dry run: objects that would be copied.
+    pub would_copy: AtomicU64,
     /// Bytes of objects finished (any outcome but failure).
     pub done_bytes: AtomicU64,
     /// Object bytes read from the source.
@@ -55,6 +57,8 @@ pub struct Snapshot {
     pub failed: u64,
     /// See [`Stats::vanished`].
     pub vanished: u64,
+    /// See [`Stats::would_copy`].
+    pub would_copy: u64,
     /// See [`Stats::done_bytes`].
     pub done_bytes: u64,
     /// See [`Stats::bytes_read`].
@@ -81,6 +85,7 @@ impl Stats {
             deduplicated: self.deduplicated.load(Relaxed),
             failed: self.failed.load(Relaxed),
             vanished: self.vanished.load(Relaxed),
+            would_copy: self.would_copy.load(Relaxed),
             done_bytes: self.done_bytes.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
@@ -94,7 +99,12 @@ impl Stats {
 impl Snapshot {
     /// Objects finished, whatever the outcome.
     pub fn finished(&self) -> u64 {
-        self.copied + self.unchanged + self.deduplicated + self.failed + self.vanished
+        self.copied
+            + self.unchanged
+            + self.deduplicated
+            + self.failed
+            + self.vanished
+            + self.would_copy
     }
 
     /// Chunk dedup ratio: bytes chunked / bytes in new chunks (1.0 = none).

@@ -120,43 +120,42 @@ impl Store {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let (kind, base, prefix): (StoreKind, Arc<dyn ObjectStore>, String) =
+        let (kind, base, prefix, url): (StoreKind, Arc<dyn ObjectStore>, String, String) =
             match url.split_once("://") {
-                None => (StoreKind::Local, local(url, dir)?, String::new()),
+                None => {
+                    let (store, name) = local(std::path::Path::new(url), dir)?;
+                    (StoreKind::Local, store, String::new(), name)
+                }
                 Some(("file", _)) => {
                     let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
                     let path = parsed
                         .to_file_path()
                         .map_err(|()| invalid("not an absolute file path"))?;
-                    (
-                        StoreKind::Local,
-                        local(&path.to_string_lossy(), dir)?,
-                        String::new(),
-                    )
+                    let (store, name) = local(&path, dir)?;
+                    (StoreKind::Local, store, String::new(), name)
                 }
                 Some((scheme @ ("s3" | "az" | "azure" | "gs"), rest)) => {
                     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                     if bucket.is_empty() {
                         return Err(invalid("missing bucket or container name"));
                     }
-                    let store: Arc<dyn ObjectStore> = match scheme {
-                        "s3" => Arc::new(s3(bucket, opts)?),
-                        "gs" => Arc::new(
-                            GoogleCloudStorageBuilder::from_env()
-                                .with_bucket_name(bucket)
-                                .with_retry(retry(opts))
-                                .with_client_options(client(opts))
-                                .build()
-                                .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
+                    let (kind, store): (StoreKind, Arc<dyn ObjectStore>) = match scheme {
+                        "s3" => (StoreKind::S3, Arc::new(s3(bucket, opts)?)),
+                        "gs" => (
+                            StoreKind::Gcs,
+                            Arc::new(
+                                GoogleCloudStorageBuilder::from_env()
+                                    .with_bucket_name(bucket)
+                                    .with_retry(retry(opts))
+                                    .with_client_options(client(opts))
+                                    .build()
+                                    .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
+                            ),
                         ),
-                        _ => Arc::new(azure(bucket, opts)?),
+                        _ => (StoreKind::Azure, Arc::new(azure(bucket, opts)?)),
                     };
-                    let kind = match scheme {
-                        "s3" => StoreKind::S3,
-                        "gs" => StoreKind::Gcs,
-                        _ => StoreKind::Azure,
-                    };
-                    (kind, store, prefix.trim_matches('/').to_owned())
+                    let prefix = prefix.trim_matches('/').to_owned();
+                    (kind, store, prefix, url.to_owned())
                 }
                 Some((scheme, _)) => {
                     return Err(invalid(&format!(
@@ -177,12 +176,6 @@ impl Store {
             StoreKind::S3 | StoreKind::Local => Provider::Generic,
         };
         let policy = policy(opts.provider.unwrap_or(default_provider), opts)?;
-        // Local directories are named by their canonical path, so `dir` and
-        // `./dir` are the same job for the state directory.
-        let url = match (kind, std::fs::canonicalize(local_path(url))) {
-            (StoreKind::Local, Ok(p)) => p.to_string_lossy().into_owned(),
-            _ => url.to_owned(),
-        };
         Ok(Self {
             url,
             kind,
@@ -213,35 +206,27 @@ pub enum LocalDir {
     EmptyIfMissing,
 }
 
-/// The filesystem path of a local URL (a plain path or `file://`).
-fn local_path(url: &str) -> std::path::PathBuf {
-    url::Url::parse(url)
-        .ok()
-        .filter(|u| u.scheme() == "file")
-        .and_then(|u| u.to_file_path().ok())
-        .unwrap_or_else(|| std::path::PathBuf::from(url))
-}
-
-fn local(path: &str, dir: LocalDir) -> Result<Arc<dyn ObjectStore>, Error> {
-    let p = std::path::Path::new(path);
+/// A local directory store and the name it goes by: its canonical path,
+/// so that `dir` and `./dir` are the same job for the state directory.
+fn local(p: &std::path::Path, dir: LocalDir) -> Result<(Arc<dyn ObjectStore>, String), Error> {
+    let shown = p.to_string_lossy().into_owned();
     if dir == LocalDir::EmptyIfMissing && !p.exists() {
-        return Ok(Arc::new(object_store::memory::InMemory::new()));
+        return Ok((Arc::new(object_store::memory::InMemory::new()), shown));
     }
     if dir == LocalDir::Create {
         std::fs::create_dir_all(p).map_err(|e| Error::InvalidUrl {
-            url: path.to_owned(),
+            url: shown.clone(),
             reason: format!("cannot create directory: {e}"),
         })?;
     } else if !p.is_dir() {
-        return Err(Error::MissingContainer {
-            store: path.to_owned(),
-        });
+        return Err(Error::MissingContainer { store: shown });
     }
+    let name = std::fs::canonicalize(p).map_or(shown.clone(), |c| c.to_string_lossy().into_owned());
     let fs = LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
-        url: path.to_owned(),
+        url: shown,
         reason: crate::error::error_chain(&e),
     })?;
-    Ok(Arc::new(fs))
+    Ok((Arc::new(fs), name))
 }
 
 fn retry(opts: &StoreOptions) -> RetryConfig {

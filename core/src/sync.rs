@@ -82,8 +82,6 @@ pub struct PassSummary {
     pub interrupted: bool,
     /// Dataset Merkle root after the pass (hex).
     pub merkle_root: String,
-    /// Objects that a dry run would copy.
-    pub would_copy: u64,
     /// The listing resumed after this key (an interrupted pass continued).
     pub resumed_after: Option<String>,
 }
@@ -135,7 +133,6 @@ pub async fn run_pass(
     };
     let mut failures = Vec::new();
     let mut listing_error = None;
-    let mut would_copy = 0;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let resumed_after = match (source.lists_in_order(), opts.dry_run) {
         (true, false) => manifest.listing_checkpoint()?,
@@ -195,20 +192,15 @@ pub async fn run_pass(
             }
         };
         let key = meta.location.as_ref().to_owned();
-        let counter = match &r {
+        match &r {
             Ok(Outcome::Copied) => &stats.copied,
             Ok(Outcome::Unchanged) => &stats.unchanged,
             Ok(Outcome::Deduplicated) => &stats.deduplicated,
             Ok(Outcome::Vanished) => &stats.vanished,
-            Ok(Outcome::WouldCopy) => {
-                would_copy += 1;
-                &stats.unchanged
-            }
+            Ok(Outcome::WouldCopy) => &stats.would_copy,
             Err(_) => &stats.failed,
-        };
-        if !matches!(r, Ok(Outcome::WouldCopy)) {
-            counter.fetch_add(1, Relaxed);
         }
+        .fetch_add(1, Relaxed);
         if r.is_ok() {
             stats.done_bytes.fetch_add(meta.size, Relaxed);
         }
@@ -248,7 +240,6 @@ pub async fn run_pass(
         listing_error,
         interrupted,
         merkle_root: root.to_hex(),
-        would_copy,
         resumed_after,
     })
 }

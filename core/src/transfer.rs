@@ -293,6 +293,24 @@ impl Ctx {
         Ok(got.into_stream())
     }
 
+    /// The next buffer of an object of `size` bytes, counted and fed to the
+    /// digester; `None` at the end, or once more than `size` bytes came (the
+    /// digester's `finish` then reports the change).
+    pub(crate) async fn read_next(
+        &self,
+        stream: &mut ByteStream,
+        dig: &mut Digester,
+        size: u64,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        let Some(b) = stream.next().await else {
+            return Ok(None);
+        };
+        let b = b.map_err(|e| store_err("read source", e))?;
+        self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+        dig.update(&b);
+        Ok((dig.total <= size).then_some(b))
+    }
+
     /// Plan an object of `size` bytes and reserve the memory it needs:
     /// the whole object for a single PUT, `parts in flight + 1` parts for a
     /// multipart upload, with parts in flight lowered to fit the budget.
@@ -333,13 +351,7 @@ impl Ctx {
     ) -> Result<(Digested, Option<String>, Outcome), Error> {
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
         let mut dig = Digester::new(self.chunking);
-        while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| store_err("read source", e))?;
-            self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-            dig.update(&b);
-            if dig.total > size {
-                break;
-            }
+        while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
             buf.extend_from_slice(&b);
         }
         let digest = dig.finish(size)?;
@@ -411,16 +423,12 @@ impl Ctx {
         let stats = Arc::clone(&self.stats);
         let result: Result<(), Error> = async {
             loop {
-                let next = stream.next().await;
+                let next = self.read_next(&mut stream, &mut dig, size).await?;
                 let last = next.is_none();
                 if let Some(b) = next {
-                    let b = b.map_err(|e| store_err("read source", e))?;
-                    stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-                    dig.update(&b);
-                    if dig.total > size {
-                        break;
-                    }
                     part.extend_from_slice(&b);
+                } else if dig.total > size {
+                    break;
                 }
                 while part.len() >= part_len || (last && !part.is_empty()) {
                     let n = part.len().min(part_len);

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use passeur_core::stats::{Snapshot, Stats};
 use passeur_core::sync::{Event, PassSummary};
 use passeur_core::transfer::Outcome;
@@ -35,21 +35,6 @@ impl Mode {
     }
 }
 
-fn human(bytes: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{v:.0} {}", UNITS[i])
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
 fn progress_line(s: &Snapshot, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = s.bytes_read as f64 / secs;
@@ -64,9 +49,9 @@ fn progress_line(s: &Snapshot, elapsed: Duration) -> String {
         s.finished(),
         s.listed,
         if s.listing_done { "" } else { "+" },
-        human(s.bytes_read as f64),
-        human(s.bytes_written as f64),
-        human(rate),
+        HumanBytes(s.bytes_read),
+        HumanBytes(s.bytes_written),
+        HumanBytes(rate as u64),
     )
 }
 
@@ -194,10 +179,10 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
             st.vanished
         ));
     }
-    if s.would_copy > 0 {
+    if st.would_copy > 0 {
         t.push_str(&format!(
             "dry run: {} objects would be copied\n",
-            s.would_copy
+            st.would_copy
         ));
     }
     t.push_str(&format!(

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, ensure};
 use passeur_tests::servers::{Kind, Server, free_port};
-use passeur_tests::{Run, dataset, sync};
+use passeur_tests::{LocalTargetJob, Run, dataset, sync};
 
 /// A fatal error: the documented code and exactly one line on stderr.
 fn expect_fatal(run: &Run, code: i32, needle: &str) -> Result<()> {
@@ -191,15 +191,8 @@ async fn key_the_filesystem_cannot_hold_fails_alone() -> Result<()> {
         });
     }
     dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
-    let work = tempfile::tempdir()?;
-    let dst = work.path().join("dst");
-    let cfg = format!("[source]\n{}", moto.config());
-    let run = sync(
-        &moto.url("src"),
-        &dst.to_string_lossy(),
-        &work.path().join("state"),
-        Some(&cfg),
-    )?;
+    let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
+    let (run, dst) = (job.run()?, &job.dst);
     ensure!(run.code == 1, "exit {}: {}", run.code, run.stderr);
     ensure!(!run.stderr.contains("panicked"));
     ensure!(run.stat("failed")? == 1, "{}", run.stdout);

@@ -1,9 +1,9 @@
 //! Keys real buckets contain that object_store's paths cannot represent.
 
 use anyhow::{Result, ensure};
+use passeur_tests::LocalTargetJob;
 use passeur_tests::dataset::{self, Obj};
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::sync;
 
 fn obj(key: &str, data: &'static [u8]) -> Obj {
     Obj {
@@ -25,15 +25,8 @@ async fn directory_markers_are_skipped_not_failed() -> Result<()> {
     .await?;
     // Zero-byte `dir/` markers, as consoles and some tools create them.
     moto.put_raw_keys("src", &["folder/", "empty-dir/"])?;
-    let work = tempfile::tempdir()?;
-    let dst = work.path().join("dst");
-    let cfg = format!("[source]\n{}", moto.config());
-    let run = sync(
-        &moto.url("src"),
-        &dst.to_string_lossy(),
-        &work.path().join("state"),
-        Some(&cfg),
-    )?;
+    let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
+    let (run, dst) = (job.run()?, &job.dst);
     ensure!(
         run.code == 0,
         "exit {}: {}\n{}",
@@ -58,15 +51,8 @@ async fn unrepresentable_key_stops_the_listing_with_a_clear_reason() -> Result<(
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;
     moto.put_raw_keys("src", &["a//b"])?;
-    let work = tempfile::tempdir()?;
-    let cfg = format!("[source]\n{}", moto.config());
-    let dst = work.path().join("dst");
-    let run = sync(
-        &moto.url("src"),
-        &dst.to_string_lossy(),
-        &work.path().join("state"),
-        Some(&cfg),
-    )?;
+    let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
+    let run = job.run()?;
     ensure!(run.code == 1, "exit {}: {}", run.code, run.stderr);
     let err = run.summary()?["summary"]["listing_error"]
         .as_str()
