@@ -115,6 +115,54 @@ impl Chunker {
     }
 }
 
+/// A chunker whose boundaries are also forced every `segment` bytes: the
+/// parts of a multipart upload. Each part's chunks then depend on that
+/// part's bytes alone, so a resumed upload chunks its missing parts without
+/// reading the finished ones, and the object's chunk list is the
+/// concatenation of its parts' lists.
+#[derive(Debug)]
+pub struct Segmented {
+    inner: Chunker,
+    segment: Option<u64>,
+    pos: u64,
+}
+
+impl Segmented {
+    /// Boundaries every `segment` bytes (`None`: content-defined only).
+    pub fn new(params: ChunkParams, segment: Option<u64>) -> Self {
+        Self {
+            inner: Chunker::new(params),
+            segment: segment.filter(|s| *s > 0),
+            pos: 0,
+        }
+    }
+
+    /// Feed bytes; settled chunks are appended to `out`.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<ChunkRef>) {
+        let Some(segment) = self.segment else {
+            self.inner.push(data, out);
+            return;
+        };
+        while !data.is_empty() {
+            let room = usize::try_from(segment - self.pos).unwrap_or(usize::MAX);
+            let take = room.min(data.len());
+            self.inner.push(&data[..take], out);
+            self.pos += take as u64;
+            data = &data[take..];
+            if self.pos == segment {
+                let params = self.inner.params;
+                std::mem::replace(&mut self.inner, Chunker::new(params)).finish(out);
+                self.pos = 0;
+            }
+        }
+    }
+
+    /// End of the object: emit the remaining chunks.
+    pub fn finish(self, out: &mut Vec<ChunkRef>) {
+        self.inner.finish(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +234,31 @@ mod tests {
             }
             prop_assert_eq!(rebuilt, data.clone());
             prop_assert_eq!(chunks, chunk_all(&data, &[data.len().max(1)], p));
+        }
+
+        // segmented chunking == chunking each segment on its own
+        #[test]
+        fn segments_chunk_independently(
+            data in proptest::collection::vec(any::<u8>(), 0..20_000),
+            pieces in proptest::collection::vec(1usize..3000, 0..20),
+            segment in 1024u64..6000,
+        ) {
+            let p = small();
+            let mut s = Segmented::new(p, Some(segment));
+            let mut out = Vec::new();
+            let mut off = 0;
+            for &n in &pieces {
+                let end = (off + n).min(data.len());
+                s.push(&data[off..end], &mut out);
+                off = end;
+            }
+            s.push(&data[off..], &mut out);
+            s.finish(&mut out);
+            let mut want = Vec::new();
+            for seg in data.chunks(usize::try_from(segment).unwrap_or(1)) {
+                want.extend(chunk_all(seg, &[], p));
+            }
+            prop_assert_eq!(out, want);
         }
 
         // streaming whole-object hash == one-shot blake3::hash

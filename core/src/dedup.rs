@@ -11,7 +11,7 @@ use futures::stream::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::chunk::Chunker;
+use crate::chunk::Segmented;
 use crate::error::Error;
 use crate::hash::Hash;
 use crate::transfer::{ByteStream, Ctx, Digested, Digester, store_err};
@@ -32,6 +32,7 @@ impl Ctx {
         &self,
         loc: &Path,
         size: u64,
+        part_size: u64,
         mut stream: ByteStream,
         attrs_digest: &Hash,
     ) -> Result<Large, Error> {
@@ -49,7 +50,7 @@ impl Ctx {
                 None => break,
             }
         }
-        let mut chunker = Chunker::new(self.chunking);
+        let mut chunker = Segmented::new(self.chunking, Some(part_size));
         let mut first = Vec::new();
         for b in &prefix {
             chunker.push(b, &mut first);
@@ -75,7 +76,7 @@ impl Ctx {
             return Ok(Large::Upload(rejoined));
         };
         let mut stream = rejoined;
-        let mut dig = Digester::new(self.chunking);
+        let mut dig = Digester::new(self.chunking, Some(part_size));
         let mut matched = 0;
         while self.read_next(&mut stream, &mut dig, size).await?.is_some() {
             while matched < dig.chunks.len() {

@@ -36,6 +36,13 @@ pub struct Stats {
     pub chunk_bytes: AtomicU64,
     /// Of those, bytes in chunks the index had never seen.
     pub chunk_bytes_new: AtomicU64,
+    /// Multipart uploads continued from an earlier run.
+    pub uploads_resumed: AtomicU64,
+    /// Bytes of parts an earlier run had uploaded: neither read nor written
+    /// again.
+    pub bytes_resumed: AtomicU64,
+    /// Uploads started over because the source changed under them.
+    pub uploads_restarted: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -71,6 +78,12 @@ pub struct Snapshot {
     pub chunk_bytes: u64,
     /// See [`Stats::chunk_bytes_new`].
     pub chunk_bytes_new: u64,
+    /// See [`Stats::uploads_resumed`].
+    pub uploads_resumed: u64,
+    /// See [`Stats::bytes_resumed`].
+    pub bytes_resumed: u64,
+    /// See [`Stats::uploads_restarted`].
+    pub uploads_restarted: u64,
 }
 
 impl Stats {
@@ -92,6 +105,9 @@ impl Stats {
             bytes_saved: self.bytes_saved.load(Relaxed),
             chunk_bytes: self.chunk_bytes.load(Relaxed),
             chunk_bytes_new: self.chunk_bytes_new.load(Relaxed),
+            uploads_resumed: self.uploads_resumed.load(Relaxed),
+            bytes_resumed: self.bytes_resumed.load(Relaxed),
+            uploads_restarted: self.uploads_restarted.load(Relaxed),
         }
     }
 }

@@ -11,6 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
@@ -95,6 +96,40 @@ pub struct Store {
     pub inner: Arc<dyn ObjectStore>,
     /// How objects written here are cut into parts.
     pub policy: PartPolicy,
+    /// The low-level multipart API, when the store has one that keeps
+    /// object attributes: uploads through it survive restarts.
+    pub multipart: Option<Multipart>,
+}
+
+/// A store's low-level multipart API (upload ids and part ids that a new
+/// process can continue with), addressed with the store's relative keys.
+#[derive(Clone)]
+pub struct Multipart {
+    store: Arc<dyn MultipartStore>,
+    prefix: Option<Path>,
+}
+
+impl fmt::Debug for Multipart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Multipart")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Multipart {
+    /// The API itself.
+    pub fn api(&self) -> &dyn MultipartStore {
+        self.store.as_ref()
+    }
+
+    /// The full path of a key relative to the store URL.
+    pub fn path(&self, loc: &Path) -> Path {
+        match &self.prefix {
+            None => loc.clone(),
+            Some(p) => Path::from_iter(p.parts().chain(loc.parts())),
+        }
+    }
 }
 
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -120,56 +155,73 @@ impl Store {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let (kind, base, prefix, url): (StoreKind, Arc<dyn ObjectStore>, String, String) =
-            match url.split_once("://") {
-                None => {
-                    let (store, name) = local(std::path::Path::new(url), dir)?;
-                    (StoreKind::Local, store, String::new(), name)
+        type Parts = (
+            StoreKind,
+            Arc<dyn ObjectStore>,
+            Option<Arc<dyn MultipartStore>>,
+            String,
+            String,
+        );
+        let (kind, base, multipart, prefix, url): Parts = match url.split_once("://") {
+            None => {
+                let (store, name) = local(std::path::Path::new(url), dir)?;
+                (StoreKind::Local, store, None, String::new(), name)
+            }
+            Some(("file", _)) => {
+                let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| invalid("not an absolute file path"))?;
+                let (store, name) = local(&path, dir)?;
+                (StoreKind::Local, store, None, String::new(), name)
+            }
+            Some((scheme @ ("s3" | "az" | "azure" | "gs"), rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(invalid("missing bucket or container name"));
                 }
-                Some(("file", _)) => {
-                    let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-                    let path = parsed
-                        .to_file_path()
-                        .map_err(|()| invalid("not an absolute file path"))?;
-                    let (store, name) = local(&path, dir)?;
-                    (StoreKind::Local, store, String::new(), name)
-                }
-                Some((scheme @ ("s3" | "az" | "azure" | "gs"), rest)) => {
-                    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                    if bucket.is_empty() {
-                        return Err(invalid("missing bucket or container name"));
+                // Azure's MultipartStore commits the block list without
+                // the object's attributes (Content-Type, metadata), so
+                // Azure targets keep the in-process multipart upload.
+                let (kind, store, multipart): (_, Arc<dyn ObjectStore>, _) = match scheme {
+                    "s3" => {
+                        let s = Arc::new(s3(bucket, opts)?);
+                        (StoreKind::S3, s.clone(), Some(s as Arc<dyn MultipartStore>))
                     }
-                    let (kind, store): (StoreKind, Arc<dyn ObjectStore>) = match scheme {
-                        "s3" => (StoreKind::S3, Arc::new(s3(bucket, opts)?)),
-                        "gs" => (
+                    "gs" => {
+                        let s = Arc::new(
+                            GoogleCloudStorageBuilder::from_env()
+                                .with_bucket_name(bucket)
+                                .with_retry(retry(opts))
+                                .with_client_options(client(opts))
+                                .build()
+                                .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
+                        );
+                        (
                             StoreKind::Gcs,
-                            Arc::new(
-                                GoogleCloudStorageBuilder::from_env()
-                                    .with_bucket_name(bucket)
-                                    .with_retry(retry(opts))
-                                    .with_client_options(client(opts))
-                                    .build()
-                                    .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
-                            ),
-                        ),
-                        _ => (StoreKind::Azure, Arc::new(azure(bucket, opts)?)),
-                    };
-                    let prefix = prefix.trim_matches('/').to_owned();
-                    (kind, store, prefix, url.to_owned())
-                }
-                Some((scheme, _)) => {
-                    return Err(invalid(&format!(
-                        "unknown scheme {scheme:?} (use a path, file://, s3://, az:// or gs://)"
-                    )));
-                }
-            };
-        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            base
+                            s.clone(),
+                            Some(s as Arc<dyn MultipartStore>),
+                        )
+                    }
+                    _ => (StoreKind::Azure, Arc::new(azure(bucket, opts)?), None),
+                };
+                let prefix = prefix.trim_matches('/').to_owned();
+                (kind, store, multipart, prefix, url.to_owned())
+            }
+            Some((scheme, _)) => {
+                return Err(invalid(&format!(
+                    "unknown scheme {scheme:?} (use a path, file://, s3://, az:// or gs://)"
+                )));
+            }
+        };
+        let (inner, prefix): (Arc<dyn ObjectStore>, _) = if prefix.is_empty() {
+            (base, None)
         } else {
             // The prefix is taken as written (not percent-decoded), like rclone.
             let p = Path::parse(&prefix).map_err(|e| invalid(&e.to_string()))?;
-            Arc::new(PrefixStore::new(base, p))
+            (Arc::new(PrefixStore::new(base, p.clone())), Some(p))
         };
+        let multipart = multipart.map(|store| Multipart { store, prefix });
         let default_provider = match kind {
             StoreKind::Azure => Provider::Azure,
             StoreKind::Gcs => Provider::Gcs,
@@ -181,6 +233,7 @@ impl Store {
             kind,
             inner,
             policy,
+            multipart,
         })
     }
 

@@ -131,6 +131,12 @@ pub async fn run_pass(
         parts_in_flight: opts.parts_in_flight,
         gate: crate::gate::KeyGate::default(),
     };
+    if !opts.dry_run {
+        let (kept, aborted) = ctx.sweep_uploads().await?;
+        if kept + aborted > 0 {
+            tracing::info!(kept, aborted, "multipart uploads left by an earlier run");
+        }
+    }
     let mut failures = Vec::new();
     let mut listing_error = None;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -17,14 +17,17 @@ use object_store::{
 use tokio::sync::Semaphore;
 
 use crate::attrs;
-use crate::chunk::{ChunkParams, ChunkRef, Chunker};
+use crate::chunk::{ChunkParams, ChunkRef, Segmented};
 use crate::dedup::Large;
 use crate::error::{Error, error_chain};
 use crate::gate::KeyGate;
 use crate::hash::Hash;
 use crate::limits::Plan;
-use crate::manifest::{Manifest, ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+use crate::manifest::{
+    Manifest, ObjectRecord, ObjectState, SourceVersion, UploadHead, normalize_etag,
+};
 use crate::parthash::{self, PartHasher};
+use crate::resume::Stop;
 use crate::stats::Stats;
 use crate::stores::{Store, StoreKind};
 
@@ -33,6 +36,8 @@ pub(crate) type ByteStream =
     futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>;
 
 const MIB: u64 = 1024 * 1024;
+/// Times one object starts over because its source changed under it.
+const MAX_RESTARTS: usize = 3;
 
 /// Everything one object's transfer needs.
 #[derive(Debug, Clone)]
@@ -83,7 +88,7 @@ pub fn listed_version(meta: &ObjectMeta) -> SourceVersion {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -102,25 +107,27 @@ pub(crate) struct Digested {
 pub(crate) struct Digester {
     /// None when the caller hashes by parts (see `parthash`).
     hasher: Option<blake3::Hasher>,
-    chunker: Chunker,
+    chunker: Segmented,
     pub(crate) chunks: Vec<ChunkRef>,
     pub(crate) total: u64,
 }
 
 impl Digester {
-    pub(crate) fn new(p: ChunkParams) -> Self {
+    /// `parts`: the part size of a multipart object, whose parts are
+    /// chunked independently (see [`Segmented`]); `None` for single PUTs.
+    pub(crate) fn new(p: ChunkParams, parts: Option<u64>) -> Self {
         Self {
             hasher: Some(blake3::Hasher::new()),
-            chunker: Chunker::new(p),
+            chunker: Segmented::new(p, parts),
             chunks: Vec::new(),
             total: 0,
         }
     }
     /// A digester that only chunks; the whole-object hash comes from parts.
-    pub(crate) fn chunk_only(p: ChunkParams) -> Self {
+    pub(crate) fn chunk_only(p: ChunkParams, parts: Option<u64>) -> Self {
         Self {
             hasher: None,
-            ..Self::new(p)
+            ..Self::new(p, parts)
         }
     }
     pub(crate) fn update(&mut self, b: &[u8]) {
@@ -160,6 +167,46 @@ impl Ctx {
             return Ok(Outcome::WouldCopy);
         }
         let _writing = self.gate.begin_write(key).await;
+        for _ in 0..MAX_RESTARTS {
+            match self.replicate_once(meta, &listed).await {
+                Ok(o) => return Ok(o),
+                Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Restart(why)) => {
+                    self.stats.uploads_restarted.fetch_add(1, Relaxed);
+                    tracing::info!(key, reason = %why, "starting the object over");
+                    if let (Some(mp), Some(head)) =
+                        (&self.target.multipart, self.manifest.upload(key)?)
+                    {
+                        self.abandon(mp, key, &head).await?;
+                    }
+                }
+            }
+        }
+        Err(Error::Object(
+            "source kept changing while being copied; retried next pass".into(),
+        ))
+    }
+
+    async fn replicate_once(
+        &self,
+        meta: &ObjectMeta,
+        listed: &SourceVersion,
+    ) -> Result<Outcome, Stop> {
+        let key = meta.location.as_ref();
+        if let Some(mp) = &self.target.multipart
+            && let Some(head) = self.manifest.upload(key)?
+        {
+            if !head.source.same_as(listed) {
+                return Err(Stop::Restart(
+                    "source changed since the upload started".into(),
+                ));
+            }
+            let (in_flight, need) = self.parts_budget(head.part_size);
+            let _permit = self.budget(need).await?;
+            return self
+                .upload_resume(mp, &meta.location, &head, in_flight)
+                .await;
+        }
         // Memory first, then the GET: a response body must not wait unread
         // for a permit (servers time out idle connections).
         let (mut plan, mut in_flight, mut permit) = self.reserve(meta.size).await?;
@@ -171,7 +218,7 @@ impl Ctx {
         {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(Outcome::Vanished),
-            Err(e) => return Err(store_err("read source", e)),
+            Err(e) => return Err(store_err("read source", e).into()),
         };
         let size = got.meta.size;
         if size != meta.size {
@@ -180,6 +227,7 @@ impl Ctx {
         }
         let _permit = permit;
         let mut version = listed.clone();
+        let if_match = got.meta.e_tag.clone();
         let got_etag = normalize_etag(got.meta.e_tag.as_deref());
         if version.size != size
             || (version.etag.is_some() && got_etag.is_some() && version.etag != got_etag)
@@ -208,11 +256,11 @@ impl Ctx {
             }
             Plan::Multipart { part_size, .. } => {
                 let dedup = self
-                    .dedup_large(&meta.location, size, stream, &attrs_digest)
+                    .dedup_large(&meta.location, size, part_size, stream, &attrs_digest)
                     .await?;
                 let stream = match dedup {
                     Large::Copied(d) => {
-                        return self.record(
+                        return Ok(self.record(
                             key,
                             version,
                             d,
@@ -220,11 +268,24 @@ impl Ctx {
                             attrs_digest,
                             size,
                             Outcome::Deduplicated,
-                        );
+                        )?);
                     }
                     Large::Upload(s) => s,
                     Large::Reread => self.reopen(&meta.location, &version).await?,
                 };
+                if let Some(mp) = &self.target.multipart {
+                    let head = UploadHead {
+                        upload_id: String::new(),
+                        source: version,
+                        if_match,
+                        part_size,
+                        attrs_digest,
+                        started_ms: now_ms(),
+                    };
+                    return self
+                        .upload_fresh(mp, &meta.location, head, attributes, in_flight, stream)
+                        .await;
+                }
                 let (d, p) = self
                     .multipart(
                         &meta.location,
@@ -238,7 +299,7 @@ impl Ctx {
                 (d, p, Outcome::Copied)
             }
         };
-        self.record(key, version, digest, put, attrs_digest, size, outcome)
+        Ok(self.record(key, version, digest, put, attrs_digest, size, outcome)?)
     }
 
     /// Commit a replicated object to the manifest.
@@ -321,14 +382,18 @@ impl Ctx {
         let plan = self.target.policy.plan(size)?;
         let (in_flight, need) = match plan {
             Plan::Single => (0, size),
-            Plan::Multipart { part_size, .. } => {
-                let budget = u64::from(self.memory_mib) * MIB;
-                let fit = (budget / part_size).saturating_sub(1).max(1);
-                let n = (self.parts_in_flight.max(1) as u64).min(fit);
-                (usize::try_from(n).unwrap_or(1), part_size * (n + 1))
-            }
+            Plan::Multipart { part_size, .. } => self.parts_budget(part_size),
         };
         Ok((plan, in_flight, self.budget(need).await?))
+    }
+
+    /// Parts in flight for parts of `part_size` bytes, lowered to fit the
+    /// memory budget, and the bytes to reserve for them.
+    fn parts_budget(&self, part_size: u64) -> (usize, u64) {
+        let budget = u64::from(self.memory_mib) * MIB;
+        let fit = (budget / part_size.max(1)).saturating_sub(1).max(1);
+        let n = (self.parts_in_flight.max(1) as u64).min(fit);
+        (usize::try_from(n).unwrap_or(1), part_size * (n + 1))
     }
 
     async fn budget(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
@@ -350,7 +415,7 @@ impl Ctx {
         attrs_digest: &Hash,
     ) -> Result<(Digested, Option<String>, Outcome), Error> {
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut dig = Digester::new(self.chunking);
+        let mut dig = Digester::new(self.chunking, None);
         while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
             buf.extend_from_slice(&b);
         }
@@ -414,7 +479,7 @@ impl Ctx {
         let part_len = usize::try_from(part_size).unwrap_or(usize::MAX);
         // The whole-object hash is merged from each part's BLAKE3 subtrees,
         // the form resumable uploads keep per part (see parthash).
-        let mut dig = Digester::chunk_only(self.chunking);
+        let mut dig = Digester::chunk_only(self.chunking, Some(part_size));
         let mut subtrees = Vec::new();
         let mut offset = 0u64;
         let mut one_part_hash = None;

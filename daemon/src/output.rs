@@ -189,6 +189,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
         "bytes: {} read, {} written, {} saved by server-side copy\n",
         st.bytes_read, st.bytes_written, st.bytes_saved
     ));
+    if st.uploads_resumed > 0 || st.uploads_restarted > 0 {
+        t.push_str(&format!(
+            "resumed: {} uploads continued ({} bytes already at the target, not read again), {} started over because the source changed\n",
+            st.uploads_resumed, st.bytes_resumed, st.uploads_restarted
+        ));
+    }
     t.push_str(&format!("chunk dedup ratio: {:.3}\n", st.dedup_ratio()));
     t.push_str(&format!("merkle root: {}\n", s.merkle_root));
     if let Some(e) = &s.listing_error {

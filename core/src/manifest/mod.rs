@@ -9,9 +9,11 @@
 //! - `content_head`: size u64 BE ‖ first chunk BLAKE3 → content BLAKE3, to
 //!   find dedup candidates for large objects before their hash is known.
 //! - `merkle_leaf`, `merkle_node`, `merkle_dirty`: see [`merkle`].
+//! - `uploads`, `upload_parts`: resumable multipart uploads, see [`uploads`].
 
 pub mod merkle;
 pub mod records;
+pub mod uploads;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use crate::chunk::{ChunkParams, ChunkRef};
 use crate::error::Error;
 use crate::hash::Hash;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+pub use uploads::{PartDone, PartHash, UploadHead};
 
 /// Version of the on-disk layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -35,7 +38,9 @@ const CF_CONTENT_HEAD: &str = "content_head";
 const CF_MERKLE_LEAF: &str = "merkle_leaf";
 const CF_MERKLE_NODE: &str = "merkle_node";
 const CF_MERKLE_DIRTY: &str = "merkle_dirty";
-const ALL_CFS: [&str; 9] = [
+const CF_UPLOADS: &str = "uploads";
+const CF_UPLOAD_PARTS: &str = "upload_parts";
+const ALL_CFS: [&str; 11] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -45,6 +50,8 @@ const ALL_CFS: [&str; 9] = [
     CF_MERKLE_LEAF,
     CF_MERKLE_NODE,
     CF_MERKLE_DIRTY,
+    CF_UPLOADS,
+    CF_UPLOAD_PARTS,
 ];
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_SOURCE: &[u8] = b"source_url";
@@ -328,6 +335,17 @@ impl Manifest {
         rec: &ObjectRecord,
         chunks: &[ChunkRef],
     ) -> Result<CommitStats, Error> {
+        let (batch, stats) = self.stage_object(key, rec, chunks)?;
+        self.db.write(batch).map_err(db_err)?;
+        Ok(stats)
+    }
+
+    fn stage_object(
+        &self,
+        key: &str,
+        rec: &ObjectRecord,
+        chunks: &[ChunkRef],
+    ) -> Result<(WriteBatch, CommitStats), Error> {
         let db = &self.db;
         let mut batch = WriteBatch::default();
         let mut stats = CommitStats::default();
@@ -377,8 +395,7 @@ impl Manifest {
             );
         }
         merkle::stage_leaf(db, &mut batch, key, rec.source.size, &rec.blake3);
-        db.write(batch).map_err(db_err)?;
-        Ok(stats)
+        Ok((batch, stats))
     }
 
     /// Forget an object (used when it is deleted from the target).

@@ -1,0 +1,261 @@
+//! Durable state of resumable multipart uploads (column families `uploads`
+//! and `upload_parts`). Every transition is one synced write: an upload
+//! started (its id and the source version it copies), a part confirmed by
+//! the target (its part id, BLAKE3 subtrees and chunk list), and the upload
+//! finished (deleted in the same batch that commits the object record).
+
+use std::collections::BTreeMap;
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use super::{CF_UPLOAD_PARTS, CF_UPLOADS, Manifest, cf, db_err, records};
+use crate::chunk::ChunkRef;
+use crate::error::Error;
+use crate::hash::Hash;
+use crate::parthash::Subtree;
+pub use records::SourceVersion;
+
+/// An upload in progress at the target (`uploads`: object key → this).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadHead {
+    /// The target's multipart upload id.
+    pub upload_id: String,
+    /// The source version being copied; parts of any other version are
+    /// never added to this upload.
+    pub source: SourceVersion,
+    /// The source ETag exactly as the source sent it, for If-Match on the
+    /// ranged reads of a resume.
+    pub if_match: Option<String>,
+    /// Part size (every part but the last; a multiple of 1 KiB).
+    pub part_size: u64,
+    /// Digest of the attributes the upload was created with.
+    pub attrs_digest: Hash,
+    /// When the upload was created, milliseconds since the Unix epoch.
+    pub started_ms: i64,
+}
+
+impl UploadHead {
+    /// Number of parts of the object.
+    pub fn parts(&self) -> u64 {
+        self.source.size.div_ceil(self.part_size.max(1)).max(1)
+    }
+
+    /// Byte range `[start, end)` of part `index`.
+    pub fn range(&self, index: u64) -> (u64, u64) {
+        let start = index * self.part_size;
+        (start, (start + self.part_size).min(self.source.size))
+    }
+}
+
+/// How a finished part contributes to the whole-object BLAKE3.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartHash {
+    /// The part is the whole object: its BLAKE3.
+    Whole(Hash),
+    /// Chaining values of the part's aligned subtrees (see `parthash`).
+    Subtrees(Vec<Subtree>),
+}
+
+/// A part the target confirmed (`upload_parts`: key ‖ index → this).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDone {
+    /// The target's id of the part (S3: its ETag).
+    pub part_id: String,
+    /// Its share of the whole-object hash.
+    pub hash: PartHash,
+    /// Its content-defined chunks (parts are chunked independently).
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// `upload_parts` key prefix of one object: key length u32 BE ‖ key, so
+/// that no object's prefix is a prefix of another's.
+fn parts_prefix(key: &str) -> Vec<u8> {
+    let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+    let mut k = Vec::with_capacity(key.len() + 8);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn part_key(key: &str, index: u32) -> Vec<u8> {
+    let mut k = parts_prefix(key);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn synced() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(true);
+    o
+}
+
+impl Manifest {
+    /// The upload in progress for `key`, if any.
+    pub fn upload(&self, key: &str) -> Result<Option<UploadHead>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_UPLOADS)?, key.as_bytes())
+            .map_err(db_err)?;
+        v.map(|v| records::decode(&v).map_err(|e| Error::Manifest(format!("upload {key:?}: {e}"))))
+            .transpose()
+    }
+
+    /// Every upload in progress (few: at most the objects in flight when a
+    /// run stopped).
+    pub fn uploads(&self) -> Result<Vec<(String, UploadHead)>, Error> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_UPLOADS)?, IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(db_err)?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let head = records::decode(&v).map_err(|e| Error::Manifest(format!("{key:?}: {e}")))?;
+            out.push((key, head));
+        }
+        Ok(out)
+    }
+
+    /// The parts of `key`'s upload the target has confirmed, by index.
+    pub fn upload_parts(&self, key: &str) -> Result<BTreeMap<u32, PartDone>, Error> {
+        let prefix = parts_prefix(key);
+        let mut out = BTreeMap::new();
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_UPLOAD_PARTS)?,
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(db_err)?;
+            let Some(index) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let index = <[u8; 4]>::try_from(index)
+                .map(u32::from_be_bytes)
+                .map_err(|_| Error::Manifest(format!("upload part key of {key:?}")))?;
+            let part = records::decode(&v)
+                .map_err(|e| Error::Manifest(format!("part {index} of {key:?}: {e}")))?;
+            out.insert(index, part);
+        }
+        Ok(out)
+    }
+
+    fn stage_clear_upload(&self, batch: &mut WriteBatch, key: &str) -> Result<(), Error> {
+        let prefix = parts_prefix(key);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 5]);
+        batch.delete_range_cf(cf(&self.db, CF_UPLOAD_PARTS)?, prefix, end);
+        batch.delete_cf(cf(&self.db, CF_UPLOADS)?, key.as_bytes());
+        Ok(())
+    }
+
+    /// Record a new upload for `key` (replacing any earlier one), synced:
+    /// from here on a crash leaves an upload this manifest knows about.
+    pub fn begin_upload(&self, key: &str, head: &UploadHead) -> Result<(), Error> {
+        let mut batch = WriteBatch::default();
+        self.stage_clear_upload(&mut batch, key)?;
+        batch.put_cf(
+            cf(&self.db, CF_UPLOADS)?,
+            key.as_bytes(),
+            records::encode(head),
+        );
+        self.db.write_opt(batch, &synced()).map_err(db_err)
+    }
+
+    /// Record a part the target confirmed, synced.
+    pub fn record_part(&self, key: &str, index: u32, part: &PartDone) -> Result<(), Error> {
+        self.db
+            .put_cf_opt(
+                cf(&self.db, CF_UPLOAD_PARTS)?,
+                part_key(key, index),
+                records::encode(part),
+                &synced(),
+            )
+            .map_err(db_err)
+    }
+
+    /// Forget `key`'s upload (after it was aborted at the target), synced.
+    pub fn drop_upload(&self, key: &str) -> Result<(), Error> {
+        let mut batch = WriteBatch::default();
+        self.stage_clear_upload(&mut batch, key)?;
+        self.db.write_opt(batch, &synced()).map_err(db_err)
+    }
+
+    /// Commit an object whose multipart upload just completed: its record
+    /// (as [`Manifest::commit_object`]) and the removal of the upload state,
+    /// one synced batch.
+    pub fn commit_upload(
+        &self,
+        key: &str,
+        rec: &super::ObjectRecord,
+        chunks: &[ChunkRef],
+    ) -> Result<super::CommitStats, Error> {
+        let (mut batch, stats) = self.stage_object(key, rec, chunks)?;
+        self.stage_clear_upload(&mut batch, key)?;
+        self.db.write_opt(batch, &synced()).map_err(db_err)?;
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(size: u64) -> UploadHead {
+        UploadHead {
+            upload_id: "id-1".into(),
+            source: SourceVersion {
+                size,
+                etag: Some("e".into()),
+                version: None,
+                last_modified_ms: 1,
+            },
+            if_match: Some("\"e\"".into()),
+            part_size: 5 << 20,
+            attrs_digest: Hash::of(b""),
+            started_ms: 2,
+        }
+    }
+
+    fn part(n: u8) -> PartDone {
+        PartDone {
+            part_id: format!("p{n}"),
+            hash: PartHash::Whole(Hash::of(&[n])),
+            chunks: vec![ChunkRef {
+                hash: Hash::of(&[n]),
+                len: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn parts_ranges_cover_the_object() {
+        let h = head((5 << 20) * 2 + 7);
+        assert_eq!(h.parts(), 3);
+        assert_eq!(h.range(0), (0, 5 << 20));
+        assert_eq!(h.range(2), (10 << 20, (10 << 20) + 7));
+    }
+
+    #[test]
+    fn upload_state_round_trips_and_is_scoped_per_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = Manifest::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let ok = |r: Result<(), Error>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(m.begin_upload("a", &head(10)));
+        ok(m.begin_upload("ab", &head(20)));
+        ok(m.record_part("a", 1, &part(1)));
+        ok(m.record_part("a", 0, &part(0)));
+        ok(m.record_part("ab", 0, &part(9)));
+        let parts = m.upload_parts("a").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parts.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(parts.get(&1), Some(&part(1)));
+        assert_eq!(m.upload("a").ok().flatten(), Some(head(10)));
+        assert_eq!(m.uploads().map(|u| u.len()).ok(), Some(2));
+        // A new upload of the same key starts with no parts.
+        ok(m.begin_upload("a", &head(11)));
+        assert!(m.upload_parts("a").is_ok_and(|p| p.is_empty()));
+        ok(m.drop_upload("a"));
+        assert_eq!(m.upload("a").ok().flatten(), None);
+        assert_eq!(m.upload_parts("ab").map(|p| p.len()).ok(), Some(1));
+    }
+}

@@ -1,0 +1,395 @@
+//! Multipart uploads that survive crashes. The upload id, and every part the
+//! target confirmed with its part id, BLAKE3 subtrees and chunk list, are
+//! recorded in the manifest with synced writes (`manifest::uploads`). A
+//! later run continues at the missing parts, reading only their byte ranges
+//! from the source (If-Match the recorded ETag), and merges the whole-object
+//! BLAKE3 from the recorded subtrees, so finished parts are neither read nor
+//! uploaded again.
+//!
+//! Never two versions in one object: a resume continues only when the
+//! listing still shows the recorded version; ranged reads carry If-Match;
+//! and before completing, a HEAD must still show it (for servers that ignore
+//! If-Match). Otherwise the upload is aborted and the object starts over.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use object_store::multipart::PartId;
+use object_store::path::Path;
+use object_store::{Attributes, GetOptions, GetRange, ObjectStoreExt, PutMultipartOptions};
+
+use crate::chunk::{ChunkParams, Segmented};
+use crate::error::Error;
+use crate::hash::Hash;
+use crate::manifest::{ObjectRecord, ObjectState, PartDone, PartHash, UploadHead, normalize_etag};
+use crate::parthash::{self, PartHasher};
+use crate::stores::Multipart;
+use crate::transfer::{ByteStream, Ctx, Outcome, listed_version, now_ms, store_err};
+
+/// Why a resumable upload stopped short.
+pub(crate) enum Stop {
+    /// The source is not the version the upload copies (or is gone): abort
+    /// the upload and start the object over.
+    Restart(String),
+    /// Anything else: the recorded parts stay for the next attempt.
+    Fail(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fail(e)
+    }
+}
+
+fn perr(e: parthash::PartHashError) -> Error {
+    Error::Object(e.to_string())
+}
+
+/// Hash and chunk one part on its own.
+fn prepare(
+    head: &UploadHead,
+    index: u64,
+    data: &[u8],
+    chunking: ChunkParams,
+) -> Result<(PartHash, Vec<crate::chunk::ChunkRef>), Error> {
+    let (start, end) = head.range(index);
+    let hash = if start == 0 && end == head.source.size {
+        PartHash::Whole(Hash::of(data))
+    } else {
+        let mut h = PartHasher::new(head.source.size, start, end).map_err(perr)?;
+        h.update(data);
+        PartHash::Subtrees(h.finish().map_err(perr)?)
+    };
+    let mut chunks = Vec::new();
+    let mut c = Segmented::new(chunking, None);
+    c.push(data, &mut chunks);
+    c.finish(&mut chunks);
+    Ok((hash, chunks))
+}
+
+impl Ctx {
+    /// Start a resumable upload of `stream` (the whole object, one GET).
+    #[allow(clippy::too_many_arguments, reason = "the fields of one upload")]
+    pub(crate) async fn upload_fresh(
+        &self,
+        mp: &Multipart,
+        loc: &Path,
+        head: UploadHead,
+        attributes: Attributes,
+        in_flight: usize,
+        stream: ByteStream,
+    ) -> Result<Outcome, Stop> {
+        let key = loc.as_ref();
+        let path = mp.path(loc);
+        let opts = PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        };
+        let id = mp
+            .api()
+            .create_multipart_opts(&path, opts)
+            .await
+            .map_err(|e| store_err("start multipart upload", e))?;
+        let head = UploadHead {
+            upload_id: id,
+            ..head
+        };
+        if let Err(e) = self.manifest.begin_upload(key, &head) {
+            let _ = mp.api().abort_multipart(&path, &head.upload_id).await;
+            return Err(e.into());
+        }
+        self.send_parts(mp, loc, &head, 0..head.parts(), stream, in_flight)
+            .await?;
+        self.finish_upload(mp, loc, &head).await
+    }
+
+    /// Continue a recorded upload at its missing parts.
+    pub(crate) async fn upload_resume(
+        &self,
+        mp: &Multipart,
+        loc: &Path,
+        head: &UploadHead,
+        in_flight: usize,
+    ) -> Result<Outcome, Stop> {
+        let done = self.manifest.upload_parts(loc.as_ref())?;
+        let n = head.parts();
+        let have: u64 = done
+            .keys()
+            .map(|&i| {
+                let (s, e) = head.range(u64::from(i));
+                e - s
+            })
+            .sum();
+        self.stats.uploads_resumed.fetch_add(1, Relaxed);
+        self.stats.bytes_resumed.fetch_add(have, Relaxed);
+        tracing::info!(key = %loc, parts_done = done.len(), parts = n, "resuming multipart upload");
+        let missing: Vec<u64> = (0..n)
+            .filter(|i| u32::try_from(*i).is_ok_and(|i| !done.contains_key(&i)))
+            .collect();
+        // One ranged read per run of consecutive missing parts.
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        for i in missing {
+            match runs.last_mut() {
+                Some(r) if r.end == i => r.end = i + 1,
+                _ => runs.push(i..i + 1),
+            }
+        }
+        for run in runs {
+            let (start, _) = head.range(run.start);
+            let (_, end) = head.range(run.end - 1);
+            let opts = GetOptions {
+                if_match: head.if_match.clone(),
+                range: Some(GetRange::Bounded(start..end)),
+                ..GetOptions::default()
+            };
+            let got = match self.source.inner.get_opts(loc, opts).await {
+                Ok(g) => g,
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::NotModified { .. }
+                    | object_store::Error::NotFound { .. },
+                ) => {
+                    return Err(Stop::Restart(
+                        "source changed since the upload started".into(),
+                    ));
+                }
+                Err(e) => return Err(store_err("read source", e).into()),
+            };
+            if got.meta.size != head.source.size {
+                return Err(Stop::Restart("source size changed".into()));
+            }
+            self.send_parts(mp, loc, head, run, got.into_stream(), in_flight)
+                .await?;
+        }
+        self.finish_upload(mp, loc, head).await
+    }
+
+    /// Upload parts `parts` from `stream`, which starts at the first one's
+    /// offset; each confirmed part is recorded (synced) as it completes.
+    async fn send_parts(
+        &self,
+        mp: &Multipart,
+        loc: &Path,
+        head: &UploadHead,
+        parts: Range<u64>,
+        mut stream: ByteStream,
+        in_flight: usize,
+    ) -> Result<(), Stop> {
+        let key = loc.as_ref();
+        let path = mp.path(loc);
+        let (start, _) = head.range(parts.start);
+        let (_, end) = head.range(parts.end.saturating_sub(1));
+        let mut offset = start;
+        let mut index = parts.start;
+        let mut buf = BytesMut::new();
+        let mut pending = FuturesUnordered::new();
+        loop {
+            let next = stream
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| store_err("read source", e))?;
+            let last = next.is_none();
+            if let Some(b) = next {
+                self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+                offset += b.len() as u64;
+                if offset > end {
+                    return Err(Stop::Restart(
+                        "source longer than when the upload started".into(),
+                    ));
+                }
+                buf.extend_from_slice(&b);
+            }
+            while index < parts.end {
+                let (s, e) = head.range(index);
+                let want = usize::try_from(e - s).unwrap_or(usize::MAX);
+                if buf.len() < want {
+                    break;
+                }
+                let data: Bytes = buf.split_to(want).freeze();
+                let (hash, chunks) = prepare(head, index, &data, self.chunking)?;
+                while pending.len() >= in_flight.max(1) {
+                    if let Some(r) = pending.next().await {
+                        r?;
+                    }
+                }
+                let idx = u32::try_from(index)
+                    .map_err(|_| Error::Object(format!("part {index} out of range")))?;
+                let path = &path;
+                pending.push(async move {
+                    let n = data.len() as u64;
+                    let part = mp
+                        .api()
+                        .put_part(path, &head.upload_id, idx as usize, data.into())
+                        .await
+                        .map_err(|e| store_err("upload part", e))?;
+                    self.stats.bytes_written.fetch_add(n, Relaxed);
+                    let done = PartDone {
+                        part_id: part.content_id,
+                        hash,
+                        chunks,
+                    };
+                    self.manifest.record_part(key, idx, &done)?;
+                    tracing::debug!(key, part = idx, "part recorded");
+                    Ok::<(), Error>(())
+                });
+                index += 1;
+            }
+            if last {
+                break;
+            }
+        }
+        while let Some(r) = pending.next().await {
+            r?;
+        }
+        if index < parts.end {
+            return Err(Stop::Restart(
+                "source shorter than when the upload started".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// All parts are recorded: check the source is still the version they
+    /// came from, complete the upload, and commit the object.
+    async fn finish_upload(
+        &self,
+        mp: &Multipart,
+        loc: &Path,
+        head: &UploadHead,
+    ) -> Result<Outcome, Stop> {
+        let key = loc.as_ref();
+        let parts = self.manifest.upload_parts(key)?;
+        let n = head.parts();
+        if parts.len() as u64 != n
+            || parts
+                .keys()
+                .enumerate()
+                .any(|(i, &k)| i as u64 != u64::from(k))
+        {
+            return Err(
+                Error::Object(format!("upload has {} of {n} parts recorded", parts.len())).into(),
+            );
+        }
+        match self.source.inner.head(loc).await {
+            Ok(m) if head.source.same_as(&listed_version(&m)) => {}
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                return Err(Stop::Restart("source changed while being copied".into()));
+            }
+            Err(e) => return Err(store_err("check source", e).into()),
+        }
+        let mut subtrees = Vec::new();
+        let mut whole = None;
+        let mut chunks = Vec::new();
+        let mut ids = Vec::with_capacity(parts.len());
+        for p in parts.into_values() {
+            match p.hash {
+                PartHash::Whole(h) => whole = Some(h),
+                PartHash::Subtrees(s) => subtrees.extend(s),
+            }
+            chunks.extend(p.chunks);
+            ids.push(PartId {
+                content_id: p.part_id,
+            });
+        }
+        let blake3 = match whole {
+            Some(h) => h,
+            None => parthash::root(subtrees, head.source.size).map_err(perr)?,
+        };
+        let path = mp.path(loc);
+        let etag = match mp
+            .api()
+            .complete_multipart(&path, &head.upload_id, ids)
+            .await
+        {
+            Ok(put) => put.e_tag,
+            // Completed by a run that stopped before recording it? Then the
+            // target holds exactly these bytes: check by reading them back.
+            Err(object_store::Error::NotFound { .. }) => match self.target_hash(loc).await? {
+                Some((h, size, etag)) if h == blake3 && size == head.source.size => etag,
+                _ => return Err(Stop::Restart("upload vanished at the target".into())),
+            },
+            Err(e) => return Err(store_err("complete multipart upload", e).into()),
+        };
+        let rec = ObjectRecord {
+            source: head.source.clone(),
+            blake3,
+            chunks: u32::try_from(chunks.len()).unwrap_or(u32::MAX),
+            target_etag: normalize_etag(etag.as_deref()),
+            attrs_digest: head.attrs_digest,
+            state: ObjectState::Complete,
+            recorded_ms: now_ms(),
+        };
+        let commit = self.manifest.commit_upload(key, &rec, &chunks)?;
+        self.stats.chunk_bytes.fetch_add(head.source.size, Relaxed);
+        self.stats
+            .chunk_bytes_new
+            .fetch_add(commit.new_chunk_bytes, Relaxed);
+        Ok(Outcome::Copied)
+    }
+
+    /// BLAKE3, size and ETag of the object at the target, read back.
+    async fn target_hash(&self, loc: &Path) -> Result<Option<(Hash, u64, Option<String>)>, Error> {
+        let got = match self.target.inner.get_opts(loc, GetOptions::default()).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_err("read target", e)),
+        };
+        let etag = got.meta.e_tag.clone();
+        let mut h = blake3::Hasher::new();
+        let mut size = 0u64;
+        let mut s = got.into_stream();
+        while let Some(b) = s.next().await {
+            let b = b.map_err(|e| store_err("read target", e))?;
+            size += b.len() as u64;
+            h.update(&b);
+        }
+        Ok(Some((h.finalize().into(), size, etag)))
+    }
+
+    /// Abort an upload at the target and forget it.
+    pub(crate) async fn abandon(
+        &self,
+        mp: &Multipart,
+        key: &str,
+        head: &UploadHead,
+    ) -> Result<(), Error> {
+        let loc = Path::parse(key).map_err(|e| Error::Object(e.to_string()))?;
+        match mp
+            .api()
+            .abort_multipart(&mp.path(&loc), &head.upload_id)
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err("abort multipart upload", e)),
+        }
+        self.manifest.drop_upload(key)
+    }
+
+    /// Start of a pass: uploads left by an earlier run whose source object
+    /// is gone or changed are aborted now (the others continue when the
+    /// listing reaches them). Returns (kept, aborted).
+    pub async fn sweep_uploads(&self) -> Result<(usize, usize), Error> {
+        let Some(mp) = &self.target.multipart else {
+            return Ok((0, 0));
+        };
+        let (mut kept, mut aborted) = (0, 0);
+        for (key, head) in self.manifest.uploads()? {
+            let loc = Path::parse(&key).map_err(|e| Error::Object(e.to_string()))?;
+            let current = match self.source.inner.head(&loc).await {
+                Ok(m) => Some(listed_version(&m)),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => return Err(store_err("check source", e)),
+            };
+            if current.is_some_and(|c| head.source.same_as(&c)) {
+                kept += 1;
+            } else {
+                self.abandon(mp, &key, &head).await?;
+                aborted += 1;
+            }
+        }
+        Ok((kept, aborted))
+    }
+}
