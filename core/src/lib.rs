@@ -11,6 +11,7 @@ pub mod hash;
 pub mod limits;
 pub mod manifest;
 pub mod parthash;
+mod read;
 mod resume;
 pub mod stats;
 pub mod stores;

@@ -11,20 +11,20 @@
 //! and before completing, a HEAD must still show it (for servers that ignore
 //! If-Match). Otherwise the upload is aborted and the object starts over.
 
-use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::multipart::PartId;
 use object_store::path::Path;
-use object_store::{Attributes, GetOptions, GetRange, ObjectStoreExt, PutMultipartOptions};
+use object_store::{Attributes, GetOptions, ObjectStoreExt, PutMultipartOptions};
 
 use crate::chunk::{ChunkParams, Segmented};
 use crate::error::Error;
 use crate::hash::Hash;
 use crate::manifest::{ObjectRecord, ObjectState, PartDone, PartHash, UploadHead, normalize_etag};
 use crate::parthash::{self, PartHasher};
+use crate::read::changed;
 use crate::stores::Multipart;
 use crate::transfer::{ByteStream, Ctx, Outcome, listed_version, now_ms, store_err};
 
@@ -100,8 +100,15 @@ impl Ctx {
             let _ = mp.api().abort_multipart(&path, &head.upload_id).await;
             return Err(e.into());
         }
-        self.send_parts(mp, loc, &head, 0..head.parts(), stream, in_flight)
-            .await?;
+        self.send_parts(
+            mp,
+            loc,
+            &head,
+            (0..head.parts()).collect(),
+            stream,
+            in_flight,
+        )
+        .await?;
         self.finish_upload(mp, loc, &head).await
     }
 
@@ -128,93 +135,89 @@ impl Ctx {
         let missing: Vec<u64> = (0..n)
             .filter(|i| u32::try_from(*i).is_ok_and(|i| !done.contains_key(&i)))
             .collect();
-        // One ranged read per run of consecutive missing parts.
-        let mut runs: Vec<Range<u64>> = Vec::new();
-        for i in missing {
-            match runs.last_mut() {
-                Some(r) if r.end == i => r.end = i + 1,
-                _ => runs.push(i..i + 1),
-            }
-        }
-        for run in runs {
-            let (start, _) = head.range(run.start);
-            let (_, end) = head.range(run.end - 1);
-            let opts = GetOptions {
-                if_match: head.if_match.clone(),
-                range: Some(GetRange::Bounded(start..end)),
-                ..GetOptions::default()
-            };
-            let got = match self.source.inner.get_opts(loc, opts).await {
-                Ok(g) => g,
-                Err(
-                    object_store::Error::Precondition { .. }
-                    | object_store::Error::NotModified { .. }
-                    | object_store::Error::NotFound { .. },
-                ) => {
-                    return Err(Stop::Restart(
-                        "source changed since the upload started".into(),
-                    ));
-                }
-                Err(e) => return Err(store_err("read source", e).into()),
-            };
-            if got.meta.size != head.source.size {
-                return Err(Stop::Restart("source size changed".into()));
-            }
-            self.send_parts(mp, loc, head, run, got.into_stream(), in_flight)
-                .await?;
-        }
+        // One ranged GET per missing part, each If-Match the recorded ETag.
+        let ranges = missing
+            .iter()
+            .map(|&i| {
+                let (s, e) = head.range(i);
+                s..e
+            })
+            .collect();
+        let stream = self.ranged(loc, ranges, head.if_match.clone(), head.source.size);
+        self.send_parts(mp, loc, head, missing, stream, in_flight)
+            .await?;
         self.finish_upload(mp, loc, head).await
     }
 
-    /// Upload parts `parts` from `stream`, which starts at the first one's
-    /// offset; each confirmed part is recorded (synced) as it completes.
+    /// Upload the parts numbered `parts` (ascending) from `stream`, which
+    /// holds exactly their bytes in order; each part the target confirms is
+    /// recorded (synced) as it completes.
     async fn send_parts(
         &self,
         mp: &Multipart,
         loc: &Path,
         head: &UploadHead,
-        parts: Range<u64>,
+        parts: Vec<u64>,
         mut stream: ByteStream,
         in_flight: usize,
     ) -> Result<(), Stop> {
         let key = loc.as_ref();
         let path = mp.path(loc);
-        let (start, _) = head.range(parts.start);
-        let (_, end) = head.range(parts.end.saturating_sub(1));
-        let mut offset = start;
-        let mut index = parts.start;
+        let expected: u64 = parts
+            .iter()
+            .map(|&i| {
+                let (s, e) = head.range(i);
+                e - s
+            })
+            .sum();
+        let mut received = 0u64;
+        let mut todo = parts.into_iter().peekable();
         let mut buf = BytesMut::new();
         let mut pending = FuturesUnordered::new();
         loop {
-            let next = stream
-                .next()
-                .await
-                .transpose()
-                .map_err(|e| store_err("read source", e))?;
+            // Read on only while a part slot is free: bytes read but not yet
+            // confirmed stay within `in_flight` parts, what a crash can cost.
+            while pending.len() >= in_flight.max(1) {
+                if let Some(r) = pending.next().await {
+                    r?;
+                }
+            }
+            // Parts keep uploading while the next one is read.
+            let next = tokio::select! {
+                biased;
+                Some(r) = pending.next(), if !pending.is_empty() => {
+                    r?;
+                    continue;
+                }
+                n = stream.next() => n,
+            };
+            let next = next.transpose().map_err(|e| {
+                if changed(&e) {
+                    Stop::Restart(format!("source changed since the upload started: {e}"))
+                } else {
+                    Stop::Fail(store_err("read source", e))
+                }
+            })?;
             let last = next.is_none();
             if let Some(b) = next {
                 self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-                offset += b.len() as u64;
-                if offset > end {
+                received += b.len() as u64;
+                if received > expected {
                     return Err(Stop::Restart(
                         "source longer than when the upload started".into(),
                     ));
                 }
                 buf.extend_from_slice(&b);
             }
-            while index < parts.end {
+            while let Some(&index) = todo.peek() {
                 let (s, e) = head.range(index);
                 let want = usize::try_from(e - s).unwrap_or(usize::MAX);
                 if buf.len() < want {
                     break;
                 }
+                todo.next();
                 let data: Bytes = buf.split_to(want).freeze();
                 let (hash, chunks) = prepare(head, index, &data, self.chunking)?;
-                while pending.len() >= in_flight.max(1) {
-                    if let Some(r) = pending.next().await {
-                        r?;
-                    }
-                }
                 let idx = u32::try_from(index)
                     .map_err(|_| Error::Object(format!("part {index} out of range")))?;
                 let path = &path;
@@ -235,7 +238,6 @@ impl Ctx {
                     tracing::debug!(key, part = idx, "part recorded");
                     Ok::<(), Error>(())
                 });
-                index += 1;
             }
             if last {
                 break;
@@ -244,7 +246,7 @@ impl Ctx {
         while let Some(r) = pending.next().await {
             r?;
         }
-        if index < parts.end {
+        if todo.peek().is_some() {
             return Err(Stop::Restart(
                 "source shorter than when the upload started".into(),
             ));

@@ -228,6 +228,10 @@ pub async fn run_pass(
         watermark.finished(key);
         if !dry_run && let Some(mark) = watermark.due() {
             manifest.set_listing_checkpoint(Some(&mark))?;
+            // About once a second: a power cut loses at most the last
+            // second of object records (upload parts are synced as they
+            // complete).
+            manifest.sync()?;
         }
     }
     if listing_error.is_none() && !interrupted {

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    Attributes, ObjectMeta, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
 };
 use tokio::sync::Semaphore;
 
@@ -210,20 +210,19 @@ impl Ctx {
         // Memory first, then the GET: a response body must not wait unread
         // for a permit (servers time out idle connections).
         let (mut plan, mut in_flight, mut permit) = self.reserve(meta.size).await?;
-        let got = match self
-            .source
-            .inner
-            .get_opts(&meta.location, GetOptions::default())
-            .await
-        {
-            Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Outcome::Vanished),
-            Err(e) => return Err(store_err("read source", e).into()),
+        let Some(mut got) = self.open_source(&meta.location, plan, meta.size).await? else {
+            return Ok(Outcome::Vanished);
         };
         let size = got.meta.size;
         if size != meta.size {
+            // Changed since the listing: plan for the size there is now.
             drop(permit);
             (plan, in_flight, permit) = self.reserve(size).await?;
+            got = match self.open_source(&meta.location, plan, size).await? {
+                Some(g) if g.meta.size == size => g,
+                Some(_) => return Err(Stop::Restart("source changing while being read".into())),
+                None => return Ok(Outcome::Vanished),
+            };
         }
         let _permit = permit;
         let mut version = listed.clone();
@@ -248,7 +247,7 @@ impl Ctx {
             Attributes::new()
         };
         let attrs_digest = attrs::digest(&attributes);
-        let stream = got.into_stream();
+        let stream = self.rest_of(&meta.location, plan, got);
         let (digest, put, outcome) = match plan {
             Plan::Single => {
                 self.single(&meta.location, size, stream, attributes, &attrs_digest)
@@ -332,44 +331,6 @@ impl Ctx {
             .chunk_bytes_new
             .fetch_add(commit.new_chunk_bytes, Relaxed);
         Ok(outcome)
-    }
-
-    /// Open the source object again (after a dedup attempt consumed the
-    /// stream), refusing a different version than the one being copied.
-    async fn reopen(&self, loc: &Path, version: &SourceVersion) -> Result<ByteStream, Error> {
-        let got = self
-            .source
-            .inner
-            .get_opts(loc, GetOptions::default())
-            .await
-            .map_err(|e| store_err("read source", e))?;
-        let now = normalize_etag(got.meta.e_tag.as_deref());
-        if got.meta.size != version.size
-            || (now.is_some() && version.etag.is_some() && now != version.etag)
-        {
-            return Err(Error::Object(
-                "source changed while being copied; retried next pass".into(),
-            ));
-        }
-        Ok(got.into_stream())
-    }
-
-    /// The next buffer of an object of `size` bytes, counted and fed to the
-    /// digester; `None` at the end, or once more than `size` bytes came (the
-    /// digester's `finish` then reports the change).
-    pub(crate) async fn read_next(
-        &self,
-        stream: &mut ByteStream,
-        dig: &mut Digester,
-        size: u64,
-    ) -> Result<Option<bytes::Bytes>, Error> {
-        let Some(b) = stream.next().await else {
-            return Ok(None);
-        };
-        let b = b.map_err(|e| store_err("read source", e))?;
-        self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-        dig.update(&b);
-        Ok((dig.total <= size).then_some(b))
     }
 
     /// Plan an object of `size` bytes and reserve the memory it needs:
@@ -488,7 +449,15 @@ impl Ctx {
         let stats = Arc::clone(&self.stats);
         let result: Result<(), Error> = async {
             loop {
-                let next = self.read_next(&mut stream, &mut dig, size).await?;
+                // Parts keep uploading while the next one is read.
+                let next = tokio::select! {
+                    biased;
+                    Some(r) = pending.next(), if !pending.is_empty() => {
+                        r?;
+                        continue;
+                    }
+                    n = self.read_next(&mut stream, &mut dig, size) => n?,
+                };
                 let last = next.is_none();
                 if let Some(b) = next {
                     part.extend_from_slice(&b);

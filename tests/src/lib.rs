@@ -3,6 +3,7 @@
 //! independent read-back helpers.
 
 pub mod dataset;
+pub mod meter;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -171,6 +171,22 @@ impl Server {
         Ok(())
     }
 
+    /// Multipart uploads open in `bucket` (moto only), as "key upload-id".
+    pub fn open_uploads(&self, bucket: &str) -> Result<Vec<String>> {
+        anyhow::ensure!(self.kind == Kind::Moto, "listing uploads needs moto");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/mkbucket.py");
+        let out = Command::new(tool("PASSEUR_PYTHON")?)
+            .args([script, "s3uploads", &self.endpoint, bucket])
+            .output()?;
+        if !out.status.success() {
+            bail!("list uploads: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// The URL passeur uses for `bucket/prefix` on this server.
     pub fn url(&self, bucket_and_prefix: &str) -> String {
         match self.kind {

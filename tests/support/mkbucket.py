@@ -1,6 +1,7 @@
 """Create a bucket (S3) or container (Azure) on a local test server.
 
 usage: mkbucket.py s3 ENDPOINT BUCKET | mkbucket.py az ENDPOINT CONTAINER
+       mkbucket.py s3uploads ENDPOINT BUCKET  (print open multipart uploads)
        mkbucket.py s3put ENDPOINT BUCKET KEY...  (empty objects with raw keys
        that object_store cannot write, such as `dir/` markers or `a//b`)
 Credentials are the test servers' own well-known ones.
@@ -25,6 +26,10 @@ if kind == "s3put":
     s3 = s3_client(endpoint)
     for key in sys.argv[4:]:
         s3.put_object(Bucket=name, Key=key, Body=b"")
+elif kind == "s3uploads":
+    r = s3_client(endpoint).list_multipart_uploads(Bucket=name)
+    for u in r.get("Uploads", []):
+        print(u["Key"], u["UploadId"])
 elif kind == "s3":
     s3_client(endpoint).create_bucket(Bucket=name)
 elif kind == "az":

@@ -1,0 +1,151 @@
+//! Reading the source: single objects in one GET; multipart objects as
+//! one ranged GET per part, issued only when the previous part has been
+//! consumed, so that a crash or a stop wastes at most the parts in flight
+//! (a whole-object GET lets the network stack read megabytes ahead), and
+//! every range after the first carries If-Match the first one's ETag.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use futures::stream::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, GetResult};
+
+use crate::error::Error;
+use crate::limits::Plan;
+use crate::manifest::{SourceVersion, normalize_etag};
+use crate::transfer::{ByteStream, Ctx, Digester, store_err};
+
+/// Byte ranges of parts `from..` of an object of `size` bytes.
+pub(crate) fn part_ranges(size: u64, part_size: u64, from: u64) -> Vec<Range<u64>> {
+    let part_size = part_size.max(1);
+    (from..size.div_ceil(part_size))
+        .map(|i| i * part_size..((i + 1) * part_size).min(size))
+        .collect()
+}
+
+/// Whether a read error means the source is no longer the version being
+/// copied (rather than a transient failure).
+pub(crate) fn changed(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::Precondition { .. }
+            | object_store::Error::NotModified { .. }
+            | object_store::Error::NotFound { .. }
+    )
+}
+
+impl Ctx {
+    /// The first GET of an object listed with `size` bytes: whole for a
+    /// single PUT, its first part for multipart. `None`: it is gone.
+    pub(crate) async fn open_source(
+        &self,
+        loc: &Path,
+        plan: Plan,
+        size: u64,
+    ) -> Result<Option<GetResult>, Error> {
+        let range = match plan {
+            Plan::Multipart { part_size, .. } => {
+                Some(GetRange::Bounded(0..part_size.min(size).max(1)))
+            }
+            Plan::Single => None,
+        };
+        let opts = GetOptions {
+            range,
+            ..GetOptions::default()
+        };
+        match self.source.inner.get_opts(loc, opts).await {
+            Ok(g) => Ok(Some(g)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err("read source", e)),
+        }
+    }
+
+    /// The whole object as one stream, from the first GET's response.
+    pub(crate) fn rest_of(&self, loc: &Path, plan: Plan, first: GetResult) -> ByteStream {
+        let size = first.meta.size;
+        let if_match = first.meta.e_tag.clone();
+        let Plan::Multipart { part_size, .. } = plan else {
+            return first.into_stream();
+        };
+        let rest = self.ranged(loc, part_ranges(size, part_size, 1), if_match, size);
+        first.into_stream().chain(rest).boxed()
+    }
+
+    /// Lazily read `ranges` one GET each, If-Match `if_match`; a response
+    /// for an object of another size fails as a precondition.
+    pub(crate) fn ranged(
+        &self,
+        loc: &Path,
+        ranges: Vec<Range<u64>>,
+        if_match: Option<String>,
+        size: u64,
+    ) -> ByteStream {
+        let store = Arc::clone(&self.source.inner);
+        let loc = loc.clone();
+        futures::stream::iter(ranges)
+            .then(move |r| {
+                let (store, loc, if_match) = (Arc::clone(&store), loc.clone(), if_match.clone());
+                async move {
+                    let opts = GetOptions {
+                        if_match,
+                        range: Some(GetRange::Bounded(r)),
+                        ..GetOptions::default()
+                    };
+                    let got = store.get_opts(&loc, opts).await?;
+                    if got.meta.size != size {
+                        return Err(object_store::Error::Precondition {
+                            path: loc.to_string(),
+                            source: format!("size is now {}, was {size}", got.meta.size).into(),
+                        });
+                    }
+                    Ok(got.into_stream())
+                }
+            })
+            .try_flatten()
+            .boxed()
+    }
+
+    /// Open the source object again (after a dedup attempt consumed the
+    /// stream), refusing a different version than the one being copied.
+    pub(crate) async fn reopen(
+        &self,
+        loc: &Path,
+        version: &SourceVersion,
+    ) -> Result<ByteStream, Error> {
+        let got = self
+            .source
+            .inner
+            .get_opts(loc, GetOptions::default())
+            .await
+            .map_err(|e| store_err("read source", e))?;
+        let now = normalize_etag(got.meta.e_tag.as_deref());
+        if got.meta.size != version.size
+            || (now.is_some() && version.etag.is_some() && now != version.etag)
+        {
+            return Err(Error::Object(
+                "source changed while being copied; retried next pass".into(),
+            ));
+        }
+        Ok(got.into_stream())
+    }
+
+    /// The next buffer of an object of `size` bytes, counted and fed to the
+    /// digester; `None` at the end, or once more than `size` bytes came (the
+    /// digester's `finish` then reports the change).
+    pub(crate) async fn read_next(
+        &self,
+        stream: &mut ByteStream,
+        dig: &mut Digester,
+        size: u64,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        let Some(b) = stream.next().await else {
+            return Ok(None);
+        };
+        let b = b.map_err(|e| store_err("read source", e))?;
+        self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+        dig.update(&b);
+        Ok((dig.total <= size).then_some(b))
+    }
+}

@@ -1,0 +1,235 @@
+//! A metering HTTP/1.1 proxy between passeur and a source server: it
+//! forwards every request unchanged and counts the body bytes of object
+//! reads (GET responses to requests without a query string; listings carry
+//! a query, HEAD has no body). The count is independent of passeur's own
+//! statistics and survives SIGKILLs of passeur.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result, bail};
+
+/// Counters of a [`Meter`].
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Body bytes of object GET responses.
+    pub object_bytes: AtomicU64,
+    /// Object GET requests.
+    pub object_gets: AtomicU64,
+    /// All requests.
+    pub requests: AtomicU64,
+}
+
+/// A running proxy; stopped on drop.
+#[derive(Debug)]
+pub struct Meter {
+    /// `http://127.0.0.1:PORT`: use this as the source endpoint.
+    pub endpoint: String,
+    /// What went through.
+    pub counts: Arc<Counts>,
+    stop: Arc<AtomicBool>,
+    port: u16,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Meter {
+    /// Proxy to `upstream` (`http://127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> Result<Self> {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .context("upstream must be http://")?
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let counts = Arc::new(Counts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (Arc::clone(&counts), Arc::clone(&stop));
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Relaxed) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let (c, up) = (Arc::clone(&c), upstream.clone());
+                // Connection threads end when either side closes.
+                std::thread::spawn(move || {
+                    let _ = serve(client, &up, &c);
+                });
+            }
+        });
+        Ok(Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            counts,
+            stop,
+            port,
+            accept: Some(accept),
+        })
+    }
+
+    /// Body bytes of object reads so far.
+    pub fn object_bytes(&self) -> u64 {
+        self.counts.object_bytes.load(Relaxed)
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Read an HTTP head (through the blank line); `None` at a clean EOF.
+fn read_head(r: &mut impl BufRead) -> Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
+    loop {
+        let n = r.read_until(b'\n', &mut head)?;
+        if n == 0 {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            bail!("connection closed inside a head");
+        }
+        if head.ends_with(b"\r\n\r\n") {
+            return Ok(Some(head));
+        }
+    }
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// Copies bodies, adding what passes to a counter as it passes (a
+/// response cut short by a kill still counts what was sent).
+struct Copier<'a> {
+    counter: Option<&'a AtomicU64>,
+    buf: Vec<u8>,
+}
+
+impl Copier<'_> {
+    /// Copy up to `n` bytes (until EOF if `None`); returns the bytes copied.
+    fn copy(&mut self, r: &mut impl Read, w: &mut impl Write, n: Option<u64>) -> Result<u64> {
+        let mut done = 0u64;
+        loop {
+            let want = n.map_or(self.buf.len() as u64, |n| {
+                (n - done).min(self.buf.len() as u64)
+            });
+            if want == 0 {
+                return Ok(done);
+            }
+            let got = r.read(&mut self.buf[..usize::try_from(want).unwrap_or(0)])?;
+            if got == 0 {
+                if let Some(n) = n {
+                    bail!("body ended after {done} of {n} bytes");
+                }
+                return Ok(done);
+            }
+            w.write_all(&self.buf[..got])?;
+            if let Some(c) = self.counter {
+                c.fetch_add(got as u64, Relaxed);
+            }
+            done += got as u64;
+        }
+    }
+
+    /// Forward a chunked body verbatim.
+    fn chunked(&mut self, r: &mut impl BufRead, w: &mut impl Write) -> Result<()> {
+        loop {
+            let mut line = Vec::new();
+            r.read_until(b'\n', &mut line)?;
+            w.write_all(&line)?;
+            let text = String::from_utf8_lossy(&line);
+            let size = u64::from_str_radix(text.trim().split(';').next().unwrap_or("").trim(), 16)
+                .context("bad chunk size")?;
+            if size == 0 {
+                // Trailers, then the blank line.
+                loop {
+                    let mut t = Vec::new();
+                    r.read_until(b'\n', &mut t)?;
+                    w.write_all(&t)?;
+                    if t == b"\r\n" || t.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            self.copy(r, w, Some(size))?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+            w.write_all(&crlf)?;
+        }
+    }
+
+    /// Forward a message body. Requests without a length have none;
+    /// responses without one run to the end of the connection.
+    fn body(
+        &mut self,
+        r: &mut impl BufRead,
+        w: &mut impl Write,
+        head: &str,
+        request: bool,
+    ) -> Result<()> {
+        if let Some(len) = header(head, "content-length") {
+            self.copy(r, w, Some(len.parse()?))?;
+        } else if header(head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            self.chunked(r, w)?;
+        } else if !request {
+            self.copy(r, w, None)?;
+        }
+        Ok(())
+    }
+}
+
+fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
+    let server = TcpStream::connect(upstream)?;
+    let mut from_client = BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    let mut from_server = BufReader::new(server.try_clone()?);
+    let mut to_server = server;
+    while let Some(req) = read_head(&mut from_client)? {
+        let req_text = String::from_utf8_lossy(&req).into_owned();
+        let mut first = req_text.split_whitespace();
+        let method = first.next().unwrap_or("").to_owned();
+        let target = first.next().unwrap_or("").to_owned();
+        counts.requests.fetch_add(1, Relaxed);
+        to_server.write_all(&req)?;
+        Copier {
+            counter: None,
+            buf: vec![0; 64 * 1024],
+        }
+        .body(&mut from_client, &mut to_server, &req_text, true)?;
+        let resp = read_head(&mut from_server)?.context("server closed")?;
+        let resp_text = String::from_utf8_lossy(&resp).into_owned();
+        let status: u16 = resp_text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        to_client.write_all(&resp)?;
+        let no_body = method == "HEAD" || status == 204 || status == 304 || status < 200;
+        let object = method == "GET" && !target.contains('?') && (200..300).contains(&status);
+        if object {
+            counts.object_gets.fetch_add(1, Relaxed);
+        }
+        if !no_body {
+            Copier {
+                counter: object.then_some(&counts.object_bytes),
+                buf: vec![0; 64 * 1024],
+            }
+            .body(&mut from_server, &mut to_client, &resp_text, false)?;
+        }
+    }
+    let _ = to_server.shutdown(Shutdown::Both);
+    Ok(())
+}
