@@ -385,11 +385,15 @@ impl Ctx {
                 Err(object_store::Error::NotFound { .. }) => None,
                 Err(e) => return Err(store_err("check source", e)),
             };
-            if current.is_some_and(|c| head.source.same_as(&c)) {
+            if current.as_ref().is_some_and(|c| head.source.same_as(c)) {
                 kept += 1;
             } else {
                 self.abandon(mp, &key, &head).await?;
                 aborted += 1;
+                if current.is_some() {
+                    // Changed: the listing will start this object over.
+                    self.stats.uploads_restarted.fetch_add(1, Relaxed);
+                }
             }
         }
         Ok((kept, aborted))

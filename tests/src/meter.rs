@@ -21,6 +21,10 @@ pub struct Counts {
     pub object_gets: AtomicU64,
     /// All requests.
     pub requests: AtomicU64,
+    /// While set, ranged GETs wait before reaching the server.
+    pub hold_ranged: AtomicBool,
+    /// Ranged GETs that waited.
+    pub held: AtomicU64,
 }
 
 /// A running proxy; stopped on drop.
@@ -67,6 +71,17 @@ impl Meter {
             port,
             accept: Some(accept),
         })
+    }
+
+    /// Make ranged GETs wait (`true`) or let them through (`false`), so a
+    /// test can change the source between a listing and a read.
+    pub fn hold_ranged_gets(&self, hold: bool) {
+        self.counts.hold_ranged.store(hold, Relaxed);
+    }
+
+    /// Ranged GETs that have waited so far.
+    pub fn held(&self) -> u64 {
+        self.counts.held.load(Relaxed)
     }
 
     /// Body bytes of object reads so far.
@@ -203,6 +218,15 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         let method = first.next().unwrap_or("").to_owned();
         let target = first.next().unwrap_or("").to_owned();
         counts.requests.fetch_add(1, Relaxed);
+        if method == "GET"
+            && header(&req_text, "range").is_some()
+            && counts.hold_ranged.load(Relaxed)
+        {
+            counts.held.fetch_add(1, Relaxed);
+            while counts.hold_ranged.load(Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         to_server.write_all(&req)?;
         Copier {
             counter: None,

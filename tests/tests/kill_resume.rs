@@ -7,16 +7,14 @@
 //! stay within the dataset plus what the kills may cost: per kill, the
 //! objects in flight times their parts in flight.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use bytes::Bytes;
 use passeur_tests::dataset::{self, Checks, Obj};
+use passeur_tests::job::StoreJob;
 use passeur_tests::meter::Meter;
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::{Run, passeur_command};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const SEED: u64 = 20_261_127;
@@ -49,32 +47,6 @@ fn objects(rng: &mut StdRng) -> Vec<Obj> {
     objs
 }
 
-/// Run the job; kill it after `parts` recorded parts plus `extra`.
-/// Returns whether it was killed (false: it finished first).
-fn run_and_kill(cmd: &mut std::process::Command, parts: usize, extra: Duration) -> Result<bool> {
-    let mut child = cmd
-        .env("PASSEUR_LOG", "passeur_core=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut seen = 0;
-    for line in BufReader::new(stderr).lines() {
-        if line?.contains("part recorded") {
-            seen += 1;
-            if seen == parts {
-                std::thread::sleep(extra);
-                let finished = child.try_wait()?.is_some();
-                child.kill()?;
-                child.wait()?;
-                return Ok(!finished);
-            }
-        }
-    }
-    child.wait()?;
-    Ok(false)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_cost_at_most_the_parts_in_flight() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(SEED);
@@ -87,40 +59,19 @@ async fn random_kills_cost_at_most_the_parts_in_flight() -> Result<()> {
     moto.create_bucket("dst")?;
     let meter = Meter::start(&s3s.endpoint)?;
 
-    let work = tempfile::tempdir()?;
-    let cfg = work.path().join("c.toml");
-    let source_cfg = s3s.config().replace(&s3s.endpoint, &meter.endpoint);
-    std::fs::write(
-        &cfg,
-        format!(
-            "[source]\n{source_cfg}[target]\n{}part-size = \"5MiB\"\n[transfer]\nparts-in-flight = {PARTS_IN_FLIGHT}\n",
-            moto.config()
-        ),
+    let job = StoreJob::new(
+        &s3s,
+        &meter.endpoint,
+        &moto,
+        &format!("part-size = \"5MiB\"\n[transfer]\nparts-in-flight = {PARTS_IN_FLIGHT}\n"),
+        CONCURRENCY as usize,
     )?;
-    let state = work.path().join("state");
-    let args = [
-        "sync",
-        "--source",
-        &s3s.url("src"),
-        "--target",
-        &moto.url("dst"),
-        "--state",
-        &state.to_string_lossy(),
-        "--config",
-        &cfg.to_string_lossy(),
-        "--output",
-        "json",
-        "--concurrency",
-        &CONCURRENCY.to_string(),
-    ]
-    .map(str::to_owned);
-    let command = || passeur_command(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     let mut kills = 0;
     while kills < KILLS {
         let parts = rng.random_range(1..=3);
         let extra = Duration::from_millis(rng.random_range(0..120));
-        if !run_and_kill(&mut command()?, parts, extra)? {
+        if !job.run_and_kill(parts, extra)? {
             bail!(
                 "run {} finished before it could be killed: dataset too small",
                 kills + 1
@@ -136,7 +87,7 @@ async fn random_kills_cost_at_most_the_parts_in_flight() -> Result<()> {
             "more uploads open than objects in flight"
         );
     }
-    let last = Run::from_output(command()?.output()?);
+    let last = job.run()?;
     ensure!(
         last.code == 0,
         "final run failed: {}\n{}",
@@ -160,7 +111,7 @@ async fn random_kills_cost_at_most_the_parts_in_flight() -> Result<()> {
             attributes: false,
             guessed_type: false,
         },
-        Some(&state),
+        Some(&job.state),
     )
     .await?;
     let open = moto.open_uploads("dst")?;

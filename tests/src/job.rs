@@ -1,0 +1,104 @@
+//! A `passeur sync` job between two object-store servers, with its config
+//! and state in one temporary directory, for tests that run, kill and rerun
+//! the same job.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::servers::Server;
+use crate::{Run, passeur_command};
+
+/// One job: `src` on the source server to `dst` on the target server.
+#[derive(Debug)]
+pub struct StoreJob {
+    /// Holds config and state.
+    pub work: tempfile::TempDir,
+    /// The state directory.
+    pub state: PathBuf,
+    args: Vec<String>,
+}
+
+impl StoreJob {
+    /// `source_endpoint`: where passeur reaches the source (the server
+    /// itself, or a metering proxy in front of it). `extra`: more config
+    /// (`[target]` lines after the server's, then other sections).
+    pub fn new(
+        source: &Server,
+        source_endpoint: &str,
+        target: &Server,
+        target_extra: &str,
+        concurrency: usize,
+    ) -> Result<Self> {
+        let work = tempfile::tempdir()?;
+        let cfg = work.path().join("c.toml");
+        let source_cfg = source.config().replace(&source.endpoint, source_endpoint);
+        std::fs::write(
+            &cfg,
+            format!(
+                "[source]\n{source_cfg}[target]\n{}{target_extra}",
+                target.config()
+            ),
+        )?;
+        let state = work.path().join("state");
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let args = vec![
+            "sync".into(),
+            "--source".into(),
+            source.url("src"),
+            "--target".into(),
+            target.url("dst"),
+            "--state".into(),
+            path(&state),
+            "--config".into(),
+            path(&cfg),
+            "--output".into(),
+            "json".into(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+        ];
+        Ok(Self { work, state, args })
+    }
+
+    /// The `passeur sync` command of this job.
+    pub fn command(&self) -> Result<Command> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        passeur_command(&args)
+    }
+
+    /// Run the job to the end.
+    pub fn run(&self) -> Result<Run> {
+        Ok(Run::from_output(self.command()?.output()?))
+    }
+
+    /// Run the job and SIGKILL it `extra` after its `parts`-th recorded
+    /// multipart part. Returns whether it was killed (false: it ended
+    /// first).
+    pub fn run_and_kill(&self, parts: usize, extra: Duration) -> Result<bool> {
+        let mut child = self
+            .command()?
+            .env("PASSEUR_LOG", "passeur_core=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut seen = 0;
+        for line in BufReader::new(stderr).lines() {
+            if line?.contains("part recorded") {
+                seen += 1;
+                if seen == parts {
+                    std::thread::sleep(extra);
+                    let finished = child.try_wait()?.is_some();
+                    child.kill()?;
+                    child.wait()?;
+                    return Ok(!finished);
+                }
+            }
+        }
+        child.wait()?;
+        Ok(false)
+    }
+}
