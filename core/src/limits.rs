@@ -92,10 +92,11 @@ pub enum Plan {
 }
 
 impl PartPolicy {
-    /// The default policy for a provider: 16 MiB parts, single PUT up to that.
+    /// The default policy for a provider: 8 MiB parts (as the AWS CLI;
+    /// what a crash can cost is the parts in flight), single PUT up to that.
     pub fn for_provider(p: Provider) -> Self {
         let limits = p.limits();
-        let part_size = round_up(limits.min_part.max(16 * MIB), KIB);
+        let part_size = round_up(limits.min_part.max(8 * MIB), KIB);
         Self {
             limits,
             part_size,

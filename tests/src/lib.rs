@@ -12,22 +12,22 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
 
-/// Path of the `passeur` binary built with the workspace.
+/// Path of the `passeur` binary built with the workspace: next to the
+/// running executable (benchmarks) or one level up (test binaries live in
+/// `target/<profile>/deps`).
 pub fn passeur_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test-binary> → target/<profile>/passeur
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("unexpected test binary location")?;
-    let bin = dir.join("passeur");
-    if !bin.exists() {
-        bail!(
-            "{} not built: run `cargo build -p passeur` or scripts/test.sh",
-            bin.display()
-        );
+    let dir = exe.parent().context("unexpected executable location")?;
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        let bin = d.join("passeur");
+        if bin.is_file() {
+            return Ok(bin);
+        }
     }
-    Ok(bin)
+    bail!(
+        "passeur not built next to {}: run scripts/test.sh (cargo build --workspace --all-targets)",
+        exe.display()
+    )
 }
 
 /// Result of running `passeur`.
