@@ -2,8 +2,8 @@
 //! with the new version, the manifest hash must match it, and no object
 //! made of two versions may ever be visible.
 //!
-//! Two moments, against moto (which honours If-Match) and s3s-fs (which
-//! ignores it):
+//! Two moments, against moto and Azurite (which honour If-Match) and s3s-fs
+//! (which ignores it):
 //! - between the kill and the restart: the listing shows a new version, and
 //!   the upload is aborted before anything is read;
 //! - after the restart has listed the old version, while its ranged reads
@@ -68,6 +68,7 @@ async fn change_under_resume(kind: Kind, when: When) -> Result<()> {
     put_source(&source, &old).await?;
     let moto_target;
     let target = if kind == Kind::Moto {
+        // One moto serves both buckets.
         &source
     } else {
         moto_target = Server::start(Kind::Moto)?;
@@ -170,4 +171,9 @@ async fn s3s_fs_source_changed_before_restart() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn s3s_fs_source_changed_during_resumed_read() -> Result<()> {
     change_under_resume(Kind::S3sFs, When::DuringRead).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azurite_source_changed_during_resumed_read() -> Result<()> {
+    change_under_resume(Kind::Azurite, When::DuringRead).await
 }
