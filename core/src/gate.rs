@@ -39,12 +39,14 @@ impl KeyGate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Claim `key` for writing, waiting while copies read from it.
+    /// Claim `key` for writing, waiting while copies read from it or
+    /// another task writes it (an upload continued from an earlier run and
+    /// the same key met again in the listing).
     pub async fn begin_write(&self, key: &str) -> WriteGuard {
         loop {
             {
                 let mut s = self.lock();
-                if s.sources.get(key).copied().unwrap_or(0) == 0 {
+                if s.sources.get(key).copied().unwrap_or(0) == 0 && !s.writing.contains(key) {
                     s.writing.insert(key.to_owned());
                     return WriteGuard {
                         gate: self.clone(),
@@ -52,7 +54,8 @@ impl KeyGate {
                     };
                 }
             }
-            // Copies are single server-side requests: short waits.
+            // Copies are single server-side requests: short waits; a
+            // concurrent writer is rare (see above).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -110,6 +113,24 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), writer)
             .await
             .expect("writer proceeds")
+            .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn two_writers_of_one_key_take_turns() {
+        let gate = KeyGate::default();
+        let first = gate.begin_write("k").await;
+        let g2 = gate.clone();
+        let second = tokio::spawn(async move {
+            let _w = g2.begin_write("k").await;
+        });
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!second.is_finished(), "second writer waits");
+        let _other = gate.begin_write("other").await;
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("second writer proceeds")
             .expect("no panic");
     }
 }

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::multipart::PartId;
 use object_store::path::Path;
-use object_store::{Attributes, GetOptions, ObjectStoreExt, PutMultipartOptions};
+use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions};
 
 use crate::chunk::{ChunkParams, Segmented};
 use crate::error::Error;
@@ -35,6 +35,8 @@ pub(crate) enum Stop {
     Restart(String),
     /// Anything else: the recorded parts stay for the next attempt.
     Fail(Error),
+    /// The pass is stopping: paused at a part boundary, parts recorded.
+    Paused,
 }
 
 impl From<Error> for Stop {
@@ -181,6 +183,15 @@ impl Ctx {
                 if let Some(r) = pending.next().await {
                     r?;
                 }
+            }
+            if buf.is_empty() && *self.stop.borrow() {
+                // Stopping: let the parts in flight finish and be recorded,
+                // read no more.
+                while let Some(r) = pending.next().await {
+                    r?;
+                }
+                tracing::info!(key, "upload paused; the next run continues it");
+                return Err(Stop::Paused);
             }
             // Parts keep uploading while the next one is read.
             let next = tokio::select! {
@@ -371,31 +382,39 @@ impl Ctx {
     }
 
     /// Start of a pass: uploads left by an earlier run whose source object
-    /// is gone or changed are aborted now (the others continue when the
-    /// listing reaches them). Returns (kept, aborted).
-    pub async fn sweep_uploads(&self) -> Result<(usize, usize), Error> {
+    /// is gone or changed are aborted now; the others are returned (with
+    /// the source's current metadata) to be continued first.
+    pub async fn sweep_uploads(&self) -> Result<Vec<ObjectMeta>, Error> {
         let Some(mp) = &self.target.multipart else {
-            return Ok((0, 0));
+            return Ok(Vec::new());
         };
-        let (mut kept, mut aborted) = (0, 0);
+        let (mut kept, mut aborted) = (Vec::new(), 0);
         for (key, head) in self.manifest.uploads()? {
             let loc = Path::parse(&key).map_err(|e| Error::Object(e.to_string()))?;
             let current = match self.source.inner.head(&loc).await {
-                Ok(m) => Some(listed_version(&m)),
+                Ok(m) => Some(m),
                 Err(object_store::Error::NotFound { .. }) => None,
                 Err(e) => return Err(store_err("check source", e)),
             };
-            if current.as_ref().is_some_and(|c| head.source.same_as(c)) {
-                kept += 1;
-            } else {
-                self.abandon(mp, &key, &head).await?;
-                aborted += 1;
-                if current.is_some() {
-                    // Changed: the listing will start this object over.
-                    self.stats.uploads_restarted.fetch_add(1, Relaxed);
+            match current {
+                Some(m) if head.source.same_as(&listed_version(&m)) => kept.push(m),
+                _ => {
+                    self.abandon(mp, &key, &head).await?;
+                    aborted += 1;
+                    if current.is_some() {
+                        // Changed: the listing will start this object over.
+                        self.stats.uploads_restarted.fetch_add(1, Relaxed);
+                    }
                 }
             }
         }
-        Ok((kept, aborted))
+        if !kept.is_empty() || aborted > 0 {
+            tracing::info!(
+                continued = kept.len(),
+                aborted,
+                "multipart uploads left by an earlier run"
+            );
+        }
+        Ok(kept)
     }
 }

@@ -43,6 +43,9 @@ pub struct Stats {
     pub bytes_resumed: AtomicU64,
     /// Uploads started over because the source changed under them.
     pub uploads_restarted: AtomicU64,
+    /// Uploads paused at a part boundary by a stop request; the next run
+    /// continues them.
+    pub paused: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -84,6 +87,8 @@ pub struct Snapshot {
     pub bytes_resumed: u64,
     /// See [`Stats::uploads_restarted`].
     pub uploads_restarted: u64,
+    /// See [`Stats::paused`].
+    pub paused: u64,
 }
 
 impl Stats {
@@ -108,6 +113,7 @@ impl Stats {
             uploads_resumed: self.uploads_resumed.load(Relaxed),
             bytes_resumed: self.bytes_resumed.load(Relaxed),
             uploads_restarted: self.uploads_restarted.load(Relaxed),
+            paused: self.paused.load(Relaxed),
         }
     }
 }
@@ -121,6 +127,7 @@ impl Snapshot {
             + self.failed
             + self.vanished
             + self.would_copy
+            + self.paused
     }
 
     /// Chunk dedup ratio: bytes chunked / bytes in new chunks (1.0 = none).

@@ -108,6 +108,10 @@ pub async fn run_pass(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PassSummary, Error> {
     opts.chunking.validate().map_err(Error::InvalidOption)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Set only by a stop request: resumable uploads pause at a part boundary
+    // (a listing error lets them finish).
+    let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
     if target.policy.multipart_threshold > opts.memory_budget {
         return Err(Error::InvalidOption(format!(
             "multipart-threshold ({} bytes) exceeds memory-budget ({} bytes): single PUTs are buffered whole",
@@ -130,16 +134,17 @@ pub async fn run_pass(
         memory_mib,
         parts_in_flight: opts.parts_in_flight,
         gate: crate::gate::KeyGate::default(),
+        stop: pause_rx,
     };
-    if !opts.dry_run {
-        let (kept, aborted) = ctx.sweep_uploads().await?;
-        if kept + aborted > 0 {
-            tracing::info!(kept, aborted, "multipart uploads left by an earlier run");
-        }
-    }
+    // Uploads an earlier run left unfinished continue first, whatever the
+    // listing checkpoint says (they may lie before it).
+    let unfinished = if opts.dry_run {
+        Vec::new()
+    } else {
+        ctx.sweep_uploads().await?
+    };
     let mut failures = Vec::new();
     let mut listing_error = None;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let resumed_after = match (source.lists_in_order(), opts.dry_run) {
         (true, false) => manifest.listing_checkpoint()?,
         _ => None,
@@ -162,17 +167,22 @@ pub async fn run_pass(
     let dry_run = opts.dry_run;
     let ctx_ref = &ctx;
     let stats_ref = &stats;
-    let results = listing
+    let listed = listing.map(|item| item.map(|m| (m, true)));
+    let unfinished = futures::stream::iter(unfinished.into_iter().map(|m| Ok((m, false))));
+    let results = unfinished
+        .chain(listed)
         .map(|item| async move {
-            let meta = match item {
+            let (meta, from_listing) = match item {
                 Ok(m) => m,
                 Err(e) => return Err(error_chain(&e)),
             };
-            watermark_ref.listed(meta.location.as_ref());
-            stats_ref.listed.fetch_add(1, Relaxed);
-            stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
+            if from_listing {
+                watermark_ref.listed(meta.location.as_ref());
+                stats_ref.listed.fetch_add(1, Relaxed);
+                stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
+            }
             let r = ctx_ref.replicate(&meta, dry_run).await;
-            Ok((meta, r))
+            Ok((meta, from_listing, r))
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut results = std::pin::pin!(results);
@@ -183,13 +193,14 @@ pub async fn run_pass(
             n = results.next() => n,
             () = &mut shutdown, if !interrupted => {
                 interrupted = true;
+                let _ = pause_tx.send(true);
                 let _ = stop_tx.send(true);
                 tracing::info!("stop requested: finishing objects in progress");
                 continue;
             }
         };
         let Some(item) = next else { break };
-        let (meta, r) = match item {
+        let (meta, from_listing, r) = match item {
             Ok(v) => v,
             Err(e) => {
                 listing_error = Some(format!("listing {} failed: {e}", source.url));
@@ -203,11 +214,12 @@ pub async fn run_pass(
             Ok(Outcome::Unchanged) => &stats.unchanged,
             Ok(Outcome::Deduplicated) => &stats.deduplicated,
             Ok(Outcome::Vanished) => &stats.vanished,
+            Ok(Outcome::Paused) => &stats.paused,
             Ok(Outcome::WouldCopy) => &stats.would_copy,
             Err(_) => &stats.failed,
         }
         .fetch_add(1, Relaxed);
-        if r.is_ok() {
+        if r.as_ref().is_ok_and(|o| *o != Outcome::Paused) {
             stats.done_bytes.fetch_add(meta.size, Relaxed);
         }
         let result = r.map_err(|e| e.to_string());
@@ -225,7 +237,9 @@ pub async fn run_pass(
             size: meta.size,
             result,
         });
-        watermark.finished(key);
+        if from_listing {
+            watermark.finished(key);
+        }
         if !dry_run && let Some(mark) = watermark.due() {
             manifest.set_listing_checkpoint(Some(&mark))?;
             // About once a second: a power cut loses at most the last

@@ -60,6 +60,9 @@ pub struct Ctx {
     pub parts_in_flight: usize,
     /// Keeps dedup copies and writes of one key apart.
     pub gate: KeyGate,
+    /// Becomes true when the pass is asked to stop: resumable uploads then
+    /// pause at their next part boundary.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What happened to one object.
@@ -76,6 +79,9 @@ pub enum Outcome {
     /// Listed but gone when read: deleted since the listing, or an S3
     /// directory marker (`dir/`, which object_store lists as `dir`).
     Vanished,
+    /// A resumable upload paused at a part boundary because the pass was
+    /// asked to stop; its parts are recorded and the next run continues.
+    Paused,
 }
 
 /// The version a listing entry describes.
@@ -157,20 +163,22 @@ impl Ctx {
     pub async fn replicate(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
         let key = meta.location.as_ref();
         let listed = listed_version(meta);
-        if let Some(rec) = self.manifest.object(key)?
-            && rec.state == ObjectState::Complete
-            && rec.source.same_as(&listed)
-        {
+        if self.is_replicated(key, &listed)? {
             return Ok(Outcome::Unchanged);
         }
         if dry_run {
             return Ok(Outcome::WouldCopy);
         }
         let _writing = self.gate.begin_write(key).await;
+        // Another task may have finished this key while we waited.
+        if self.is_replicated(key, &listed)? {
+            return Ok(Outcome::Unchanged);
+        }
         for _ in 0..MAX_RESTARTS {
             match self.replicate_once(meta, &listed).await {
                 Ok(o) => return Ok(o),
                 Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Paused) => return Ok(Outcome::Paused),
                 Err(Stop::Restart(why)) => {
                     self.stats.uploads_restarted.fetch_add(1, Relaxed);
                     tracing::info!(key, reason = %why, "starting the object over");
@@ -185,6 +193,13 @@ impl Ctx {
         Err(Error::Object(
             "source kept changing while being copied; retried next pass".into(),
         ))
+    }
+
+    fn is_replicated(&self, key: &str, listed: &SourceVersion) -> Result<bool, Error> {
+        Ok(self
+            .manifest
+            .object(key)?
+            .is_some_and(|r| r.state == ObjectState::Complete && r.source.same_as(listed)))
     }
 
     async fn replicate_once(

@@ -119,6 +119,7 @@ impl Reporter {
             Ok(Outcome::Deduplicated) => "deduplicated",
             Ok(Outcome::WouldCopy) => "would-copy",
             Ok(Outcome::Vanished) => "vanished",
+            Ok(Outcome::Paused) => "paused",
             Err(_) => "failed",
         };
         let reason = result.as_ref().err();
@@ -177,6 +178,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
         t.push_str(&format!(
             "vanished: {} objects were gone when read (deleted since listing, or directory markers)\n",
             st.vanished
+        ));
+    }
+    if st.paused > 0 {
+        t.push_str(&format!(
+            "paused: {} uploads stopped at a part boundary; the next run continues them\n",
+            st.paused
         ));
     }
     if st.would_copy > 0 {

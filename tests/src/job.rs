@@ -84,21 +84,90 @@ impl StoreJob {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let mut seen = 0;
-        for line in BufReader::new(stderr).lines() {
-            if line?.contains("part recorded") {
-                seen += 1;
-                if seen == parts {
-                    std::thread::sleep(extra);
-                    let finished = child.try_wait()?.is_some();
-                    child.kill()?;
-                    child.wait()?;
-                    return Ok(!finished);
-                }
+        let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
+        if wait_for_parts(&mut stderr, parts)? {
+            std::thread::sleep(extra);
+            let finished = child.try_wait()?;
+            if let Some(s) = finished {
+                let mut rest = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+                eprintln!("ended before the kill: {s}: {rest}");
             }
+            let finished = finished.is_some();
+            child.kill()?;
+            child.wait()?;
+            return Ok(!finished);
         }
-        child.wait()?;
+        let status = child.wait()?;
+        eprintln!("run ended by itself: {status}");
         Ok(false)
     }
+
+    /// Run the job, send it `signal` (`"INT"`, `"TERM"`) after its
+    /// `parts`-th recorded part, and wait for it to exit.
+    pub fn run_and_signal(&self, parts: usize, signal: &str) -> Result<Run> {
+        let mut child = self.spawn_logging()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s).map(|_| s)
+        });
+        let stderr = child.stderr.take().context("stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = std::thread::spawn(move || {
+            let mut all = String::new();
+            let mut seen = 0;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("part recorded") {
+                    seen += 1;
+                    if seen == parts {
+                        let _ = tx.send(());
+                    }
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if rx.recv().is_ok() {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "kill -{signal} failed");
+        }
+        let status = child.wait()?;
+        Ok(Run {
+            code: status.code().unwrap_or(-1),
+            stdout: out
+                .join()
+                .map_err(|_| anyhow::anyhow!("stdout reader panicked"))??,
+            stderr: err
+                .join()
+                .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?,
+        })
+    }
+
+    fn spawn_logging(&self) -> Result<std::process::Child> {
+        Ok(self
+            .command()?
+            .env("PASSEUR_LOG", "passeur_core=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?)
+    }
+}
+
+/// Read log lines until the `parts`-th "part recorded"; false at EOF.
+fn wait_for_parts(stderr: &mut impl BufRead, parts: usize) -> Result<bool> {
+    let mut seen = 0;
+    for line in stderr.lines() {
+        let line = line?;
+        if line.contains("part recorded") {
+            seen += 1;
+            if seen == parts {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
