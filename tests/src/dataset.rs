@@ -168,6 +168,14 @@ pub struct Checks {
     pub guessed_type: bool,
 }
 
+impl Checks {
+    /// Bytes (and the manifest, when given) only.
+    pub const BYTES: Checks = Checks {
+        attributes: false,
+        guessed_type: false,
+    };
+}
+
 /// Read every object back from `target` and compare with the dataset; with
 /// a state dir, also check every manifest BLAKE3 against the bytes.
 pub async fn verify(

@@ -138,10 +138,7 @@ async fn change_under_resume(kind: Kind, when: When) -> Result<()> {
     dataset::verify(
         dst.as_ref(),
         std::slice::from_ref(&new),
-        Checks {
-            attributes: false,
-            guessed_type: false,
-        },
+        Checks::BYTES,
         Some(&job.state),
     )
     .await?;
