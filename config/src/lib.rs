@@ -14,6 +14,8 @@ use passeur_core::stores::{Secret, StoreOptions};
 use passeur_core::sync::PassOptions;
 use serde::Deserialize;
 
+pub mod daemon;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +35,15 @@ pub enum ConfigError {
         path: PathBuf,
         /// Location and problem, one line.
         message: String,
+    },
+    /// The file parses but describes something passeur cannot run; every
+    /// problem found, one line each.
+    #[error("{}: {}", path.display(), errors.join(&format!("\n{}: ", path.display())))]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// One line per problem, each naming line, column, job and key.
+        errors: Vec<String>,
     },
 }
 
@@ -80,6 +91,9 @@ impl TryFrom<String> for Human {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StoreSection {
+    /// Store URL (`passeur run` jobs; `passeur sync` takes it on the
+    /// command line).
+    pub url: Option<String>,
     /// Multipart limits preset: aws, scaleway, azure, gcs, generic.
     pub provider: Option<Provider>,
     /// Custom endpoint URL.
@@ -167,6 +181,22 @@ impl Default for ChunkingSection {
     }
 }
 
+impl ChunkingSection {
+    /// Validated chunking parameters.
+    pub fn params(&self) -> Result<ChunkParams, String> {
+        let u = |s: Size, what: &str| {
+            u32::try_from(s.0).map_err(|_| format!("{what} {} is too large", s.0))
+        };
+        let p = ChunkParams {
+            min: u(self.min, "min")?,
+            avg: u(self.avg, "avg")?,
+            max: u(self.max, "max")?,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
 /// `[transfer]`: concurrency and memory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -215,6 +245,16 @@ impl SyncConfig {
             path: path.to_owned(),
             message: format!("[chunking]: {message}"),
         })?;
+        for (side, s) in [("source", &cfg.source), ("target", &cfg.target)] {
+            if s.url.is_some() {
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[{side}] url: not used by `passeur sync` (give --{side}); jobs with URLs are for `passeur run`"
+                    ),
+                });
+            }
+        }
         Ok(cfg)
     }
 
@@ -229,17 +269,7 @@ impl SyncConfig {
 
     /// Validated chunking parameters.
     pub fn chunk_params(&self) -> Result<ChunkParams, String> {
-        let c = &self.chunking;
-        let u = |s: Size, what: &str| {
-            u32::try_from(s.0).map_err(|_| format!("{what} {} is too large", s.0))
-        };
-        let p = ChunkParams {
-            min: u(c.min, "min")?,
-            avg: u(c.avg, "avg")?,
-            max: u(c.max, "max")?,
-        };
-        p.validate()?;
-        Ok(p)
+        self.chunking.params()
     }
 
     /// Options of a pass.
@@ -260,13 +290,19 @@ fn one_line_toml_error(e: &toml::de::Error, text: &str) -> String {
     let msg = e.message().trim().to_owned();
     match e.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let (line, col) = line_col(text, span.start);
             format!("line {line}, column {col}: {msg}")
         }
         None => msg,
     }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 #[cfg(test)]

@@ -1,0 +1,216 @@
+//! The configuration of `passeur run`: global settings and `[[job]]`s, each
+//! a source, a target and how to replicate between them. Parsing stops at
+//! the first malformed value (with its line and column); the checks after
+//! parsing report every problem at once, each naming its job and key.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use passeur_core::stores::{LocalDir, Store};
+use passeur_core::sync::PassOptions;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{ChunkingSection, ConfigError, Human, StoreSection, TransferSection, line_col};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise (journald).
+    #[default]
+    Auto,
+    /// Always human-readable.
+    Human,
+    /// Always one JSON object per line.
+    Json,
+}
+
+/// One `[[job]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobConfig {
+    /// Unique name; also the name of the job's state directory.
+    pub name: String,
+    /// Where objects are read: `url` and the store's options.
+    pub source: StoreSection,
+    /// Where objects are written: `url` and the store's options.
+    pub target: StoreSection,
+    /// Pause between the end of a pass and the start of the next.
+    #[serde(default = "default_interval")]
+    pub interval: Human,
+    /// Chunking parameters.
+    #[serde(default)]
+    pub chunking: ChunkingSection,
+    /// Concurrency and memory.
+    #[serde(default)]
+    pub transfer: TransferSection,
+}
+
+fn default_interval() -> Human {
+    Human(Duration::from_secs(300))
+}
+
+fn default_stop_timeout() -> Human {
+    Human(Duration::from_secs(30))
+}
+
+/// The whole file of `passeur run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// Each job keeps its manifest in `STATE_DIR/NAME`.
+    pub state_dir: PathBuf,
+    /// Log format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// How long a stop request may take: uploads pause at their next part
+    /// boundary; after this, passeur exits anyway (nothing recorded is lost).
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: Human,
+    /// The jobs, run in this order each cycle.
+    #[serde(rename = "job", default)]
+    pub jobs: Vec<Spanned<JobConfig>>,
+}
+
+impl JobConfig {
+    /// Options of this job's passes.
+    pub fn pass_options(&self) -> Result<PassOptions, String> {
+        Ok(PassOptions {
+            dry_run: false,
+            concurrency: self.transfer.concurrency.max(1),
+            memory_budget: self.transfer.memory_budget.0,
+            parts_in_flight: self.transfer.parts_in_flight.max(1),
+            chunking: self.chunking.params()?,
+        })
+    }
+
+    /// The job's state directory under `state_dir`.
+    pub fn state(&self, state_dir: &Path) -> PathBuf {
+        state_dir.join(&self.name)
+    }
+}
+
+impl DaemonConfig {
+    /// Parse and check TOML text; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: DaemonConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: crate::one_line_toml_error(&e, text),
+        })?;
+        let errors = cfg.problems(text);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                errors,
+            })
+        }
+    }
+
+    /// Read, parse and check a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Every problem, one line each.
+    fn problems(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.jobs.is_empty() {
+            out.push("no [[job]]: nothing to replicate".to_owned());
+        }
+        let mut names = HashSet::new();
+        for spanned in &self.jobs {
+            let (line, col) = line_col(text, spanned.span().start);
+            let job = spanned.get_ref();
+            let mut say = |what: String| {
+                out.push(format!(
+                    "line {line}, column {col}: job {:?}: {what}",
+                    job.name
+                ));
+            };
+            let valid_name = !job.name.is_empty()
+                && job
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !job.name.starts_with('.');
+            if !valid_name {
+                say("name: use letters, digits, '-', '_' or '.' (it names the job's state directory)".into());
+            }
+            if !names.insert(job.name.clone()) {
+                say("name: duplicate job name".into());
+            }
+            for (side, store) in [("source", &job.source), ("target", &job.target)] {
+                let Some(url) = &store.url else {
+                    say(format!("{side}.url: missing"));
+                    continue;
+                };
+                match Store::open(url, &store.to_options(), LocalDir::EmptyIfMissing) {
+                    Ok(s) => {
+                        if side == "target"
+                            && s.policy.multipart_threshold > job.transfer.memory_budget.0
+                        {
+                            say(format!(
+                                "transfer.memory-budget ({} bytes) is below target.multipart-threshold ({} bytes)",
+                                job.transfer.memory_budget.0, s.policy.multipart_threshold
+                            ));
+                        }
+                    }
+                    Err(e) => say(format!("{side}: {e}")),
+                }
+            }
+            if job.source.url.is_some() && job.source.url == job.target.url {
+                say("source and target are the same URL".into());
+            }
+            if job.interval.0 < Duration::from_secs(1) {
+                say("interval: at least 1s".into());
+            }
+            if let Err(e) = job.chunking.params() {
+                say(format!("chunking: {e}"));
+            }
+        }
+        out
+    }
+}
+
+/// The example `passeur config init` writes: every key, commented.
+pub const EXAMPLE: &str = include_str!("../../systemd/passeur.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_is_valid() {
+        let c = DaemonConfig::parse(EXAMPLE, Path::new("example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.jobs.len() >= 2);
+        assert_eq!(c.jobs[0].get_ref().interval.0, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "state-dir = \"/s\"\n[[job]]\nname = \"a b\"\ninterval = \"10ms\"\n[job.source]\nurl = \"ftp://x\"\n[job.target]\nurl = \"s3://b\"\n[[job]]\nname = \"dup\"\n[job.source]\nurl = \"s3://b\"\n[job.target]\nurl = \"s3://b\"\n[[job]]\nname = \"dup\"\n[job.source]\nurl = \"s3://c\"\n[job.target]\nurl = \"s3://d\"\n";
+        let e = DaemonConfig::parse(text, Path::new("t.toml")).expect_err("invalid");
+        let ConfigError::Invalid { errors, .. } = e else {
+            panic!("{e}")
+        };
+        let all = errors.join("\n");
+        for want in [
+            "line 2, column 1: job \"a b\": name",
+            "interval: at least 1s",
+            "source: invalid store URL \"ftp://x\"",
+            "same URL",
+            "duplicate job name",
+        ] {
+            assert!(all.contains(want), "{want:?} missing from:\n{all}");
+        }
+    }
+}
