@@ -18,8 +18,34 @@ pub struct Cli {
 pub enum Command {
     /// Run one replication pass from SOURCE to TARGET and exit.
     Sync(SyncArgs),
+    /// Replicate continuously, job after job, as the service does.
+    Run(RunArgs),
+    /// Check or create a configuration file for `passeur run`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Replicate a generated sample dataset between two local directories.
     Demo(DemoArgs),
+}
+
+/// `passeur run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (see `passeur config init`).
+    #[arg(long, default_value = "/etc/passeur/passeur.toml")]
+    pub config: PathBuf,
+}
+
+/// `passeur config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE: prints every problem (file, line, column, job, key)
+    /// and exits 78, or exits 0.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print a commented example configuration.
+    Init,
 }
 
 /// How progress and results are printed.

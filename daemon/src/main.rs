@@ -9,7 +9,9 @@
 mod cli;
 mod demo;
 mod exit;
+mod notify;
 mod output;
+mod run;
 mod signals;
 
 use std::process::ExitCode;
@@ -18,19 +20,44 @@ use std::sync::Arc;
 use clap::Parser;
 use futures::StreamExt;
 use passeur_config::SyncConfig;
+use passeur_config::daemon::{DaemonConfig, LogFormat};
 use passeur_core::manifest::Manifest;
 use passeur_core::stats::Stats;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::run_pass;
+use std::io::IsTerminal;
 
-use cli::{Cli, Command, Output, SyncArgs};
+use cli::{Cli, Command, ConfigCommand, Output, SyncArgs};
 use output::{Mode, Reporter};
 use signals::Request;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json_logs = matches!(&cli.command, Command::Sync(a) if a.output == Output::Json);
-    init_tracing(json_logs);
+    let json_logs = match &cli.command {
+        Command::Config(c) => return ExitCode::from(config_command(c)),
+        Command::Sync(a) => a.output == Output::Json,
+        Command::Run(_) => false,
+        Command::Demo(_) => false,
+    };
+    // `run` sets up logging from its configuration file.
+    let mut service = None;
+    if let Command::Run(args) = &cli.command {
+        match DaemonConfig::load(&args.config) {
+            Ok(cfg) => {
+                let json = match cfg.log_format {
+                    LogFormat::Json => true,
+                    LogFormat::Human => false,
+                    LogFormat::Auto => !std::io::stderr().is_terminal(),
+                };
+                // The service logs each pass (info); commands only problems.
+                init_tracing(json, "info");
+                service = Some((args.config.clone(), cfg));
+            }
+            Err(e) => return ExitCode::from(config_errors(&e)),
+        }
+    } else {
+        init_tracing(json_logs, "warn");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,6 +69,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Sync(args) => sync(args).await,
             Command::Demo(args) => run_demo(args).await,
+            Command::Run(_) => match service {
+                Some((path, cfg)) => run::run(path, cfg).await,
+                None => exit::SOFTWARE,
+            },
+            Command::Config(_) => exit::SOFTWARE,
         }
     });
     // Do not wait for stuck blocking work on the way out.
@@ -49,16 +81,48 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_tracing(json: bool) {
+fn init_tracing(json: bool, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PASSEUR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_env("PASSEUR_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.compact().init();
+    }
+}
+
+/// `passeur config check|init`.
+fn config_command(c: &ConfigCommand) -> u8 {
+    match c {
+        ConfigCommand::Init => {
+            print!("{}", passeur_config::daemon::EXAMPLE);
+            exit::OK
+        }
+        ConfigCommand::Check { file } => match DaemonConfig::load(file) {
+            Ok(cfg) => {
+                println!("{}: ok ({} jobs)", file.display(), cfg.jobs.len());
+                exit::OK
+            }
+            Err(e) => config_errors(&e),
+        },
+    }
+}
+
+/// Print every problem of a configuration, one line each; exit 78.
+fn config_errors(e: &passeur_config::ConfigError) -> u8 {
+    match e {
+        passeur_config::ConfigError::Invalid { path, errors } => {
+            for line in errors {
+                eprintln!("passeur: error: {}: {line}", path.display());
+            }
+            exit::CONFIG
+        }
+        other => fail(exit::CONFIG, &other.to_string()),
     }
 }
 
@@ -139,6 +203,8 @@ async fn sync(args: SyncArgs) -> u8 {
                     eprintln!("passeur: stopping after the objects in progress (signal again to quit now)");
                     let _ = stop_tx.send(true);
                 }
+                // `sync` does not listen for SIGHUP.
+                Some(Request::Reload) => {}
                 Some(Request::Quit) | None => {
                     handle.close();
                     return fail(exit::INTERRUPTED, "interrupted; objects in progress were not recorded and will be copied again");
