@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing passeur needs, idempotently:
-#   - system packages: libclang-dev (RocksDB's bindgen), b3sum (test oracle)
+#   - system packages: libclang-dev (RocksDB's bindgen), b3sum (test oracle),
+#     systemd (systemd-analyze checks the shipped units)
 #   - test servers, into a cache outside the checkout keyed by version:
 #     Azurite (npm), moto + azure-storage-blob (Python venv), s3s-fs (cargo)
 # Usage: scripts/setup.sh [--system-only]
@@ -17,6 +18,7 @@ mkdir -p "$SERVERS"
 
 need_apt=()
 command -v b3sum >/dev/null || need_apt+=(b3sum)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # libclang: RocksDB's build fails with "Unable to find libclang" without it.
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
   need_apt+=(libclang-dev)

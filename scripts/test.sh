@@ -19,4 +19,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # binary): another package selection unifies features differently and
 # rebuilds RocksDB's C++ (13 minutes on 2 cores).
 cargo build --workspace --all-targets --locked
+# The shipped systemd units: verify clean, security exposure <= 2.0.
+scripts/check-units.sh "$CARGO_TARGET_DIR/debug/passeur"
 cargo test --workspace --locked -- "$@"
