@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use passeur_core::filter::KeyFilter;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
 use serde::Deserialize;
@@ -37,6 +38,12 @@ pub struct JobConfig {
     pub source: StoreSection,
     /// Where objects are written: `url` and the store's options.
     pub target: StoreSection,
+    /// Keys to replicate (globs relative to the source URL; none: all).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Keys to leave out, even if included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// Pause between the end of a pass and the start of the next.
     #[serde(default = "default_interval")]
     pub interval: Human,
@@ -83,6 +90,7 @@ impl JobConfig {
             memory_budget: self.transfer.memory_budget.0,
             parts_in_flight: self.transfer.parts_in_flight.max(1),
             chunking: self.chunking.params()?,
+            filter: KeyFilter::new(&self.include, &self.exclude).map_err(|e| e.to_string())?,
         })
     }
 
@@ -174,6 +182,9 @@ impl DaemonConfig {
             }
             if let Err(e) = job.chunking.params() {
                 say(format!("chunking: {e}"));
+            }
+            if let Err(e) = KeyFilter::new(&job.include, &job.exclude) {
+                say(e.to_string());
             }
         }
         out

@@ -280,6 +280,7 @@ impl SyncConfig {
             memory_budget: self.transfer.memory_budget.0,
             parts_in_flight: self.transfer.parts_in_flight.max(1),
             chunking: self.chunk_params()?,
+            filter: passeur_core::filter::KeyFilter::default(),
         })
     }
 }

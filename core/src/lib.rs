@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod chunk;
 mod dedup;
 pub mod error;
+pub mod filter;
 pub mod gate;
 pub mod hash;
 pub mod limits;

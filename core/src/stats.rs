@@ -46,6 +46,8 @@ pub struct Stats {
     /// Uploads paused at a part boundary by a stop request; the next run
     /// continues them.
     pub paused: AtomicU64,
+    /// Listed keys left out by the include / exclude patterns.
+    pub excluded: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -89,6 +91,8 @@ pub struct Snapshot {
     pub uploads_restarted: u64,
     /// See [`Stats::paused`].
     pub paused: u64,
+    /// See [`Stats::excluded`].
+    pub excluded: u64,
 }
 
 impl Stats {
@@ -114,6 +118,7 @@ impl Stats {
             bytes_resumed: self.bytes_resumed.load(Relaxed),
             uploads_restarted: self.uploads_restarted.load(Relaxed),
             paused: self.paused.load(Relaxed),
+            excluded: self.excluded.load(Relaxed),
         }
     }
 }

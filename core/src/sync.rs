@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::checkpoint::Watermark;
 use crate::chunk::ChunkParams;
 use crate::error::{Error, error_chain};
+use crate::filter::KeyFilter;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::stats::{Snapshot, Stats};
@@ -32,6 +33,8 @@ pub struct PassOptions {
     pub parts_in_flight: usize,
     /// Content-defined chunking parameters.
     pub chunking: ChunkParams,
+    /// Which keys are replicated.
+    pub filter: KeyFilter,
 }
 
 impl Default for PassOptions {
@@ -42,6 +45,7 @@ impl Default for PassOptions {
             memory_budget: 1024 * 1024 * 1024,
             parts_in_flight: 4,
             chunking: ChunkParams::default(),
+            filter: KeyFilter::default(),
         }
     }
 }
@@ -167,7 +171,19 @@ pub async fn run_pass(
     let dry_run = opts.dry_run;
     let ctx_ref = &ctx;
     let stats_ref = &stats;
-    let listed = listing.map(|item| item.map(|m| (m, true)));
+    let filter = &opts.filter;
+    let listed = listing
+        .filter(|item| {
+            let keep = match item {
+                Ok(m) => filter.accepts(m.location.as_ref()),
+                Err(_) => true,
+            };
+            if !keep {
+                stats_ref.excluded.fetch_add(1, Relaxed);
+            }
+            futures::future::ready(keep)
+        })
+        .map(|item| item.map(|m| (m, true)));
     let unfinished = futures::stream::iter(unfinished.into_iter().map(|m| Ok((m, false))));
     let results = unfinished
         .chain(listed)

@@ -25,6 +25,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Replicate a generated sample dataset between two local directories.
     Demo(DemoArgs),
+    /// Print shell completions or the man page.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
 }
 
 /// `passeur run`.
@@ -46,6 +49,18 @@ pub enum ConfigCommand {
     },
     /// Print a commented example configuration.
     Init,
+}
+
+/// Files generated from the command-line definition.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Shell completion script on stdout.
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Man page (roff) on stdout.
+    Man,
 }
 
 /// How progress and results are printed.
@@ -80,6 +95,13 @@ pub struct SyncArgs {
     /// Objects replicated at once (overrides the config file).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Replicate only keys matching this glob (relative to the source URL;
+    /// `*` within a segment, `**` across); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out keys matching this glob, even if included; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,

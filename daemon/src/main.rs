@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = match &cli.command {
         Command::Config(c) => return ExitCode::from(config_command(c)),
+        Command::Generate(g) => return ExitCode::from(generate(g)),
         Command::Sync(a) => a.output == Output::Json,
         Command::Run(_) => false,
         Command::Demo(_) => false,
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
                 Some((path, cfg)) => run::run(path, cfg).await,
                 None => exit::SOFTWARE,
             },
-            Command::Config(_) => exit::SOFTWARE,
+            Command::Config(_) | Command::Generate(_) => exit::SOFTWARE,
         }
     });
     // Do not wait for stuck blocking work on the way out.
@@ -93,6 +94,24 @@ fn init_tracing(json: bool, default_level: &str) {
         builder.json().init();
     } else {
         builder.compact().init();
+    }
+}
+
+/// `passeur generate completions SHELL | man`.
+fn generate(g: &cli::GenerateCommand) -> u8 {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    match g {
+        cli::GenerateCommand::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "passeur", &mut std::io::stdout());
+            exit::OK
+        }
+        cli::GenerateCommand::Man => {
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => fail(exit::SOFTWARE, &format!("cannot write the man page: {e}")),
+            }
+        }
     }
 }
 
@@ -147,6 +166,10 @@ async fn sync(args: SyncArgs) -> u8 {
     if let Some(c) = args.concurrency {
         opts.concurrency = c.max(1);
     }
+    opts.filter = match passeur_core::filter::KeyFilter::new(&args.include, &args.exclude) {
+        Ok(f) => f,
+        Err(e) => return fail(exit::CONFIG, &e.to_string()),
+    };
     let source = match Store::open(&args.source, &cfg.source.to_options(), LocalDir::MustExist) {
         Ok(s) => s,
         Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
@@ -251,6 +274,8 @@ async fn run_demo(args: cli::DemoArgs) -> u8 {
             config: None,
             dry_run: false,
             concurrency: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
             output: Output::Auto,
         })
         .await;

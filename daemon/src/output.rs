@@ -180,6 +180,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
             st.vanished
         ));
     }
+    if st.excluded > 0 {
+        t.push_str(&format!(
+            "excluded: {} listed keys left out by --include / --exclude\n",
+            st.excluded
+        ));
+    }
     if st.paused > 0 {
         t.push_str(&format!(
             "paused: {} uploads stopped at a part boundary; the next run continues them\n",

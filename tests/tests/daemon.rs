@@ -399,3 +399,22 @@ fn sigterm_mid_upload_exits_0_and_the_restart_resumes() -> Result<()> {
     ensure!(moto.open_uploads("dst")?.is_empty(), "uploads left open");
     Ok(())
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli() -> Result<()> {
+    let man = passeur(&["generate", "man"], &[])?;
+    ensure!(
+        man.code == 0 && man.stdout.contains(".TH passeur"),
+        "{}",
+        man.stderr
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let c = passeur(&["generate", "completions", shell], &[])?;
+        ensure!(
+            c.code == 0 && c.stdout.contains("sync") && c.stdout.contains("config"),
+            "{shell}: {}",
+            c.stderr
+        );
+    }
+    Ok(())
+}

@@ -227,3 +227,84 @@ fn demo_runs_the_embedded_default_twice() -> Result<()> {
     ensure!(run.stdout.contains("0 read, 0 written"), "{}", run.stdout);
     Ok(())
 }
+
+#[test]
+fn include_and_exclude_select_the_keys() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (src, dst, state) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("state"),
+    );
+    let objs = dataset::standard(11, 20);
+    dataset::write_dir(&src, &objs)?;
+    let (s, d, st) = (
+        src.to_string_lossy().into_owned(),
+        dst.to_string_lossy().into_owned(),
+        state.to_string_lossy().into_owned(),
+    );
+    let run = passeur_tests::passeur(
+        &[
+            "sync",
+            "--source",
+            &s,
+            "--target",
+            &d,
+            "--state",
+            &st,
+            "--output",
+            "json",
+            "--include",
+            "keys/**",
+            "--include",
+            "*.bin",
+            "--exclude",
+            "keys/deep/**",
+        ],
+        &[],
+    )?;
+    ensure!(run.code == 0, "{}\n{}", run.stdout, run.stderr);
+    let accepted = |k: &str| {
+        (k.starts_with("keys/") && !k.starts_with("keys/deep/"))
+            || (!k.contains('/') && k.ends_with(".bin"))
+    };
+    let want: Vec<&Obj> = objs.iter().filter(|o| accepted(&o.key)).collect();
+    ensure!(
+        want.len() > 3 && want.len() < objs.len(),
+        "dataset does not exercise the filter"
+    );
+    for o in &objs {
+        let p = dst.join(&o.key);
+        if accepted(&o.key) {
+            ensure!(std::fs::read(&p)? == o.data, "{} differs", o.key);
+        } else {
+            ensure!(!p.exists(), "{} should have been left out", o.key);
+        }
+    }
+    ensure!(run.stat("copied")? == want.len() as u64, "{}", run.stdout);
+    ensure!(
+        run.stat("excluded")? == (objs.len() - want.len()) as u64,
+        "{}",
+        run.stdout
+    );
+    let bad = passeur_tests::passeur(
+        &[
+            "sync",
+            "--source",
+            &s,
+            "--target",
+            &d,
+            "--state",
+            &st,
+            "--exclude",
+            "a[",
+        ],
+        &[],
+    )?;
+    ensure!(
+        bad.code == 78 && bad.stderr.lines().count() == 1 && bad.stderr.contains("exclude pattern"),
+        "{}",
+        bad.stderr
+    );
+    Ok(())
+}
