@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use passeur_core::deletes::DeletePolicy;
 use passeur_core::filter::KeyFilter;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
@@ -26,6 +27,29 @@ pub enum LogFormat {
     Human,
     /// Always one JSON object per line.
     Json,
+}
+
+/// `[job.delete]`: deletes at the target (off by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeleteSection {
+    /// Delete at the target what the source no longer has.
+    pub enabled: bool,
+    /// Refuse a pass that would delete more than this fraction (0–1).
+    pub max_fraction: f64,
+    /// Move deleted objects under this target prefix instead.
+    pub trash_prefix: Option<String>,
+}
+
+impl Default for DeleteSection {
+    fn default() -> Self {
+        let d = DeletePolicy::default();
+        Self {
+            enabled: d.enabled,
+            max_fraction: d.max_fraction,
+            trash_prefix: d.trash_prefix,
+        }
+    }
 }
 
 /// One `[[job]]`.
@@ -53,6 +77,9 @@ pub struct JobConfig {
     /// Concurrency and memory.
     #[serde(default)]
     pub transfer: TransferSection,
+    /// Deletes at the target.
+    #[serde(default)]
+    pub delete: DeleteSection,
 }
 
 fn default_interval() -> Human {
@@ -91,6 +118,11 @@ impl JobConfig {
             parts_in_flight: self.transfer.parts_in_flight.max(1),
             chunking: self.chunking.params()?,
             filter: KeyFilter::new(&self.include, &self.exclude).map_err(|e| e.to_string())?,
+            deletes: DeletePolicy {
+                enabled: self.delete.enabled,
+                max_fraction: self.delete.max_fraction,
+                trash_prefix: self.delete.trash_prefix.clone(),
+            },
         })
     }
 
@@ -185,6 +217,17 @@ impl DaemonConfig {
             }
             if let Err(e) = KeyFilter::new(&job.include, &job.exclude) {
                 say(e.to_string());
+            }
+            if !(0.0..=1.0).contains(&job.delete.max_fraction) {
+                say("delete.max-fraction: between 0 and 1".into());
+            }
+            let local_source = job
+                .source
+                .url
+                .as_deref()
+                .is_some_and(|u| !u.contains("://") || u.starts_with("file://"));
+            if job.delete.enabled && local_source {
+                say("delete.enabled: deletes need an object-store source (local directories do not list in key order)".into());
             }
         }
         out

@@ -281,6 +281,7 @@ impl SyncConfig {
             parts_in_flight: self.transfer.parts_in_flight.max(1),
             chunking: self.chunk_params()?,
             filter: passeur_core::filter::KeyFilter::default(),
+            deletes: passeur_core::deletes::DeletePolicy::default(),
         })
     }
 }

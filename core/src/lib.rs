@@ -5,6 +5,7 @@ pub mod attrs;
 pub mod checkpoint;
 pub mod chunk;
 mod dedup;
+pub mod deletes;
 pub mod error;
 pub mod filter;
 pub mod gate;

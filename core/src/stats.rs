@@ -48,6 +48,8 @@ pub struct Stats {
     pub paused: AtomicU64,
     /// Listed keys left out by the include / exclude patterns.
     pub excluded: AtomicU64,
+    /// Objects deleted at the target because the source no longer has them.
+    pub deleted: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -93,6 +95,8 @@ pub struct Snapshot {
     pub paused: u64,
     /// See [`Stats::excluded`].
     pub excluded: u64,
+    /// See [`Stats::deleted`].
+    pub deleted: u64,
 }
 
 impl Stats {
@@ -119,6 +123,7 @@ impl Stats {
             uploads_restarted: self.uploads_restarted.load(Relaxed),
             paused: self.paused.load(Relaxed),
             excluded: self.excluded.load(Relaxed),
+            deleted: self.deleted.load(Relaxed),
         }
     }
 }

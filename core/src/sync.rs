@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::checkpoint::Watermark;
 use crate::chunk::ChunkParams;
+use crate::deletes::DeletePolicy;
 use crate::error::{Error, error_chain};
 use crate::filter::KeyFilter;
 use crate::hash::Hash;
@@ -35,6 +36,8 @@ pub struct PassOptions {
     pub chunking: ChunkParams,
     /// Which keys are replicated.
     pub filter: KeyFilter,
+    /// What may be deleted at the target.
+    pub deletes: DeletePolicy,
 }
 
 impl Default for PassOptions {
@@ -46,6 +49,7 @@ impl Default for PassOptions {
             parts_in_flight: 4,
             chunking: ChunkParams::default(),
             filter: KeyFilter::default(),
+            deletes: DeletePolicy::default(),
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct PassSummary {
     pub merkle_root: String,
     /// The listing resumed after this key (an interrupted pass continued).
     pub resumed_after: Option<String>,
+    /// Why deletes at the target were refused this pass, if they were.
+    pub deletes_refused: Option<String>,
 }
 
 /// Failures kept with their reasons in the summary.
@@ -96,7 +102,10 @@ pub const MAX_FAILURES_KEPT: usize = 1000;
 impl PassSummary {
     /// Whether everything listed is at the target.
     pub fn complete(&self) -> bool {
-        self.stats.failed == 0 && self.listing_error.is_none() && !self.interrupted
+        self.stats.failed == 0
+            && self.listing_error.is_none()
+            && !self.interrupted
+            && self.deletes_refused.is_none()
     }
 }
 
@@ -162,6 +171,19 @@ pub async fn run_pass(
         }
         None => source.inner.list(None),
     };
+    let deleting = opts.deletes.enabled && !opts.dry_run;
+    if deleting && !source.lists_in_order() {
+        return Err(Error::InvalidOption(
+            "deletes need a source listed in key order (object stores); local directories are not supported yet".into(),
+        ));
+    }
+    if deleting && resumed_after.is_none() {
+        manifest.clear_missing()?;
+    }
+    // Deletes: manifest keys the (ordered) listing steps over are recorded
+    // as it goes; (last listed key, error that disables deletes this pass).
+    let missing = std::sync::Mutex::new((resumed_after.clone(), None::<String>));
+    let missing_ref = &missing;
     let watermark = Watermark::default();
     let watermark_ref = &watermark;
     let listing = base.take_until(async move {
@@ -172,7 +194,22 @@ pub async fn run_pass(
     let ctx_ref = &ctx;
     let stats_ref = &stats;
     let filter = &opts.filter;
+    let manifest_ref = &manifest;
     let listed = listing
+        .inspect(|item| {
+            if let (true, Ok(m)) = (deleting, item) {
+                let key = m.location.as_ref();
+                let mut st = missing_ref.lock().unwrap_or_else(|p| p.into_inner());
+                if st.1.is_none() {
+                    match manifest_ref
+                        .note_missing(st.0.as_deref(), Some(key), |k| filter.accepts(k))
+                    {
+                        Ok(_) => st.0 = Some(key.to_owned()),
+                        Err(e) => st.1 = Some(e.to_string()),
+                    }
+                }
+            }
+        })
         .filter(|item| {
             let keep = match item {
                 Ok(m) => filter.accepts(m.location.as_ref()),
@@ -264,6 +301,26 @@ pub async fn run_pass(
             manifest.sync()?;
         }
     }
+    let mut deletes_refused = None;
+    if deleting && listing_error.is_none() && !interrupted {
+        let (last, err) = std::mem::take(&mut *missing.lock().unwrap_or_else(|p| p.into_inner()));
+        deletes_refused = match err {
+            Some(e) => Some(format!("deletes skipped: {e}")),
+            None => {
+                manifest.note_missing(last.as_deref(), None, |k| opts.filter.accepts(k))?;
+                let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
+                let listed = if resumed_after.is_some() {
+                    listed.max(1)
+                } else {
+                    listed
+                };
+                ctx.apply_deletes(&opts.deletes, listed).await?
+            }
+        };
+        if let Some(why) = &deletes_refused {
+            tracing::warn!("{why}");
+        }
+    }
     if listing_error.is_none() && !interrupted {
         stats.listing_done.store(1, Relaxed);
         if !dry_run {
@@ -281,5 +338,6 @@ pub async fn run_pass(
         interrupted,
         merkle_root: root.to_hex(),
         resumed_after,
+        deletes_refused,
     })
 }

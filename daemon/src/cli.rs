@@ -102,6 +102,17 @@ pub struct SyncArgs {
     /// Leave out keys matching this glob, even if included; repeatable.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Delete at the target what the source no longer has (object-store
+    /// sources; after a complete listing).
+    #[arg(long)]
+    pub delete: bool,
+    /// With --delete: refuse when more than this fraction of the replica
+    /// would go in one pass.
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    pub max_delete_fraction: f64,
+    /// With --delete: move deleted objects under this target prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub trash_prefix: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,

@@ -170,6 +170,17 @@ async fn sync(args: SyncArgs) -> u8 {
         Ok(f) => f,
         Err(e) => return fail(exit::CONFIG, &e.to_string()),
     };
+    if !(0.0..=1.0).contains(&args.max_delete_fraction) {
+        return fail(
+            exit::CONFIG,
+            "--max-delete-fraction must be between 0 and 1",
+        );
+    }
+    opts.deletes = passeur_core::deletes::DeletePolicy {
+        enabled: args.delete,
+        max_fraction: args.max_delete_fraction,
+        trash_prefix: args.trash_prefix.clone(),
+    };
     let source = match Store::open(&args.source, &cfg.source.to_options(), LocalDir::MustExist) {
         Ok(s) => s,
         Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
@@ -276,6 +287,9 @@ async fn run_demo(args: cli::DemoArgs) -> u8 {
             concurrency: None,
             include: Vec::new(),
             exclude: Vec::new(),
+            delete: false,
+            max_delete_fraction: 0.1,
+            trash_prefix: None,
             output: Output::Auto,
         })
         .await;

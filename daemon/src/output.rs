@@ -180,6 +180,15 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
             st.vanished
         ));
     }
+    if st.deleted > 0 {
+        t.push_str(&format!(
+            "deleted: {} objects at the target (gone from the source)\n",
+            st.deleted
+        ));
+    }
+    if let Some(why) = &s.deletes_refused {
+        t.push_str(&format!("deletes refused: {why}\n"));
+    }
     if st.excluded > 0 {
         t.push_str(&format!(
             "excluded: {} listed keys left out by --include / --exclude\n",

@@ -85,7 +85,7 @@ fn log_config_error(e: &ConfigError) {
 fn summary_line(name: &str, s: &PassSummary, took: Duration) -> String {
     let st = &s.stats;
     format!(
-        "job {name}: pass {} in {:.1}s: {} listed, {} copied, {} unchanged, {} deduplicated, {} failed, {} paused; {} bytes written",
+        "job {name}: pass {} in {:.1}s: {} listed, {} copied, {} unchanged, {} deduplicated, {} deleted, {} failed, {} paused; {} bytes written",
         if s.complete() {
             "complete"
         } else {
@@ -96,6 +96,7 @@ fn summary_line(name: &str, s: &PassSummary, took: Duration) -> String {
         st.copied,
         st.unchanged,
         st.deduplicated,
+        st.deleted,
         st.failed,
         st.paused,
         st.bytes_written
@@ -321,6 +322,9 @@ async fn run_one(
             tracing::info!("{line}");
             for f in summary.failures.iter().take(20) {
                 tracing::warn!(job = %name, key = %f.key, reason = %f.reason, "object failed");
+            }
+            if let Some(why) = &summary.deletes_refused {
+                tracing::warn!(job = %name, "deletes refused: {why}");
             }
             notifier.status(&line);
         }

@@ -10,8 +10,10 @@
 //!   find dedup candidates for large objects before their hash is known.
 //! - `merkle_leaf`, `merkle_node`, `merkle_dirty`: see [`merkle`].
 //! - `uploads`, `upload_parts`: resumable multipart uploads, see [`uploads`].
+//! - `delete_candidates`: keys the listing no longer shows (`missing.rs`).
 
 pub mod merkle;
+mod missing;
 pub mod records;
 pub mod uploads;
 
@@ -40,7 +42,8 @@ const CF_MERKLE_NODE: &str = "merkle_node";
 const CF_MERKLE_DIRTY: &str = "merkle_dirty";
 const CF_UPLOADS: &str = "uploads";
 const CF_UPLOAD_PARTS: &str = "upload_parts";
-const ALL_CFS: [&str; 11] = [
+const CF_DELETE_CANDIDATES: &str = "delete_candidates";
+const ALL_CFS: [&str; 12] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -52,6 +55,7 @@ const ALL_CFS: [&str; 11] = [
     CF_MERKLE_DIRTY,
     CF_UPLOADS,
     CF_UPLOAD_PARTS,
+    CF_DELETE_CANDIDATES,
 ];
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_SOURCE: &[u8] = b"source_url";

@@ -1,0 +1,102 @@
+//! Objects the source no longer lists (column family `delete_candidates`):
+//! while a pass lists the source in key order, every manifest key the
+//! listing steps over is recorded here. Recorded keys survive a crash, so a
+//! pass whose listing resumed from a checkpoint still knows what the first
+//! part of the listing missed. Deletes act on them only after a complete
+//! listing (see `deletes`).
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::{CF_DELETE_CANDIDATES, CF_OBJECTS, Manifest, cf, db_err};
+use crate::error::Error;
+
+impl Manifest {
+    /// Record the manifest keys strictly between `after` and `before`
+    /// (`None`: from the first / to the last) that `keep` accepts; returns
+    /// how many.
+    pub fn note_missing(
+        &self,
+        after: Option<&str>,
+        before: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<u64, Error> {
+        let objects = cf(&self.db, CF_OBJECTS)?;
+        let mode = match after {
+            Some(k) => IteratorMode::From(k.as_bytes(), Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(objects, mode) {
+            let (k, _) = item.map_err(db_err)?;
+            if after.is_some_and(|a| &*k == a.as_bytes()) {
+                continue;
+            }
+            if before.is_some_and(|b| &*k >= b.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8_lossy(&k);
+            if keep(&key) {
+                batch.put_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, &k, b"");
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.write(batch).map_err(db_err)?;
+        }
+        Ok(n)
+    }
+
+    /// How many keys are recorded.
+    pub fn missing_count(&self) -> Result<u64, Error> {
+        let mut n = 0;
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, IteratorMode::Start)
+        {
+            item.map_err(db_err)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Up to `n` recorded keys, in order, from the first.
+    pub fn missing_page(&self, n: usize) -> Result<Vec<String>, Error> {
+        self.db
+            .iterator_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, IteratorMode::Start)
+            .take(n)
+            .map(|item| {
+                item.map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+                    .map_err(db_err)
+            })
+            .collect()
+    }
+
+    /// Forget one recorded key (its object was deleted, or is listed again).
+    pub fn forget_missing(&self, key: &str) -> Result<(), Error> {
+        self.db
+            .delete_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, key.as_bytes())
+            .map_err(db_err)
+    }
+
+    /// Forget every recorded key (a new full listing starts).
+    pub fn clear_missing(&self) -> Result<(), Error> {
+        let c = cf(&self.db, CF_DELETE_CANDIDATES)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(c, IteratorMode::Start) {
+            let (k, _) = item.map_err(db_err)?;
+            batch.delete_cf(c, k);
+        }
+        self.db.write(batch).map_err(db_err)
+    }
+
+    /// Objects in the manifest, estimated by RocksDB (exact after a flush;
+    /// good enough for a guard expressed as a fraction).
+    pub fn object_count_estimate(&self) -> Result<u64, Error> {
+        Ok(self
+            .db
+            .property_int_value_cf(cf(&self.db, CF_OBJECTS)?, "rocksdb.estimate-num-keys")
+            .map_err(db_err)?
+            .unwrap_or(0))
+    }
+}
