@@ -103,6 +103,10 @@ pub struct DaemonConfig {
     /// boundary; after this, passeur exits anyway (nothing recorded is lost).
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: Human,
+    /// Where `passeur run` serves `/status` (for `passeur status`) and
+    /// `/metrics` (Prometheus); keep it on loopback. None: not served.
+    #[serde(default)]
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// The jobs, run in this order each cycle.
     #[serde(rename = "job", default)]
     pub jobs: Vec<Spanned<JobConfig>>,

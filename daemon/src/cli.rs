@@ -20,6 +20,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Replicate continuously, job after job, as the service does.
     Run(RunArgs),
+    /// Show what the running service is doing (asks its metrics-address).
+    Status(StatusArgs),
     /// Check or create a configuration file for `passeur run`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -36,6 +38,17 @@ pub struct RunArgs {
     /// Configuration file (see `passeur config init`).
     #[arg(long, default_value = "/etc/passeur/passeur.toml")]
     pub config: PathBuf,
+}
+
+/// `passeur status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The service's configuration file (for its metrics-address).
+    #[arg(long, default_value = "/etc/passeur/passeur.toml")]
+    pub config: PathBuf,
+    /// Print the JSON the service serves.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `passeur config …`.

@@ -6,13 +6,16 @@
     reason = "the command prints its results on stdout"
 )]
 
+mod board;
 mod cli;
 mod demo;
 mod exit;
 mod notify;
 mod output;
 mod run;
+mod serve;
 mod signals;
+mod status;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
         Command::Config(c) => return ExitCode::from(config_command(c)),
         Command::Generate(g) => return ExitCode::from(generate(g)),
         Command::Sync(a) => a.output == Output::Json,
-        Command::Run(_) => false,
+        Command::Run(_) | Command::Status(_) => false,
         Command::Demo(_) => false,
     };
     // `run` sets up logging from its configuration file.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
                 Some((path, cfg)) => run::run(path, cfg).await,
                 None => exit::SOFTWARE,
             },
+            Command::Status(args) => status::show(&args).await,
             Command::Config(_) | Command::Generate(_) => exit::SOFTWARE,
         }
     });
@@ -133,7 +137,7 @@ fn config_command(c: &ConfigCommand) -> u8 {
 }
 
 /// Print every problem of a configuration, one line each; exit 78.
-fn config_errors(e: &passeur_config::ConfigError) -> u8 {
+pub(crate) fn config_errors(e: &passeur_config::ConfigError) -> u8 {
     match e {
         passeur_config::ConfigError::Invalid { path, errors } => {
             for line in errors {
@@ -146,7 +150,7 @@ fn config_errors(e: &passeur_config::ConfigError) -> u8 {
 }
 
 /// Print one line naming the problem and return its exit code.
-fn fail(code: u8, msg: &str) -> u8 {
+pub(crate) fn fail(code: u8, msg: &str) -> u8 {
     eprintln!("passeur: error: {msg}");
     code
 }

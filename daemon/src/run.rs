@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
 use passeur_config::ConfigError;
@@ -18,8 +18,10 @@ use passeur_core::stats::Stats;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::{PassOptions, PassSummary, run_pass};
 
+use crate::board::Board;
 use crate::exit;
 use crate::notify::Notifier;
+use crate::serve::StatusServer;
 use crate::signals::Request;
 
 /// A job ready to run.
@@ -156,6 +158,19 @@ pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
             return code;
         }
     };
+    let board = Board::default();
+    board.set_jobs(&job_names(&jobs));
+    let server = match cfg.metrics_address {
+        Some(addr) => match StatusServer::start(addr, board.clone()).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot serve status on {addr}: {e}");
+                handle.close();
+                return exit::UNAVAILABLE;
+            }
+        },
+        None => None,
+    };
     tracing::info!(jobs = jobs.len(), config = %path.display(), "passeur running");
     notifier.ready(&format!("{} jobs ready", jobs.len()));
     let mut pending_reload: Option<DaemonConfig> = None;
@@ -166,7 +181,11 @@ pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
             match open_jobs(&new).await {
                 Ok(j) => {
                     jobs = j;
+                    if new.metrics_address != cfg.metrics_address {
+                        tracing::warn!("metrics-address changes take effect at the next start");
+                    }
                     cfg = new;
+                    board.set_jobs(&job_names(&jobs));
                     tracing::info!(jobs = jobs.len(), "configuration reloaded");
                 }
                 Err((_, msg)) => {
@@ -188,6 +207,7 @@ pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
             }
             let end = run_one(
                 job,
+                &board,
                 &notifier,
                 &mut requests,
                 &mut watchdog,
@@ -228,7 +248,14 @@ pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
         }
     };
     handle.close();
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
     code
+}
+
+fn job_names(jobs: &[Job]) -> Vec<String> {
+    jobs.iter().map(|j| j.cfg.name.clone()).collect()
 }
 
 /// Read the configuration again; `None` (logged) when it is invalid.
@@ -250,8 +277,13 @@ enum PassEnd {
     Stopped(u8),
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the service loop's state, passed down"
+)]
 async fn run_one(
     job: &mut Job,
+    board: &Board,
     notifier: &Notifier,
     requests: &mut (impl Stream<Item = Request> + Unpin),
     watchdog: &mut Option<tokio::time::Interval>,
@@ -264,6 +296,7 @@ async fn run_one(
     notifier.status(&format!("job {name}: pass {} running", job.passes));
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
+    board.pass_started(&name, Arc::clone(&stats));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let pass = run_pass(
         job.source.clone(),
@@ -316,8 +349,10 @@ async fn run_one(
     };
     let took = started.elapsed();
     job.next = Instant::now() + job.cfg.interval.0;
+    let next = SystemTime::now() + job.cfg.interval.0;
     match result {
         Ok(summary) => {
+            board.pass_finished(&name, &summary, next);
             let line = summary_line(&name, &summary, took);
             tracing::info!("{line}");
             for f in summary.failures.iter().take(20) {
@@ -331,6 +366,7 @@ async fn run_one(
         Err(e) => {
             // Stores or state dir failing mid-service: report, retry at the
             // next interval (the service never gives up on its own).
+            board.pass_failed(&name, next);
             tracing::error!(job = %name, error = %e, "pass failed; retrying after the interval");
             notifier.status(&format!("job {name}: pass failed: {e}"));
         }

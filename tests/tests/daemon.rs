@@ -418,3 +418,91 @@ fn completions_and_man_page_come_from_the_cli() -> Result<()> {
     }
     Ok(())
 }
+
+fn http_get(addr: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn status_and_metrics_report_the_passes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::create_dir_all(&src)?;
+    for i in 0..5 {
+        std::fs::write(src.join(format!("f{i}")), vec![b'x'; 1000 + i])?;
+    }
+    let port = passeur_tests::servers::free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state-dir = \"{}\"\nmetrics-address = \"{addr}\"\n{}",
+            dir.path().join("state").display(),
+            local_job("j", &src, &dst, "1h")
+        ),
+    )?;
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let mut child = passeur_command(&["run", "--config", &cfg_s])?
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        let mut status = serde_json::Value::Null;
+        wait_until("a finished pass in status", Duration::from_secs(30), || {
+            let run = passeur(&["status", "--config", &cfg_s, "--json"], &[])?;
+            if run.code != 0 {
+                return Ok(false);
+            }
+            status = serde_json::from_str(&run.stdout)?;
+            Ok(status[0]["last_pass"].is_object())
+        })?;
+        let job = &status[0];
+        ensure!(job["name"] == "j" && job["state"] == "idle", "{job}");
+        ensure!(job["last_pass"]["complete"] == true, "{job}");
+        ensure!(job["last_pass"]["stats"]["copied"] == 5, "{job}");
+        ensure!(job["lag_s"].as_f64().is_some_and(|l| l >= 0.0), "{job}");
+        ensure!(job["totals"]["bytes_written"] == 5010, "{job}");
+        let human = passeur(&["status", "--config", &cfg_s], &[])?;
+        ensure!(
+            human.code == 0
+                && human.stdout.contains("job j: idle")
+                && human.stdout.contains("5 copied"),
+            "{}",
+            human.stdout
+        );
+        let metrics = http_get(&addr, "/metrics")?;
+        for want in [
+            "passeur_passes_total{job=\"j\"} 1",
+            "passeur_objects_copied_total{job=\"j\"} 5",
+            "passeur_bytes_written_total{job=\"j\"} 5010",
+            "passeur_pass_running{job=\"j\"} 0",
+            "# TYPE passeur_replication_lag_seconds gauge",
+        ] {
+            ensure!(metrics.contains(want), "{want:?} missing:\n{metrics}");
+        }
+        ensure!(http_get(&addr, "/nope")?.contains("404"), "unknown path");
+        Ok(())
+    })();
+    signal(&child, "TERM")?;
+    let exit = child.wait()?;
+    result?;
+    ensure!(exit.code() == Some(0), "exit {exit}");
+    let gone = passeur(&["status", "--config", &cfg_s], &[])?;
+    ensure!(
+        gone.code == 69
+            && gone.stderr.lines().count() == 1
+            && gone.stderr.contains("nothing answers"),
+        "{}",
+        gone.stderr
+    );
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! What the service reports about itself: per job, the pass running now
+//! (live counters), the last finished pass, totals since start, and the
+//! replication lag (time since the start of the last complete pass: every
+//! change the source had by then is at the target). Rendered as the JSON
+//! of `passeur status` and as Prometheus text for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use passeur_core::stats::{Snapshot, Stats};
+use passeur_core::sync::PassSummary;
+use serde::Serialize;
+
+fn epoch_s(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A finished pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastPass {
+    /// Start, seconds since the Unix epoch.
+    pub started: f64,
+    /// End, seconds since the Unix epoch.
+    pub ended: f64,
+    /// Everything listed is at the target.
+    pub complete: bool,
+    /// Counters.
+    pub stats: Snapshot,
+    /// Failed objects, first ones with their reasons.
+    pub failures: Vec<(String, String)>,
+    /// Why deletes were refused, if they were.
+    pub deletes_refused: Option<String>,
+}
+
+/// Totals since the service started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Passes finished.
+    pub passes: u64,
+    /// Passes that failed to run (stores, state directory).
+    pub pass_errors: u64,
+    /// Objects copied.
+    pub copied: u64,
+    /// Objects materialised by server-side copy.
+    pub deduplicated: u64,
+    /// Objects deleted at the target.
+    pub deleted: u64,
+    /// Objects that failed.
+    pub failed: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes written to the target.
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Default)]
+struct JobState {
+    running: Option<(Arc<Stats>, SystemTime)>,
+    last: Option<LastPass>,
+    last_complete_start: Option<SystemTime>,
+    next_pass: Option<SystemTime>,
+    totals: Totals,
+}
+
+/// One job's status, as served.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    /// Job name.
+    pub name: String,
+    /// "running" or "idle".
+    pub state: &'static str,
+    /// Seconds since the start of the last complete pass; null before one.
+    pub lag_s: Option<f64>,
+    /// The pass running now.
+    pub current: Option<Current>,
+    /// The last finished pass.
+    pub last_pass: Option<LastPass>,
+    /// Next pass, seconds since the Unix epoch.
+    pub next_pass: Option<f64>,
+    /// Since the service started.
+    pub totals: Totals,
+}
+
+/// The pass running now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Current {
+    /// Start, seconds since the Unix epoch.
+    pub started: f64,
+    /// Live counters.
+    pub stats: Snapshot,
+    /// Objects listed but not finished.
+    pub in_flight_or_pending: u64,
+    /// Bytes written per second so far.
+    pub throughput_bps: f64,
+    /// Seconds until the listed bytes are done at that rate (once the
+    /// listing is complete).
+    pub eta_s: Option<f64>,
+}
+
+/// Shared between the service loop and the status server.
+#[derive(Debug, Clone, Default)]
+pub struct Board {
+    jobs: Arc<Mutex<BTreeMap<String, JobState>>>,
+}
+
+impl Board {
+    fn with<R>(&self, job: &str, f: impl FnOnce(&mut JobState) -> R) -> R {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        f(jobs.entry(job.to_owned()).or_default())
+    }
+
+    /// The set of jobs changed (start, reload).
+    pub fn set_jobs(&self, names: &[String]) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.retain(|k, _| names.contains(k));
+        for n in names {
+            jobs.entry(n.clone()).or_default();
+        }
+    }
+
+    /// A pass starts.
+    pub fn pass_started(&self, job: &str, stats: Arc<Stats>) {
+        self.with(job, |j| j.running = Some((stats, SystemTime::now())));
+    }
+
+    /// A pass ended with a summary.
+    pub fn pass_finished(&self, job: &str, s: &PassSummary, next: SystemTime) {
+        self.with(job, |j| {
+            let started = j.running.take().map_or_else(SystemTime::now, |(_, t)| t);
+            let st = &s.stats;
+            let t = &mut j.totals;
+            t.passes += 1;
+            t.copied += st.copied;
+            t.deduplicated += st.deduplicated;
+            t.deleted += st.deleted;
+            t.failed += st.failed;
+            t.bytes_read += st.bytes_read;
+            t.bytes_written += st.bytes_written;
+            if s.complete() {
+                j.last_complete_start = Some(started);
+            }
+            j.last = Some(LastPass {
+                started: epoch_s(started),
+                ended: epoch_s(SystemTime::now()),
+                complete: s.complete(),
+                stats: *st,
+                failures: s
+                    .failures
+                    .iter()
+                    .take(20)
+                    .map(|f| (f.key.clone(), f.reason.clone()))
+                    .collect(),
+                deletes_refused: s.deletes_refused.clone(),
+            });
+            j.next_pass = Some(next);
+        });
+    }
+
+    /// A pass could not run.
+    pub fn pass_failed(&self, job: &str, next: SystemTime) {
+        self.with(job, |j| {
+            j.running = None;
+            j.totals.pass_errors += 1;
+            j.next_pass = Some(next);
+        });
+    }
+
+    /// Every job's status.
+    pub fn status(&self) -> Vec<JobStatus> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = SystemTime::now();
+        jobs.iter()
+            .map(|(name, j)| {
+                let current = j.running.as_ref().map(|(stats, started)| {
+                    let st = stats.snapshot();
+                    let secs = now
+                        .duration_since(*started)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    let rate = if secs > 0.0 {
+                        st.bytes_written as f64 / secs
+                    } else {
+                        0.0
+                    };
+                    let left = st.listed_bytes.saturating_sub(st.done_bytes) as f64;
+                    Current {
+                        started: epoch_s(*started),
+                        stats: st,
+                        in_flight_or_pending: st.listed.saturating_sub(st.finished()),
+                        throughput_bps: rate,
+                        eta_s: (st.listing_done && rate > 0.0).then(|| left / rate),
+                    }
+                });
+                JobStatus {
+                    name: name.clone(),
+                    state: if current.is_some() { "running" } else { "idle" },
+                    lag_s: j
+                        .last_complete_start
+                        .map(|t| now.duration_since(t).map_or(0.0, |d| d.as_secs_f64())),
+                    current,
+                    last_pass: j.last.clone(),
+                    next_pass: j.next_pass.map(epoch_s),
+                    totals: j.totals.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let jobs = self.status();
+        let mut family =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&JobStatus) -> Option<f64>| {
+                let _ = writeln!(
+                    out,
+                    "# HELP passeur_{name} {help}\n# TYPE passeur_{name} {kind}"
+                );
+                for j in &jobs {
+                    if let Some(v) = value(j) {
+                        let _ = writeln!(out, "passeur_{name}{{job=\"{}\"}} {v}", j.name);
+                    }
+                }
+            };
+        let f = |v: u64| Some(v as f64);
+        family("passes_total", "counter", "Passes finished.", &|j| {
+            f(j.totals.passes)
+        });
+        family(
+            "pass_errors_total",
+            "counter",
+            "Passes that could not run.",
+            &|j| f(j.totals.pass_errors),
+        );
+        family("objects_copied_total", "counter", "Objects copied.", &|j| {
+            f(j.totals.copied)
+        });
+        family(
+            "objects_deduplicated_total",
+            "counter",
+            "Objects materialised by server-side copy.",
+            &|j| f(j.totals.deduplicated),
+        );
+        family(
+            "objects_deleted_total",
+            "counter",
+            "Objects deleted at the target.",
+            &|j| f(j.totals.deleted),
+        );
+        family(
+            "objects_failed_total",
+            "counter",
+            "Objects that failed.",
+            &|j| f(j.totals.failed),
+        );
+        family(
+            "bytes_read_total",
+            "counter",
+            "Bytes read from the source.",
+            &|j| f(j.totals.bytes_read),
+        );
+        family(
+            "bytes_written_total",
+            "counter",
+            "Bytes written to the target.",
+            &|j| f(j.totals.bytes_written),
+        );
+        family(
+            "replication_lag_seconds",
+            "gauge",
+            "Seconds since the start of the last complete pass.",
+            &|j| j.lag_s,
+        );
+        family("pass_running", "gauge", "1 while a pass runs.", &|j| {
+            Some(if j.current.is_some() { 1.0 } else { 0.0 })
+        });
+        family(
+            "objects_in_flight",
+            "gauge",
+            "Objects listed by the running pass and not finished.",
+            &|j| f(j.current.as_ref().map_or(0, |c| c.in_flight_or_pending)),
+        );
+        family(
+            "last_pass_end_timestamp_seconds",
+            "gauge",
+            "End of the last finished pass.",
+            &|j| j.last_pass.as_ref().map(|l| l.ended),
+        );
+        out
+    }
+}
