@@ -132,6 +132,10 @@ impl Manifest {
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             if name == CF_CHUNKS {
                 o.set_merge_operator_associative("chunk_refs", records::merge_chunk_refs);
+                // A popular chunk (zero blocks, shared headers, many equal
+                // objects) gets one merge operand per reference; reads would
+                // walk them all. Fold them into a value every 64.
+                o.set_max_successive_merges(64);
             }
             ColumnFamilyDescriptor::new(name, o)
         });
