@@ -66,9 +66,23 @@ fn tool(var: &str) -> Result<PathBuf> {
         .with_context(|| format!("{var} missing from servers/env: rerun scripts/setup.sh"))
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before by this
+/// process: tests of one binary start servers in parallel, and the kernel
+/// may give a port just released by one of them to the next (then two
+/// servers race for it and one test talks to the other's server).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port found")
 }
 
 fn wait_ready(port: u16, child: &mut Child, what: &str) -> Result<()> {
@@ -86,8 +100,20 @@ fn wait_ready(port: u16, child: &mut Child, what: &str) -> Result<()> {
 }
 
 impl Server {
-    /// Start a server of `kind`.
+    /// Start a server of `kind`; on a port lost to another socket before
+    /// the server bound it, try again on another.
     pub fn start(kind: Kind) -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(kind) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("{kind:?} did not start")))
+    }
+
+    fn start_once(kind: Kind) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let port = free_port()?;
         let p = port.to_string();
@@ -129,7 +155,11 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("start {kind:?}"))?;
-        wait_ready(port, &mut child, &format!("{kind:?}"))?;
+        if let Err(e) = wait_ready(port, &mut child, &format!("{kind:?}")) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         Ok(Self {
             kind,
             endpoint: format!("http://127.0.0.1:{port}"),
