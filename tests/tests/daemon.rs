@@ -201,6 +201,19 @@ fn notify_socket_gets_ready_watchdog_and_stopping() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let result = notifications(&sock, &child, &dst);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let stopping = result?;
+    let status = child.wait()?;
+    ensure!(stopping, "no STOPPING=1");
+    ensure!(status.code() == Some(0), "exit {status}");
+    Ok(())
+}
+
+/// READY, then watchdog pings for 2 s, then SIGTERM and STOPPING.
+fn notifications(sock: &UnixDatagram, child: &Child, dst: &Path) -> Result<bool> {
     let mut buf = [0u8; 4096];
     let mut recv = || -> Result<String> {
         let n = sock.recv(&mut buf).context("no notification within 20 s")?;
@@ -221,7 +234,7 @@ fn notify_socket_gets_ready_watchdog_and_stopping() -> Result<()> {
         (4..=20).contains(&pings),
         "{pings} watchdog pings in 2 s at a 200 ms interval"
     );
-    signal(&child, "TERM")?;
+    signal(child, "TERM")?;
     let mut stopping = false;
     while let Ok(m) = recv() {
         if m.contains("STOPPING=1") {
@@ -229,10 +242,7 @@ fn notify_socket_gets_ready_watchdog_and_stopping() -> Result<()> {
             break;
         }
     }
-    let status = child.wait()?;
-    ensure!(stopping, "no STOPPING=1");
-    ensure!(status.code() == Some(0), "exit {status}");
-    Ok(())
+    Ok(stopping)
 }
 
 #[test]

@@ -119,6 +119,11 @@ impl Manifest {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        // Memory stays flat whatever the number of objects: all column
+        // families share 64 MiB of memtables (flushed when full) and one
+        // 32 MiB block cache.
+        opts.set_db_write_buffer_size(64 << 20);
+        let cache = rocksdb::Cache::new_lru_cache(32 << 20);
         // Open every column family present too, so that a directory written
         // by another version opens far enough to report its schema version.
         let mut names: Vec<String> = ALL_CFS.iter().map(|s| (*s).to_owned()).collect();
@@ -130,6 +135,10 @@ impl Manifest {
         let cfs = names.into_iter().map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(16 << 20);
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            o.set_block_based_table_factory(&table);
             if name == CF_CHUNKS {
                 o.set_merge_operator_associative("chunk_refs", records::merge_chunk_refs);
                 // A popular chunk (zero blocks, shared headers, many equal
