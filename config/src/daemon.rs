@@ -116,17 +116,13 @@ impl JobConfig {
     /// Options of this job's passes.
     pub fn pass_options(&self) -> Result<PassOptions, String> {
         Ok(PassOptions {
-            dry_run: false,
-            concurrency: self.transfer.concurrency.max(1),
-            memory_budget: self.transfer.memory_budget.0,
-            parts_in_flight: self.transfer.parts_in_flight.max(1),
-            chunking: self.chunking.params()?,
             filter: KeyFilter::new(&self.include, &self.exclude).map_err(|e| e.to_string())?,
             deletes: DeletePolicy {
                 enabled: self.delete.enabled,
                 max_fraction: self.delete.max_fraction,
                 trash_prefix: self.delete.trash_prefix.clone(),
             },
+            ..self.transfer.pass_options(&self.chunking)?
         })
     }
 
@@ -156,11 +152,7 @@ impl DaemonConfig {
 
     /// Read, parse and check a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&crate::read(path)?, path)
     }
 
     /// Every problem, one line each.

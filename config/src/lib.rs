@@ -260,11 +260,7 @@ impl SyncConfig {
 
     /// Read and parse a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read(path)?, path)
     }
 
     /// Validated chunking parameters.
@@ -276,14 +272,31 @@ impl SyncConfig {
     pub fn pass_options(&self, dry_run: bool) -> Result<PassOptions, String> {
         Ok(PassOptions {
             dry_run,
-            concurrency: self.transfer.concurrency.max(1),
-            memory_budget: self.transfer.memory_budget.0,
-            parts_in_flight: self.transfer.parts_in_flight.max(1),
-            chunking: self.chunk_params()?,
-            filter: passeur_core::filter::KeyFilter::default(),
-            deletes: passeur_core::deletes::DeletePolicy::default(),
+            ..self.transfer.pass_options(&self.chunking)?
         })
     }
+}
+
+impl TransferSection {
+    /// Options of a pass with these transfer settings and `chunking`; no
+    /// filter, no deletes, not a dry run.
+    pub fn pass_options(&self, chunking: &ChunkingSection) -> Result<PassOptions, String> {
+        Ok(PassOptions {
+            concurrency: self.concurrency.max(1),
+            memory_budget: self.memory_budget.0,
+            parts_in_flight: self.parts_in_flight.max(1),
+            chunking: chunking.params()?,
+            ..PassOptions::default()
+        })
+    }
+}
+
+/// The text of a configuration file.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// toml errors span several lines (with a source excerpt); keep line,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::Run;
 use crate::servers::Server;
-use crate::{Run, passeur_command};
 
 /// One job: `src` on the source server to `dst` on the target server.
 #[derive(Debug)]
@@ -65,8 +65,7 @@ impl StoreJob {
 
     /// The `passeur sync` command of this job.
     pub fn command(&self) -> Result<Command> {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        passeur_command(&args)
+        crate::command_of(&self.args)
     }
 
     /// Run the job to the end.

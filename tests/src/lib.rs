@@ -180,12 +180,17 @@ impl LocalTargetJob {
 
     /// The `passeur sync` command of this job.
     pub fn command(&self) -> Result<Command> {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        passeur_command(&args)
+        command_of(&self.args)
     }
 
     /// Run the job to the end.
     pub fn run(&self) -> Result<Run> {
         Ok(Run::from_output(self.command()?.output()?))
     }
+}
+
+/// `passeur` with owned arguments (the job helpers keep theirs).
+pub fn command_of(args: &[String]) -> Result<Command> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    passeur_command(&args)
 }
