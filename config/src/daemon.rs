@@ -211,6 +211,9 @@ impl DaemonConfig {
             if let Err(e) = job.chunking.params() {
                 say(format!("chunking: {e}"));
             }
+            if job.transfer.bandwidth_limit.is_some_and(|b| b.0 == 0) {
+                say("transfer.bandwidth-limit: must be above 0".into());
+            }
             if let Err(e) = KeyFilter::new(&job.include, &job.exclude) {
                 say(e.to_string());
             }

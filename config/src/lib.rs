@@ -130,6 +130,8 @@ pub struct StoreSection {
     pub max_part: Option<Size>,
     /// Objects up to this size use a single PUT.
     pub multipart_threshold: Option<Size>,
+    /// Cap on HTTP requests per second to this store (retries included).
+    pub max_requests_per_second: Option<std::num::NonZeroU32>,
 }
 
 impl StoreSection {
@@ -154,6 +156,7 @@ impl StoreSection {
             min_part: self.min_part.map(|s| s.0),
             max_part: self.max_part.map(|s| s.0),
             multipart_threshold: self.multipart_threshold.map(|s| s.0),
+            max_requests_per_second: self.max_requests_per_second.map(|n| n.get()),
         }
     }
 }
@@ -207,6 +210,8 @@ pub struct TransferSection {
     pub memory_budget: Size,
     /// Parts uploaded at once per object.
     pub parts_in_flight: usize,
+    /// Cap on source bytes read per second ("50MiB" = 50 MiB/s).
+    pub bandwidth_limit: Option<Size>,
 }
 
 impl Default for TransferSection {
@@ -216,6 +221,7 @@ impl Default for TransferSection {
             concurrency: d.concurrency,
             memory_budget: Size(d.memory_budget),
             parts_in_flight: d.parts_in_flight,
+            bandwidth_limit: None,
         }
     }
 }
@@ -285,6 +291,10 @@ impl TransferSection {
             concurrency: self.concurrency.max(1),
             memory_budget: self.memory_budget.0,
             parts_in_flight: self.parts_in_flight.max(1),
+            bandwidth_limit: match self.bandwidth_limit {
+                Some(Size(0)) => return Err("bandwidth-limit must be above 0".into()),
+                b => b.map(|s| s.0),
+            },
             chunking: chunking.params()?,
             ..PassOptions::default()
         })

@@ -18,6 +18,7 @@ mod resume;
 pub mod stats;
 pub mod stores;
 pub mod sync;
+pub mod throttle;
 pub mod transfer;
 
 pub use error::Error;

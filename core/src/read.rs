@@ -144,6 +144,9 @@ impl Ctx {
             return Ok(None);
         };
         let b = b.map_err(|e| store_err("read source", e))?;
+        if let Some(bw) = &self.bandwidth {
+            bw.take(b.len()).await;
+        }
         self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
         dig.update(&b);
         Ok((dig.total <= size).then_some(b))

@@ -50,6 +50,12 @@ pub struct Stats {
     pub excluded: AtomicU64,
     /// Objects deleted at the target because the source no longer has them.
     pub deleted: AtomicU64,
+    /// Answers 429 / 503 (slow down) from either store this pass.
+    pub throttled: AtomicU64,
+    /// Objects allowed at once now (lowered while stores throttle).
+    pub concurrency: AtomicU64,
+    /// Lowest value `concurrency` reached this pass.
+    pub concurrency_min: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -97,6 +103,12 @@ pub struct Snapshot {
     pub excluded: u64,
     /// See [`Stats::deleted`].
     pub deleted: u64,
+    /// See [`Stats::throttled`].
+    pub throttled: u64,
+    /// See [`Stats::concurrency`].
+    pub concurrency: u64,
+    /// See [`Stats::concurrency_min`].
+    pub concurrency_min: u64,
 }
 
 impl Stats {
@@ -124,6 +136,9 @@ impl Stats {
             paused: self.paused.load(Relaxed),
             excluded: self.excluded.load(Relaxed),
             deleted: self.deleted.load(Relaxed),
+            throttled: self.throttled.load(Relaxed),
+            concurrency: self.concurrency.load(Relaxed),
+            concurrency_min: self.concurrency_min.load(Relaxed),
         }
     }
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, classify_probe};
 use crate::limits::{PartPolicy, Provider};
+use crate::throttle::{Connector, Pressure};
 
 /// A secret string: deserializes normally, never shows in Debug output.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -70,6 +71,8 @@ pub struct StoreOptions {
     pub max_part: Option<u64>,
     /// Override: objects up to this size use one PUT.
     pub multipart_threshold: Option<u64>,
+    /// Cap on HTTP requests per second to this store (retries included).
+    pub max_requests_per_second: Option<u32>,
 }
 
 /// What kind of store a URL names.
@@ -99,6 +102,9 @@ pub struct Store {
     /// The low-level multipart API, when the store has one that keeps
     /// object attributes: uploads through it survive restarts.
     pub multipart: Option<Multipart>,
+    /// Throttling answers this store gave (object stores; local directories
+    /// never throttle).
+    pub pressure: Arc<Pressure>,
 }
 
 /// A store's low-level multipart API (upload ids and part ids that a new
@@ -162,6 +168,8 @@ impl Store {
             String,
             String,
         );
+        let pressure = Arc::new(Pressure::default());
+        let connector = || Connector::new(opts.max_requests_per_second, Arc::clone(&pressure));
         let (kind, base, multipart, prefix, url): Parts = match url.split_once("://") {
             None => {
                 let (store, name) = local(std::path::Path::new(url), dir)?;
@@ -185,7 +193,7 @@ impl Store {
                 // Azure targets keep the in-process multipart upload.
                 let (kind, store, multipart): (_, Arc<dyn ObjectStore>, _) = match scheme {
                     "s3" => {
-                        let s = Arc::new(s3(bucket, opts)?);
+                        let s = Arc::new(s3(bucket, opts, connector())?);
                         (StoreKind::S3, s.clone(), Some(s as Arc<dyn MultipartStore>))
                     }
                     "gs" => {
@@ -194,6 +202,7 @@ impl Store {
                                 .with_bucket_name(bucket)
                                 .with_retry(retry(opts))
                                 .with_client_options(client(opts))
+                                .with_http_connector(connector())
                                 .build()
                                 .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
                         );
@@ -203,7 +212,11 @@ impl Store {
                             Some(s as Arc<dyn MultipartStore>),
                         )
                     }
-                    _ => (StoreKind::Azure, Arc::new(azure(bucket, opts)?), None),
+                    _ => (
+                        StoreKind::Azure,
+                        Arc::new(azure(bucket, opts, connector())?),
+                        None,
+                    ),
                 };
                 let prefix = prefix.trim_matches('/').to_owned();
                 (kind, store, multipart, prefix, url.to_owned())
@@ -234,6 +247,7 @@ impl Store {
             inner,
             policy,
             multipart,
+            pressure,
         })
     }
 
@@ -299,11 +313,16 @@ fn client(opts: &StoreOptions) -> ClientOptions {
     c
 }
 
-fn s3(bucket: &str, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3, Error> {
+fn s3(
+    bucket: &str,
+    opts: &StoreOptions,
+    connector: Connector,
+) -> Result<object_store::aws::AmazonS3, Error> {
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_retry(retry(opts))
-        .with_client_options(client(opts));
+        .with_client_options(client(opts))
+        .with_http_connector(connector);
     if let Some(e) = &opts.endpoint {
         b = b.with_endpoint(e);
     }
@@ -328,11 +347,13 @@ fn s3(bucket: &str, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3, 
 fn azure(
     container: &str,
     opts: &StoreOptions,
+    connector: Connector,
 ) -> Result<object_store::azure::MicrosoftAzure, Error> {
     let mut b = MicrosoftAzureBuilder::from_env()
         .with_container_name(container)
         .with_retry(retry(opts))
-        .with_client_options(client(opts));
+        .with_client_options(client(opts))
+        .with_http_connector(connector);
     let mut account = opts.account.clone();
     let mut key = opts.access_key.clone();
     match (&opts.endpoint, opts.emulator) {

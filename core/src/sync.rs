@@ -19,6 +19,7 @@ use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::stats::{Snapshot, Stats};
 use crate::stores::Store;
+use crate::throttle::Window;
 use crate::transfer::{Ctx, Outcome};
 
 /// How a pass runs.
@@ -38,6 +39,8 @@ pub struct PassOptions {
     pub filter: KeyFilter,
     /// What may be deleted at the target.
     pub deletes: DeletePolicy,
+    /// Cap on source bytes read per second.
+    pub bandwidth_limit: Option<u64>,
 }
 
 impl Default for PassOptions {
@@ -50,6 +53,7 @@ impl Default for PassOptions {
             chunking: ChunkParams::default(),
             filter: KeyFilter::default(),
             deletes: DeletePolicy::default(),
+            bandwidth_limit: None,
         }
     }
 }
@@ -148,7 +152,19 @@ pub async fn run_pass(
         parts_in_flight: opts.parts_in_flight,
         gate: crate::gate::KeyGate::default(),
         stop: pause_rx,
+        bandwidth: opts
+            .bandwidth_limit
+            .map(|b| Arc::new(crate::throttle::Bandwidth::new(b))),
     };
+    let window = Window::new(
+        opts.concurrency,
+        vec![
+            Arc::clone(&source.pressure),
+            Arc::clone(&ctx.target.pressure),
+        ],
+        Arc::clone(&stats),
+    );
+    let window_ref = &window;
     // Uploads an earlier run left unfinished continue first, whatever the
     // listing checkpoint says (they may lie before it).
     let unfinished = if opts.dry_run {
@@ -234,7 +250,9 @@ pub async fn run_pass(
                 stats_ref.listed.fetch_add(1, Relaxed);
                 stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
             }
+            let slot = window_ref.acquire().await;
             let r = ctx_ref.replicate(&meta, dry_run).await;
+            drop(slot);
             Ok((meta, from_listing, r))
         })
         .buffer_unordered(opts.concurrency.max(1));

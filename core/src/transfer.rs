@@ -63,6 +63,8 @@ pub struct Ctx {
     /// Becomes true when the pass is asked to stop: resumable uploads then
     /// pause at their next part boundary.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Cap on source bytes per second, if any.
+    pub bandwidth: Option<Arc<crate::throttle::Bandwidth>>,
 }
 
 /// What happened to one object.

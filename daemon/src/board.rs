@@ -54,6 +54,8 @@ pub struct Totals {
     pub bytes_read: u64,
     /// Bytes written to the target.
     pub bytes_written: u64,
+    /// Answers 429 / 503 from the stores.
+    pub throttled: u64,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +141,7 @@ impl Board {
             t.failed += st.failed;
             t.bytes_read += st.bytes_read;
             t.bytes_written += st.bytes_written;
+            t.throttled += st.throttled;
             if s.complete() {
                 j.last_complete_start = Some(started);
             }
@@ -266,6 +269,18 @@ impl Board {
             "counter",
             "Bytes written to the target.",
             &|j| f(j.totals.bytes_written),
+        );
+        family(
+            "throttled_responses_total",
+            "counter",
+            "Answers 429/503 (slow down) from either store, finished passes.",
+            &|j| f(j.totals.throttled),
+        );
+        family(
+            "concurrency_limit",
+            "gauge",
+            "Objects the running pass may run at once (lowered while stores throttle).",
+            &|j| j.current.as_ref().map(|c| c.stats.concurrency as f64),
         );
         family(
             "replication_lag_seconds",

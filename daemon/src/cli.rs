@@ -108,6 +108,10 @@ pub struct SyncArgs {
     /// Objects replicated at once (overrides the config file).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Cap on source bytes read per second, e.g. "50MiB" (overrides the
+    /// config file).
+    #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
+    pub bandwidth_limit: Option<u64>,
     /// Replicate only keys matching this glob (relative to the source URL;
     /// `*` within a segment, `**` across); repeatable.
     #[arg(long, value_name = "GLOB")]
@@ -137,4 +141,13 @@ pub struct DemoArgs {
     /// Working directory (source/, target/, state/ are created in it).
     #[arg(long, default_value = "passeur-demo")]
     pub dir: PathBuf,
+}
+
+/// A positive byte size with an optional unit ("50MiB", "1GB", "1048576").
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<bytesize::ByteSize>() {
+        Ok(b) if b.as_u64() > 0 => Ok(b.as_u64()),
+        Ok(_) => Err("must be above 0".into()),
+        Err(e) => Err(format!("invalid size {s:?}: {e}")),
+    }
 }

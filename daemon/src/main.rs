@@ -170,6 +170,9 @@ async fn sync(args: SyncArgs) -> u8 {
     if let Some(c) = args.concurrency {
         opts.concurrency = c.max(1);
     }
+    if args.bandwidth_limit.is_some() {
+        opts.bandwidth_limit = args.bandwidth_limit;
+    }
     opts.filter = match passeur_core::filter::KeyFilter::new(&args.include, &args.exclude) {
         Ok(f) => f,
         Err(e) => return fail(exit::CONFIG, &e.to_string()),
@@ -289,6 +292,7 @@ async fn run_demo(args: cli::DemoArgs) -> u8 {
             config: None,
             dry_run: false,
             concurrency: None,
+            bandwidth_limit: None,
             include: Vec::new(),
             exclude: Vec::new(),
             delete: false,

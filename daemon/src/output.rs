@@ -217,6 +217,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
             st.uploads_resumed, st.bytes_resumed, st.uploads_restarted
         ));
     }
+    if st.throttled > 0 {
+        t.push_str(&format!(
+            "throttled: {} answers 429/503 from the stores (retried); concurrency went down to {}, now {}\n",
+            st.throttled, st.concurrency_min, st.concurrency
+        ));
+    }
     t.push_str(&format!("chunk dedup ratio: {:.3}\n", st.dedup_ratio()));
     t.push_str(&format!("merkle root: {}\n", s.merkle_root));
     if let Some(e) = &s.listing_error {

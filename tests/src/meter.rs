@@ -2,7 +2,8 @@
 //! forwards every request unchanged and counts the body bytes of object
 //! reads (GET responses to requests without a query string; listings carry
 //! a query, HEAD has no body). The count is independent of passeur's own
-//! statistics and survives SIGKILLs of passeur.
+//! statistics and survives SIGKILLs of passeur. It can also answer the
+//! next N uploads (PUT) itself with 503 SlowDown, as a throttling S3 does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,6 +26,10 @@ pub struct Counts {
     pub hold_ranged: AtomicBool,
     /// Ranged GETs that waited.
     pub held: AtomicU64,
+    /// PUTs still to be refused with 503 SlowDown.
+    pub refuse_puts: AtomicU64,
+    /// PUTs refused so far.
+    pub refused: AtomicU64,
 }
 
 /// A running proxy; stopped on drop.
@@ -82,6 +87,21 @@ impl Meter {
     /// Ranged GETs that have waited so far.
     pub fn held(&self) -> u64 {
         self.counts.held.load(Relaxed)
+    }
+
+    /// Answer the next `n` PUTs with 503 SlowDown without forwarding them.
+    pub fn refuse_puts(&self, n: u64) {
+        self.counts.refuse_puts.store(n, Relaxed);
+    }
+
+    /// PUTs refused so far.
+    pub fn refused(&self) -> u64 {
+        self.counts.refused.load(Relaxed)
+    }
+
+    /// Requests seen so far (refused ones included).
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Relaxed)
     }
 
     /// Body bytes of object reads so far.
@@ -226,6 +246,26 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             while counts.hold_ranged.load(Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
+        }
+        if method == "PUT"
+            && counts
+                .refuse_puts
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            counts.refused.fetch_add(1, Relaxed);
+            Copier {
+                counter: None,
+                buf: vec![0; 64 * 1024],
+            }
+            .body(&mut from_client, &mut std::io::sink(), &req_text, true)?;
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            write!(
+                to_client,
+                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
         }
         to_server.write_all(&req)?;
         Copier {

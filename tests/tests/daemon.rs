@@ -126,6 +126,25 @@ fn malformed_configs_exit_78_with_one_line_each() -> Result<()> {
             "name: use letters",
         ),
         (
+            "zero bandwidth cap",
+            format!(
+                "{head}{}",
+                job("[job.transfer]\nbandwidth-limit = \"0B\"\n")
+            ),
+            "transfer.bandwidth-limit: must be above 0",
+        ),
+        (
+            "zero request-rate cap",
+            format!(
+                "{head}{}",
+                job("").replace(
+                    "[job.target]\n",
+                    "[job.target]\nmax-requests-per-second = 0\n"
+                )
+            ),
+            "expected a nonzero u32",
+        ),
+        (
             "interval too short",
             format!("{head}{}", job("interval = \"10ms\"\n")),
             "interval: at least 1s",
