@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use object_store::{ObjectStoreExt, WriteMultipart};
+use passeur_bench::rclone_remote;
 use passeur_tests::job::StoreJob;
 use passeur_tests::meter::Meter;
-use passeur_tests::servers::{Kind, S3_KEY, S3_SECRET, Server};
+use passeur_tests::servers::{Kind, Server};
 
 const KEY: &str = "big.bin";
 
@@ -70,21 +71,9 @@ fn rclone(source: &str, target: &str) -> Command {
         "4",
         "--retries",
         "1",
-    ])
-    .env_remove("AWS_CA_BUNDLE");
-    for (name, endpoint) in [("SRC", source), ("DST", target)] {
-        for (k, v) in [
-            ("TYPE", "s3"),
-            ("PROVIDER", "Other"),
-            ("ENDPOINT", endpoint),
-            ("ACCESS_KEY_ID", S3_KEY),
-            ("SECRET_ACCESS_KEY", S3_SECRET),
-            ("REGION", "us-east-1"),
-            ("FORCE_PATH_STYLE", "true"),
-        ] {
-            c.env(format!("RCLONE_CONFIG_{name}_{k}"), v);
-        }
-    }
+    ]);
+    rclone_remote(&mut c, "src", source);
+    rclone_remote(&mut c, "dst", target);
     c
 }
 

@@ -212,6 +212,8 @@ pub struct TransferSection {
     pub parts_in_flight: usize,
     /// Cap on source bytes read per second ("50MiB" = 50 MiB/s).
     pub bandwidth_limit: Option<Size>,
+    /// Key ranges of the source listed at once.
+    pub listing_concurrency: usize,
 }
 
 impl Default for TransferSection {
@@ -222,6 +224,7 @@ impl Default for TransferSection {
             memory_budget: Size(d.memory_budget),
             parts_in_flight: d.parts_in_flight,
             bandwidth_limit: None,
+            listing_concurrency: d.listing_concurrency,
         }
     }
 }
@@ -291,6 +294,7 @@ impl TransferSection {
             concurrency: self.concurrency.max(1),
             memory_budget: self.memory_budget.0,
             parts_in_flight: self.parts_in_flight.max(1),
+            listing_concurrency: self.listing_concurrency.max(1),
             bandwidth_limit: match self.bandwidth_limit {
                 Some(Size(0)) => return Err("bandwidth-limit must be above 0".into()),
                 b => b.map(|s| s.0),

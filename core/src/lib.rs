@@ -11,6 +11,7 @@ pub mod filter;
 pub mod gate;
 pub mod hash;
 pub mod limits;
+pub mod listing;
 pub mod manifest;
 pub mod parthash;
 mod read;
@@ -20,6 +21,7 @@ pub mod stores;
 pub mod sync;
 pub mod throttle;
 pub mod transfer;
+pub mod verify;
 
 pub use error::Error;
 pub use hash::Hash;

@@ -105,6 +105,10 @@ pub struct Store {
     /// Throttling answers this store gave (object stores; local directories
     /// never throttle).
     pub pressure: Arc<Pressure>,
+    /// Whether listing after a key is done by the server (S3 start-after,
+    /// GCS startOffset, Azure startFrom; not Azurite, which object_store
+    /// filters client-side): parallel range listing pays off.
+    pub seeks: bool,
 }
 
 /// A store's low-level multipart API (upload ids and part ids that a new
@@ -248,6 +252,7 @@ impl Store {
             policy,
             multipart,
             pressure,
+            seeks: kind != StoreKind::Local && !(kind == StoreKind::Azure && opts.emulator),
         })
     }
 

@@ -41,6 +41,9 @@ pub struct PassOptions {
     pub deletes: DeletePolicy,
     /// Cap on source bytes read per second.
     pub bandwidth_limit: Option<u64>,
+    /// Key ranges of the source listed at once (stores that list after a
+    /// key server-side; output stays in key order).
+    pub listing_concurrency: usize,
 }
 
 impl Default for PassOptions {
@@ -54,6 +57,7 @@ impl Default for PassOptions {
             filter: KeyFilter::default(),
             deletes: DeletePolicy::default(),
             bandwidth_limit: None,
+            listing_concurrency: 8,
         }
     }
 }
@@ -178,14 +182,27 @@ pub async fn run_pass(
         (true, false) => manifest.listing_checkpoint()?,
         _ => None,
     };
-    let base = match &resumed_after {
-        Some(k) => {
-            tracing::info!(after = %k, "resuming an interrupted listing");
-            let offset =
-                object_store::path::Path::parse(k).map_err(|e| Error::Manifest(e.to_string()))?;
-            source.inner.list_with_offset(None, &offset)
-        }
-        None => source.inner.list(None),
+    if let Some(k) = &resumed_after {
+        tracing::info!(after = %k, "resuming an interrupted listing");
+    }
+    let base = if source.lists_in_order() {
+        // Ranges cut at keys the last pass recorded: the first pass of a
+        // job lists in one go.
+        let parallel = source.seeks && opts.listing_concurrency > 1;
+        let cuts = if parallel {
+            crate::listing::cuts(&manifest)?
+        } else {
+            Vec::new()
+        };
+        let fanout = opts.listing_concurrency;
+        crate::listing::ordered(
+            Arc::clone(&source.inner),
+            resumed_after.clone(),
+            cuts,
+            fanout,
+        )
+    } else {
+        source.inner.list(None)
     };
     let deleting = opts.deletes.enabled && !opts.dry_run;
     if deleting && !source.lists_in_order() {

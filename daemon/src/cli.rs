@@ -25,6 +25,15 @@ pub enum Command {
     /// Check or create a configuration file for `passeur run`.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Final pass of a job, then verification of its target against the
+    /// manifest, with a report (exit 0 verified, 1 mismatches, 2 could not run).
+    Cutover(VerifyArgs),
+    /// Verify a job's target against the manifest, without a pass (exit 0
+    /// verified, 1 mismatches, 2 could not run).
+    Verify(VerifyArgs),
+    /// Export a manifest, or compare two.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Replicate a generated sample dataset between two local directories.
     Demo(DemoArgs),
     /// Print shell completions or the man page.
@@ -47,6 +56,78 @@ pub struct StatusArgs {
     #[arg(long, default_value = "/etc/passeur/passeur.toml")]
     pub config: PathBuf,
     /// Print the JSON the service serves.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `passeur cutover` / `passeur verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Configuration file of the service (`passeur run`).
+    #[arg(long, default_value = "/etc/passeur/passeur.toml")]
+    pub config: PathBuf,
+    /// The job (may be left out when the file has one job).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Also read the target's bytes back and recompute their BLAKE3.
+    #[arg(long)]
+    pub deep: bool,
+    /// With --deep: read only this fraction of the objects, at random.
+    #[arg(long, value_name = "FRACTION", requires = "deep")]
+    pub sample: Option<f64>,
+    /// With --deep: read objects verified before and unchanged since, too.
+    #[arg(long, requires = "deep")]
+    pub full: bool,
+    /// Where to write the JSON report (default:
+    /// passeur-COMMAND-JOB-TIME.json in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print the JSON report on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `passeur manifest …`.
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Print every object of a manifest: key, size, BLAKE3 (as b3sum
+    /// prints it), source ETag, target ETag.
+    Export(ExportArgs),
+    /// List the keys that differ between two manifests, each a state
+    /// directory or an export (jsonl or csv); exit 0 same, 1 different.
+    Diff(DiffArgs),
+}
+
+/// `passeur manifest export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// State directory of the job (readable while the service runs).
+    pub state: PathBuf,
+    /// Output format; b3sum: lines `b3sum --check` reads in the target
+    /// directory.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
+/// Formats of `manifest export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated with a header line.
+    Csv,
+    /// `HASH  KEY` lines, as b3sum prints them.
+    B3sum,
+}
+
+/// `passeur manifest diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// First manifest: state directory or export file.
+    pub a: PathBuf,
+    /// Second manifest: state directory or export file.
+    pub b: PathBuf,
+    /// One JSON object per differing key.
     #[arg(long)]
     pub json: bool,
 }
@@ -108,6 +189,10 @@ pub struct SyncArgs {
     /// Objects replicated at once (overrides the config file).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Key ranges of the source listed at once (overrides the config file;
+    /// 1: one plain listing).
+    #[arg(long, value_name = "N")]
+    pub listing_concurrency: Option<usize>,
     /// Cap on source bytes read per second, e.g. "50MiB" (overrides the
     /// config file).
     #[arg(long, value_name = "SIZE", value_parser = parse_rate)]

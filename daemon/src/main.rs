@@ -8,8 +8,10 @@
 
 mod board;
 mod cli;
+mod cutover;
 mod demo;
 mod exit;
+mod manifest_cmd;
 mod notify;
 mod output;
 mod run;
@@ -39,6 +41,13 @@ fn main() -> ExitCode {
     let json_logs = match &cli.command {
         Command::Config(c) => return ExitCode::from(config_command(c)),
         Command::Generate(g) => return ExitCode::from(generate(g)),
+        Command::Manifest(cli::ManifestCommand::Export(a)) => {
+            return ExitCode::from(manifest_cmd::export(a));
+        }
+        Command::Manifest(cli::ManifestCommand::Diff(a)) => {
+            return ExitCode::from(manifest_cmd::diff_command(a));
+        }
+        Command::Cutover(_) | Command::Verify(_) => false,
         Command::Sync(a) => a.output == Output::Json,
         Command::Run(_) | Command::Status(_) => false,
         Command::Demo(_) => false,
@@ -78,7 +87,9 @@ fn main() -> ExitCode {
                 None => exit::SOFTWARE,
             },
             Command::Status(args) => status::show(&args).await,
-            Command::Config(_) | Command::Generate(_) => exit::SOFTWARE,
+            Command::Cutover(args) => cutover::command(args, true).await,
+            Command::Verify(args) => cutover::command(args, false).await,
+            Command::Config(_) | Command::Generate(_) | Command::Manifest(_) => exit::SOFTWARE,
         }
     });
     // Do not wait for stuck blocking work on the way out.
@@ -169,6 +180,9 @@ async fn sync(args: SyncArgs) -> u8 {
     };
     if let Some(c) = args.concurrency {
         opts.concurrency = c.max(1);
+    }
+    if let Some(n) = args.listing_concurrency {
+        opts.listing_concurrency = n.max(1);
     }
     if args.bandwidth_limit.is_some() {
         opts.bandwidth_limit = args.bandwidth_limit;
@@ -293,6 +307,7 @@ async fn run_demo(args: cli::DemoArgs) -> u8 {
             dry_run: false,
             concurrency: None,
             bandwidth_limit: None,
+            listing_concurrency: None,
             include: Vec::new(),
             exclude: Vec::new(),
             delete: false,

@@ -36,36 +36,68 @@ struct Job {
 }
 
 /// Why opening the jobs failed: exit code and one line.
-type Fatal = (u8, String);
+pub(crate) type Fatal = (u8, String);
+
+/// A job's stores (probed), state directory and pass options.
+pub(crate) struct Opened {
+    pub cfg: JobConfig,
+    pub source: Store,
+    pub target: Store,
+    pub manifest: Arc<Manifest>,
+    pub opts: PassOptions,
+}
+
+/// Open one job of the file: stores (probed) and state directory; with
+/// `snapshot`, a state directory another process holds opens read-only.
+pub(crate) async fn open_job(
+    cfg: &DaemonConfig,
+    c: &JobConfig,
+    snapshot: bool,
+) -> Result<Opened, Fatal> {
+    let name = c.name.clone();
+    let open = |url: &Option<String>, o: &passeur_config::StoreSection, dir| {
+        Store::open(url.as_deref().unwrap_or_default(), &o.to_options(), dir)
+            .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))
+    };
+    let source = open(&c.source.url, &c.source, LocalDir::MustExist)?;
+    let target = open(&c.target.url, &c.target, LocalDir::Create)?;
+    let opts = c
+        .pass_options()
+        .map_err(|e| (exit::CONFIG, format!("job {name:?}: {e}")))?;
+    let state = c.state(&cfg.state_dir);
+    let manifest = match Manifest::open(&state) {
+        Err(e) if snapshot && e.to_string().contains("in use by another passeur") => {
+            tracing::warn!(job = %name, "the state directory is in use: verifying a read-only snapshot");
+            Manifest::open_read_only(&state)
+        }
+        other => other,
+    }
+    .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))?;
+    for store in [&source, &target] {
+        store
+            .probe()
+            .await
+            .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))?;
+    }
+    Ok(Opened {
+        cfg: c.clone(),
+        source,
+        target,
+        manifest: Arc::new(manifest),
+        opts,
+    })
+}
 
 async fn open_jobs(cfg: &DaemonConfig) -> Result<Vec<Job>, Fatal> {
     let mut jobs = Vec::new();
     for spanned in &cfg.jobs {
-        let c = spanned.get_ref().clone();
-        let name = c.name.clone();
-        let open = |url: &Option<String>, o: &passeur_config::StoreSection, dir| {
-            Store::open(url.as_deref().unwrap_or_default(), &o.to_options(), dir)
-                .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))
-        };
-        let source = open(&c.source.url, &c.source, LocalDir::MustExist)?;
-        let target = open(&c.target.url, &c.target, LocalDir::Create)?;
-        let opts = c
-            .pass_options()
-            .map_err(|e| (exit::CONFIG, format!("job {name:?}: {e}")))?;
-        let manifest = Manifest::open(&c.state(&cfg.state_dir))
-            .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))?;
-        for store in [&source, &target] {
-            store
-                .probe()
-                .await
-                .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))?;
-        }
+        let o = open_job(cfg, spanned.get_ref(), false).await?;
         jobs.push(Job {
-            cfg: c,
-            source,
-            target,
-            manifest: Arc::new(manifest),
-            opts,
+            cfg: o.cfg,
+            source: o.source,
+            target: o.target,
+            manifest: o.manifest,
+            opts: o.opts,
             next: Instant::now(),
             passes: 0,
         });

@@ -30,6 +30,9 @@ pub struct Counts {
     pub refuse_puts: AtomicU64,
     /// PUTs refused so far.
     pub refused: AtomicU64,
+    /// Milliseconds every request waits before it is forwarded (a wide
+    /// area network's round trip).
+    pub delay_ms: AtomicU64,
 }
 
 /// A running proxy; stopped on drop.
@@ -92,6 +95,11 @@ impl Meter {
     /// Answer the next `n` PUTs with 503 SlowDown without forwarding them.
     pub fn refuse_puts(&self, n: u64) {
         self.counts.refuse_puts.store(n, Relaxed);
+    }
+
+    /// Delay every request by `ms` milliseconds from now on.
+    pub fn delay(&self, ms: u64) {
+        self.counts.delay_ms.store(ms, Relaxed);
     }
 
     /// PUTs refused so far.
@@ -238,6 +246,10 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         let method = first.next().unwrap_or("").to_owned();
         let target = first.next().unwrap_or("").to_owned();
         counts.requests.fetch_add(1, Relaxed);
+        let delay = counts.delay_ms.load(Relaxed);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         if method == "GET"
             && header(&req_text, "range").is_some()
             && counts.hold_ranged.load(Relaxed)

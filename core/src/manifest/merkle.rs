@@ -115,6 +115,42 @@ pub fn bucket_leaves(db: &DB, bucket: u16) -> Result<Vec<(String, Hash)>, Error>
     Ok(out)
 }
 
+/// The root over leaves laid out like `merkle_leaf` (bucket ‖ key → leaf
+/// hash), in key order, computed from the leaves alone in one scan.
+pub(super) fn root_of_leaves<K, V>(
+    leaves: impl Iterator<Item = Result<(K, V), rocksdb::Error>>,
+) -> Result<Hash, Error>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut buckets = vec![Hash([0; 32]); 65_536];
+    let mut current: Option<(u16, blake3::Hasher, bool)> = None;
+    let close = |c: Option<(u16, blake3::Hasher, bool)>, buckets: &mut Vec<Hash>| {
+        if let Some((b, h, true)) = c {
+            buckets[usize::from(b)] = h.finalize().into();
+        }
+    };
+    for item in leaves {
+        let (k, v) = item.map_err(db_err)?;
+        let (Some(b), Some(leaf)) = (k.as_ref().get(..2), Hash::from_slice(v.as_ref())) else {
+            continue;
+        };
+        let b = u16::from_be_bytes([b[0], b[1]]);
+        if current.as_ref().is_none_or(|(cb, _, _)| *cb != b) {
+            close(current.take(), &mut buckets);
+            current = Some((b, blake3::Hasher::new_derive_key(NODE_CONTEXT), false));
+        }
+        if let Some((_, h, any)) = current.as_mut() {
+            *any |= leaf.0 != [0; 32];
+            h.update(leaf.as_bytes());
+        }
+    }
+    close(current, &mut buckets);
+    let level1: Vec<Hash> = buckets.chunks(256).map(node_hash).collect();
+    Ok(node_hash(&level1))
+}
+
 /// Rehash dirty buckets and their ancestors; returns the root.
 pub(super) fn recompute(db: &DB) -> Result<Hash, Error> {
     let dirty_cf = cf(db, CF_MERKLE_DIRTY)?;

@@ -99,4 +99,27 @@ impl Manifest {
             .map_err(db_err)?
             .unwrap_or(0))
     }
+
+    /// Where a parallel listing cuts the key space (`listing`): every
+    /// `every`-th manifest key, in order (none when the manifest holds
+    /// fewer than `2 × every`).
+    pub fn key_cuts(&self, every: usize) -> Result<Vec<String>, Error> {
+        let every = every.max(1);
+        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        it.seek_to_first();
+        let mut out = Vec::new();
+        let mut i = 0usize;
+        while let Some(k) = it.key() {
+            i += 1;
+            if i.is_multiple_of(every) {
+                out.push(String::from_utf8_lossy(k).into_owned());
+            }
+            it.next();
+        }
+        it.status().map_err(db_err)?;
+        if i < 2 * every {
+            out.clear();
+        }
+        Ok(out)
+    }
 }

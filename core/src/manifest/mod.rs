@@ -12,10 +12,12 @@
 //! - `uploads`, `upload_parts`: resumable multipart uploads, see [`uploads`].
 //! - `delete_candidates`: keys the listing no longer shows (`missing.rs`).
 
+pub mod diff;
 pub mod merkle;
 mod missing;
 pub mod records;
 pub mod uploads;
+mod verified;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use crate::error::Error;
 use crate::hash::Hash;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 pub use uploads::{PartDone, PartHash, UploadHead};
+pub use verified::{DeepVerified, FoundTree};
 
 /// Version of the on-disk layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -43,7 +46,9 @@ const CF_MERKLE_DIRTY: &str = "merkle_dirty";
 const CF_UPLOADS: &str = "uploads";
 const CF_UPLOAD_PARTS: &str = "upload_parts";
 const CF_DELETE_CANDIDATES: &str = "delete_candidates";
-const ALL_CFS: [&str; 12] = [
+const CF_DEEP_VERIFIED: &str = "deep_verified";
+const CF_VERIFY_LEAF: &str = "verify_leaf";
+const ALL_CFS: [&str; 14] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -56,6 +61,8 @@ const ALL_CFS: [&str; 12] = [
     CF_UPLOADS,
     CF_UPLOAD_PARTS,
     CF_DELETE_CANDIDATES,
+    CF_DEEP_VERIFIED,
+    CF_VERIFY_LEAF,
 ];
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_SOURCE: &[u8] = b"source_url";
@@ -95,12 +102,29 @@ pub struct Candidate {
 pub struct Manifest {
     db: DB,
     path: PathBuf,
+    read_only: bool,
 }
 
 impl Manifest {
     /// Open (creating if needed) the state directory. Refuses a directory
     /// written by another schema version and one used by another process.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with(path, false)
+    }
+
+    /// Open an existing state directory to read only, even while a running
+    /// passeur holds it (the view is the one on disk at open time).
+    pub fn open_read_only(path: &Path) -> Result<Self, Error> {
+        if !path.join("CURRENT").is_file() {
+            return Err(Error::StateDir {
+                path: path.to_owned(),
+                detail: "no passeur state here".into(),
+            });
+        }
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, read_only: bool) -> Result<Self, Error> {
         let state_err = |detail: String| Error::StateDir {
             path: path.to_owned(),
             detail,
@@ -108,11 +132,13 @@ impl Manifest {
         if path.exists() && !path.is_dir() {
             return Err(state_err("exists and is not a directory".into()));
         }
-        std::fs::create_dir_all(path).map_err(|e| state_err(format!("cannot create: {e}")))?;
-        let probe = path.join(".write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| state_err(format!("not writable: {e}")))?;
+        if !read_only {
+            std::fs::create_dir_all(path).map_err(|e| state_err(format!("cannot create: {e}")))?;
+            let probe = path.join(".write-probe");
+            std::fs::write(&probe, b"")
+                .and_then(|()| std::fs::remove_file(&probe))
+                .map_err(|e| state_err(format!("not writable: {e}")))?;
+        }
 
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -126,7 +152,11 @@ impl Manifest {
         let cache = rocksdb::Cache::new_lru_cache(32 << 20);
         // Open every column family present too, so that a directory written
         // by another version opens far enough to report its schema version.
-        let mut names: Vec<String> = ALL_CFS.iter().map(|s| (*s).to_owned()).collect();
+        let mut names: Vec<String> = if read_only {
+            Vec::new()
+        } else {
+            ALL_CFS.iter().map(|s| (*s).to_owned()).collect()
+        };
         for existing in DB::list_cf(&opts, path).unwrap_or_default() {
             if !names.contains(&existing) {
                 names.push(existing);
@@ -148,7 +178,12 @@ impl Manifest {
             }
             ColumnFamilyDescriptor::new(name, o)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+        let opened = if read_only {
+            DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
+        } else {
+            DB::open_cf_descriptors(&opts, path, cfs)
+        };
+        let db = opened.map_err(|e| {
             let msg = e.to_string();
             if msg.contains("lock") {
                 state_err("in use by another passeur process (RocksDB lock held)".into())
@@ -159,8 +194,10 @@ impl Manifest {
         let me = Self {
             db,
             path: path.to_owned(),
+            read_only,
         };
         match me.schema_version()? {
+            None if read_only => return Err(state_err("no passeur state here".into())),
             None => me.set_schema_version(SCHEMA_VERSION)?,
             Some(SCHEMA_VERSION) => {}
             Some(found) => {

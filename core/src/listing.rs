@@ -1,0 +1,294 @@
+//! Parallel listing that still comes out in key order.
+//!
+//! One paginated listing is one request at a time: at ~1,000 keys a page,
+//! 10⁹ objects are a million round trips in a row. This lister cuts the key
+//! space into ranges `(start, end]` and lists several at once with
+//! `list_with_offset` (S3 start-after, Azure startFrom, GCS startOffset),
+//! each range stopping at its end. Output is the ranges concatenated in
+//! order, so the stream is exactly what one listing would give: listing
+//! checkpoints and delete tracking (which need key order) work unchanged.
+//!
+//! Where to cut comes from the manifest: the keys the previous pass
+//! recorded, every `n`-th one (see [`Manifest::key_cuts`]). S3 has no
+//! end-before, so a range's last request reads up to a page past its end;
+//! ranges of [`MIN_RANGE`] keys or more keep that waste under a few
+//! percent. (Cutting blind, along guessed prefixes, made many empty or tiny
+//! ranges: on moto, 35× the requests of one listing and 25× the time.) The
+//! first pass of a job, with an empty manifest, lists in one go.
+//!
+//! Memory: at most `fanout` ranges are listed at once, each buffering at
+//! most [`BUFFER`] entries, and no range opens while those ahead hold
+//! `fanout` × [`BUFFER`]; waiting ranges are their two bounds.
+//!
+//! [`Manifest::key_cuts`]: crate::manifest::Manifest::key_cuts
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::stream::{BoxStream, Stream, StreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+
+/// Entries a range buffers ahead of the consumer.
+const BUFFER: usize = 2000;
+/// Fewest keys between two cuts.
+pub const MIN_RANGE: usize = 10_000;
+
+/// Where to cut the key space for a parallel listing: every n-th key of the
+/// manifest, n at least [`MIN_RANGE`] and at most 4,096 ranges.
+pub fn cuts(manifest: &crate::manifest::Manifest) -> Result<Vec<String>, crate::error::Error> {
+    let every =
+        MIN_RANGE.max(usize::try_from(manifest.object_count_estimate()? / 4096).unwrap_or(0));
+    manifest.key_cuts(every)
+}
+
+/// Keys of the store in order, after `after` if given, listing up to
+/// `fanout` of the ranges that `cuts` (sorted) delimit at once (1, or no
+/// cuts: one plain listing).
+pub fn ordered(
+    store: Arc<dyn ObjectStore>,
+    after: Option<String>,
+    cuts: Vec<String>,
+    fanout: usize,
+) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    // A cut is both an end bound (compared as a string) and an offset (a
+    // Path): only strings a Path keeps as they are can be both.
+    let cuts: Vec<String> = cuts
+        .into_iter()
+        .filter(|c| after.as_deref().is_none_or(|a| c.as_str() > a))
+        .filter(|c| Path::parse(c).is_ok_and(|p| p.as_ref() == c))
+        .collect();
+    if fanout <= 1 || cuts.is_empty() {
+        return match after.as_deref().map(Path::parse) {
+            Some(Ok(p)) => store.list_with_offset(None, &p),
+            Some(Err(e)) => futures::stream::once(async move { Err(e.into()) }).boxed(),
+            None => store.list(None),
+        };
+    }
+    Fanout {
+        store,
+        fanout,
+        ranges: std::iter::once(after)
+            .chain(cuts.iter().cloned().map(Some))
+            .zip(cuts.iter().cloned().map(Some).chain(std::iter::once(None)))
+            .map(|(start, end)| Range::new(start, end))
+            .collect(),
+        failed: false,
+    }
+    .boxed()
+}
+
+struct Range {
+    /// Keys strictly after this (none: from the start).
+    start: Option<String>,
+    /// Keys up to and including this (none: to the end).
+    end: Option<String>,
+    stream: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
+    buf: VecDeque<ObjectMeta>,
+    done: bool,
+}
+
+impl Range {
+    fn new(start: Option<String>, end: Option<String>) -> Self {
+        Self {
+            start,
+            end,
+            stream: None,
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Pull what is ready, up to the buffer size; an error is returned.
+    fn fill(&mut self, cx: &mut Context<'_>) -> Option<object_store::Error> {
+        while !self.done && self.buf.len() < BUFFER {
+            let stream = self.stream.as_mut()?;
+            match stream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(m))) => {
+                    let key = m.location.as_ref();
+                    if self.end.as_deref().is_some_and(|e| key > e) {
+                        self.finish();
+                        break;
+                    }
+                    self.buf.push_back(m);
+                }
+                Poll::Ready(Some(Err(e))) => return Some(e),
+                Poll::Ready(None) => self.finish(),
+                Poll::Pending => break,
+            }
+        }
+        None
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.stream = None;
+    }
+}
+
+struct Fanout {
+    store: Arc<dyn ObjectStore>,
+    fanout: usize,
+    ranges: VecDeque<Range>,
+    failed: bool,
+}
+
+impl Fanout {
+    fn open(&self, r: &Range) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match r.start.as_deref().map(Path::parse) {
+            Some(Ok(p)) => self.store.list_with_offset(None, &p),
+            Some(Err(e)) => futures::stream::once(async move { Err(e.into()) }).boxed(),
+            None => self.store.list(None),
+        }
+    }
+}
+
+impl Stream for Fanout {
+    type Item = object_store::Result<ObjectMeta>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            // Keep `fanout` ranges listing, the earliest first; open no new
+            // one while the ranges ahead hold a full share of entries.
+            let (mut live, mut buffered, mut i) = (0, 0, 0);
+            while i < this.ranges.len() && live < this.fanout {
+                buffered += this.ranges[i].buf.len();
+                if this.ranges[i].done {
+                    i += 1;
+                    continue;
+                }
+                if this.ranges[i].stream.is_none() {
+                    if buffered >= this.fanout * BUFFER {
+                        break;
+                    }
+                    let s = this.open(&this.ranges[i]);
+                    this.ranges[i].stream = Some(s);
+                }
+                if let Some(e) = this.ranges[i].fill(cx) {
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                live += 1;
+                i += 1;
+            }
+            let Some(head) = this.ranges.front_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some(m) = head.buf.pop_front() {
+                return Poll::Ready(Some(Ok(m)));
+            }
+            if !head.done {
+                return Poll::Pending;
+            }
+            this.ranges.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use proptest::prelude::*;
+
+    async fn store(keys: &[String]) -> Arc<dyn ObjectStore> {
+        let s = InMemory::new();
+        for k in keys {
+            s.put(&Path::parse(k).expect("key"), PutPayload::from_static(b"x"))
+                .await
+                .expect("put");
+        }
+        Arc::new(s)
+    }
+
+    async fn keys(
+        store: &Arc<dyn ObjectStore>,
+        after: Option<&str>,
+        cuts: &[String],
+        fanout: usize,
+    ) -> Vec<String> {
+        ordered(
+            Arc::clone(store),
+            after.map(str::to_owned),
+            cuts.to_vec(),
+            fanout,
+        )
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .expect("listing")
+    }
+
+    fn layouts() -> Vec<String> {
+        let mut k = Vec::new();
+        for i in 0..3000 {
+            k.push(format!("flat-{i:05x}"));
+        }
+        for d in 1..=12 {
+            for i in 0..400 {
+                k.push(format!("2019/{d:02}/{i:04}.dat"));
+            }
+        }
+        k.extend(["a", "a-b", "a/b", "a0", "é/ü"].map(str::to_owned));
+        k.sort();
+        k
+    }
+
+    #[tokio::test]
+    async fn parallel_listing_equals_one_listing() {
+        let all = layouts();
+        let s = store(&all).await;
+        assert_eq!(keys(&s, None, &[], 8).await, all);
+        // Cuts at keys, between keys, before the first and after the last.
+        let mut cuts: Vec<String> = all.iter().step_by(700).cloned().collect();
+        cuts.extend(["0", "2019/05/zz", "a/", "zzz"].map(str::to_owned));
+        cuts.sort();
+        for fanout in [1, 2, 8, 32] {
+            let got = keys(&s, None, &cuts, fanout).await;
+            let diff = got.iter().zip(&all).position(|(a, b)| a != b);
+            assert!(
+                got.len() == all.len() && diff.is_none(),
+                "fanout {fanout}: {} keys vs {}, first difference at {diff:?}",
+                got.len(),
+                all.len()
+            );
+        }
+        // Resumed after a key: everything after it, once, in order.
+        let mid = &all[all.len() / 3];
+        let rest: Vec<String> = all.iter().filter(|k| *k > mid).cloned().collect();
+        assert_eq!(keys(&s, Some(mid), &cuts, 8).await, rest);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn any_keys_any_cuts(
+            keys_in in proptest::collection::btree_set("[a-c0-2]{1,3}(/[a-c0-2]{1,4}){0,2}", 0..3000),
+            cuts in proptest::collection::btree_set("[a-c0-2]{1,3}(/[a-c0-2]{1,4}){0,2}", 0..40),
+            after in proptest::option::of("[a-c0-2]{1,3}(/[a-c0-2]{1,2})?"),
+            fanout in 1usize..12,
+        ) {
+            let all: Vec<String> = keys_in.into_iter().collect();
+            let cuts: Vec<String> = cuts.into_iter().collect();
+            let want: Vec<String> = all
+                .iter()
+                .filter(|k| after.as_deref().is_none_or(|a| k.as_str() > a))
+                .cloned()
+                .collect();
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+            let got = rt.block_on(async {
+                let s = store(&all).await;
+                keys(&s, after.as_deref(), &cuts, fanout).await
+            });
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Verification of the target against the manifest.
+//!
+//! Fast: list the target (in key order, ranges in parallel) and walk the
+//! manifest alongside it. Every manifest object must be there with its
+//! recorded size and target ETag; nothing else may be there (within the
+//! job's filters, outside the trash prefix). No object is read.
+//!
+//! Deep: also read objects back and recompute their BLAKE3 (in parallel,
+//! under the bandwidth cap), all of them or a random sample. A match is
+//! recorded (`deep_verified`), so the next deep run skips objects unchanged
+//! since, unless asked for a full one.
+//!
+//! Both build the Merkle tree of what was found (key, size seen, content:
+//! recomputed when read, the recorded one when size and ETag matched,
+//! unknown otherwise) and compare its root with the manifest's root,
+//! itself recomputed from the manifest's leaves.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use serde::Serialize;
+
+use crate::error::{Error, error_chain};
+use crate::filter::KeyFilter;
+use crate::hash::Hash;
+use crate::manifest::{DeepVerified, Manifest, ObjectRecord, normalize_etag};
+use crate::stores::Store;
+use crate::throttle::Bandwidth;
+
+/// How a verification runs.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Read objects back and recompute their BLAKE3.
+    pub deep: bool,
+    /// Deep: read only this fraction of the objects, chosen at random.
+    pub sample: Option<f64>,
+    /// Deep: read objects verified before and unchanged since, too.
+    pub full: bool,
+    /// Objects read back at once.
+    pub concurrency: usize,
+    /// Cap on bytes read back per second.
+    pub bandwidth_limit: Option<u64>,
+    /// Key ranges of the target listed at once.
+    pub listing_concurrency: usize,
+    /// Target keys outside these filters are not the job's: never "extra".
+    pub filter: KeyFilter,
+    /// Target keys under this prefix (deletes' trash) are not "extra".
+    pub trash_prefix: Option<String>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            deep: false,
+            sample: None,
+            full: false,
+            concurrency: 8,
+            bandwidth_limit: None,
+            listing_concurrency: 8,
+            filter: KeyFilter::default(),
+            trash_prefix: None,
+        }
+    }
+}
+
+/// What is wrong with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MismatchKind {
+    /// In the manifest, not at the target.
+    Missing,
+    /// At the target, not in the manifest.
+    Extra,
+    /// At the target with another size.
+    Size,
+    /// At the target with other bytes (deep).
+    Content,
+    /// At the target with another ETag: rewritten since replication.
+    Etag,
+}
+
+/// One key that does not verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    /// Object key, relative to the target URL.
+    pub key: String,
+    /// What is wrong.
+    pub kind: MismatchKind,
+    /// What the manifest says (size, ETag or BLAKE3).
+    pub expected: Option<String>,
+    /// What the target has.
+    pub found: Option<String>,
+}
+
+/// Mismatches kept with their details (all are counted).
+pub const MAX_MISMATCHES_KEPT: usize = 100_000;
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Deep (bytes read back) or fast.
+    pub deep: bool,
+    /// Objects in the manifest.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Objects listed at the target (the job's keys only).
+    pub target_objects: u64,
+    /// Deep: objects read back and hashed.
+    pub deep_checked: u64,
+    /// Deep: bytes read back.
+    pub deep_bytes: u64,
+    /// Deep: skipped, verified before and unchanged since.
+    pub deep_skipped_unchanged: u64,
+    /// Deep: left out of the sample.
+    pub deep_not_sampled: u64,
+    /// Mismatches counted.
+    pub mismatch_count: u64,
+    /// Mismatches, first [`MAX_MISMATCHES_KEPT`], in key order.
+    pub mismatches: Vec<Mismatch>,
+    /// Merkle root of the manifest, recomputed from its leaves (hex).
+    pub manifest_root: String,
+    /// Merkle root of what was found at the target (hex).
+    pub found_root: String,
+    /// Seconds the verification took.
+    pub seconds: f64,
+    /// The manifest was a read-only snapshot (the service held it): objects
+    /// replicated since show as extra, and deep checks are not recorded.
+    pub state_snapshot: bool,
+}
+
+impl VerifyReport {
+    /// Whether the target verified: no mismatch and equal roots.
+    pub fn verified(&self) -> bool {
+        self.mismatch_count == 0 && self.manifest_root == self.found_root
+    }
+
+    fn push(&mut self, m: Mismatch) {
+        self.mismatch_count += 1;
+        if self.mismatches.len() < MAX_MISMATCHES_KEPT {
+            self.mismatches.push(m);
+        }
+    }
+}
+
+/// Verify `target` against `manifest`.
+pub async fn verify(
+    target: &Store,
+    manifest: &Manifest,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, Error> {
+    let started = Instant::now();
+    target.probe().await?;
+    let mut report = VerifyReport {
+        deep: opts.deep,
+        ..VerifyReport::default()
+    };
+    let manifest_root = manifest.merkle_root_from_leaves()?;
+    report.state_snapshot = manifest.is_read_only();
+    // A read-only snapshot may be mid-pass (stale nodes): only the leaves count.
+    let stored_root = match manifest.is_read_only() {
+        true => manifest_root,
+        false => manifest.merkle_root()?,
+    };
+    if stored_root != manifest_root {
+        return Err(Error::Manifest(format!(
+            "stored Merkle root {} differs from the root of the manifest's leaves {}",
+            stored_root.to_hex(),
+            manifest_root.to_hex()
+        )));
+    }
+    let mine = |k: &str| {
+        opts.filter.accepts(k)
+            && opts
+                .trash_prefix
+                .as_deref()
+                .is_none_or(|t| !k.starts_with(&format!("{}/", t.trim_matches('/'))))
+    };
+    let mut listing = target_listing(target, manifest, opts).await?;
+    let mut records = manifest.objects();
+    let mut tree = manifest.found_tree()?;
+    let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
+    let mut reads = FuturesUnordered::new();
+    let listed = |m: Option<object_store::Result<ObjectMeta>>| {
+        m.transpose()
+            .map_err(|e| Error::Object(format!("listing the target: {}", error_chain(&e))))
+    };
+    let mut next_rec = records.next().transpose()?;
+    let mut next_found = listed(listing.next().await)?;
+    loop {
+        let order = match (&next_rec, &next_found) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((k, _)), Some(m)) => k.as_str().cmp(m.location.as_ref()),
+        };
+        if order == Ordering::Greater {
+            // At the target only.
+            let Some(meta) = next_found.take() else { break };
+            next_found = listed(listing.next().await)?;
+            let key = meta.location.to_string();
+            if mine(&key) {
+                report.target_objects += 1;
+                tree.add(&key, meta.size, &UNKNOWN)?;
+                report.push(Mismatch {
+                    key,
+                    kind: MismatchKind::Extra,
+                    expected: None,
+                    found: Some(format!("{} bytes", meta.size)),
+                });
+            }
+            continue;
+        }
+        let Some((key, rec)) = next_rec.take() else {
+            break;
+        };
+        next_rec = records.next().transpose()?;
+        report.objects += 1;
+        report.bytes += rec.source.size;
+        if order == Ordering::Less {
+            report.push(Mismatch {
+                key,
+                kind: MismatchKind::Missing,
+                expected: Some(format!("{} bytes", rec.source.size)),
+                found: None,
+            });
+            continue;
+        }
+        let Some(meta) = next_found.take() else { break };
+        next_found = listed(listing.next().await)?;
+        report.target_objects += 1;
+        // Deep: an ETag that changed is settled by the bytes (content, or
+        // etag when they are still right); fast: it is the mismatch.
+        let etag_changed = match fast_check(&key, &rec, &meta) {
+            Some(m) if m.kind == MismatchKind::Size || !opts.deep => {
+                tree.add(&key, meta.size, &UNKNOWN)?;
+                report.push(m);
+                continue;
+            }
+            other => other,
+        };
+        let skip = if !opts.deep {
+            Some(Skip::Fast)
+        } else if etag_changed.is_some() {
+            None
+        } else {
+            deep_skip(manifest, &key, &rec, opts)?
+        };
+        match skip {
+            Some(why) => {
+                match why {
+                    Skip::Unchanged => report.deep_skipped_unchanged += 1,
+                    Skip::NotSampled => report.deep_not_sampled += 1,
+                    Skip::Fast => {}
+                }
+                tree.add(&key, meta.size, &rec.blake3)?;
+            }
+            None => {
+                if reads.len() >= opts.concurrency.max(1) {
+                    settle(reads.next().await, manifest, &mut tree, &mut report)?;
+                }
+                reads.push(read_back(
+                    target,
+                    key,
+                    rec,
+                    etag_changed,
+                    bandwidth.as_ref(),
+                ));
+            }
+        }
+    }
+    while let Some(r) = reads.next().await {
+        settle(Some(r), manifest, &mut tree, &mut report)?;
+    }
+    report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
+    report.manifest_root = manifest_root.to_hex();
+    report.found_root = tree.root()?.to_hex();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Content of an object found but not confirmed (extra, or size or ETag
+/// changed): a leaf no replicated object has.
+const UNKNOWN: Hash = Hash([0; 32]);
+
+/// The target listed in key order. Object stores list in order (key
+/// ranges in parallel, cut at manifest keys); a local directory does not,
+/// so its listing is sorted in memory.
+async fn target_listing(
+    target: &Store,
+    manifest: &Manifest,
+    opts: &VerifyOptions,
+) -> Result<futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>, Error> {
+    if target.lists_in_order() {
+        let cuts = if target.seeks && opts.listing_concurrency > 1 {
+            crate::listing::cuts(manifest)?
+        } else {
+            Vec::new()
+        };
+        return Ok(crate::listing::ordered(
+            Arc::clone(&target.inner),
+            None,
+            cuts,
+            opts.listing_concurrency,
+        ));
+    }
+    let mut all = BTreeMap::new();
+    let mut s = target.inner.list(None);
+    while let Some(m) = s.next().await {
+        let m = m.map_err(|e| Error::Object(format!("listing the target: {}", error_chain(&e))))?;
+        all.insert(m.location.to_string(), m);
+    }
+    Ok(futures::stream::iter(all.into_values().map(Ok)).boxed())
+}
+
+/// Size and ETag against the record.
+fn fast_check(key: &str, rec: &ObjectRecord, meta: &ObjectMeta) -> Option<Mismatch> {
+    if meta.size != rec.source.size {
+        return Some(Mismatch {
+            key: key.to_owned(),
+            kind: MismatchKind::Size,
+            expected: Some(rec.source.size.to_string()),
+            found: Some(meta.size.to_string()),
+        });
+    }
+    let found = normalize_etag(meta.e_tag.as_deref());
+    match (&rec.target_etag, &found) {
+        (Some(want), Some(got)) if want != got => Some(Mismatch {
+            key: key.to_owned(),
+            kind: MismatchKind::Etag,
+            expected: Some(want.clone()),
+            found: Some(got.clone()),
+        }),
+        _ => None,
+    }
+}
+
+/// Why an object is not read back.
+enum Skip {
+    /// Fast verification reads nothing.
+    Fast,
+    /// Read back since its last change.
+    Unchanged,
+    /// Not drawn for the sample.
+    NotSampled,
+}
+
+fn deep_skip(
+    manifest: &Manifest,
+    key: &str,
+    rec: &ObjectRecord,
+    opts: &VerifyOptions,
+) -> Result<Option<Skip>, Error> {
+    if !opts.full
+        && let Some(v) = manifest.deep_verified(key)?
+        && v.blake3 == rec.blake3
+        && v.size == rec.source.size
+        && v.target_etag == rec.target_etag
+    {
+        return Ok(Some(Skip::Unchanged));
+    }
+    if let Some(f) = opts.sample
+        && rand::random::<f64>() >= f
+    {
+        return Ok(Some(Skip::NotSampled));
+    }
+    Ok(None)
+}
+
+/// One object read back: key, record, the ETag mismatch found by the
+/// listing if any, bytes read and their BLAKE3.
+type ReadBack = (
+    String,
+    ObjectRecord,
+    Option<Mismatch>,
+    Result<(u64, Hash), String>,
+);
+
+async fn read_back(
+    target: &Store,
+    key: String,
+    rec: ObjectRecord,
+    etag_changed: Option<Mismatch>,
+    bandwidth: Option<&Bandwidth>,
+) -> ReadBack {
+    let r = async {
+        let path = object_store::path::Path::parse(&key).map_err(|e| e.to_string())?;
+        let got = target.inner.get(&path).await.map_err(|e| error_chain(&e))?;
+        let mut stream = got.into_stream();
+        let mut h = blake3::Hasher::new();
+        let mut n = 0u64;
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| error_chain(&e))?;
+            if let Some(bw) = bandwidth {
+                bw.take(b.len()).await;
+            }
+            n += b.len() as u64;
+            h.update(&b);
+        }
+        Ok((n, Hash::from(h.finalize())))
+    }
+    .await;
+    (key, rec, etag_changed, r)
+}
+
+fn settle(
+    done: Option<ReadBack>,
+    manifest: &Manifest,
+    tree: &mut crate::manifest::FoundTree<'_>,
+    report: &mut VerifyReport,
+) -> Result<(), Error> {
+    let Some((key, rec, etag_changed, r)) = done else {
+        return Ok(());
+    };
+    match r {
+        Ok((n, hash)) => {
+            report.deep_checked += 1;
+            report.deep_bytes += n;
+            tree.add(&key, n, &hash)?;
+            let same = n == rec.source.size && hash == rec.blake3;
+            if let (true, Some(m)) = (same, etag_changed) {
+                // Rewritten with the same bytes: still not what was recorded.
+                report.push(m);
+            } else if same {
+                manifest.set_deep_verified(
+                    &key,
+                    &DeepVerified {
+                        blake3: hash,
+                        size: n,
+                        target_etag: rec.target_etag.clone(),
+                        verified_ms: crate::transfer::now_ms(),
+                    },
+                )?;
+            } else {
+                report.push(Mismatch {
+                    key,
+                    kind: MismatchKind::Content,
+                    expected: Some(rec.blake3.to_hex()),
+                    found: Some(hash.to_hex()),
+                });
+            }
+        }
+        Err(reason) => {
+            tree.add(&key, rec.source.size, &UNKNOWN)?;
+            report.push(Mismatch {
+                key,
+                kind: MismatchKind::Missing,
+                expected: Some(format!("{} bytes", rec.source.size)),
+                found: Some(format!("read failed: {reason}")),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! `passeur cutover` and `passeur verify`: an optional final pass, then
+//! verification of the job's target against its manifest, a human summary
+//! and a JSON report an auditor can keep. Exit 0 verified, 1 mismatches
+//! (or a final pass that left work undone), 2 could not run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use passeur_config::daemon::DaemonConfig;
+use passeur_core::stats::Stats;
+use passeur_core::sync::{PassSummary, run_pass};
+use passeur_core::verify::{VerifyOptions, VerifyReport, verify};
+use serde::Serialize;
+
+use crate::cli::VerifyArgs;
+use crate::run::open_job;
+
+/// Exit codes of these two commands.
+const VERIFIED: u8 = 0;
+const MISMATCHES: u8 = 1;
+const COULD_NOT_RUN: u8 = 2;
+
+/// The final pass as the report shows it.
+#[derive(Debug, Serialize)]
+struct FinalPass {
+    seconds: f64,
+    complete: bool,
+    summary: PassSummary,
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+struct Report {
+    command: &'static str,
+    passeur_version: &'static str,
+    job: String,
+    source: String,
+    target: String,
+    started: String,
+    ended: String,
+    verified: bool,
+    final_pass: Option<FinalPass>,
+    verification: VerifyReport,
+}
+
+fn could_not_run(msg: &str) -> u8 {
+    crate::fail(COULD_NOT_RUN, msg)
+}
+
+/// Run `cutover` (with a final pass) or `verify` (without).
+pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
+    let name = if final_pass { "cutover" } else { "verify" };
+    if args.sample.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
+        return could_not_run("--sample must be above 0 and at most 1");
+    }
+    let cfg = match DaemonConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return could_not_run(&e.to_string()),
+    };
+    let job = match (&args.job, cfg.jobs.as_slice()) {
+        (Some(j), jobs) => jobs.iter().map(|s| s.get_ref()).find(|c| &c.name == j),
+        (None, [only]) => Some(only.get_ref()),
+        (None, _) => return could_not_run("the file has several jobs: name one with --job"),
+    };
+    let Some(job) = job else {
+        return could_not_run(&format!(
+            "no job {:?} in {}",
+            args.job.unwrap_or_default(),
+            args.config.display()
+        ));
+    };
+    let opened = match open_job(&cfg, job, !final_pass).await {
+        Ok(o) => o,
+        Err((_, msg)) => {
+            let hint = if msg.contains("in use by another passeur") {
+                " (stop the service first: the final pass needs the state directory)"
+            } else {
+                ""
+            };
+            return could_not_run(&format!("{msg}{hint}"));
+        }
+    };
+    let started = SystemTime::now();
+    let mut pass = None;
+    if final_pass {
+        eprintln!("passeur: final pass of job {:?}...", job.name);
+        let t = Instant::now();
+        let (mut requests, handle) = match crate::signals::requests() {
+            Ok(r) => r,
+            Err(e) => return could_not_run(&format!("cannot install signal handlers: {e}")),
+        };
+        let r = run_pass(
+            opened.source.clone(),
+            opened.target.clone(),
+            Arc::clone(&opened.manifest),
+            &opened.opts,
+            Arc::new(Stats::default()),
+            |_| {},
+            async move {
+                let _ = requests.next().await;
+            },
+        )
+        .await;
+        handle.close();
+        match r {
+            Ok(summary) if summary.interrupted => {
+                return could_not_run("interrupted during the final pass; nothing verified");
+            }
+            Ok(summary) => {
+                pass = Some(FinalPass {
+                    seconds: t.elapsed().as_secs_f64(),
+                    complete: summary.complete(),
+                    summary,
+                });
+            }
+            Err(e) => return could_not_run(&format!("final pass: {e}")),
+        }
+    }
+    eprintln!(
+        "passeur: verifying {} ({})...",
+        opened.target.url,
+        if args.deep { "deep" } else { "fast" }
+    );
+    let vopts = VerifyOptions {
+        deep: args.deep,
+        sample: args.sample,
+        full: args.full,
+        concurrency: opened.opts.concurrency,
+        bandwidth_limit: opened.opts.bandwidth_limit,
+        listing_concurrency: opened.opts.listing_concurrency,
+        filter: opened.opts.filter.clone(),
+        trash_prefix: job.delete.trash_prefix.clone(),
+    };
+    let verification = match verify(&opened.target, &opened.manifest, &vopts).await {
+        Ok(v) => v,
+        Err(e) => return could_not_run(&format!("verification: {e}")),
+    };
+    let pass_ok = pass.as_ref().is_none_or(|p| p.complete);
+    let report = Report {
+        command: name,
+        passeur_version: env!("CARGO_PKG_VERSION"),
+        job: job.name.clone(),
+        source: opened.source.url.clone(),
+        target: opened.target.url.clone(),
+        started: humantime::format_rfc3339_seconds(started).to_string(),
+        ended: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        verified: verification.verified() && pass_ok,
+        final_pass: pass,
+        verification,
+    };
+    let path = args.report.unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(started)
+            .to_string()
+            .replace(':', "");
+        PathBuf::from(format!("passeur-{name}-{}-{stamp}.json", job.name))
+    });
+    let json = match serde_json::to_string_pretty(&report) {
+        Ok(j) => j,
+        Err(e) => return could_not_run(&format!("report: {e}")),
+    };
+    if let Err(e) = std::fs::write(&path, format!("{json}\n")) {
+        return could_not_run(&format!("cannot write the report {}: {e}", path.display()));
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", human(&report, &path));
+    }
+    if report.verified {
+        VERIFIED
+    } else {
+        MISMATCHES
+    }
+}
+
+/// The human summary.
+fn human(r: &Report, path: &std::path::Path) -> String {
+    let v = &r.verification;
+    let mut t = String::new();
+    let verdict = if r.verified {
+        "VERIFIED".to_owned()
+    } else {
+        format!("NOT VERIFIED: {} mismatches", v.mismatch_count)
+    };
+    t.push_str(&format!("{} of job {:?}: {verdict}\n", r.command, r.job));
+    t.push_str(&format!("target: {}\n", r.target));
+    if let Some(p) = &r.final_pass {
+        let s = &p.summary.stats;
+        t.push_str(&format!(
+            "final pass: {:.1}s, {} listed, {} copied, {} unchanged, {} deleted, {} failed{}\n",
+            p.seconds,
+            s.listed,
+            s.copied,
+            s.unchanged,
+            s.deleted,
+            s.failed,
+            if p.complete { "" } else { " (incomplete)" }
+        ));
+        for f in p.summary.failures.iter().take(20) {
+            t.push_str(&format!("  failed: {:?}: {}\n", f.key, f.reason));
+        }
+    }
+    t.push_str(&format!(
+        "verification ({}): {:.1}s, {} objects ({} bytes) in the manifest, {} at the target\n",
+        if v.deep { "deep" } else { "fast" },
+        v.seconds,
+        v.objects,
+        v.bytes,
+        v.target_objects
+    ));
+    if v.state_snapshot {
+        t.push_str("  (read-only snapshot of a state directory in use: objects replicated since show as extra)\n");
+    }
+    if v.deep {
+        t.push_str(&format!(
+            "  read back: {} objects ({} bytes); skipped: {} unchanged since their last deep check, {} not in the sample\n",
+            v.deep_checked, v.deep_bytes, v.deep_skipped_unchanged, v.deep_not_sampled
+        ));
+    }
+    let same = if v.manifest_root == v.found_root {
+        "equal"
+    } else {
+        "DIFFERENT"
+    };
+    t.push_str(&format!(
+        "merkle root: manifest {}\n             found    {} ({same})\n",
+        v.manifest_root, v.found_root
+    ));
+    for m in v.mismatches.iter().take(50) {
+        t.push_str(&format!(
+            "  {:<8} {:?}  expected {}  found {}\n",
+            format!("{:?}", m.kind).to_lowercase(),
+            m.key,
+            m.expected.as_deref().unwrap_or("-"),
+            m.found.as_deref().unwrap_or("-")
+        ));
+    }
+    if v.mismatch_count > 50 {
+        t.push_str(&format!(
+            "  … {} more in the report\n",
+            v.mismatch_count - 50
+        ));
+    }
+    t.push_str(&format!("report: {}\n", path.display()));
+    t
+}

@@ -1,0 +1,215 @@
+//! `passeur manifest export` and `passeur manifest diff`: the manifest in
+//! forms standard tools read, and the keys two manifests disagree on.
+//! State directories are opened read-only, so both work while the service
+//! runs. Exit 0 (diff: same), 1 (diff: different), 2 could not run.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use passeur_core::manifest::Manifest;
+use passeur_core::manifest::diff::{DiffKind, diff};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{DiffArgs, ExportArgs, ExportFormat};
+
+const COULD_NOT_RUN: u8 = 2;
+
+/// One exported object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Row {
+    key: String,
+    size: u64,
+    blake3: String,
+    source_etag: Option<String>,
+    target_etag: Option<String>,
+}
+
+fn could_not_run(msg: &str) -> u8 {
+    crate::fail(COULD_NOT_RUN, msg)
+}
+
+/// A key as `b3sum` writes it: names holding a backslash or a newline are
+/// escaped and the line starts with a backslash.
+fn b3sum_line(hex: &str, key: &str) -> String {
+    if key.contains(['\\', '\n', '\r']) {
+        let k = key
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r");
+        format!("\\{hex}  {k}")
+    } else {
+        format!("{hex}  {key}")
+    }
+}
+
+/// `passeur manifest export`.
+pub fn export(args: &ExportArgs) -> u8 {
+    match write_export(args) {
+        Ok(()) => 0,
+        Err(e) => could_not_run(&e),
+    }
+}
+
+fn write_export(args: &ExportArgs) -> Result<(), String> {
+    let manifest = Manifest::open_read_only(&args.state).map_err(|e| e.to_string())?;
+    let rows = manifest.objects().map(|item| {
+        item.map(|(key, rec)| Row {
+            key,
+            size: rec.source.size,
+            blake3: rec.blake3.to_hex(),
+            source_etag: rec.source.etag,
+            target_etag: rec.target_etag,
+        })
+        .map_err(|e| e.to_string())
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let io = |e: std::io::Error| format!("writing: {e}");
+    match args.format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for row in rows {
+                w.serialize(row?).map_err(|e| format!("csv: {e}"))?;
+            }
+            w.flush().map_err(io)?;
+        }
+        ExportFormat::Jsonl => {
+            for row in rows {
+                let j = serde_json::to_string(&row?).map_err(|e| e.to_string())?;
+                writeln!(out, "{j}").map_err(io)?;
+            }
+            out.flush().map_err(io)?;
+        }
+        ExportFormat::B3sum => {
+            for row in rows {
+                let row = row?;
+                writeln!(out, "{}", b3sum_line(&row.blake3, &row.key)).map_err(io)?;
+            }
+            out.flush().map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// A manifest to compare: a state directory, or the rows of an export.
+enum Side {
+    State(Manifest),
+    Rows(Vec<Row>),
+}
+
+fn load(path: &Path) -> Result<Side, String> {
+    if path.is_dir() {
+        return Manifest::open_read_only(path)
+            .map(Side::State)
+            .map_err(|e| e.to_string());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let first = reader
+        .fill_buf()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .first()
+        .copied();
+    let rows: Vec<Row> = if first == Some(b'{') {
+        reader
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+            .map(|(i, l)| {
+                let l = l.map_err(|e| format!("{}: {e}", path.display()))?;
+                serde_json::from_str(&l)
+                    .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        csv::Reader::from_reader(reader)
+            .deserialize()
+            .enumerate()
+            .map(|(i, r)| r.map_err(|e| format!("{}: record {}: {e}", path.display(), i + 1)))
+            .collect::<Result<_, _>>()?
+    };
+    Ok(Side::Rows(rows))
+}
+
+fn rows_of(side: Side) -> Result<BTreeMap<String, (u64, String)>, String> {
+    match side {
+        Side::Rows(rows) => Ok(rows
+            .into_iter()
+            .map(|r| (r.key, (r.size, r.blake3)))
+            .collect()),
+        Side::State(m) => m
+            .objects()
+            .map(|i| {
+                i.map(|(k, r)| (k, (r.source.size, r.blake3.to_hex())))
+                    .map_err(|e| e.to_string())
+            })
+            .collect(),
+    }
+}
+
+/// `passeur manifest diff`.
+pub fn diff_command(args: &DiffArgs) -> u8 {
+    let (a, b) = match (load(&args.a), load(&args.b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return could_not_run(&e),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut count = 0u64;
+    let mut print = |key: &str, kind: DiffKind| -> std::io::Result<()> {
+        count += 1;
+        if args.json {
+            let v = serde_json::json!({ "key": key, "kind": kind });
+            writeln!(out, "{v}")
+        } else {
+            let k = match kind {
+                DiffKind::OnlyInA => "only-in-a",
+                DiffKind::OnlyInB => "only-in-b",
+                DiffKind::Differs => "differs",
+            };
+            writeln!(out, "{k}\t{key}")
+        }
+    };
+    let result: Result<String, String> = match (a, b) {
+        (Side::State(a), Side::State(b)) => diff(&a, &b, |k, kind| {
+            print(k, kind).map_err(|e| passeur_core::Error::Object(e.to_string()))
+        })
+        .map(|s| {
+            format!(
+                "compared {} level-1 nodes and {} of 65,536 buckets",
+                s.nodes_compared, s.buckets_compared
+            )
+        })
+        .map_err(|e| e.to_string()),
+        (a, b) => (|| {
+            let (a, b) = (rows_of(a)?, rows_of(b)?);
+            let mut ib = b.iter().peekable();
+            for (k, va) in &a {
+                while let Some((kb, _)) = ib.next_if(|(kb, _)| *kb < k) {
+                    print(kb, DiffKind::OnlyInB).map_err(|e| e.to_string())?;
+                }
+                match ib.next_if(|(kb, _)| *kb == k) {
+                    Some((_, vb)) if vb != va => print(k, DiffKind::Differs),
+                    Some(_) => Ok(()),
+                    None => print(k, DiffKind::OnlyInA),
+                }
+                .map_err(|e| e.to_string())?;
+            }
+            for (kb, _) in ib {
+                print(kb, DiffKind::OnlyInB).map_err(|e| e.to_string())?;
+            }
+            Ok(format!("compared {} and {} keys", a.len(), b.len()))
+        })(),
+    };
+    if let Err(e) = out.flush() {
+        return could_not_run(&format!("writing: {e}"));
+    }
+    match result {
+        Err(e) => could_not_run(&e),
+        Ok(how) => {
+            eprintln!("passeur: {count} keys differ ({how})");
+            u8::from(count > 0)
+        }
+    }
+}
