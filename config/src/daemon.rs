@@ -220,14 +220,6 @@ impl DaemonConfig {
             if !(0.0..=1.0).contains(&job.delete.max_fraction) {
                 say("delete.max-fraction: between 0 and 1".into());
             }
-            let local_source = job
-                .source
-                .url
-                .as_deref()
-                .is_some_and(|u| !u.contains("://") || u.starts_with("file://"));
-            if job.delete.enabled && local_source {
-                say("delete.enabled: deletes need an object-store source (local directories do not list in key order)".into());
-            }
         }
         out
     }

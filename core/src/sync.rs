@@ -205,13 +205,14 @@ pub async fn run_pass(
         source.inner.list(None)
     };
     let deleting = opts.deletes.enabled && !opts.dry_run;
-    if deleting && !source.lists_in_order() {
-        return Err(Error::InvalidOption(
-            "deletes need a source listed in key order (object stores); local directories are not supported yet".into(),
-        ));
-    }
+    // Ordered listings record what they step over; unordered ones (local
+    // directories) mark what they list, swept after the listing.
+    let ordered = source.lists_in_order();
     if deleting && resumed_after.is_none() {
         manifest.clear_missing()?;
+        if !ordered {
+            manifest.clear_listed()?;
+        }
     }
     // Deletes: manifest keys the (ordered) listing steps over are recorded
     // as it goes; (last listed key, error that disables deletes this pass).
@@ -234,9 +235,12 @@ pub async fn run_pass(
                 let key = m.location.as_ref();
                 let mut st = missing_ref.lock().unwrap_or_else(|p| p.into_inner());
                 if st.1.is_none() {
-                    match manifest_ref
-                        .note_missing(st.0.as_deref(), Some(key), |k| filter.accepts(k))
-                    {
+                    let noted = if ordered {
+                        manifest_ref.note_missing(st.0.as_deref(), Some(key), |k| filter.accepts(k))
+                    } else {
+                        manifest_ref.mark_listed(key).map(|()| 0)
+                    };
+                    match noted {
                         Ok(_) => st.0 = Some(key.to_owned()),
                         Err(e) => st.1 = Some(e.to_string()),
                     }
@@ -342,7 +346,11 @@ pub async fn run_pass(
         deletes_refused = match err {
             Some(e) => Some(format!("deletes skipped: {e}")),
             None => {
-                manifest.note_missing(last.as_deref(), None, |k| opts.filter.accepts(k))?;
+                if ordered {
+                    manifest.note_missing(last.as_deref(), None, |k| opts.filter.accepts(k))?;
+                } else {
+                    manifest.note_unlisted(|k| opts.filter.accepts(k))?;
+                }
                 let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
                 let listed = if resumed_after.is_some() {
                     listed.max(1)

@@ -134,3 +134,64 @@ async fn deletes_follow_the_source_within_the_guards() -> Result<()> {
     );
     Ok(())
 }
+
+/// A local-directory source lists in no order: its deletes go by mark and
+/// sweep, with the same guards.
+#[test]
+fn local_directory_source_deletes_by_mark_and_sweep() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    for i in 0..30 {
+        let p = src.join(format!("d{}/f{i:02}", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap_or(&src))?;
+        std::fs::write(p, format!("file {i}"))?;
+    }
+    let (s, d) = (src.to_string_lossy(), dst.to_string_lossy());
+    let state = work.path().join("state").to_string_lossy().into_owned();
+    let sync = || {
+        passeur(
+            &[
+                "sync", "--source", &s, "--target", &d, "--state", &state, "--output", "json",
+                "--delete",
+            ],
+            &[],
+        )
+    };
+    let first = sync()?;
+    ensure!(
+        first.code == 0 && first.stat("copied")? == 30,
+        "{}",
+        first.stderr
+    );
+    std::fs::remove_file(src.join("d1/f01"))?;
+    std::fs::remove_file(src.join("d2/f29"))?;
+    let second = sync()?;
+    ensure!(second.code == 0, "{}\n{}", second.stdout, second.stderr);
+    ensure!(second.stat("deleted")? == 2, "{}", second.stdout);
+    ensure!(
+        !dst.join("d1/f01").exists() && !dst.join("d2/f29").exists(),
+        "deleted at the source, still at the target"
+    );
+    ensure!(dst.join("d1/f04").exists(), "a listed file was deleted");
+    // Unchanged source: nothing more goes.
+    let third = sync()?;
+    ensure!(
+        third.code == 0 && third.stat("deleted")? == 0,
+        "{}",
+        third.stdout
+    );
+    // Emptied: refused, the replica stays.
+    std::fs::remove_dir_all(&src)?;
+    std::fs::create_dir_all(&src)?;
+    let empty = sync()?;
+    ensure!(
+        empty.code == 1 && empty.stat("deleted")? == 0,
+        "{}",
+        empty.stdout
+    );
+    ensure!(
+        dst.join("d1/f04").exists(),
+        "emptied source deleted the replica"
+    );
+    Ok(())
+}

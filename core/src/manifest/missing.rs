@@ -4,10 +4,15 @@
 //! pass whose listing resumed from a checkpoint still knows what the first
 //! part of the listing missed. Deletes act on them only after a complete
 //! listing (see `deletes`).
+//!
+//! A listing in no particular order (local directories) cannot step over
+//! keys: every key it lists is marked in `listed` instead (scratch, written
+//! without WAL: such a listing never resumes), and once it is complete the
+//! manifest keys left unmarked become the candidates (mark and sweep).
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use super::{CF_DELETE_CANDIDATES, CF_OBJECTS, Manifest, cf, db_err};
+use super::{CF_DELETE_CANDIDATES, CF_LISTED, CF_OBJECTS, Manifest, cf, db_err};
 use crate::error::Error;
 
 impl Manifest {
@@ -121,5 +126,52 @@ impl Manifest {
             out.clear();
         }
         Ok(out)
+    }
+
+    /// Unordered listing: `key` was listed.
+    pub fn mark_listed(&self, key: &str) -> Result<(), Error> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.disable_wal(true);
+        self.db
+            .put_cf_opt(cf(&self.db, CF_LISTED)?, key.as_bytes(), b"", &opts)
+            .map_err(db_err)
+    }
+
+    /// Forget every mark (an unordered listing starts).
+    pub fn clear_listed(&self) -> Result<(), Error> {
+        self.db
+            .delete_range_cf(cf(&self.db, CF_LISTED)?, &[][..], &[0xffu8][..])
+            .map_err(db_err)
+    }
+
+    /// After a complete unordered listing: record every manifest key that
+    /// `keep` accepts and that was not marked; returns how many.
+    pub fn note_unlisted(&self, keep: impl Fn(&str) -> bool) -> Result<u64, Error> {
+        let listed = cf(&self.db, CF_LISTED)?;
+        let mut marks = self.db.raw_iterator_cf(listed);
+        marks.seek_to_first();
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_OBJECTS)?, IteratorMode::Start)
+        {
+            let (k, _) = item.map_err(db_err)?;
+            while marks.key().is_some_and(|m| m < &k[..]) {
+                marks.next();
+            }
+            if marks.key() == Some(&k[..]) {
+                continue;
+            }
+            let key = String::from_utf8_lossy(&k);
+            if keep(&key) {
+                batch.put_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, &k, b"");
+                n += 1;
+            }
+        }
+        marks.status().map_err(db_err)?;
+        self.db.write(batch).map_err(db_err)?;
+        self.clear_listed()?;
+        Ok(n)
     }
 }

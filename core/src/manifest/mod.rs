@@ -48,7 +48,8 @@ const CF_UPLOAD_PARTS: &str = "upload_parts";
 const CF_DELETE_CANDIDATES: &str = "delete_candidates";
 const CF_DEEP_VERIFIED: &str = "deep_verified";
 const CF_VERIFY_LEAF: &str = "verify_leaf";
-const ALL_CFS: [&str; 14] = [
+const CF_LISTED: &str = "listed";
+const ALL_CFS: [&str; 15] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -63,6 +64,7 @@ const ALL_CFS: [&str; 14] = [
     CF_DELETE_CANDIDATES,
     CF_DEEP_VERIFIED,
     CF_VERIFY_LEAF,
+    CF_LISTED,
 ];
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_SOURCE: &[u8] = b"source_url";
