@@ -3,13 +3,13 @@
 //! One paginated listing is one request at a time: at ~1,000 keys a page,
 //! 10⁹ objects are a million round trips in a row. This lister cuts the key
 //! space into ranges `(start, end]` and lists several at once with
-//! `list_with_offset` (S3 start-after, Azure startFrom, GCS startOffset),
+//! `list_with_offset` (S3 and GCS start-after, Azure startFrom),
 //! each range stopping at its end. Output is the ranges concatenated in
 //! order, so the stream is exactly what one listing would give: listing
 //! checkpoints and delete tracking (which need key order) work unchanged.
 //!
-//! Where to cut comes from the manifest: the keys the previous pass
-//! recorded, every `n`-th one (see [`Manifest::key_cuts`]). S3 has no
+//! Where to cut comes from the previous complete listing, which kept every
+//! `n`-th key it passed ([`CutSampler`], saved in the manifest's `meta`). S3 has no
 //! end-before, so a range's last request reads up to a page past its end;
 //! ranges of [`MIN_RANGE`] keys or more keep that waste under a few
 //! percent. (Cutting blind, along guessed prefixes, made many empty or tiny
@@ -19,8 +19,6 @@
 //! Memory: at most `fanout` ranges are listed at once, each buffering at
 //! most [`BUFFER`] entries, and no range opens while those ahead hold
 //! `fanout` × [`BUFFER`]; waiting ranges are their two bounds.
-//!
-//! [`Manifest::key_cuts`]: crate::manifest::Manifest::key_cuts
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -36,12 +34,37 @@ const BUFFER: usize = 2000;
 /// Fewest keys between two cuts.
 pub const MIN_RANGE: usize = 10_000;
 
-/// Where to cut the key space for a parallel listing: every n-th key of the
-/// manifest, n at least [`MIN_RANGE`] and at most 4,096 ranges.
-pub fn cuts(manifest: &crate::manifest::Manifest) -> Result<Vec<String>, crate::error::Error> {
-    let every =
-        MIN_RANGE.max(usize::try_from(manifest.object_count_estimate()? / 4096).unwrap_or(0));
-    manifest.key_cuts(every)
+/// Samples every n-th key of a listing: the next passes' cuts.
+#[derive(Debug)]
+pub struct CutSampler {
+    every: u64,
+    seen: u64,
+    cuts: Vec<String>,
+}
+
+impl CutSampler {
+    /// For a listing of about `expected` keys: ranges of at least
+    /// [`MIN_RANGE`] keys, at most about 4,096 of them.
+    pub fn new(expected: u64) -> Self {
+        Self {
+            every: (MIN_RANGE as u64).max(expected / 4096),
+            seen: 0,
+            cuts: Vec::new(),
+        }
+    }
+
+    /// A key the listing produced (in order).
+    pub fn see(&mut self, key: &str) {
+        self.seen += 1;
+        if self.seen.is_multiple_of(self.every) {
+            self.cuts.push(key.to_owned());
+        }
+    }
+
+    /// The cuts, once the listing is complete.
+    pub fn take_cuts(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.cuts)
+    }
 }
 
 /// Keys of the store in order, after `after` if given, listing up to
@@ -88,23 +111,32 @@ struct Range {
     stream: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
     buf: VecDeque<ObjectMeta>,
     done: bool,
+    /// The error that ended this range, returned once the ranges before
+    /// it are drained (as one listing would have returned it).
+    error: Option<object_store::Error>,
+    /// The last key taken, to refuse a listing that goes backwards.
+    last: Option<String>,
 }
 
 impl Range {
     fn new(start: Option<String>, end: Option<String>) -> Self {
         Self {
+            last: start.clone(),
             start,
             end,
             stream: None,
             buf: VecDeque::new(),
             done: false,
+            error: None,
         }
     }
 
-    /// Pull what is ready, up to the buffer size; an error is returned.
-    fn fill(&mut self, cx: &mut Context<'_>) -> Option<object_store::Error> {
+    /// Pull what is ready, up to the buffer size.
+    fn fill(&mut self, cx: &mut Context<'_>) {
         while !self.done && self.buf.len() < BUFFER {
-            let stream = self.stream.as_mut()?;
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
             match stream.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(m))) => {
                     let key = m.location.as_ref();
@@ -112,14 +144,31 @@ impl Range {
                         self.finish();
                         break;
                     }
+                    // A server that ignores start-after, or lists out of
+                    // order, would make ranges overlap: refuse it.
+                    if self.last.as_deref().is_some_and(|l| key <= l) {
+                        self.error = Some(object_store::Error::Generic {
+                            store: "listing",
+                            source: format!(
+                                "the store listed {key:?} after {:?}: not in key order (does it honour start-after?)",
+                                self.last.as_deref().unwrap_or_default()
+                            )
+                            .into(),
+                        });
+                        self.finish();
+                        break;
+                    }
+                    self.last = Some(key.to_owned());
                     self.buf.push_back(m);
                 }
-                Poll::Ready(Some(Err(e))) => return Some(e),
+                Poll::Ready(Some(Err(e))) => {
+                    self.error = Some(e);
+                    self.finish();
+                }
                 Poll::Ready(None) => self.finish(),
                 Poll::Pending => break,
             }
         }
-        None
     }
 
     fn finish(&mut self) {
@@ -170,10 +219,7 @@ impl Stream for Fanout {
                     let s = this.open(&this.ranges[i]);
                     this.ranges[i].stream = Some(s);
                 }
-                if let Some(e) = this.ranges[i].fill(cx) {
-                    this.failed = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                this.ranges[i].fill(cx);
                 live += 1;
                 i += 1;
             }
@@ -185,6 +231,10 @@ impl Stream for Fanout {
             }
             if !head.done {
                 return Poll::Pending;
+            }
+            if let Some(e) = head.error.take() {
+                this.failed = true;
+                return Poll::Ready(Some(Err(e)));
             }
             this.ranges.pop_front();
         }
@@ -265,6 +315,17 @@ mod tests {
         let mid = &all[all.len() / 3];
         let rest: Vec<String> = all.iter().filter(|k| *k > mid).cloned().collect();
         assert_eq!(keys(&s, Some(mid), &cuts, 8).await, rest);
+    }
+
+    #[test]
+    fn sampler_keeps_every_nth_key_within_bounds() {
+        let mut s = CutSampler::new(0);
+        for i in 0..35_000 {
+            s.see(&format!("k{i:06}"));
+        }
+        assert_eq!(s.take_cuts(), ["k009999", "k019999", "k029999"]);
+        // 10⁹ expected keys: ~4,096 ranges, not 100,000.
+        assert_eq!(CutSampler::new(1_000_000_000).every, 244_140);
     }
 
     proptest! {

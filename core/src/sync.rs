@@ -190,7 +190,7 @@ pub async fn run_pass(
         // job lists in one go.
         let parallel = source.seeks && opts.listing_concurrency > 1;
         let cuts = if parallel {
-            crate::listing::cuts(&manifest)?
+            manifest.listing_cuts()?
         } else {
             Vec::new()
         };
@@ -220,6 +220,12 @@ pub async fn run_pass(
     let missing_ref = &missing;
     let watermark = Watermark::default();
     let watermark_ref = &watermark;
+    // A complete listing from the first key leaves the cuts of the next
+    // passes' parallel listings.
+    let sampler = std::sync::Mutex::new(crate::listing::CutSampler::new(
+        manifest.object_count_estimate()?,
+    ));
+    let sampler_ref = &sampler;
     let listing = base.take_until(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
@@ -268,6 +274,10 @@ pub async fn run_pass(
             };
             if from_listing {
                 watermark_ref.listed(meta.location.as_ref());
+                sampler_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .see(meta.location.as_ref());
                 stats_ref.listed.fetch_add(1, Relaxed);
                 stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
             }
@@ -366,6 +376,13 @@ pub async fn run_pass(
     }
     if listing_error.is_none() && !interrupted {
         stats.listing_done.store(1, Relaxed);
+        if !dry_run && resumed_after.is_none() && ordered {
+            let cuts = sampler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take_cuts();
+            manifest.set_listing_cuts(&cuts)?;
+        }
         if !dry_run {
             manifest.set_listing_checkpoint(None)?;
         }

@@ -97,31 +97,50 @@ impl HttpService for Service {
     }
 }
 
-/// The bandwidth cap of a pass: source bytes per second.
+/// The bandwidth cap of a pass: source bytes per second, counted in KiB
+/// cells (a per-byte quota would need sub-nanosecond refill periods, which
+/// governor rounds: caps of 1 GB/s or more would all mean 1 GB/s).
 #[derive(Debug)]
 pub struct Bandwidth {
     bucket: DefaultDirectRateLimiter,
-    burst: u32,
+    /// Most KiB taken at once: a fraction of the burst, so that a large
+    /// buffer does not wait for a completely full bucket.
+    piece: u32,
+    /// Bytes below one KiB, carried to the next buffer.
+    carry: Mutex<u64>,
 }
 
 impl Bandwidth {
     /// At most `bytes_per_second` (one second of burst).
     pub fn new(bytes_per_second: u64) -> Self {
+        let kib = (bytes_per_second / 1024).max(1);
+        let burst =
+            NonZeroU32::new(u32::try_from(kib).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        let period = std::time::Duration::from_nanos(1_000_000_000u64.div_ceil(kib).max(1));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(burst))
+            .allow_burst(burst);
         Self {
-            bucket: bucket(bytes_per_second),
-            burst: u32::try_from(bytes_per_second.max(1)).unwrap_or(u32::MAX),
+            bucket: RateLimiter::direct(quota),
+            piece: (burst.get() / 8).max(1),
+            carry: Mutex::new(0),
         }
     }
 
     /// Wait until `bytes` more may pass.
     pub async fn take(&self, bytes: usize) {
-        let mut left = u64::try_from(bytes).unwrap_or(u64::MAX);
-        while left > 0 {
-            let n = u32::try_from(left.min(self.burst.into())).unwrap_or(self.burst);
+        let mut kib = {
+            let mut carry = self.carry.lock().unwrap_or_else(|p| p.into_inner());
+            let total = *carry + u64::try_from(bytes).unwrap_or(u64::MAX);
+            *carry = total % 1024;
+            total / 1024
+        };
+        while kib > 0 {
+            let n = u32::try_from(kib.min(self.piece.into())).unwrap_or(self.piece);
             let Some(n) = NonZeroU32::new(n) else { return };
             // n ≤ burst: the bucket can always grant it.
             let _ = self.bucket.until_n_ready(n).await;
-            left -= u64::from(n.get());
+            kib -= u64::from(n.get());
         }
     }
 }
@@ -203,7 +222,7 @@ impl Window {
         let total: u64 = self.pressure.iter().map(|p| p.throttled()).sum();
         self.stats
             .throttled
-            .store(total.saturating_sub(self.base), Relaxed);
+            .fetch_max(total.saturating_sub(self.base), Relaxed);
         let mut st = self.lock();
         st.in_use = st.in_use.saturating_sub(1);
         let before = st.limit;

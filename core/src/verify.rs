@@ -121,7 +121,7 @@ pub struct VerifyReport {
     pub deep_not_sampled: u64,
     /// Mismatches counted.
     pub mismatch_count: u64,
-    /// Mismatches, first [`MAX_MISMATCHES_KEPT`], in key order.
+    /// Mismatches, the first [`MAX_MISMATCHES_KEPT`] found, in key order.
     pub mismatches: Vec<Mismatch>,
     /// Merkle root of the manifest, recomputed from its leaves (hex).
     pub manifest_root: String,
@@ -174,13 +174,12 @@ pub async fn verify(
             manifest_root.to_hex()
         )));
     }
-    let mine = |k: &str| {
-        opts.filter.accepts(k)
-            && opts
-                .trash_prefix
-                .as_deref()
-                .is_none_or(|t| !k.starts_with(&format!("{}/", t.trim_matches('/'))))
-    };
+    let trash = opts
+        .trash_prefix
+        .as_deref()
+        .map(|t| format!("{}/", t.trim_matches('/')));
+    let mine =
+        |k: &str| opts.filter.accepts(k) && trash.as_deref().is_none_or(|t| !k.starts_with(t));
     let mut listing = target_listing(target, manifest, opts).await?;
     let mut records = manifest.objects();
     let mut tree = manifest.found_tree()?;
@@ -190,8 +189,22 @@ pub async fn verify(
         m.transpose()
             .map_err(|e| Error::Object(format!("listing the target: {}", error_chain(&e))))
     };
+    // The next listing entry, settling read-backs while the listing waits
+    // (so reads and listing overlap).
+    macro_rules! next_listed {
+        () => {
+            loop {
+                tokio::select! {
+                    m = listing.next() => break listed(m)?,
+                    Some(r) = reads.next(), if !reads.is_empty() => {
+                        settle(r, manifest, &mut tree, &mut report)?;
+                    }
+                }
+            }
+        };
+    }
     let mut next_rec = records.next().transpose()?;
-    let mut next_found = listed(listing.next().await)?;
+    let mut next_found = next_listed!();
     loop {
         let order = match (&next_rec, &next_found) {
             (None, None) => break,
@@ -202,7 +215,7 @@ pub async fn verify(
         if order == Ordering::Greater {
             // At the target only.
             let Some(meta) = next_found.take() else { break };
-            next_found = listed(listing.next().await)?;
+            next_found = next_listed!();
             let key = meta.location.to_string();
             if mine(&key) {
                 report.target_objects += 1;
@@ -232,7 +245,7 @@ pub async fn verify(
             continue;
         }
         let Some(meta) = next_found.take() else { break };
-        next_found = listed(listing.next().await)?;
+        next_found = next_listed!();
         report.target_objects += 1;
         // Deep: an ETag that changed is settled by the bytes (content, or
         // etag when they are still right); fast: it is the mismatch.
@@ -249,7 +262,7 @@ pub async fn verify(
         } else if etag_changed.is_some() {
             None
         } else {
-            deep_skip(manifest, &key, &rec, opts)?
+            deep_skip(manifest, &key, &rec, &meta, opts)?
         };
         match skip {
             Some(why) => {
@@ -261,13 +274,16 @@ pub async fn verify(
                 tree.add(&key, meta.size, &rec.blake3)?;
             }
             None => {
-                if reads.len() >= opts.concurrency.max(1) {
-                    settle(reads.next().await, manifest, &mut tree, &mut report)?;
+                if reads.len() >= opts.concurrency.max(1)
+                    && let Some(r) = reads.next().await
+                {
+                    settle(r, manifest, &mut tree, &mut report)?;
                 }
                 reads.push(read_back(
                     target,
                     key,
                     rec,
+                    meta.last_modified.timestamp_millis(),
                     etag_changed,
                     bandwidth.as_ref(),
                 ));
@@ -275,7 +291,7 @@ pub async fn verify(
         }
     }
     while let Some(r) = reads.next().await {
-        settle(Some(r), manifest, &mut tree, &mut report)?;
+        settle(r, manifest, &mut tree, &mut report)?;
     }
     report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
     report.manifest_root = manifest_root.to_hex();
@@ -298,7 +314,7 @@ async fn target_listing(
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>, Error> {
     if target.lists_in_order() {
         let cuts = if target.seeks && opts.listing_concurrency > 1 {
-            crate::listing::cuts(manifest)?
+            manifest.listing_cuts()?
         } else {
             Vec::new()
         };
@@ -350,10 +366,14 @@ enum Skip {
     NotSampled,
 }
 
+/// Whether deep verification can leave `key` unread: read back before and
+/// unchanged since (same record, same target last-modified, which also
+/// covers stores without ETags), or not drawn for the sample.
 fn deep_skip(
     manifest: &Manifest,
     key: &str,
     rec: &ObjectRecord,
+    meta: &ObjectMeta,
     opts: &VerifyOptions,
 ) -> Result<Option<Skip>, Error> {
     if !opts.full
@@ -361,6 +381,7 @@ fn deep_skip(
         && v.blake3 == rec.blake3
         && v.size == rec.source.size
         && v.target_etag == rec.target_etag
+        && v.target_modified_ms == meta.last_modified.timestamp_millis()
     {
         return Ok(Some(Skip::Unchanged));
     }
@@ -372,25 +393,33 @@ fn deep_skip(
     Ok(None)
 }
 
-/// One object read back: key, record, the ETag mismatch found by the
-/// listing if any, bytes read and their BLAKE3.
-type ReadBack = (
-    String,
-    ObjectRecord,
-    Option<Mismatch>,
-    Result<(u64, Hash), String>,
-);
+/// One object read back.
+struct ReadBack {
+    key: String,
+    rec: ObjectRecord,
+    /// The ETag mismatch the listing showed, if any.
+    etag_changed: Option<Mismatch>,
+    /// Last-modified of the target object in the listing, ms.
+    modified_ms: i64,
+    /// Bytes read and their BLAKE3; `Ok(None)`: gone since the listing.
+    result: Result<Option<(u64, Hash)>, String>,
+}
 
 async fn read_back(
     target: &Store,
     key: String,
     rec: ObjectRecord,
+    modified_ms: i64,
     etag_changed: Option<Mismatch>,
     bandwidth: Option<&Bandwidth>,
 ) -> ReadBack {
-    let r = async {
+    let result = async {
         let path = object_store::path::Path::parse(&key).map_err(|e| e.to_string())?;
-        let got = target.inner.get(&path).await.map_err(|e| error_chain(&e))?;
+        let got = match target.inner.get(&path).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(error_chain(&e)),
+        };
         let mut stream = got.into_stream();
         let mut h = blake3::Hasher::new();
         let mut n = 0u64;
@@ -402,58 +431,73 @@ async fn read_back(
             n += b.len() as u64;
             h.update(&b);
         }
-        Ok((n, Hash::from(h.finalize())))
+        Ok(Some((n, Hash::from(h.finalize()))))
     }
     .await;
-    (key, rec, etag_changed, r)
+    ReadBack {
+        key,
+        rec,
+        etag_changed,
+        modified_ms,
+        result,
+    }
 }
 
+/// Account for one finished read-back. A read that fails (after the
+/// client's retries) stops the verification: it could not run to the end.
 fn settle(
-    done: Option<ReadBack>,
+    done: ReadBack,
     manifest: &Manifest,
     tree: &mut crate::manifest::FoundTree<'_>,
     report: &mut VerifyReport,
 ) -> Result<(), Error> {
-    let Some((key, rec, etag_changed, r)) = done else {
-        return Ok(());
-    };
-    match r {
-        Ok((n, hash)) => {
-            report.deep_checked += 1;
-            report.deep_bytes += n;
-            tree.add(&key, n, &hash)?;
-            let same = n == rec.source.size && hash == rec.blake3;
-            if let (true, Some(m)) = (same, etag_changed) {
-                // Rewritten with the same bytes: still not what was recorded.
-                report.push(m);
-            } else if same {
-                manifest.set_deep_verified(
-                    &key,
-                    &DeepVerified {
-                        blake3: hash,
-                        size: n,
-                        target_etag: rec.target_etag.clone(),
-                        verified_ms: crate::transfer::now_ms(),
-                    },
-                )?;
-            } else {
-                report.push(Mismatch {
-                    key,
-                    kind: MismatchKind::Content,
-                    expected: Some(rec.blake3.to_hex()),
-                    found: Some(hash.to_hex()),
-                });
-            }
-        }
-        Err(reason) => {
-            tree.add(&key, rec.source.size, &UNKNOWN)?;
+    let ReadBack {
+        key,
+        rec,
+        etag_changed,
+        modified_ms,
+        result,
+    } = done;
+    let (n, hash) = match result {
+        Ok(Some(got)) => got,
+        Ok(None) => {
             report.push(Mismatch {
                 key,
                 kind: MismatchKind::Missing,
                 expected: Some(format!("{} bytes", rec.source.size)),
-                found: Some(format!("read failed: {reason}")),
+                found: Some("deleted while being verified".into()),
             });
+            return Ok(());
         }
+        Err(reason) => {
+            return Err(Error::Object(format!("reading back {key:?}: {reason}")));
+        }
+    };
+    report.deep_checked += 1;
+    report.deep_bytes += n;
+    tree.add(&key, n, &hash)?;
+    let same = n == rec.source.size && hash == rec.blake3;
+    if let (true, Some(m)) = (same, etag_changed) {
+        // Rewritten with the same bytes: still not what was recorded.
+        report.push(m);
+    } else if same {
+        manifest.set_deep_verified(
+            &key,
+            &DeepVerified {
+                blake3: hash,
+                size: n,
+                target_etag: rec.target_etag.clone(),
+                target_modified_ms: modified_ms,
+                verified_ms: crate::transfer::now_ms(),
+            },
+        )?;
+    } else {
+        report.push(Mismatch {
+            key,
+            kind: MismatchKind::Content,
+            expected: Some(rec.blake3.to_hex()),
+            found: Some(hash.to_hex()),
+        });
     }
     Ok(())
 }

@@ -57,7 +57,11 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
     }
     let cfg = match DaemonConfig::load(&args.config) {
         Ok(c) => c,
-        Err(e) => return could_not_run(&e.to_string()),
+        Err(e) => {
+            // One line per problem, each prefixed; exit 2 (could not run).
+            let _ = crate::config_errors(&e);
+            return COULD_NOT_RUN;
+        }
     };
     let job = match (&args.job, cfg.jobs.as_slice()) {
         (Some(j), jobs) => jobs.iter().map(|s| s.get_ref()).find(|c| &c.name == j),
@@ -71,6 +75,13 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
             args.config.display()
         ));
     };
+    if !final_pass && !job.state(&cfg.state_dir).join("CURRENT").is_file() {
+        return could_not_run(&format!(
+            "job {:?} has no state yet ({}): run a pass (or a cutover) first",
+            job.name,
+            job.state(&cfg.state_dir).display()
+        ));
+    }
     let opened = match open_job(&cfg, job, !final_pass).await {
         Ok(o) => o,
         Err((_, msg)) => {

@@ -111,6 +111,17 @@ fn load(path: &Path) -> Result<Side, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?
         .first()
         .copied();
+    let head = String::from_utf8_lossy(reader.fill_buf().unwrap_or_default()).into_owned();
+    let b3sum_like = head
+        .lines()
+        .next()
+        .is_some_and(|l| l.trim_start_matches('\\').get(64..66) == Some("  "));
+    if b3sum_like {
+        return Err(format!(
+            "{}: a b3sum export has no sizes; compare jsonl or csv exports",
+            path.display()
+        ));
+    }
     let rows: Vec<Row> = if first == Some(b'{') {
         reader
             .lines()
@@ -134,10 +145,15 @@ fn load(path: &Path) -> Result<Side, String> {
 
 fn rows_of(side: Side) -> Result<BTreeMap<String, (u64, String)>, String> {
     match side {
-        Side::Rows(rows) => Ok(rows
-            .into_iter()
-            .map(|r| (r.key, (r.size, r.blake3)))
-            .collect()),
+        Side::Rows(rows) => {
+            let mut out = BTreeMap::new();
+            for r in rows {
+                if out.insert(r.key.clone(), (r.size, r.blake3)).is_some() {
+                    return Err(format!("key {:?} appears twice in an export", r.key));
+                }
+            }
+            Ok(out)
+        }
         Side::State(m) => m
             .objects()
             .map(|i| {
@@ -177,7 +193,7 @@ pub fn diff_command(args: &DiffArgs) -> u8 {
         })
         .map(|s| {
             format!(
-                "compared {} level-1 nodes and {} of 65,536 buckets",
+                "{} of 256 level-1 nodes and {} of 65,536 buckets differed",
                 s.nodes_compared, s.buckets_compared
             )
         })

@@ -29,7 +29,7 @@ pub enum DiffKind {
 /// How much of the trees a diff looked at.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DiffStats {
-    /// Level-1 nodes compared (of 256) below differing roots.
+    /// Level-1 nodes (of 256) that differed and were descended into.
     pub nodes_compared: u64,
     /// Buckets whose leaves were compared (of 65,536).
     pub buckets_compared: u64,
@@ -67,10 +67,10 @@ pub fn diff(
         return Ok(stats);
     }
     for i in 0..256u16 {
-        stats.nodes_compared += 1;
         if !dirty_parents.contains(&i) && node(&a.db, 1, i)? == node(&b.db, 1, i)? {
             continue;
         }
+        stats.nodes_compared += 1;
         for j in 0..256u16 {
             let bucket = (i << 8) | j;
             if !dirty.contains(&bucket) && node(&a.db, 2, bucket)? == node(&b.db, 2, bucket)? {

@@ -12,7 +12,10 @@
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use super::{CF_DELETE_CANDIDATES, CF_LISTED, CF_OBJECTS, Manifest, cf, db_err};
+use super::{
+    CF_DELETE_CANDIDATES, CF_LISTED, CF_META, CF_OBJECTS, KEY_LISTING_CUTS, Manifest, cf, db_err,
+    records,
+};
 use crate::error::Error;
 
 impl Manifest {
@@ -105,27 +108,26 @@ impl Manifest {
             .unwrap_or(0))
     }
 
-    /// Where a parallel listing cuts the key space (`listing`): every
-    /// `every`-th manifest key, in order (none when the manifest holds
-    /// fewer than `2 × every`).
-    pub fn key_cuts(&self, every: usize) -> Result<Vec<String>, Error> {
-        let every = every.max(1);
-        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
-        it.seek_to_first();
-        let mut out = Vec::new();
-        let mut i = 0usize;
-        while let Some(k) = it.key() {
-            i += 1;
-            if i.is_multiple_of(every) {
-                out.push(String::from_utf8_lossy(k).into_owned());
-            }
-            it.next();
-        }
-        it.status().map_err(db_err)?;
-        if i < 2 * every {
-            out.clear();
-        }
-        Ok(out)
+    /// Where a parallel listing cuts the key space (`listing`): keys the
+    /// last complete listing passed, in order (none before one).
+    pub fn listing_cuts(&self) -> Result<Vec<String>, Error> {
+        self.db
+            .get_cf(cf(&self.db, CF_META)?, KEY_LISTING_CUTS)
+            .map_err(db_err)?
+            .map(|v| records::decode(&v).map_err(Error::Manifest))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Save the cuts a complete listing sampled.
+    pub fn set_listing_cuts(&self, cuts: &[String]) -> Result<(), Error> {
+        self.db
+            .put_cf(
+                cf(&self.db, CF_META)?,
+                KEY_LISTING_CUTS,
+                records::encode(&cuts),
+            )
+            .map_err(db_err)
     }
 
     /// Unordered listing: `key` was listed.

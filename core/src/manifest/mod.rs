@@ -71,6 +71,7 @@ const KEY_SOURCE: &[u8] = b"source_url";
 const KEY_TARGET: &[u8] = b"target_url";
 const KEY_CHUNKING: &[u8] = b"chunking";
 const KEY_LISTING_CHECKPOINT: &[u8] = b"listing_checkpoint";
+const KEY_LISTING_CUTS: &[u8] = b"listing_cuts";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Manifest(e.to_string())

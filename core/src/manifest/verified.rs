@@ -2,7 +2,7 @@
 //!
 //! - `deep_verified`: object key → the record fingerprint (BLAKE3, size,
 //!   target ETag) whose bytes were last read back from the target and
-//!   matched, and when. Deep verification skips objects whose record still
+//!   matched, the target's last-modified then, and when. Deep verification skips objects whose record still
 //!   has that fingerprint (unless asked for a full check).
 //! - `verify_leaf`: scratch space of one verification, laid out like
 //!   `merkle_leaf` (bucket ‖ key → leaf hash): the Merkle tree of what was
@@ -29,6 +29,8 @@ pub struct DeepVerified {
     pub size: u64,
     /// Target ETag of the record at the time.
     pub target_etag: Option<String>,
+    /// The target object's last-modified when it was read, ms.
+    pub target_modified_ms: i64,
     /// When, milliseconds since the Unix epoch.
     pub verified_ms: i64,
 }
