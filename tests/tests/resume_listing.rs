@@ -113,7 +113,10 @@ fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
         let run = job.run()?;
         ensure!(run.code == 0, "{pass}: {}", run.stderr);
         let (listed, unchanged) = (run.stat("listed")?, run.stat("unchanged")?);
-        eprintln!("{pass}: {listed} listed, {unchanged} unchanged in {:?}", t.elapsed());
+        eprintln!(
+            "{pass}: {listed} listed, {unchanged} unchanged in {:?}",
+            t.elapsed()
+        );
         ensure!(
             listed == KEYS as u64 && unchanged == KEYS as u64,
             "{pass}: {listed} listed, {unchanged} unchanged of {KEYS}"
