@@ -104,7 +104,7 @@ pub fn classify_probe(store: &str, err: object_store::Error) -> Error {
                 Error::MissingContainer {
                     store: store.to_owned(),
                 }
-            } else if lower.contains("403")
+            } else if has_status(&lower, "403")
                 || lower.contains("signature")
                 || lower.contains("authoriz")
                 || lower.contains("accessdenied")
@@ -121,6 +121,17 @@ pub fn classify_probe(store: &str, err: object_store::Error) -> Error {
             }
         }
     }
+}
+
+/// Whether `text` holds the HTTP status `code` as a number of its own (not
+/// inside a longer one, such as the port in `127.0.0.1:38403`).
+fn has_status(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit() || c == ':')
+            && !after.is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 /// An error and its sources on one line.
@@ -149,5 +160,21 @@ pub fn one_line(s: &str) -> String {
         format!("{}…", &joined[..end])
     } else {
         joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_is_not_a_status() {
+        assert!(!has_status(
+            "get http://127.0.0.1:38403/bucket: connection refused",
+            "403"
+        ));
+        assert!(!has_status("port 14030", "403"));
+        assert!(has_status("server returned 403 forbidden", "403"));
+        assert!(has_status("status: 403", "403"));
     }
 }
