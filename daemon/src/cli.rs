@@ -78,6 +78,11 @@ pub struct VerifyArgs {
     /// With --deep: read objects verified before and unchanged since, too.
     #[arg(long, requires = "deep")]
     pub full: bool,
+    /// Forget the records of missing or damaged objects so they are copied
+    /// again: cutover copies them at once and verifies again; verify leaves
+    /// them to the next pass. Extra objects are only reported.
+    #[arg(long)]
+    pub repair: bool,
     /// Where to write the JSON report (default:
     /// passeur-COMMAND-JOB-TIME.json in the current directory).
     #[arg(long, value_name = "FILE")]

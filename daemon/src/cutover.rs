@@ -11,11 +11,11 @@ use futures::StreamExt;
 use passeur_config::daemon::DaemonConfig;
 use passeur_core::stats::Stats;
 use passeur_core::sync::{PassSummary, run_pass};
-use passeur_core::verify::{VerifyOptions, VerifyReport, verify};
+use passeur_core::verify::{MismatchKind, VerifyOptions, VerifyReport, verify};
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
-use crate::run::open_job;
+use crate::run::{Opened, open_job};
 
 /// Exit codes of these two commands.
 const VERIFIED: u8 = 0;
@@ -42,11 +42,58 @@ struct Report {
     ended: String,
     verified: bool,
     final_pass: Option<FinalPass>,
+    /// With --repair: keys whose records were forgotten (cutover: copied
+    /// again by a second final pass, then verified again).
+    repaired: Vec<String>,
     verification: VerifyReport,
 }
 
 fn could_not_run(msg: &str) -> u8 {
     crate::fail(COULD_NOT_RUN, msg)
+}
+
+/// The final pass; `Err` is the exit code, its line already printed.
+async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
+    eprintln!("passeur: final pass of job {job:?}...");
+    let t = Instant::now();
+    let (mut requests, handle) = crate::signals::requests()
+        .map_err(|e| could_not_run(&format!("cannot install signal handlers: {e}")))?;
+    let r = run_pass(
+        opened.source.clone(),
+        opened.target.clone(),
+        Arc::clone(&opened.manifest),
+        &opened.opts,
+        Arc::new(Stats::default()),
+        |_| {},
+        async move {
+            let _ = requests.next().await;
+        },
+    )
+    .await;
+    handle.close();
+    match r {
+        Ok(summary) if summary.interrupted => Err(could_not_run(
+            "interrupted during the final pass; nothing verified",
+        )),
+        Ok(summary) => Ok(FinalPass {
+            seconds: t.elapsed().as_secs_f64(),
+            complete: summary.complete(),
+            summary,
+        }),
+        Err(e) => Err(could_not_run(&format!("final pass: {e}"))),
+    }
+}
+
+/// The verification; `Err` is the exit code, its line already printed.
+async fn run_verify(opened: &Opened, opts: &VerifyOptions) -> Result<VerifyReport, u8> {
+    eprintln!(
+        "passeur: verifying {} ({})...",
+        opened.target.url,
+        if opts.deep { "deep" } else { "fast" }
+    );
+    verify(&opened.target, &opened.manifest, opts)
+        .await
+        .map_err(|e| could_not_run(&format!("verification: {e}")))
 }
 
 /// Run `cutover` (with a final pass) or `verify` (without).
@@ -94,46 +141,6 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         }
     };
     let started = SystemTime::now();
-    let mut pass = None;
-    if final_pass {
-        eprintln!("passeur: final pass of job {:?}...", job.name);
-        let t = Instant::now();
-        let (mut requests, handle) = match crate::signals::requests() {
-            Ok(r) => r,
-            Err(e) => return could_not_run(&format!("cannot install signal handlers: {e}")),
-        };
-        let r = run_pass(
-            opened.source.clone(),
-            opened.target.clone(),
-            Arc::clone(&opened.manifest),
-            &opened.opts,
-            Arc::new(Stats::default()),
-            |_| {},
-            async move {
-                let _ = requests.next().await;
-            },
-        )
-        .await;
-        handle.close();
-        match r {
-            Ok(summary) if summary.interrupted => {
-                return could_not_run("interrupted during the final pass; nothing verified");
-            }
-            Ok(summary) => {
-                pass = Some(FinalPass {
-                    seconds: t.elapsed().as_secs_f64(),
-                    complete: summary.complete(),
-                    summary,
-                });
-            }
-            Err(e) => return could_not_run(&format!("final pass: {e}")),
-        }
-    }
-    eprintln!(
-        "passeur: verifying {} ({})...",
-        opened.target.url,
-        if args.deep { "deep" } else { "fast" }
-    );
     let vopts = VerifyOptions {
         deep: args.deep,
         sample: args.sample,
@@ -144,10 +151,43 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         filter: opened.opts.filter.clone(),
         trash_prefix: job.delete.trash_prefix.clone(),
     };
-    let verification = match verify(&opened.target, &opened.manifest, &vopts).await {
+    if args.repair && opened.manifest.is_read_only() {
+        return could_not_run("--repair needs the state directory: stop the service first");
+    }
+    let mut pass = None;
+    if final_pass {
+        match run_final_pass(&opened, &job.name).await {
+            Ok(p) => pass = Some(p),
+            Err(code) => return code,
+        }
+    }
+    let mut verification = match run_verify(&opened, &vopts).await {
         Ok(v) => v,
-        Err(e) => return could_not_run(&format!("verification: {e}")),
+        Err(code) => return code,
     };
+    let mut repaired = Vec::new();
+    if args.repair {
+        // Forget what the target lost or holds wrong: a pass copies it again.
+        for m in &verification.mismatches {
+            if m.kind != MismatchKind::Extra {
+                if let Err(e) = opened.manifest.remove_object(&m.key) {
+                    return could_not_run(&format!("repair: {e}"));
+                }
+                repaired.push(m.key.clone());
+            }
+        }
+        if !repaired.is_empty() && final_pass {
+            eprintln!("passeur: {} objects to copy again...", repaired.len());
+            match run_final_pass(&opened, &job.name).await {
+                Ok(p) => pass = Some(p),
+                Err(code) => return code,
+            }
+            verification = match run_verify(&opened, &vopts).await {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+        }
+    }
     let pass_ok = pass.as_ref().is_none_or(|p| p.complete);
     let report = Report {
         command: name,
@@ -159,6 +199,7 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         ended: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         verified: verification.verified() && pass_ok,
         final_pass: pass,
+        repaired,
         verification,
     };
     let path = args.report.unwrap_or_else(|| {
@@ -212,6 +253,14 @@ fn human(r: &Report, path: &std::path::Path) -> String {
         for f in p.summary.failures.iter().take(20) {
             t.push_str(&format!("  failed: {:?}: {}\n", f.key, f.reason));
         }
+    }
+    if !r.repaired.is_empty() {
+        let how = if r.command == "cutover" {
+            "copied again and verified again"
+        } else {
+            "forgotten: the next pass copies them again"
+        };
+        t.push_str(&format!("repaired: {} objects ({how})\n", r.repaired.len()));
     }
     t.push_str(&format!(
         "verification ({}): {:.1}s, {} objects ({} bytes) in the manifest, {} at the target\n",

@@ -215,6 +215,44 @@ async fn cutover_reports_exactly_what_was_tampered_with() -> Result<()> {
         cut.stdout
     );
 
+    // Repair: the damaged and the deleted objects are copied again and
+    // verified again; the extra one is only reported.
+    let (fix, r) = run("cutover", &cfg, &report, &["--repair"])?;
+    ensure!(fix.code == 1, "repair: exit {}\n{}", fix.code, fix.stderr);
+    let mut repaired: Vec<String> = r["repaired"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    repaired.sort();
+    let mut want_repaired = vec![flipped.key.clone(), deleted.key.clone()];
+    want_repaired.sort();
+    ensure!(repaired == want_repaired, "repaired {repaired:?}");
+    ensure!(
+        mismatches(&r) == [("extra".to_owned(), "d1/extra.bin".to_owned())],
+        "after repair: {:?}",
+        mismatches(&r)
+    );
+    for o in [flipped, deleted] {
+        let got = dst.get(&at(&o.key)).await?.bytes().await?;
+        ensure!(got == o.data, "{}: not repaired", o.key);
+    }
+    dst.delete(&at("d1/extra.bin")).await?;
+    let (clean, r) = run("verify", &cfg, &report, &["--deep"])?;
+    ensure!(
+        clean.code == 0,
+        "after repair: {}\n{}",
+        clean.stdout,
+        clean.stderr
+    );
+    ensure!(
+        r["verification"]["manifest_root"] == r["verification"]["found_root"],
+        "{r}"
+    );
+
     // Unknown job: one line, exit 2.
     let bad = passeur(
         &[
