@@ -67,6 +67,23 @@ impl CutSampler {
     }
 }
 
+/// An ordered store's keys after `after`: up to `concurrency` key ranges at
+/// once, cut where the last complete listing said, when the store lists
+/// after a key server-side (the first listing of a job goes in one go).
+pub fn of_store(
+    store: &crate::stores::Store,
+    manifest: &crate::manifest::Manifest,
+    after: Option<String>,
+    concurrency: usize,
+) -> Result<BoxStream<'static, object_store::Result<ObjectMeta>>, crate::error::Error> {
+    let cuts = if store.seeks && concurrency > 1 {
+        manifest.listing_cuts()?
+    } else {
+        Vec::new()
+    };
+    Ok(ordered(Arc::clone(&store.inner), after, cuts, concurrency))
+}
+
 /// Keys of the store in order, after `after` if given, listing up to
 /// `fanout` of the ranges that `cuts` (sorted) delimit at once (1, or no
 /// cuts: one plain listing).
@@ -84,11 +101,7 @@ pub fn ordered(
         .filter(|c| Path::parse(c).is_ok_and(|p| p.as_ref() == c))
         .collect();
     if fanout <= 1 || cuts.is_empty() {
-        return match after.as_deref().map(Path::parse) {
-            Some(Ok(p)) => store.list_with_offset(None, &p),
-            Some(Err(e)) => futures::stream::once(async move { Err(e.into()) }).boxed(),
-            None => store.list(None),
-        };
+        return list_after(store.as_ref(), after.as_deref());
     }
     Fanout {
         store,
@@ -184,13 +197,15 @@ struct Fanout {
     failed: bool,
 }
 
-impl Fanout {
-    fn open(&self, r: &Range) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        match r.start.as_deref().map(Path::parse) {
-            Some(Ok(p)) => self.store.list_with_offset(None, &p),
-            Some(Err(e)) => futures::stream::once(async move { Err(e.into()) }).boxed(),
-            None => self.store.list(None),
-        }
+/// One plain listing: every key, or the keys after `start`.
+fn list_after(
+    store: &dyn ObjectStore,
+    start: Option<&str>,
+) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    match start.map(Path::parse) {
+        Some(Ok(p)) => store.list_with_offset(None, &p),
+        Some(Err(e)) => futures::stream::once(async move { Err(e.into()) }).boxed(),
+        None => store.list(None),
     }
 }
 
@@ -216,7 +231,7 @@ impl Stream for Fanout {
                     if buffered >= this.fanout * BUFFER {
                         break;
                     }
-                    let s = this.open(&this.ranges[i]);
+                    let s = list_after(this.store.as_ref(), this.ranges[i].start.as_deref());
                     this.ranges[i].stream = Some(s);
                 }
                 this.ranges[i].fill(cx);

@@ -178,44 +178,37 @@ pub async fn run_pass(
     };
     let mut failures = Vec::new();
     let mut listing_error = None;
-    let resumed_after = match (source.lists_in_order(), opts.dry_run) {
+    // Ordered listings (object stores) can resume, run in parallel ranges
+    // and record what they step over for deletes; unordered ones (local
+    // directories) mark what they list, swept after the listing.
+    let ordered = source.lists_in_order();
+    let resumed_after = match (ordered, opts.dry_run) {
         (true, false) => manifest.listing_checkpoint()?,
         _ => None,
     };
     if let Some(k) = &resumed_after {
         tracing::info!(after = %k, "resuming an interrupted listing");
     }
-    let base = if source.lists_in_order() {
-        // Ranges cut at keys the last pass recorded: the first pass of a
-        // job lists in one go.
-        let parallel = source.seeks && opts.listing_concurrency > 1;
-        let cuts = if parallel {
-            manifest.listing_cuts()?
-        } else {
-            Vec::new()
-        };
-        let fanout = opts.listing_concurrency;
-        crate::listing::ordered(
-            Arc::clone(&source.inner),
+    let base = if ordered {
+        crate::listing::of_store(
+            &source,
+            &manifest,
             resumed_after.clone(),
-            cuts,
-            fanout,
-        )
+            opts.listing_concurrency,
+        )?
     } else {
         source.inner.list(None)
     };
     let deleting = opts.deletes.enabled && !opts.dry_run;
-    // Ordered listings record what they step over; unordered ones (local
-    // directories) mark what they list, swept after the listing.
-    let ordered = source.lists_in_order();
     if deleting && resumed_after.is_none() {
         manifest.clear_missing()?;
         if !ordered {
             manifest.clear_listed()?;
         }
     }
-    // Deletes: manifest keys the (ordered) listing steps over are recorded
-    // as it goes; (last listed key, error that disables deletes this pass).
+    // Deletes: what the listing steps over (ordered) or lists (unordered)
+    // is recorded as it goes; (last listed key, error that disables deletes
+    // this pass).
     let missing = std::sync::Mutex::new((resumed_after.clone(), None::<String>));
     let missing_ref = &missing;
     let watermark = Watermark::default();

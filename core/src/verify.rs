@@ -17,7 +17,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -313,17 +312,7 @@ async fn target_listing(
     opts: &VerifyOptions,
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>, Error> {
     if target.lists_in_order() {
-        let cuts = if target.seeks && opts.listing_concurrency > 1 {
-            manifest.listing_cuts()?
-        } else {
-            Vec::new()
-        };
-        return Ok(crate::listing::ordered(
-            Arc::clone(&target.inner),
-            None,
-            cuts,
-            opts.listing_concurrency,
-        ));
+        return crate::listing::of_store(target, manifest, None, opts.listing_concurrency);
     }
     let mut all = BTreeMap::new();
     let mut s = target.inner.list(None);

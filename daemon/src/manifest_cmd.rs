@@ -106,12 +106,13 @@ fn load(path: &Path) -> Result<Side, String> {
     }
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = BufReader::new(file);
-    let first = reader
-        .fill_buf()
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .first()
-        .copied();
-    let head = String::from_utf8_lossy(reader.fill_buf().unwrap_or_default()).into_owned();
+    let head = String::from_utf8_lossy(
+        reader
+            .fill_buf()
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+    )
+    .into_owned();
+    let first = head.bytes().next();
     let b3sum_like = head
         .lines()
         .next()
