@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing passeur needs, idempotently:
 #   - system packages: libclang-dev (RocksDB's bindgen), b3sum (test oracle),
-#     systemd (systemd-analyze checks the shipped units)
+#     systemd (systemd-analyze checks the shipped units), strace (the
+#     durability test watches fsyncs)
 #   - test servers, into a cache outside the checkout keyed by version:
 #     Azurite (npm), moto + azure-storage-blob (Python venv), s3s-fs (cargo)
 # Usage: scripts/setup.sh [--system-only]
@@ -19,8 +20,13 @@ mkdir -p "$SERVERS"
 need_apt=()
 command -v b3sum >/dev/null || need_apt+=(b3sum)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
-# libclang: RocksDB's build fails with "Unable to find libclang" without it.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+command -v strace >/dev/null || need_apt+=(strace)
+# libclang: RocksDB's build (bindgen) fails with "Unable to find libclang"
+# without it. bindgen loads libclang.so / libclang-N.so, never
+# libclang-cpp.so (the C++ API, present on fresh machines): see
+# scripts/libclang.sh, which the test suite checks on fake library trees.
+. "$(dirname "$0")/libclang.sh"
+if ! have_libclang; then
   need_apt+=(libclang-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use passeur_core::deletes::DeletePolicy;
+use passeur_core::deletes::{DeletePolicy, check_trash_prefix};
 use passeur_core::filter::KeyFilter;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
@@ -214,8 +214,15 @@ impl DaemonConfig {
             if job.transfer.bandwidth_limit.is_some_and(|b| b.0 == 0) {
                 say("transfer.bandwidth-limit: must be above 0".into());
             }
-            if let Err(e) = KeyFilter::new(&job.include, &job.exclude) {
-                say(e.to_string());
+            match KeyFilter::new(&job.include, &job.exclude) {
+                Err(e) => say(e.to_string()),
+                Ok(filter) => {
+                    if let Some(t) = &job.delete.trash_prefix
+                        && let Err(e) = check_trash_prefix(t, &filter)
+                    {
+                        say(format!("delete.trash-prefix: {e}"));
+                    }
+                }
             }
             if !(0.0..=1.0).contains(&job.delete.max_fraction) {
                 say("delete.max-fraction: between 0 and 1".into());
@@ -256,6 +263,27 @@ mod tests {
             "duplicate job name",
         ] {
             assert!(all.contains(want), "{want:?} missing from:\n{all}");
+        }
+    }
+
+    #[test]
+    fn a_trash_prefix_must_be_left_out_of_the_job() {
+        let job = |extra: &str| {
+            format!(
+                "state-dir = \"/s\"\n[[job]]\nname = \"j\"\n{extra}[job.source]\nurl = \"s3://a\"\n[job.target]\nurl = \"s3://b\"\n[job.delete]\nenabled = true\ntrash-prefix = \"_deleted\"\n"
+            )
+        };
+        let e = DaemonConfig::parse(&job(""), Path::new("t.toml")).expect_err("overlap");
+        let ConfigError::Invalid { errors, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("delete.trash-prefix") && errors[0].contains("\"_deleted/**\""),
+            "{errors:?}"
+        );
+        for ok in ["exclude = [\"_deleted/**\"]\n", "include = [\"data/**\"]\n"] {
+            DaemonConfig::parse(&job(ok), Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

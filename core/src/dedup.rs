@@ -4,6 +4,12 @@
 //! by chunk with the candidate's chunk list, holding no data. Identical to
 //! the end → server-side copy. A divergence (rare: same size and same first
 //! chunk, different content) → the object is read again and uploaded.
+//!
+//! Every dedup copy (small objects too, see `transfer`) goes through
+//! [`Ctx::copy_from_holder`]: the holder must still be at the target with
+//! the ETag and size its record names (an object overwritten at the target
+//! by someone else, or left stale, is never copied), and the new object's
+//! own ETag is read back for its record, so fast verification checks it.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -14,12 +20,13 @@ use object_store::path::Path;
 use crate::chunk::Segmented;
 use crate::error::Error;
 use crate::hash::Hash;
+use crate::manifest::normalize_etag;
 use crate::transfer::{ByteStream, Ctx, Digested, Digester, store_err};
 
 /// What the dedup attempt of a large object came to.
 pub(crate) enum Large {
-    /// Materialised by server-side copy.
-    Copied(Digested),
+    /// Materialised by server-side copy; the new object's target ETag.
+    Copied(Digested, String),
     /// No candidate: upload this stream (nothing consumed from it).
     Upload(ByteStream),
     /// Candidate diverged or the copy failed: the stream is spent; read the
@@ -75,6 +82,11 @@ impl Ctx {
         }) else {
             return Ok(Large::Upload(rejoined));
         };
+        // A holder no longer as recorded is not worth comparing with (and
+        // reading the object twice for): checked again just before the copy.
+        if !self.holder_intact(&cand.holder, size).await? {
+            return Ok(Large::Upload(rejoined));
+        }
         let mut stream = rejoined;
         let mut dig = Digester::new(self.chunking, Some(part_size));
         let mut matched = 0;
@@ -102,16 +114,83 @@ impl Ctx {
         if attrs_ok.as_deref() != Some(cand.holder.as_str()) {
             return Ok(Large::Reread);
         }
-        let from = Path::parse(&cand.holder).map_err(|e| Error::Object(e.to_string()))?;
-        match self.target.inner.copy(&from, loc).await {
-            Ok(()) => {
-                self.stats.bytes_saved.fetch_add(size, Relaxed);
-                Ok(Large::Copied(digest))
+        match self.copy_from_holder(&cand.holder, loc, size).await? {
+            Some(etag) => Ok(Large::Copied(digest, etag)),
+            None => Ok(Large::Reread),
+        }
+    }
+
+    /// Server-side copy of `holder` to `to`, only if the holder is still at
+    /// the target as recorded: a HEAD must show the ETag and size of its
+    /// record (a record without a target ETag cannot be checked: no copy).
+    /// Returns the copy's own ETag (object_store's copy returns none, so the
+    /// copy is HEADed), or `None` when the caller must upload instead. The
+    /// caller holds the holder's copy gate. A holder rewritten between the
+    /// HEAD and the copy (one request apart) is not detected here; deep
+    /// verification reads the bytes.
+    pub(crate) async fn copy_from_holder(
+        &self,
+        holder: &str,
+        to: &Path,
+        size: u64,
+    ) -> Result<Option<String>, Error> {
+        if !self.holder_intact(holder, size).await? {
+            return Ok(None);
+        }
+        let from = Path::parse(holder).map_err(|e| Error::Object(e.to_string()))?;
+        if let Err(e) = self.target.inner.copy(&from, to).await {
+            tracing::debug!(key = %to, error = %e, "server-side copy failed; uploading");
+            return Ok(None);
+        }
+        match self.target.inner.head(to).await {
+            Ok(m) if m.size == size => match normalize_etag(m.e_tag.as_deref()) {
+                Some(etag) => {
+                    self.stats.bytes_saved.fetch_add(size, Relaxed);
+                    Ok(Some(etag))
+                }
+                None => Ok(None),
+            },
+            Ok(m) => {
+                tracing::warn!(key = %to, size = m.size, want = size, "copy has another size; uploading");
+                Ok(None)
             }
             Err(e) => {
-                tracing::debug!(key = %loc, error = %e, "server-side copy failed; uploading");
-                Ok(Large::Reread)
+                tracing::debug!(key = %to, error = %e, "copy not readable; uploading");
+                Ok(None)
             }
         }
+    }
+
+    /// Whether `holder` is at the target as its record says: a HEAD shows
+    /// the recorded target ETag and `size`. A record without a target ETag
+    /// cannot be checked: not intact.
+    async fn holder_intact(&self, holder: &str, size: u64) -> Result<bool, Error> {
+        let Some(rec) = self.manifest.object(holder)? else {
+            return Ok(false);
+        };
+        let Some(want) = rec.target_etag.as_deref() else {
+            tracing::debug!(%holder, "dedup holder has no recorded target ETag; uploading");
+            return Ok(false);
+        };
+        let from = Path::parse(holder).map_err(|e| Error::Object(e.to_string()))?;
+        let seen = match self.target.inner.head(&from).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%holder, error = %e, "dedup holder not readable at the target; uploading");
+                return Ok(false);
+            }
+        };
+        let seen_etag = normalize_etag(seen.e_tag.as_deref());
+        if seen.size != size || rec.source.size != size || seen_etag.as_deref() != Some(want) {
+            tracing::warn!(
+                %holder,
+                recorded_etag = want,
+                found_etag = seen_etag.as_deref().unwrap_or("none"),
+                found_size = seen.size,
+                "dedup holder changed at the target since it was recorded; uploading instead"
+            );
+            return Ok(false);
+        }
+        Ok(true)
     }
 }

@@ -6,6 +6,14 @@
 //! or more than `max_fraction` of the manifest would go in one pass — the
 //! mistakes (an emptied prefix, wrong credentials scoped to an empty
 //! bucket) that make tools delete a whole replica.
+//!
+//! Trash: the objects one pass deletes are copied to
+//! `PREFIX/<deletion time>/<key>` first, the time in UTC, ISO 8601 basic
+//! with milliseconds (`20260314T092653.123Z`), one per pass. A key deleted
+//! twice leaves two trashed versions, and one pass's deletes are restored
+//! by copying one folder back to the source. A trashed object is never
+//! overwritten, and the job may not replicate into its trash: the prefix
+//! must be left out by its filters ([`check_trash_prefix`]).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -13,7 +21,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::error::Error;
-use crate::transfer::{Ctx, store_err};
+use crate::filter::KeyFilter;
+use crate::transfer::{Ctx, now_ms, store_err};
 
 /// What a job may delete at its target.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +32,9 @@ pub struct DeletePolicy {
     /// Refuse a pass that would delete more than this fraction of the
     /// objects the manifest holds (default 0.1).
     pub max_fraction: f64,
-    /// Move deleted objects under this prefix of the target instead of
-    /// deleting them.
+    /// Move deleted objects under this prefix of the target, as
+    /// `prefix/<deletion time>/<key>`, instead of deleting them. The job's
+    /// filters must leave it out ([`check_trash_prefix`]).
     pub trash_prefix: Option<String>,
 }
 
@@ -41,56 +51,184 @@ impl Default for DeletePolicy {
 /// Keys deleted per manifest page.
 const PAGE: usize = 1000;
 
+/// Refuse a trash prefix the job would replicate into (a source key under
+/// it would land in the trash, over trashed objects), an empty one (trashed
+/// objects would mix with replicated keys), one with glob characters, or
+/// one that is not a valid key prefix. Returns the prefix without its
+/// surrounding slashes.
+pub fn check_trash_prefix(trash: &str, filter: &KeyFilter) -> Result<String, Error> {
+    let prefix = trash.trim_matches('/');
+    if prefix.is_empty() {
+        return Err(Error::InvalidOption(
+            "trash prefix: empty; name a folder of the target, e.g. \"_deleted\"".into(),
+        ));
+    }
+    if prefix.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+        return Err(Error::InvalidOption(format!(
+            "trash prefix {prefix:?}: no glob characters (it must be excluded literally)"
+        )));
+    }
+    Path::parse(prefix)
+        .map_err(|e| Error::InvalidOption(format!("trash prefix {prefix:?}: {e}")))?;
+    if filter.may_accept_under(prefix) {
+        return Err(Error::TrashOverlap {
+            prefix: prefix.to_owned(),
+        });
+    }
+    Ok(prefix.to_owned())
+}
+
+/// A time as UTC ISO 8601 basic with milliseconds: `20260314T092653.123Z`.
+pub fn trash_stamp(ms: i64) -> String {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let secs = ms_of_day / 1000;
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms_of_day % 1000
+    )
+}
+
+/// What the deletes of one pass came to.
+#[derive(Debug, Default)]
+pub(crate) struct DeleteReport {
+    /// Why no delete was made, if refused.
+    pub(crate) refused: Option<String>,
+    /// Keys whose delete failed, and why: still recorded, tried again after
+    /// the next complete pass; the other keys went on.
+    pub(crate) failures: Vec<(String, String)>,
+}
+
 impl Ctx {
     /// Apply `policy` to the recorded missing keys after a complete listing
-    /// of `listed` keys. Returns why deletes were refused, if they were.
+    /// of the whole key space by this pass, which listed `listed` keys.
     pub(crate) async fn apply_deletes(
         &self,
         policy: &DeletePolicy,
         listed: u64,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<DeleteReport, Error> {
+        let mut report = DeleteReport::default();
         let missing = self.manifest.missing_count()?;
         if missing == 0 {
-            return Ok(None);
+            return Ok(report);
         }
-        let total = self.manifest.object_count_estimate()?.max(missing);
+        let total = self.manifest.object_count()?.max(missing);
         if listed == 0 {
-            return Ok(Some(format!(
+            report.refused = Some(format!(
                 "the source listed no objects: refusing to delete the {missing} objects at the target"
-            )));
+            ));
+            return Ok(report);
         }
         if missing as f64 > policy.max_fraction * total as f64 {
-            return Ok(Some(format!(
-                "{missing} of about {total} objects ({:.1} %) would be deleted, above max-delete-fraction {}: nothing deleted",
+            report.refused = Some(format!(
+                "{missing} of {total} objects ({:.1} %) would be deleted, above max-delete-fraction {}: nothing deleted",
                 100.0 * missing as f64 / total as f64,
                 policy.max_fraction
-            )));
+            ));
+            return Ok(report);
         }
+        // One trash folder per pass, named by its deletion time.
+        let trash = policy
+            .trash_prefix
+            .as_deref()
+            .map(|t| format!("{}/{}", t.trim_matches('/'), trash_stamp(now_ms())));
+        let mut after: Option<String> = None;
         loop {
-            let page = self.manifest.missing_page(PAGE)?;
-            if page.is_empty() {
-                return Ok(None);
-            }
+            let page = self.manifest.missing_page_after(after.as_deref(), PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(report);
+            };
+            after = Some(last.clone());
             for key in page {
-                let loc = Path::parse(&key).map_err(|e| Error::Object(e.to_string()))?;
-                let _writing = self.gate.begin_write(&key).await;
-                if let Some(trash) = &policy.trash_prefix {
-                    let to = Path::parse(format!("{}/{key}", trash.trim_matches('/')))
-                        .map_err(|e| Error::Object(e.to_string()))?;
-                    match self.target.inner.copy(&loc, &to).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(store_err("move to trash", e)),
+                match self.delete_one(trash.as_deref(), &key).await {
+                    Ok(()) => {
+                        self.manifest.remove_object(&key)?;
+                        self.manifest.forget_missing(&key)?;
+                        self.stats.deleted.fetch_add(1, Relaxed);
+                        tracing::info!(key, "deleted at the target (gone from the source)");
+                    }
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "delete at the target failed");
+                        report.failures.push((key, e.to_string()));
                     }
                 }
-                match self.target.inner.delete(&loc).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(store_err("delete at target", e)),
-                }
-                self.manifest.remove_object(&key)?;
-                self.manifest.forget_missing(&key)?;
-                self.stats.deleted.fetch_add(1, Relaxed);
-                tracing::info!(key, "deleted at the target (gone from the source)");
             }
         }
+    }
+
+    /// Delete one key at the target (copied to `trash/<key>` first; a
+    /// trashed object already there is not overwritten: the key fails).
+    async fn delete_one(&self, trash: Option<&str>, key: &str) -> Result<(), Error> {
+        let loc = Path::parse(key).map_err(|e| Error::Object(e.to_string()))?;
+        let _writing = self.gate.begin_write(key).await;
+        if let Some(trash) = trash {
+            let to =
+                Path::parse(format!("{trash}/{key}")).map_err(|e| Error::Object(e.to_string()))?;
+            match self.target.inner.head(&to).await {
+                Err(object_store::Error::NotFound { .. }) => {}
+                Ok(_) => {
+                    return Err(Error::Object(format!(
+                        "{to} is already in the trash: not overwritten, {key} not deleted"
+                    )));
+                }
+                Err(e) => return Err(store_err("look in the trash", e)),
+            }
+            match self.target.inner.copy(&loc, &to).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_err("move to trash", e)),
+            }
+        }
+        match self.target.inner.delete(&loc).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_err("delete at target", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_basic_with_milliseconds() {
+        assert_eq!(trash_stamp(0), "19700101T000000.000Z");
+        assert_eq!(trash_stamp(1_700_000_000_123), "20231114T221320.123Z");
+        assert_eq!(trash_stamp(951_782_400_000 - 1), "20000228T235959.999Z");
+        assert_eq!(
+            trash_stamp(951_782_400_000 + 86_400_000),
+            "20000301T000000.000Z"
+        );
+        // Later times sort later.
+        assert!(trash_stamp(1_700_000_000_123) < trash_stamp(1_700_000_000_124));
+    }
+
+    #[test]
+    fn trash_prefixes_the_job_replicates_into_are_refused() {
+        let f = |inc: &[&str], exc: &[&str]| {
+            let v = |s: &[&str]| s.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+            KeyFilter::new(&v(inc), &v(exc)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let err = check_trash_prefix(".trash", &f(&[], &[])).expect_err("overlap");
+        assert!(matches!(err, Error::TrashOverlap { .. }), "{err}");
+        assert!(err.to_string().contains("exclude \".trash/**\""), "{err}");
+        assert_eq!(
+            check_trash_prefix("/.trash/", &f(&[], &[".trash/**"])).ok(),
+            Some(".trash".to_owned())
+        );
+        assert!(check_trash_prefix("_deleted", &f(&["data/**"], &[])).is_ok());
+        assert!(check_trash_prefix("/", &f(&[], &["**"])).is_err());
+        assert!(check_trash_prefix("t*", &f(&[], &["**"])).is_err());
     }
 }

@@ -70,6 +70,16 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// A trash prefix among the keys the job replicates: a source key
+    /// under it would be replicated into the trash (or a trashed object
+    /// overwritten by one).
+    #[error(
+        "trash prefix {prefix:?} is not excluded by the job's filters: source keys under {prefix}/ would be replicated into the trash; exclude \"{prefix}/**\""
+    )]
+    TrashOverlap {
+        /// The trash prefix, without surrounding slashes.
+        prefix: String,
+    },
     /// The manifest database failed.
     #[error("manifest: {0}")]
     Manifest(String),

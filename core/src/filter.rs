@@ -13,6 +13,17 @@ use crate::error::Error;
 pub struct KeyFilter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+    /// The patterns as given, to reason about whole prefixes.
+    include_patterns: Vec<String>,
+    exclude_patterns: Vec<String>,
+}
+
+/// Characters with a meaning in a glob.
+const GLOB_CHARS: &[char] = &['*', '?', '[', ']', '{', '}', '\\', '!'];
+
+/// Whether a pattern segment matches only itself.
+fn literal(segment: &str) -> bool {
+    !segment.contains(GLOB_CHARS)
 }
 
 fn build(patterns: &[String], what: &str) -> Result<Option<GlobSet>, Error> {
@@ -38,7 +49,43 @@ impl KeyFilter {
         Ok(Self {
             include: build(include, "include")?,
             exclude: build(exclude, "exclude")?,
+            include_patterns: include.to_vec(),
+            exclude_patterns: exclude.to_vec(),
         })
+    }
+
+    /// Whether some key under `prefix/` may be replicated. Decided from the
+    /// patterns' literal leading segments: `false` only when an exclude
+    /// pattern `Q/**` (or `**`) covers the prefix (Q literal, the prefix
+    /// equal to Q or under it), or when every include pattern starts with a
+    /// literal segment that differs from the prefix's at the same place.
+    /// Anything it cannot decide counts as "may".
+    pub fn may_accept_under(&self, prefix: &str) -> bool {
+        let segs: Vec<&str> = prefix.split('/').collect();
+        let covered = self.exclude_patterns.iter().any(|p| {
+            p == "**"
+                || p.strip_suffix("/**").is_some_and(|q| {
+                    let q: Vec<&str> = q.split('/').collect();
+                    q.len() <= segs.len()
+                        && q.iter().all(|s| literal(s))
+                        && q[..] == segs[..q.len()]
+                })
+        });
+        if covered {
+            return false;
+        }
+        let disjoint = |pattern: &String| {
+            for (p, s) in pattern.split('/').zip(&segs) {
+                if !literal(p) {
+                    return false;
+                }
+                if p != *s {
+                    return true;
+                }
+            }
+            false
+        };
+        self.include_patterns.is_empty() || !self.include_patterns.iter().all(disjoint)
     }
 
     /// Whether `key` is replicated.
@@ -75,5 +122,28 @@ mod tests {
         assert!(one_level.accepts("logs/a"));
         assert!(!one_level.accepts("logs/2024/a"), "* stays in one segment");
         assert!(KeyFilter::new(&["a[".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn whole_prefixes_left_out_or_not() {
+        assert!(f(&[], &[]).may_accept_under(".trash"));
+        assert!(!f(&[], &[".trash/**"]).may_accept_under(".trash"));
+        assert!(!f(&[], &["**"]).may_accept_under(".trash"));
+        assert!(!f(&[], &["a/**"]).may_accept_under("a/trash"));
+        assert!(f(&[], &["a/trash/**"]).may_accept_under("a"));
+        // Patterns that leave out only some keys under the prefix.
+        assert!(f(&[], &[".trash/*"]).may_accept_under(".trash"));
+        assert!(f(&[], &[".trash/*.bin"]).may_accept_under(".trash"));
+        assert!(f(&[], &[".t*/**"]).may_accept_under(".trash"));
+        // Includes elsewhere leave the prefix out; others may reach it.
+        assert!(!f(&["data/**", "logs/*.gz"], &[]).may_accept_under(".trash"));
+        assert!(f(&["data/**", "**/*.gz"], &[]).may_accept_under(".trash"));
+        assert!(f(&["*.parquet"], &[]).may_accept_under(".trash"));
+        assert!(f(&["data/**"], &[]).may_accept_under("data/trash"));
+        // Whatever it says "no" to, the globs indeed refuse.
+        let out = f(&["data/**"], &[".trash/**"]);
+        for k in [".trash/x", ".trash/20260101T000000.000Z/data/x", "data/x"] {
+            assert_eq!(out.accepts(k), k.starts_with("data/"), "{k}");
+        }
     }
 }

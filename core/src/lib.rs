@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod checkpoint;
+mod coverage;
 pub mod chunk;
 mod dedup;
 pub mod deletes;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod listing;
 pub mod manifest;
 pub mod parthash;
+pub mod rawlist;
 mod read;
 mod resume;
 pub mod stats;

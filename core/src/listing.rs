@@ -67,13 +67,15 @@ impl CutSampler {
     }
 }
 
-/// An ordered store's keys after `after`: up to `concurrency` key ranges at
-/// once, cut where the last complete listing said, when the store lists
-/// after a key server-side (the first listing of a job goes in one go).
+/// An ordered store's keys in `(after, until]` (`None`: from the first key /
+/// to the last): up to `concurrency` key ranges at once, cut where the last
+/// complete listing said, when the store lists after a key server-side (the
+/// first listing of a job goes in one go).
 pub fn of_store(
     store: &crate::stores::Store,
     manifest: &crate::manifest::Manifest,
     after: Option<String>,
+    until: Option<String>,
     concurrency: usize,
 ) -> Result<BoxStream<'static, object_store::Result<ObjectMeta>>, crate::error::Error> {
     let cuts = if store.seeks && concurrency > 1 {
@@ -81,37 +83,130 @@ pub fn of_store(
     } else {
         Vec::new()
     };
-    Ok(ordered(Arc::clone(&store.inner), after, cuts, concurrency))
+    let lister = match &store.raw {
+        Some(raw) => Lister::Raw(Arc::clone(raw)),
+        None => Lister::Store(Arc::clone(&store.inner)),
+    };
+    Ok(ordered(lister, after, until, cuts, concurrency))
 }
 
-/// Keys of the store in order, after `after` if given, listing up to
+/// A listed key passeur cannot replicate: the listing goes on, the pass
+/// fails the key by name.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyFault {
+    /// Listed at or before the key listed just before it. S3 and Azure list
+    /// in UTF-8 byte order, so this is a key object_store rewrote (it drops
+    /// a leading or trailing `/`: `photos/` comes back as `photos`, after
+    /// `photos.zip`) or a server that ignores start-after. A listing that
+    /// went backwards is no proof of absence: deletes are off for the pass.
+    #[error(
+        "the store listed {key:?} after {after:?}, not in key order (object_store drops a leading or trailing '/' of a key; or the server ignores start-after): not replicated, deletes disabled for this pass"
+    )]
+    OutOfOrder {
+        /// The key as object_store gave it.
+        key: String,
+        /// The greatest key listed before it.
+        after: String,
+    },
+    /// A key the store holds that object_store's paths cannot carry (an
+    /// empty, `.` or `..` segment, a leading or trailing `/`), seen by the
+    /// store's own listing ([`crate::rawlist`]).
+    #[error(
+        "the key {key:?} cannot be carried by object_store (empty, '.' or '..' path segment, or a leading or trailing '/'): not replicated"
+    )]
+    Uncarriable {
+        /// The key exactly as the store holds it.
+        key: String,
+    },
+}
+
+impl KeyFault {
+    /// The key at fault.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::OutOfOrder { key, .. } | Self::Uncarriable { key } => key,
+        }
+    }
+
+    /// Whether the listing went backwards (deletes must not follow it).
+    pub fn breaks_order(&self) -> bool {
+        matches!(self, Self::OutOfOrder { .. })
+    }
+
+    fn into_error(self) -> object_store::Error {
+        object_store::Error::Generic {
+            store: FAULT,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// The [`KeyFault`] inside a listing error, if that is what it is.
+pub fn key_fault(e: &object_store::Error) -> Option<&KeyFault> {
+    match e {
+        object_store::Error::Generic { store, source } if *store == FAULT => {
+            source.downcast_ref::<KeyFault>()
+        }
+        _ => None,
+    }
+}
+
+const FAULT: &str = "listed key";
+
+/// Where a range's keys come from: object_store's listing, or the store's
+/// own list requests (keys byte for byte; see [`crate::rawlist`]).
+#[derive(Debug, Clone)]
+pub enum Lister {
+    /// object_store's listing.
+    Store(Arc<dyn ObjectStore>),
+    /// The store's own list requests.
+    Raw(Arc<crate::rawlist::RawLister>),
+}
+
+/// After a listed key turned out not to exist: whether the store holds
+/// `key/` (a key ending in `/`, which object_store lists as `key` and cannot
+/// address). Such an object is failed by name, never counted as vanished.
+pub async fn holds_slash_key(store: &dyn ObjectStore, key: &Path) -> object_store::Result<bool> {
+    let mut under = store.list(Some(key));
+    while let Some(m) = under.next().await {
+        if m?.location == *key {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Keys of the store in order within `(after, until]`, listing up to
 /// `fanout` of the ranges that `cuts` (sorted) delimit at once (1, or no
-/// cuts: one plain listing).
+/// cuts: one range). Every range checks that its keys increase
+/// ([`KeyFault`] items, the listing goes on); an error that ends one range
+/// is returned in its place and the ranges after it are still listed.
 pub fn ordered(
-    store: Arc<dyn ObjectStore>,
+    store: Lister,
     after: Option<String>,
+    until: Option<String>,
     cuts: Vec<String>,
     fanout: usize,
 ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
     // A cut is both an end bound (compared as a string) and an offset (a
     // Path): only strings a Path keeps as they are can be both.
-    let cuts: Vec<String> = cuts
-        .into_iter()
-        .filter(|c| after.as_deref().is_none_or(|a| c.as_str() > a))
-        .filter(|c| Path::parse(c).is_ok_and(|p| p.as_ref() == c))
-        .collect();
-    if fanout <= 1 || cuts.is_empty() {
-        return list_after(store.as_ref(), after.as_deref());
-    }
+    let cuts: Vec<String> = if fanout <= 1 {
+        Vec::new()
+    } else {
+        cuts.into_iter()
+            .filter(|c| after.as_deref().is_none_or(|a| c.as_str() > a))
+            .filter(|c| until.as_deref().is_none_or(|u| c.as_str() < u))
+            .filter(|c| Path::parse(c).is_ok_and(|p| p.as_ref() == c))
+            .collect()
+    };
     Fanout {
         store,
-        fanout,
+        fanout: fanout.max(1),
         ranges: std::iter::once(after)
             .chain(cuts.iter().cloned().map(Some))
-            .zip(cuts.iter().cloned().map(Some).chain(std::iter::once(None)))
+            .zip(cuts.iter().cloned().map(Some).chain(std::iter::once(until)))
             .map(|(start, end)| Range::new(start, end))
             .collect(),
-        failed: false,
     }
     .boxed()
 }
@@ -122,7 +217,7 @@ struct Range {
     /// Keys up to and including this (none: to the end).
     end: Option<String>,
     stream: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
-    buf: VecDeque<ObjectMeta>,
+    buf: VecDeque<object_store::Result<ObjectMeta>>,
     done: bool,
     /// The error that ended this range, returned once the ranges before
     /// it are drained (as one listing would have returned it).
@@ -151,32 +246,35 @@ impl Range {
                 return;
             };
             match stream.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(m))) => {
-                    let key = m.location.as_ref();
-                    if self.end.as_deref().is_some_and(|e| key > e) {
+                Poll::Ready(Some(item)) => {
+                    let key = match &item {
+                        Ok(m) => m.location.as_ref().to_owned(),
+                        Err(e) => match key_fault(e) {
+                            Some(f) => f.key().to_owned(),
+                            None => {
+                                let Err(e) = item else { continue };
+                                self.error = Some(e);
+                                self.finish();
+                                continue;
+                            }
+                        },
+                    };
+                    if self.end.as_deref().is_some_and(|e| key.as_str() > e) {
                         self.finish();
                         break;
                     }
-                    // A server that ignores start-after, or lists out of
-                    // order, would make ranges overlap: refuse it.
-                    if self.last.as_deref().is_some_and(|l| key <= l) {
-                        self.error = Some(object_store::Error::Generic {
-                            store: "listing",
-                            source: format!(
-                                "the store listed {key:?} after {:?}: not in key order (does it honour start-after?)",
-                                self.last.as_deref().unwrap_or_default()
-                            )
-                            .into(),
-                        });
-                        self.finish();
-                        break;
+                    // A key object_store rewrote, or a server that ignores
+                    // start-after: never passed on as a listed key.
+                    if let Some(l) = self.last.as_deref().filter(|l| key.as_str() <= *l) {
+                        let f = KeyFault::OutOfOrder {
+                            key,
+                            after: l.to_owned(),
+                        };
+                        self.buf.push_back(Err(f.into_error()));
+                        continue;
                     }
-                    self.last = Some(key.to_owned());
-                    self.buf.push_back(m);
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    self.error = Some(e);
-                    self.finish();
+                    self.last = Some(key);
+                    self.buf.push_back(item);
                 }
                 Poll::Ready(None) => self.finish(),
                 Poll::Pending => break,
@@ -191,21 +289,44 @@ impl Range {
 }
 
 struct Fanout {
-    store: Arc<dyn ObjectStore>,
+    store: Lister,
     fanout: usize,
     ranges: VecDeque<Range>,
-    failed: bool,
 }
 
 /// One plain listing: every key, or the keys after `start`.
 fn list_after(
-    store: &dyn ObjectStore,
+    store: &Lister,
     start: Option<&str>,
 ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    let store = match store {
+        Lister::Raw(raw) => {
+            return Arc::clone(raw)
+                .list_after(start.map(str::to_owned))
+                .map(|r| r.and_then(carried))
+                .boxed();
+        }
+        Lister::Store(s) => s,
+    };
     match start.map(Path::parse) {
         Some(Ok(p)) => store.list_with_offset(None, &p),
         Some(Err(e)) => futures::stream::once(async move { Err(e.into()) }).boxed(),
         None => store.list(None),
+    }
+}
+
+/// A raw listing entry as object_store's metadata, if a `Path` carries its
+/// key exactly; else the key's fault.
+fn carried(e: crate::rawlist::RawEntry) -> object_store::Result<ObjectMeta> {
+    match Path::parse(&e.key) {
+        Ok(p) if p.as_ref() == e.key => Ok(ObjectMeta {
+            location: p,
+            last_modified: e.last_modified,
+            size: e.size,
+            e_tag: e.etag,
+            version: None,
+        }),
+        _ => Err(KeyFault::Uncarriable { key: e.key }.into_error()),
     }
 }
 
@@ -214,9 +335,6 @@ impl Stream for Fanout {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.failed {
-            return Poll::Ready(None);
-        }
         loop {
             // Keep `fanout` ranges listing, the earliest first; open no new
             // one while the ranges ahead hold a full share of entries.
@@ -231,7 +349,7 @@ impl Stream for Fanout {
                     if buffered >= this.fanout * BUFFER {
                         break;
                     }
-                    let s = list_after(this.store.as_ref(), this.ranges[i].start.as_deref());
+                    let s = list_after(&this.store, this.ranges[i].start.as_deref());
                     this.ranges[i].stream = Some(s);
                 }
                 this.ranges[i].fill(cx);
@@ -242,13 +360,14 @@ impl Stream for Fanout {
                 return Poll::Ready(None);
             };
             if let Some(m) = head.buf.pop_front() {
-                return Poll::Ready(Some(Ok(m)));
+                return Poll::Ready(Some(m));
             }
             if !head.done {
                 return Poll::Pending;
             }
+            // The keys after this range's error in this range stay unlisted
+            // (the pass is incomplete); the ranges after it are listed.
             if let Some(e) = head.error.take() {
-                this.failed = true;
                 return Poll::Ready(Some(Err(e)));
             }
             this.ranges.pop_front();
@@ -280,9 +399,20 @@ mod tests {
         cuts: &[String],
         fanout: usize,
     ) -> Vec<String> {
+        keys_until(store, after, None, cuts, fanout).await
+    }
+
+    async fn keys_until(
+        store: &Arc<dyn ObjectStore>,
+        after: Option<&str>,
+        until: Option<&str>,
+        cuts: &[String],
+        fanout: usize,
+    ) -> Vec<String> {
         ordered(
-            Arc::clone(store),
+            Lister::Store(Arc::clone(store)),
             after.map(str::to_owned),
+            until.map(str::to_owned),
             cuts.to_vec(),
             fanout,
         )
@@ -330,6 +460,16 @@ mod tests {
         let mid = &all[all.len() / 3];
         let rest: Vec<String> = all.iter().filter(|k| *k > mid).cloned().collect();
         assert_eq!(keys(&s, Some(mid), &cuts, 8).await, rest);
+        // Up to a key, inclusive: a resumed pass lists the rest, then wraps
+        // around to list the keys up to where it resumed.
+        let head: Vec<String> = all.iter().filter(|k| *k <= mid).cloned().collect();
+        for fanout in [1, 8] {
+            assert_eq!(keys_until(&s, None, Some(mid), &cuts, fanout).await, head);
+        }
+        let mut wrapped = keys(&s, Some(mid), &cuts, 8).await;
+        wrapped.extend(keys_until(&s, None, Some(mid), &cuts, 8).await);
+        wrapped.sort();
+        assert_eq!(wrapped, all, "tail + head = every key once");
     }
 
     #[test]
@@ -359,12 +499,21 @@ mod tests {
                 .filter(|k| after.as_deref().is_none_or(|a| k.as_str() > a))
                 .cloned()
                 .collect();
+            let head: Vec<String> = all
+                .iter()
+                .filter(|k| after.as_deref().is_none_or(|a| k.as_str() <= a))
+                .cloned()
+                .collect();
             let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
-            let got = rt.block_on(async {
+            let (got, got_head) = rt.block_on(async {
                 let s = store(&all).await;
-                keys(&s, after.as_deref(), &cuts, fanout).await
+                (
+                    keys(&s, after.as_deref(), &cuts, fanout).await,
+                    keys_until(&s, None, after.as_deref(), &cuts, fanout).await,
+                )
             });
             prop_assert_eq!(got, want);
+            prop_assert_eq!(got_head, head);
         }
     }
 }

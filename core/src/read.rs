@@ -3,6 +3,14 @@
 //! consumed, so that a crash or a stop wastes at most the parts in flight
 //! (a whole-object GET lets the network stack read megabytes ahead), and
 //! every range after the first carries If-Match the first one's ETag.
+//!
+//! The bandwidth cap is a property of every source stream made here (the
+//! first GET and the parts after it, a re-read after a dedup attempt, the
+//! ranged reads of a resumed upload): each buffer waits for its share
+//! inside the stream, so whoever reads it (a single PUT, a multipart
+//! upload, a resumable upload, the dedup peek) is paced, and a reader that
+//! drops a pending `next()` (a `select!` whose other branch won) loses no
+//! byte: the wait, and its buffer, stay in the stream for the next call.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -62,20 +70,54 @@ impl Ctx {
         }
     }
 
-    /// The whole object as one stream, from the first GET's response.
+    /// `stream` under the bandwidth cap (unchanged without one): each
+    /// buffer is passed on once the cap lets its bytes through. The wait is
+    /// a future held by the stream itself (`then`), not by its reader.
+    fn capped(&self, stream: ByteStream) -> ByteStream {
+        let Some(bw) = &self.bandwidth else {
+            return stream;
+        };
+        let bw = Arc::clone(bw);
+        stream
+            .then(move |item| {
+                let bw = Arc::clone(&bw);
+                async move {
+                    if let Ok(b) = &item {
+                        bw.take(b.len()).await;
+                    }
+                    item
+                }
+            })
+            .boxed()
+    }
+
+    /// The whole object as one stream, from the first GET's response,
+    /// under the bandwidth cap.
     pub(crate) fn rest_of(&self, loc: &Path, plan: Plan, first: GetResult) -> ByteStream {
         let size = first.meta.size;
         let if_match = first.meta.e_tag.clone();
         let Plan::Multipart { part_size, .. } = plan else {
-            return first.into_stream();
+            return self.capped(first.into_stream());
         };
-        let rest = self.ranged(loc, part_ranges(size, part_size, 1), if_match, size);
-        first.into_stream().chain(rest).boxed()
+        let rest = self.part_reads(loc, part_ranges(size, part_size, 1), if_match, size);
+        self.capped(first.into_stream().chain(rest).boxed())
     }
 
-    /// Lazily read `ranges` one GET each, If-Match `if_match`; a response
-    /// for an object of another size fails as a precondition.
+    /// Lazily read `ranges` one GET each, If-Match `if_match`, under the
+    /// bandwidth cap; a response for an object of another size fails as a
+    /// precondition.
     pub(crate) fn ranged(
+        &self,
+        loc: &Path,
+        ranges: Vec<Range<u64>>,
+        if_match: Option<String>,
+        size: u64,
+    ) -> ByteStream {
+        self.capped(self.part_reads(loc, ranges, if_match, size))
+    }
+
+    /// [`Ctx::ranged`] without the cap.
+    fn part_reads(
         &self,
         loc: &Path,
         ranges: Vec<Range<u64>>,
@@ -108,7 +150,8 @@ impl Ctx {
     }
 
     /// Open the source object again (after a dedup attempt consumed the
-    /// stream), refusing a different version than the one being copied.
+    /// stream), refusing a different version than the one being copied;
+    /// under the bandwidth cap.
     pub(crate) async fn reopen(
         &self,
         loc: &Path,
@@ -128,12 +171,17 @@ impl Ctx {
                 "source changed while being copied; retried next pass".into(),
             ));
         }
-        Ok(got.into_stream())
+        Ok(self.capped(got.into_stream()))
     }
 
     /// The next buffer of an object of `size` bytes, counted and fed to the
     /// digester; `None` at the end, or once more than `size` bytes came (the
     /// digester's `finish` then reports the change).
+    ///
+    /// Cancel-safe (`multipart` races it with part completions in a
+    /// `select!`): its only await is the stream's `next()`, and nothing
+    /// happens after it that a dropped future could leave half done. The
+    /// streams made here keep their bandwidth wait inside (see `capped`).
     pub(crate) async fn read_next(
         &self,
         stream: &mut ByteStream,
@@ -144,9 +192,6 @@ impl Ctx {
             return Ok(None);
         };
         let b = b.map_err(|e| store_err("read source", e))?;
-        if let Some(bw) = &self.bandwidth {
-            bw.take(b.len()).await;
-        }
         self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
         dig.update(&b);
         Ok((dig.total <= size).then_some(b))

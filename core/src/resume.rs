@@ -10,6 +10,12 @@
 //! listing still shows the recorded version; ranged reads carry If-Match;
 //! and before completing, a HEAD must still show it (for servers that ignore
 //! If-Match). Otherwise the upload is aborted and the object starts over.
+//!
+//! An upload the target no longer knows (S3 and GCS answer 404
+//! NoSuchUpload: aborted by an `AbortIncompleteMultipartUpload` lifecycle
+//! rule, or by hand) is forgotten and the object starts over, whether a
+//! part or the completion meets it; a completion first reads the target
+//! back, in case a run that crashed had completed the upload.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -20,7 +26,7 @@ use object_store::path::Path;
 use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions};
 
 use crate::chunk::{ChunkParams, Segmented};
-use crate::error::Error;
+use crate::error::{Error, error_chain};
 use crate::hash::Hash;
 use crate::manifest::{ObjectRecord, ObjectState, PartDone, PartHash, UploadHead, normalize_etag};
 use crate::parthash::{self, PartHasher};
@@ -30,8 +36,9 @@ use crate::transfer::{ByteStream, Ctx, Outcome, listed_version, now_ms, store_er
 
 /// Why a resumable upload stopped short.
 pub(crate) enum Stop {
-    /// The source is not the version the upload copies (or is gone): abort
-    /// the upload and start the object over.
+    /// The source is not the version the upload copies (or is gone), or
+    /// the upload is gone at the target: abort the upload, forget it and
+    /// start the object over.
     Restart(String),
     /// Anything else: the recorded parts stay for the next attempt.
     Fail(Error),
@@ -234,11 +241,22 @@ impl Ctx {
                 let path = &path;
                 pending.push(async move {
                     let n = data.len() as u64;
-                    let part = mp
+                    let part = match mp
                         .api()
                         .put_part(path, &head.upload_id, idx as usize, data.into())
                         .await
-                        .map_err(|e| store_err("upload part", e))?;
+                    {
+                        Ok(p) => p,
+                        // NoSuchUpload: aborted at the target since it was
+                        // recorded; its recorded parts are worth nothing.
+                        Err(e @ object_store::Error::NotFound { .. }) => {
+                            return Err(Stop::Restart(format!(
+                                "upload vanished at the target: {}",
+                                error_chain(&e)
+                            )));
+                        }
+                        Err(e) => return Err(store_err("upload part", e).into()),
+                    };
                     self.stats.bytes_written.fetch_add(n, Relaxed);
                     let done = PartDone {
                         part_id: part.content_id,
@@ -247,7 +265,7 @@ impl Ctx {
                     };
                     self.manifest.record_part(key, idx, &done)?;
                     tracing::debug!(key, part = idx, "part recorded");
-                    Ok::<(), Error>(())
+                    Ok::<(), Stop>(())
                 });
             }
             if last {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
+use object_store::client::HttpConnector;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::multipart::MultipartStore;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, classify_probe};
 use crate::limits::{PartPolicy, Provider};
+use crate::rawlist::{RawLister, Signer};
 use crate::throttle::{Connector, Pressure};
 
 /// A secret string: deserializes normally, never shows in Debug output.
@@ -109,6 +111,10 @@ pub struct Store {
     /// GCS startOffset, Azure startFrom; not Azurite, which object_store
     /// filters client-side): parallel range listing pays off.
     pub seeks: bool,
+    /// A local directory's filesystem, to make written files durable.
+    pub local: Option<Arc<LocalFileSystem>>,
+    /// The store's own list requests (S3, Azure): keys byte for byte.
+    pub raw: Option<Arc<RawLister>>,
 }
 
 /// A store's low-level multipart API (upload ids and part ids that a new
@@ -172,11 +178,14 @@ impl Store {
             String,
             String,
         );
+        let mut local_fs = None;
+        let mut raw = None;
         let pressure = Arc::new(Pressure::default());
         let connector = || Connector::new(opts.max_requests_per_second, Arc::clone(&pressure));
         let (kind, base, multipart, prefix, url): Parts = match url.split_once("://") {
             None => {
-                let (store, name) = local(std::path::Path::new(url), dir)?;
+                let (store, fs, name) = local(std::path::Path::new(url), dir)?;
+                local_fs = fs;
                 (StoreKind::Local, store, None, String::new(), name)
             }
             Some(("file", _)) => {
@@ -184,7 +193,8 @@ impl Store {
                 let path = parsed
                     .to_file_path()
                     .map_err(|()| invalid("not an absolute file path"))?;
-                let (store, name) = local(&path, dir)?;
+                let (store, fs, name) = local(&path, dir)?;
+                local_fs = fs;
                 (StoreKind::Local, store, None, String::new(), name)
             }
             Some((scheme @ ("s3" | "az" | "azure" | "gs"), rest)) => {
@@ -197,7 +207,9 @@ impl Store {
                 // Azure targets keep the in-process multipart upload.
                 let (kind, store, multipart): (_, Arc<dyn ObjectStore>, _) = match scheme {
                     "s3" => {
-                        let s = Arc::new(s3(bucket, opts, connector())?);
+                        let (s, r) = s3(bucket, opts, connector())?;
+                        let s = Arc::new(s);
+                        raw = Some(r);
                         (StoreKind::S3, s.clone(), Some(s as Arc<dyn MultipartStore>))
                     }
                     "gs" => {
@@ -216,11 +228,11 @@ impl Store {
                             Some(s as Arc<dyn MultipartStore>),
                         )
                     }
-                    _ => (
-                        StoreKind::Azure,
-                        Arc::new(azure(bucket, opts, connector())?),
-                        None,
-                    ),
+                    _ => {
+                        let (s, r) = azure(bucket, opts, connector())?;
+                        raw = Some(r);
+                        (StoreKind::Azure, Arc::new(s), None)
+                    }
                 };
                 let prefix = prefix.trim_matches('/').to_owned();
                 (kind, store, multipart, prefix, url.to_owned())
@@ -238,6 +250,7 @@ impl Store {
             let p = Path::parse(&prefix).map_err(|e| invalid(&e.to_string()))?;
             (Arc::new(PrefixStore::new(base, p.clone())), Some(p))
         };
+        let raw_prefix = prefix.as_ref().map(|p| format!("{p}/"));
         let multipart = multipart.map(|store| Multipart { store, prefix });
         let default_provider = match kind {
             StoreKind::Azure => Provider::Azure,
@@ -253,7 +266,33 @@ impl Store {
             multipart,
             pressure,
             seeks: kind != StoreKind::Local && !(kind == StoreKind::Azure && opts.emulator),
+            local: local_fs,
+            raw: raw.map(|mut r| {
+                r.prefix = raw_prefix.unwrap_or_default();
+                Arc::new(r)
+            }),
         })
+    }
+
+    /// Make an object just written durable before it is recorded: a local
+    /// directory's file and its directory are fsynced (object stores
+    /// acknowledge only what they stored durably).
+    pub async fn make_durable(&self, key: &Path) -> Result<(), Error> {
+        let Some(fs) = &self.local else {
+            return Ok(());
+        };
+        let file = fs.path_to_filesystem(key).map_err(Error::Store)?;
+        let sync = move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        tokio::task::spawn_blocking(sync)
+            .await
+            .map_err(|e| Error::Object(format!("fsync task: {e}")))?
+            .map_err(|e| Error::Object(format!("fsync {key}: {e}")))
     }
 
     /// Check the store answers and the container exists, classifying the
@@ -280,10 +319,12 @@ pub enum LocalDir {
 
 /// A local directory store and the name it goes by: its canonical path,
 /// so that `dir` and `./dir` are the same job for the state directory.
-fn local(p: &std::path::Path, dir: LocalDir) -> Result<(Arc<dyn ObjectStore>, String), Error> {
+type Local = (Arc<dyn ObjectStore>, Option<Arc<LocalFileSystem>>, String);
+
+fn local(p: &std::path::Path, dir: LocalDir) -> Result<Local, Error> {
     let shown = p.to_string_lossy().into_owned();
     if dir == LocalDir::EmptyIfMissing && !p.exists() {
-        return Ok((Arc::new(object_store::memory::InMemory::new()), shown));
+        return Ok((Arc::new(object_store::memory::InMemory::new()), None, shown));
     }
     if dir == LocalDir::Create {
         std::fs::create_dir_all(p).map_err(|e| Error::InvalidUrl {
@@ -294,11 +335,13 @@ fn local(p: &std::path::Path, dir: LocalDir) -> Result<(Arc<dyn ObjectStore>, St
         return Err(Error::MissingContainer { store: shown });
     }
     let name = std::fs::canonicalize(p).map_or(shown.clone(), |c| c.to_string_lossy().into_owned());
-    let fs = LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
-        url: shown,
-        reason: crate::error::error_chain(&e),
-    })?;
-    Ok((Arc::new(fs), name))
+    let fs = Arc::new(
+        LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
+            url: shown,
+            reason: crate::error::error_chain(&e),
+        })?,
+    );
+    Ok((Arc::clone(&fs) as Arc<dyn ObjectStore>, Some(fs), name))
 }
 
 fn retry(opts: &StoreOptions) -> RetryConfig {
@@ -322,12 +365,17 @@ fn s3(
     bucket: &str,
     opts: &StoreOptions,
     connector: Connector,
-) -> Result<object_store::aws::AmazonS3, Error> {
+) -> Result<(object_store::aws::AmazonS3, RawLister), Error> {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    let invalid = |e: object_store::Error| Error::InvalidUrl {
+        url: format!("s3://{bucket}"),
+        reason: crate::error::error_chain(&e),
+    };
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_retry(retry(opts))
         .with_client_options(client(opts))
-        .with_http_connector(connector);
+        .with_http_connector(connector.clone());
     if let Some(e) = &opts.endpoint {
         b = b.with_endpoint(e);
     }
@@ -343,24 +391,47 @@ fn s3(
     if let Some(s) = &opts.secret_access_key {
         b = b.with_secret_access_key(&s.0);
     }
-    b.build().map_err(|e| Error::InvalidUrl {
-        url: format!("s3://{bucket}"),
-        reason: crate::error::error_chain(&e),
-    })
+    // The bucket's URL as object_store derives it.
+    let region = b
+        .get_config_value(&K::Region)
+        .unwrap_or_else(|| "us-east-1".into());
+    let virtual_hosted = b
+        .get_config_value(&K::VirtualHostedStyleRequest)
+        .is_some_and(|v| v == "true");
+    let base = match (b.get_config_value(&K::Endpoint), virtual_hosted) {
+        (Some(e), true) => e.trim_end_matches('/').to_owned(),
+        (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    };
+    let store = b.build().map_err(invalid)?;
+    let raw = RawLister {
+        client: connector.connect(&client(opts)).map_err(invalid)?,
+        signer: Signer::S3 {
+            credentials: Arc::clone(store.credentials()),
+            region,
+        },
+        base,
+        prefix: String::new(),
+    };
+    Ok((store, raw))
 }
 
 fn azure(
     container: &str,
     opts: &StoreOptions,
     connector: Connector,
-) -> Result<object_store::azure::MicrosoftAzure, Error> {
+) -> Result<(object_store::azure::MicrosoftAzure, RawLister), Error> {
+    use object_store::azure::AzureConfigKey as K;
     let mut b = MicrosoftAzureBuilder::from_env()
         .with_container_name(container)
         .with_retry(retry(opts))
         .with_client_options(client(opts))
-        .with_http_connector(connector);
+        .with_http_connector(connector.clone());
     let mut account = opts.account.clone();
     let mut key = opts.access_key.clone();
+    // The account's URL as object_store derives it (None: from the account).
+    let mut account_url = None;
     match (&opts.endpoint, opts.emulator) {
         (Some(e), true) => {
             // Azurite on a chosen address: path-style URL with the account.
@@ -368,24 +439,53 @@ fn azure(
                 .get_or_insert_with(|| AZURITE_ACCOUNT.to_owned())
                 .clone();
             key.get_or_insert_with(|| Secret(AZURITE_KEY.to_owned()));
-            b = b
-                .with_endpoint(format!("{}/{acct}", e.trim_end_matches('/')))
-                .with_allow_http(true);
+            let url = format!("{}/{acct}", e.trim_end_matches('/'));
+            account_url = Some(url.clone());
+            b = b.with_endpoint(url).with_allow_http(true);
         }
-        (None, true) => b = b.with_use_emulator(true),
-        (Some(e), false) => b = b.with_endpoint(e.clone()),
+        (None, true) => {
+            b = b.with_use_emulator(true);
+            account_url = Some(format!(
+                "{}/{AZURITE_ACCOUNT}",
+                std::env::var("AZURITE_BLOB_STORAGE_URL")
+                    .unwrap_or_else(|_| "http://127.0.0.1:10000".into())
+                    .trim_end_matches('/')
+            ));
+        }
+        (Some(e), false) => {
+            account_url = Some(e.trim_end_matches('/').to_owned());
+            b = b.with_endpoint(e.clone());
+        }
         (None, false) => {}
     }
-    if let Some(a) = account {
+    if let Some(a) = &account {
         b = b.with_account(a);
     }
     if let Some(k) = key {
         b = b.with_access_key(k.0);
     }
-    b.build().map_err(|e| Error::InvalidUrl {
+    let invalid = |e: object_store::Error| Error::InvalidUrl {
         url: format!("az://{container}"),
         reason: crate::error::error_chain(&e),
-    })
+    };
+    let account = b
+        .get_config_value(&K::AccountName)
+        .or(account)
+        .unwrap_or_default();
+    let account_url = account_url
+        .or_else(|| b.get_config_value(&K::Endpoint))
+        .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+    let store = b.build().map_err(invalid)?;
+    let raw = RawLister {
+        client: connector.connect(&client(opts)).map_err(invalid)?,
+        signer: Signer::Azure {
+            credentials: Arc::clone(store.credentials()),
+            account,
+        },
+        base: format!("{}/{container}", account_url.trim_end_matches('/')),
+        prefix: String::new(),
+    };
+    Ok((store, raw))
 }
 
 fn policy(provider: Provider, o: &StoreOptions) -> Result<PartPolicy, Error> {

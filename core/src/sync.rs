@@ -10,12 +10,14 @@ use futures::stream::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::checkpoint::Watermark;
+use crate::checkpoint::{Ticket, Watermark};
 use crate::chunk::ChunkParams;
+use crate::coverage::{self, Listed};
 use crate::deletes::DeletePolicy;
 use crate::error::{Error, error_chain};
 use crate::filter::KeyFilter;
 use crate::hash::Hash;
+use crate::listing::KeyFault;
 use crate::manifest::Manifest;
 use crate::stats::{Snapshot, Stats};
 use crate::stores::Store;
@@ -44,6 +46,10 @@ pub struct PassOptions {
     /// Key ranges of the source listed at once (stores that list after a
     /// key server-side; output stays in key order).
     pub listing_concurrency: usize,
+    /// Continue an interrupted pass's listing after its checkpoint (then
+    /// wrap around to the keys before it). `false` lists from the first key
+    /// whatever the state directory says (the final pass of `cutover`).
+    pub resume_listing: bool,
 }
 
 impl Default for PassOptions {
@@ -58,6 +64,7 @@ impl Default for PassOptions {
             deletes: DeletePolicy::default(),
             bandwidth_limit: None,
             listing_concurrency: 8,
+            resume_listing: true,
         }
     }
 }
@@ -92,28 +99,69 @@ pub struct PassSummary {
     pub stats: Snapshot,
     /// Failed objects (at most [`MAX_FAILURES_KEPT`]; `stats.failed` counts all).
     pub failures: Vec<Failure>,
-    /// Listing error that cut the pass short, if any.
+    /// The first listing error, if any (the rest of its key range was not
+    /// listed; the ranges after it were).
     pub listing_error: Option<String>,
+    /// Whether this pass listed the whole key space itself — from the first
+    /// key, or after its checkpoint and then around to it — with no listing
+    /// error and no key out of order.
+    pub listing_complete: bool,
     /// Whether the pass stopped early on request.
     pub interrupted: bool,
     /// Dataset Merkle root after the pass (hex).
     pub merkle_root: String,
-    /// The listing resumed after this key (an interrupted pass continued).
+    /// The listing started after this key (an interrupted pass continued)
+    /// and wrapped around to it; `None`: it started at the first key.
     pub resumed_after: Option<String>,
     /// Why deletes at the target were refused this pass, if they were.
     pub deletes_refused: Option<String>,
+}
+
+/// What the pass does with one listing item.
+enum Work {
+    Object(object_store::ObjectMeta, Option<Ticket>),
+    Fault(KeyFault),
+    ListingFailed(object_store::Error),
+}
+
+/// What became of it.
+enum Done {
+    Object(
+        object_store::ObjectMeta,
+        Option<Ticket>,
+        Result<Outcome, Error>,
+    ),
+    Fault(KeyFault),
+    ListingFailed(object_store::Error),
 }
 
 /// Failures kept with their reasons in the summary.
 pub const MAX_FAILURES_KEPT: usize = 1000;
 
 impl PassSummary {
-    /// Whether everything listed is at the target.
+    /// Whether every source key, listed by this pass over the whole key
+    /// space, is at the target (and deletes, if asked, were done).
     pub fn complete(&self) -> bool {
         self.stats.failed == 0
+            && self.listing_complete
             && self.listing_error.is_none()
             && !self.interrupted
             && self.deletes_refused.is_none()
+    }
+}
+
+/// A listed key that was not there when read: gone since the listing
+/// (vanished), unless it stands for `key/`, which object_store lists as
+/// `key` and cannot read — then it fails by name.
+async fn slash_key_check(source: &Store, loc: &object_store::path::Path) -> Result<Outcome, Error> {
+    match crate::listing::holds_slash_key(source.inner.as_ref(), loc).await {
+        Ok(false) => Ok(Outcome::Vanished),
+        Ok(true) => Err(Error::Object(format!(
+            "the source holds {:?}, a key ending in '/', which object_store lists as {:?} and cannot read: not replicated",
+            format!("{loc}/"),
+            loc.as_ref()
+        ))),
+        Err(e) => Err(crate::transfer::store_err("check a vanished key", e)),
     }
 }
 
@@ -178,106 +226,99 @@ pub async fn run_pass(
     };
     let mut failures = Vec::new();
     let mut listing_error = None;
-    // Ordered listings (object stores) can resume, run in parallel ranges
-    // and record what they step over for deletes; unordered ones (local
-    // directories) mark what they list, swept after the listing.
+    let mut out_of_order = 0u64;
     let ordered = source.lists_in_order();
-    let resumed_after = match (ordered, opts.dry_run) {
-        (true, false) => manifest.listing_checkpoint()?,
+    let resumed_after = match (ordered, opts.dry_run, opts.resume_listing) {
+        (true, false, true) => manifest.listing_checkpoint()?,
         _ => None,
     };
     if let Some(k) = &resumed_after {
-        tracing::info!(after = %k, "resuming an interrupted listing");
+        tracing::info!(after = %k, "continuing an interrupted listing, then around to it");
     }
-    let base = if ordered {
-        crate::listing::of_store(
-            &source,
-            &manifest,
-            resumed_after.clone(),
-            opts.listing_concurrency,
-        )?
-    } else {
-        source.inner.list(None)
-    };
+    let segs = coverage::segments(resumed_after.as_deref());
+    let base = coverage::listing(&source, &manifest, &segs, opts.listing_concurrency)?;
     let deleting = opts.deletes.enabled && !opts.dry_run;
-    if deleting && resumed_after.is_none() {
-        manifest.clear_missing()?;
-        if !ordered {
-            manifest.clear_listed()?;
-        }
-    }
-    // Deletes: what the listing steps over (ordered) or lists (unordered)
-    // is recorded as it goes; (last listed key, error that disables deletes
-    // this pass).
-    let missing = std::sync::Mutex::new((resumed_after.clone(), None::<String>));
-    let missing_ref = &missing;
+    let tracker = if deleting {
+        Some(coverage::DeleteTracker::start(
+            &manifest,
+            &opts.filter,
+            &segs,
+            ordered,
+        )?)
+    } else {
+        None
+    };
+    let tracker_ref = tracker.as_ref();
+    let ended = std::sync::atomic::AtomicUsize::new(0);
+    let ended_ref = &ended;
+    // The watermark follows the first segment only: it is where the next
+    // pass continues if this one is cut short.
     let watermark = Watermark::default();
     let watermark_ref = &watermark;
     // A complete listing from the first key leaves the cuts of the next
     // passes' parallel listings.
-    let sampler = std::sync::Mutex::new(crate::listing::CutSampler::new(
-        manifest.object_count_estimate()?,
-    ));
+    let sampler = std::sync::Mutex::new(crate::listing::CutSampler::new(manifest.object_count()?));
     let sampler_ref = &sampler;
     let listing = base.take_until(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     });
     let dry_run = opts.dry_run;
+    let sampling = resumed_after.is_none();
     let ctx_ref = &ctx;
     let stats_ref = &stats;
     let filter = &opts.filter;
-    let manifest_ref = &manifest;
     let listed = listing
-        .inspect(|item| {
-            if let (true, Ok(m)) = (deleting, item) {
-                let key = m.location.as_ref();
-                let mut st = missing_ref.lock().unwrap_or_else(|p| p.into_inner());
-                if st.1.is_none() {
-                    let noted = if ordered {
-                        manifest_ref.note_missing(st.0.as_deref(), Some(key), |k| filter.accepts(k))
+        .inspect(move |item| {
+            if let Some(t) = tracker_ref {
+                t.see(item);
+            }
+            if matches!(item, Listed::End(_)) {
+                ended_ref.fetch_add(1, Relaxed);
+            }
+        })
+        .filter_map(move |item| {
+            futures::future::ready(match item {
+                Listed::Object(m, seg) => {
+                    if filter.accepts(m.location.as_ref()) {
+                        let key = m.location.as_ref();
+                        let ticket = (seg == 0).then(|| watermark_ref.listed(key));
+                        if sampling {
+                            sampler_ref
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .see(key);
+                        }
+                        stats_ref.listed.fetch_add(1, Relaxed);
+                        stats_ref.listed_bytes.fetch_add(m.size, Relaxed);
+                        Some(Work::Object(m, ticket))
                     } else {
-                        manifest_ref.mark_listed(key).map(|()| 0)
-                    };
-                    match noted {
-                        Ok(_) => st.0 = Some(key.to_owned()),
-                        Err(e) => st.1 = Some(e.to_string()),
+                        stats_ref.excluded.fetch_add(1, Relaxed);
+                        None
                     }
                 }
-            }
-        })
-        .filter(|item| {
-            let keep = match item {
-                Ok(m) => filter.accepts(m.location.as_ref()),
-                Err(_) => true,
-            };
-            if !keep {
-                stats_ref.excluded.fetch_add(1, Relaxed);
-            }
-            futures::future::ready(keep)
-        })
-        .map(|item| item.map(|m| (m, true)));
-    let unfinished = futures::stream::iter(unfinished.into_iter().map(|m| Ok((m, false))));
+                Listed::Fault(o) => Some(Work::Fault(o)),
+                Listed::Failed(e) => Some(Work::ListingFailed(e)),
+                Listed::End(_) => None,
+            })
+        });
+    let unfinished = futures::stream::iter(unfinished.into_iter().map(|m| Work::Object(m, None)));
     let results = unfinished
         .chain(listed)
-        .map(|item| async move {
-            let (meta, from_listing) = match item {
-                Ok(m) => m,
-                Err(e) => return Err(error_chain(&e)),
-            };
-            if from_listing {
-                watermark_ref.listed(meta.location.as_ref());
-                sampler_ref
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .see(meta.location.as_ref());
-                stats_ref.listed.fetch_add(1, Relaxed);
-                stats_ref.listed_bytes.fetch_add(meta.size, Relaxed);
+        .map(|work| async move {
+            match work {
+                Work::Object(meta, ticket) => {
+                    let slot = window_ref.acquire().await;
+                    let mut r = ctx_ref.replicate(&meta, dry_run).await;
+                    if matches!(r, Ok(Outcome::Vanished)) {
+                        r = slash_key_check(&ctx_ref.source, &meta.location).await;
+                    }
+                    drop(slot);
+                    Done::Object(meta, ticket, r)
+                }
+                Work::Fault(o) => Done::Fault(o),
+                Work::ListingFailed(e) => Done::ListingFailed(e),
             }
-            let slot = window_ref.acquire().await;
-            let r = ctx_ref.replicate(&meta, dry_run).await;
-            drop(slot);
-            Ok((meta, from_listing, r))
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut results = std::pin::pin!(results);
@@ -294,12 +335,37 @@ pub async fn run_pass(
                 continue;
             }
         };
-        let Some(item) = next else { break };
-        let (meta, from_listing, r) = match item {
-            Ok(v) => v,
-            Err(e) => {
-                listing_error = Some(format!("listing {} failed: {e}", source.url));
-                let _ = stop_tx.send(true);
+        let Some(done) = next else { break };
+        let (meta, ticket, r) = match done {
+            Done::Object(meta, ticket, r) => (meta, ticket, r),
+            Done::ListingFailed(e) => {
+                // The rest of that key range is not listed this pass; the
+                // ranges after it still are. The next pass lists from the
+                // first key again (no checkpoint past a failure).
+                let msg = format!("listing {} failed: {}", source.url, error_chain(&e));
+                tracing::warn!("{msg}");
+                listing_error.get_or_insert(msg);
+                continue;
+            }
+            Done::Fault(o) => {
+                if o.breaks_order() {
+                    out_of_order += 1;
+                }
+                stats.failed.fetch_add(1, Relaxed);
+                let reason = o.to_string();
+                let key = o.key().to_owned();
+                tracing::warn!(%key, "{reason}");
+                if failures.len() < MAX_FAILURES_KEPT {
+                    failures.push(Failure {
+                        key: key.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                on_event(&Event::Object {
+                    key,
+                    size: 0,
+                    result: Err(reason),
+                });
                 continue;
             }
         };
@@ -328,14 +394,18 @@ pub async fn run_pass(
             }
         }
         on_event(&Event::Object {
-            key: key.clone(),
+            key,
             size: meta.size,
             result,
         });
-        if from_listing {
-            watermark.finished(key);
+        if let Some(t) = ticket {
+            watermark.finished(t);
         }
-        if !dry_run && let Some(mark) = watermark.due() {
+        if !dry_run
+            && ordered
+            && listing_error.is_none()
+            && let Some(mark) = watermark.due()
+        {
             manifest.set_listing_checkpoint(Some(&mark))?;
             // About once a second: a power cut loses at most the last
             // second of object records (upload parts are synced as they
@@ -343,44 +413,59 @@ pub async fn run_pass(
             manifest.sync()?;
         }
     }
+    let listing_complete = !interrupted
+        && ended.load(Relaxed) == segs.len()
+        && listing_error.is_none()
+        && out_of_order == 0;
     let mut deletes_refused = None;
-    if deleting && listing_error.is_none() && !interrupted {
-        let (last, err) = std::mem::take(&mut *missing.lock().unwrap_or_else(|p| p.into_inner()));
-        deletes_refused = match err {
-            Some(e) => Some(format!("deletes skipped: {e}")),
-            None => {
-                if ordered {
-                    manifest.note_missing(last.as_deref(), None, |k| opts.filter.accepts(k))?;
-                } else {
-                    manifest.note_unlisted(|k| opts.filter.accepts(k))?;
+    if let Some(t) = &tracker {
+        deletes_refused = if !listing_complete {
+            Some("deletes skipped: this pass did not list the whole source".to_owned())
+        } else if let Some(e) = t.error() {
+            Some(format!("deletes skipped: {e}"))
+        } else {
+            let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
+            let report = ctx.apply_deletes(&opts.deletes, listed).await?;
+            for (key, reason) in report.failures {
+                stats.failed.fetch_add(1, Relaxed);
+                if failures.len() < MAX_FAILURES_KEPT {
+                    failures.push(Failure { key, reason });
                 }
-                let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
-                let listed = if resumed_after.is_some() {
-                    listed.max(1)
-                } else {
-                    listed
-                };
-                ctx.apply_deletes(&opts.deletes, listed).await?
             }
+            report.refused
         };
-        if let Some(why) = &deletes_refused {
+        if let Some(why) = deletes_refused.as_ref().filter(|_| !interrupted) {
             tracing::warn!("{why}");
         }
+        if interrupted {
+            // Nothing was deleted; say nothing unless asked to stop.
+            deletes_refused = None;
+        }
     }
-    if listing_error.is_none() && !interrupted {
+    if listing_complete {
         stats.listing_done.store(1, Relaxed);
-        if !dry_run && resumed_after.is_none() && ordered {
+    }
+    if !dry_run && ordered {
+        if listing_complete && resumed_after.is_none() {
             let cuts = sampler
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take_cuts();
             manifest.set_listing_cuts(&cuts)?;
         }
-        if !dry_run {
-            manifest.set_listing_checkpoint(None)?;
-        }
-    } else if !dry_run && let Some(mark) = watermark.mark() {
-        manifest.set_listing_checkpoint(Some(&mark))?;
+        // Where the next pass starts: after the watermark only if this one
+        // was stopped with its listing intact; from the first key after a
+        // complete listing or a listing that failed (a checkpoint past a
+        // failure would make every later pass fail at once).
+        let next = match (
+            interrupted && listing_error.is_none() && out_of_order == 0,
+            watermark.mark(),
+        ) {
+            (true, Some(mark)) => Some(mark),
+            (true, None) => resumed_after.clone(),
+            (false, _) => None,
+        };
+        manifest.set_listing_checkpoint(next.as_deref())?;
     }
     let root: Hash = manifest.merkle_root()?;
     manifest.sync()?;
@@ -388,6 +473,7 @@ pub async fn run_pass(
         stats: stats.snapshot(),
         failures,
         listing_error,
+        listing_complete,
         interrupted,
         merkle_root: root.to_hex(),
         resumed_after,

@@ -46,8 +46,8 @@ fn bucket(per_second: u64) -> DefaultDirectRateLimiter {
 }
 
 /// object_store's HTTP client, wrapped: waits for the request-rate cap and
-/// counts throttling answers.
-#[derive(Debug)]
+/// counts throttling answers. Clones share the cap.
+#[derive(Debug, Clone)]
 pub(crate) struct Connector {
     rate: Option<Arc<DefaultDirectRateLimiter>>,
     pressure: Arc<Pressure>,

@@ -11,9 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::BytesMut;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
-use object_store::{
-    Attributes, ObjectMeta, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
-};
+use object_store::{Attributes, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload};
 use tokio::sync::Semaphore;
 
 use crate::attrs;
@@ -275,12 +273,13 @@ impl Ctx {
                     .dedup_large(&meta.location, size, part_size, stream, &attrs_digest)
                     .await?;
                 let stream = match dedup {
-                    Large::Copied(d) => {
+                    Large::Copied(d, etag) => {
+                        self.target.make_durable(&meta.location).await?;
                         return Ok(self.record(
                             key,
                             version,
                             d,
-                            None,
+                            Some(etag),
                             attrs_digest,
                             size,
                             Outcome::Deduplicated,
@@ -315,6 +314,8 @@ impl Ctx {
                 (d, p, Outcome::Copied)
             }
         };
+        // Durable at the target before the record says it is there.
+        self.target.make_durable(&meta.location).await?;
         Ok(self.record(key, version, digest, put, attrs_digest, size, outcome)?)
     }
 
@@ -408,17 +409,9 @@ impl Ctx {
                 .content_holder(&digest.blake3, size, attrs_digest)?
                 .as_deref()
                 == Some(holder.as_str())
+            && let Some(etag) = self.copy_from_holder(&holder, loc, size).await?
         {
-            let from = Path::parse(&holder).map_err(|e| Error::Object(e.to_string()))?;
-            match self.target.inner.copy(&from, loc).await {
-                Ok(()) => {
-                    self.stats.bytes_saved.fetch_add(size, Relaxed);
-                    return Ok((digest, None, Outcome::Deduplicated));
-                }
-                Err(e) => {
-                    tracing::debug!(%holder, error = %e, "server-side copy failed; uploading")
-                }
-            }
+            return Ok((digest, Some(etag), Outcome::Deduplicated));
         }
         let opts = PutOptions {
             attributes,

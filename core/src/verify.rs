@@ -3,7 +3,10 @@
 //! Fast: list the target (in key order, ranges in parallel) and walk the
 //! manifest alongside it. Every manifest object must be there with its
 //! recorded size and target ETag; nothing else may be there (within the
-//! job's filters, outside the trash prefix). No object is read.
+//! job's filters, outside the trash prefix). No object is read. A record
+//! without a target ETag is a mismatch (its size alone proves nothing);
+//! where the target's listing gives no ETag, only the size is compared and
+//! the report counts those objects (`etag_unchecked`).
 //!
 //! Deep: also read objects back and recompute their BLAKE3 (in parallel,
 //! under the bandwidth cap), all of them or a random sample. A match is
@@ -118,6 +121,8 @@ pub struct VerifyReport {
     pub deep_skipped_unchanged: u64,
     /// Deep: left out of the sample.
     pub deep_not_sampled: u64,
+    /// Objects compared by size alone: the target's listing gave no ETag.
+    pub etag_unchecked: u64,
     /// Mismatches counted.
     pub mismatch_count: u64,
     /// Mismatches, the first [`MAX_MISMATCHES_KEPT`] found, in key order.
@@ -246,6 +251,9 @@ pub async fn verify(
         let Some(meta) = next_found.take() else { break };
         next_found = next_listed!();
         report.target_objects += 1;
+        if meta.e_tag.is_none() {
+            report.etag_unchecked += 1;
+        }
         // Deep: an ETag that changed is settled by the bytes (content, or
         // etag when they are still right); fast: it is the mismatch.
         let etag_changed = match fast_check(&key, &rec, &meta) {
@@ -312,7 +320,7 @@ async fn target_listing(
     opts: &VerifyOptions,
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>, Error> {
     if target.lists_in_order() {
-        return crate::listing::of_store(target, manifest, None, opts.listing_concurrency);
+        return crate::listing::of_store(target, manifest, None, None, opts.listing_concurrency);
     }
     let mut all = BTreeMap::new();
     let mut s = target.inner.list(None);
@@ -323,7 +331,9 @@ async fn target_listing(
     Ok(futures::stream::iter(all.into_values().map(Ok)).boxed())
 }
 
-/// Size and ETag against the record.
+/// Size and ETag against the record. A record without a target ETag (a
+/// dedup copy recorded before copies were HEADed) is a mismatch; a listing
+/// entry without one can only be checked by size.
 fn fast_check(key: &str, rec: &ObjectRecord, meta: &ObjectMeta) -> Option<Mismatch> {
     if meta.size != rec.source.size {
         return Some(Mismatch {
@@ -339,6 +349,12 @@ fn fast_check(key: &str, rec: &ObjectRecord, meta: &ObjectMeta) -> Option<Mismat
             key: key.to_owned(),
             kind: MismatchKind::Etag,
             expected: Some(want.clone()),
+            found: Some(got.clone()),
+        }),
+        (None, Some(got)) => Some(Mismatch {
+            key: key.to_owned(),
+            kind: MismatchKind::Etag,
+            expected: Some("no target ETag recorded".into()),
             found: Some(got.clone()),
         }),
         _ => None,
@@ -489,4 +505,58 @@ fn settle(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ObjectState, SourceVersion};
+
+    fn rec(target_etag: Option<&str>) -> ObjectRecord {
+        ObjectRecord {
+            source: SourceVersion {
+                size: 3,
+                etag: None,
+                version: None,
+                last_modified_ms: 0,
+            },
+            blake3: Hash::of(b"abc"),
+            chunks: 1,
+            target_etag: target_etag.map(str::to_owned),
+            attrs_digest: Hash::of(b""),
+            state: ObjectState::Complete,
+            recorded_ms: 0,
+        }
+    }
+
+    fn listed(size: u64, etag: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            location: "k".into(),
+            last_modified: Default::default(),
+            size,
+            e_tag: etag.map(str::to_owned),
+            version: None,
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_target_etag_does_not_verify_by_size() {
+        let kind = |r: &ObjectRecord, m: &ObjectMeta| fast_check("k", r, m).map(|m| m.kind);
+        assert_eq!(kind(&rec(Some("e")), &listed(3, Some("\"e\""))), None);
+        assert_eq!(
+            kind(&rec(Some("e")), &listed(3, Some("f"))),
+            Some(MismatchKind::Etag)
+        );
+        assert_eq!(
+            kind(&rec(None), &listed(3, Some("e"))),
+            Some(MismatchKind::Etag),
+            "size alone must not verify a record without a target ETag"
+        );
+        assert_eq!(
+            kind(&rec(Some("e")), &listed(4, Some("e"))),
+            Some(MismatchKind::Size)
+        );
+        // A listing without ETags: size only (counted by the caller).
+        assert_eq!(kind(&rec(Some("e")), &listed(3, None)), None);
+    }
 }

@@ -25,7 +25,7 @@ pub struct LastPass {
     pub started: f64,
     /// End, seconds since the Unix epoch.
     pub ended: f64,
-    /// Everything listed is at the target.
+    /// The pass listed the whole key space and everything is at the target.
     pub complete: bool,
     /// Counters.
     pub stats: Snapshot,
@@ -33,6 +33,9 @@ pub struct LastPass {
     pub failures: Vec<(String, String)>,
     /// Why deletes were refused, if they were.
     pub deletes_refused: Option<String>,
+    /// The listing error that left part of the key space unlisted (the next
+    /// pass lists from the first key again).
+    pub listing_error: Option<String>,
 }
 
 /// Totals since the service started.
@@ -157,6 +160,7 @@ impl Board {
                     .map(|f| (f.key.clone(), f.reason.clone()))
                     .collect(),
                 deletes_refused: s.deletes_refused.clone(),
+                listing_error: s.listing_error.clone(),
             });
             j.next_pass = Some(next);
         });
@@ -304,5 +308,50 @@ impl Board {
             &|j| j.last_pass.as_ref().map(|l| l.ended),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(listing_complete: bool, failed: u64, resumed: bool) -> PassSummary {
+        PassSummary {
+            stats: Snapshot {
+                failed,
+                ..Snapshot::default()
+            },
+            failures: Vec::new(),
+            listing_error: None,
+            listing_complete,
+            interrupted: false,
+            merkle_root: String::new(),
+            resumed_after: resumed.then(|| "k".to_owned()),
+            deletes_refused: None,
+        }
+    }
+
+    fn lag(b: &Board) -> Option<f64> {
+        b.status().first().and_then(|j| j.lag_s)
+    }
+
+    #[test]
+    fn lag_moves_only_after_a_pass_over_the_whole_key_space() {
+        let b = Board::default();
+        b.set_jobs(&["j".to_owned()]);
+        let next = SystemTime::now();
+        // A pass that did not list the whole source (stopped, listing
+        // error, key out of order) proves nothing about what it missed.
+        b.pass_started("j", Arc::default());
+        b.pass_finished("j", &summary(false, 0, true), next);
+        assert_eq!(lag(&b), None);
+        // A failed object: not everything is at the target.
+        b.pass_started("j", Arc::default());
+        b.pass_finished("j", &summary(true, 1, false), next);
+        assert_eq!(lag(&b), None);
+        // A resumed pass that wrapped around the whole key space counts.
+        b.pass_started("j", Arc::default());
+        b.pass_finished("j", &summary(true, 0, true), next);
+        assert!(lag(&b).is_some_and(|l| l >= 0.0));
     }
 }

@@ -217,7 +217,9 @@ pub struct SyncArgs {
     /// would go in one pass.
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
     pub max_delete_fraction: f64,
-    /// With --delete: move deleted objects under this target prefix.
+    /// With --delete: move deleted objects to PREFIX/<UTC deletion
+    /// time>/<key> at the target; PREFIX must be excluded (--exclude
+    /// 'PREFIX/**').
     #[arg(long, value_name = "PREFIX")]
     pub trash_prefix: Option<String>,
     /// Output format.

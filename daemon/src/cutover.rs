@@ -26,6 +26,11 @@ const COULD_NOT_RUN: u8 = 2;
 #[derive(Debug, Serialize)]
 struct FinalPass {
     seconds: f64,
+    /// How the final pass listed the source: always `complete` (every key
+    /// from the first, whatever checkpoint an interrupted pass left).
+    listing: &'static str,
+    /// Whether the listing reached the end of the key space with no error.
+    listing_complete: bool,
     complete: bool,
     summary: PassSummary,
 }
@@ -45,6 +50,9 @@ struct Report {
     /// With --repair: keys whose records were forgotten (cutover: copied
     /// again by a second final pass, then verified again).
     repaired: Vec<String>,
+    /// Of those, keys forgotten because they hold the same content as a
+    /// damaged or missing one (possibly server-side copies of it).
+    repaired_same_content: Vec<String>,
     verification: VerifyReport,
 }
 
@@ -58,11 +66,17 @@ async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
     let t = Instant::now();
     let (mut requests, handle) = crate::signals::requests()
         .map_err(|e| could_not_run(&format!("cannot install signal handlers: {e}")))?;
+    // The final pass lists every key from the first: a checkpoint left by a
+    // stopped service must not let changes before it go unread.
+    let opts = passeur_core::sync::PassOptions {
+        resume_listing: false,
+        ..opened.opts.clone()
+    };
     let r = run_pass(
         opened.source.clone(),
         opened.target.clone(),
         Arc::clone(&opened.manifest),
-        &opened.opts,
+        &opts,
         Arc::new(Stats::default()),
         |_| {},
         async move {
@@ -77,6 +91,12 @@ async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
         )),
         Ok(summary) => Ok(FinalPass {
             seconds: t.elapsed().as_secs_f64(),
+            listing: if summary.resumed_after.is_none() {
+                "complete"
+            } else {
+                "resumed"
+            },
+            listing_complete: summary.listing_complete,
             complete: summary.complete(),
             summary,
         }),
@@ -166,16 +186,22 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         Err(code) => return code,
     };
     let mut repaired = Vec::new();
+    let mut repaired_same_content = Vec::new();
     if args.repair {
-        // Forget what the target lost or holds wrong: a pass copies it again.
-        for m in &verification.mismatches {
-            if m.kind != MismatchKind::Extra {
-                if let Err(e) = opened.manifest.remove_object(&m.key) {
-                    return could_not_run(&format!("repair: {e}"));
-                }
-                repaired.push(m.key.clone());
-            }
+        // Forget what the target lost or holds wrong, and the keys holding
+        // the same content (dedup copies of a damaged holder look right to
+        // fast verification): a pass copies them again.
+        repaired = verification
+            .mismatches
+            .iter()
+            .filter(|m| m.kind != MismatchKind::Extra)
+            .map(|m| m.key.clone())
+            .collect();
+        match opened.manifest.forget_damaged(&repaired) {
+            Ok(same) => repaired_same_content = same,
+            Err(e) => return could_not_run(&format!("repair: {e}")),
         }
+        repaired.extend(repaired_same_content.iter().cloned());
         if !repaired.is_empty() && final_pass {
             eprintln!("passeur: {} objects to copy again...", repaired.len());
             match run_final_pass(&opened, &job.name).await {
@@ -200,6 +226,7 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         verified: verification.verified() && pass_ok,
         final_pass: pass,
         repaired,
+        repaired_same_content,
         verification,
     };
     let path = args.report.unwrap_or_else(|| {
@@ -241,7 +268,8 @@ fn human(r: &Report, path: &std::path::Path) -> String {
     if let Some(p) = &r.final_pass {
         let s = &p.summary.stats;
         t.push_str(&format!(
-            "final pass: {:.1}s, {} listed, {} copied, {} unchanged, {} deleted, {} failed{}\n",
+            "final pass ({} listing): {:.1}s, {} listed, {} copied, {} unchanged, {} deleted, {} failed{}\n",
+            p.listing,
             p.seconds,
             s.listed,
             s.copied,
@@ -261,6 +289,12 @@ fn human(r: &Report, path: &std::path::Path) -> String {
             "forgotten: the next pass copies them again"
         };
         t.push_str(&format!("repaired: {} objects ({how})\n", r.repaired.len()));
+        if !r.repaired_same_content.is_empty() {
+            t.push_str(&format!(
+                "  {} of them hold the same content as a damaged or missing object\n",
+                r.repaired_same_content.len()
+            ));
+        }
     }
     t.push_str(&format!(
         "verification ({}): {:.1}s, {} objects ({} bytes) in the manifest, {} at the target\n",
@@ -272,6 +306,17 @@ fn human(r: &Report, path: &std::path::Path) -> String {
     ));
     if v.state_snapshot {
         t.push_str("  (read-only snapshot of a state directory in use: objects replicated since show as extra)\n");
+    }
+    if v.etag_unchecked > 0 {
+        t.push_str(&format!(
+            "  {} objects checked by size only: the target's listing gives no ETag ({})\n",
+            v.etag_unchecked,
+            if v.deep {
+                "deep: those read back are checked by their bytes"
+            } else {
+                "--deep reads their bytes"
+            }
+        ));
     }
     if v.deep {
         t.push_str(&format!(

@@ -30,7 +30,10 @@ pub const INTERRUPTED: u8 = 130;
 /// The exit code for a core error that stopped the command.
 pub fn for_error(e: &Error) -> u8 {
     match e {
-        Error::InvalidUrl { .. } | Error::InvalidOption(_) | Error::StateMismatch { .. } => CONFIG,
+        Error::InvalidUrl { .. }
+        | Error::InvalidOption(_)
+        | Error::StateMismatch { .. }
+        | Error::TrashOverlap { .. } => CONFIG,
         Error::MissingContainer { .. } | Error::Unreachable { .. } => UNAVAILABLE,
         Error::AccessDenied { .. } => ACCESS_DENIED,
         Error::StateDir { .. } => STATE_DIR,

@@ -197,6 +197,11 @@ async fn sync(args: SyncArgs) -> u8 {
             "--max-delete-fraction must be between 0 and 1",
         );
     }
+    if let Some(t) = &args.trash_prefix
+        && let Err(e) = passeur_core::deletes::check_trash_prefix(t, &opts.filter)
+    {
+        return fail(exit::CONFIG, &format!("--trash-prefix: {e}"));
+    }
     opts.deletes = passeur_core::deletes::DeletePolicy {
         enabled: args.delete,
         max_fraction: args.max_delete_fraction,

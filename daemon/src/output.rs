@@ -174,9 +174,19 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
         "objects: {} listed, {} copied, {} unchanged, {} deduplicated, {} failed\n",
         st.listed, st.copied, st.unchanged, st.deduplicated, st.failed
     ));
+    if let Some(k) = &s.resumed_after {
+        t.push_str(&format!(
+            "listing: continued after {k:?}, then around to it{}\n",
+            if s.listing_complete {
+                " (whole key space)"
+            } else {
+                ""
+            }
+        ));
+    }
     if st.vanished > 0 {
         t.push_str(&format!(
-            "vanished: {} objects were gone when read (deleted since listing, or directory markers)\n",
+            "vanished: {} objects were gone when read (deleted since listing)\n",
             st.vanished
         ));
     }

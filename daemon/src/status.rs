@@ -67,6 +67,9 @@ fn human(jobs: &serde_json::Value) -> String {
             if let Some(why) = l["deletes_refused"].as_str() {
                 out.push_str(&format!("    deletes refused: {why}\n"));
             }
+            if let Some(e) = l["listing_error"].as_str() {
+                out.push_str(&format!("    listing blocked: {e}\n"));
+            }
         }
         if let Some(n) = j["next_pass"].as_f64() {
             out.push_str(&format!("  next pass {}\n", ago(n)));

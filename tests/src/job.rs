@@ -33,15 +33,33 @@ impl StoreJob {
         target_extra: &str,
         concurrency: usize,
     ) -> Result<Self> {
+        Self::through(
+            source,
+            source_endpoint,
+            target,
+            &target.endpoint,
+            target_extra,
+            concurrency,
+        )
+    }
+
+    /// As [`StoreJob::new`], reaching the target at `target_endpoint` (a
+    /// proxy in front of it).
+    pub fn through(
+        source: &Server,
+        source_endpoint: &str,
+        target: &Server,
+        target_endpoint: &str,
+        target_extra: &str,
+        concurrency: usize,
+    ) -> Result<Self> {
         let work = tempfile::tempdir()?;
         let cfg = work.path().join("c.toml");
         let source_cfg = source.config().replace(&source.endpoint, source_endpoint);
+        let target_cfg = target.config().replace(&target.endpoint, target_endpoint);
         std::fs::write(
             &cfg,
-            format!(
-                "[source]\n{source_cfg}[target]\n{}{target_extra}",
-                target.config()
-            ),
+            format!("[source]\n{source_cfg}[target]\n{target_cfg}{target_extra}"),
         )?;
         let state = work.path().join("state");
         let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
@@ -61,6 +79,13 @@ impl StoreJob {
             concurrency.to_string(),
         ];
         Ok(Self { work, state, args })
+    }
+
+    /// More `passeur sync` arguments for every run of this job.
+    #[must_use]
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
     }
 
     /// The `passeur sync` command of this job.
@@ -105,6 +130,14 @@ impl StoreJob {
     /// Run the job, send it `signal` (`"INT"`, `"TERM"`) after its
     /// `parts`-th recorded part, and wait for it to exit.
     pub fn run_and_signal(&self, parts: usize, signal: &str) -> Result<Run> {
+        self.run_and_signal_after("part recorded", parts, signal)
+    }
+
+    /// Run the job, send it `signal` once `count` lines of its stderr
+    /// contain `marker` (`"\"event\":\"object\""`: objects finished), and
+    /// wait for it to exit.
+    pub fn run_and_signal_after(&self, marker: &str, count: usize, signal: &str) -> Result<Run> {
+        let marker = marker.to_owned();
         let mut child = self.spawn_logging()?;
         let stdout = child.stdout.take().context("stdout")?;
         let out = std::thread::spawn(move || {
@@ -117,9 +150,9 @@ impl StoreJob {
             let mut all = String::new();
             let mut seen = 0;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("part recorded") {
+                if line.contains(&marker) {
                     seen += 1;
-                    if seen == parts {
+                    if seen == count {
                         let _ = tx.send(());
                     }
                 }

@@ -14,8 +14,13 @@ use anyhow::{Context, Result, bail};
 
 /// Path of the `passeur` binary built with the workspace: next to the
 /// running executable (benchmarks) or one level up (test binaries live in
-/// `target/<profile>/deps`).
+/// `target/<profile>/deps`). `PASSEUR_BIN` overrides it, to run the tests
+/// against another build (a regression test must fail on the commit before
+/// its fix).
 pub fn passeur_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PASSEUR_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("unexpected executable location")?;
     for d in [Some(dir), dir.parent()].into_iter().flatten() {

@@ -2,14 +2,18 @@
 //! forwards every request unchanged and counts the body bytes of object
 //! reads (GET responses to requests without a query string; listings carry
 //! a query, HEAD has no body). The count is independent of passeur's own
-//! statistics and survives SIGKILLs of passeur. It can also answer the
-//! next N uploads (PUT) itself with 503 SlowDown, as a throttling S3 does.
+//! statistics and survives SIGKILLs of passeur, and the time of the first
+//! and last such byte. It can also answer the next N uploads (PUT) itself
+//! with 503 SlowDown, as a throttling S3 does, hold ranged GETs or HEADs,
+//! and answer as S3 does where moto does not (see
+//! [`Meter::s3_no_such_upload`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -33,6 +37,22 @@ pub struct Counts {
     /// Milliseconds every request waits before it is forwarded (a wide
     /// area network's round trip).
     pub delay_ms: AtomicU64,
+    /// While set, HEAD requests wait before reaching the server.
+    pub hold_heads: AtomicBool,
+    /// HEAD requests that waited.
+    pub held_heads: AtomicU64,
+    /// Answer 404 NoSuchUpload where moto answers 500 to a request naming
+    /// an upload id (see [`Meter::s3_no_such_upload`]).
+    pub no_such_upload: AtomicBool,
+    /// Answers rewritten to 404 NoSuchUpload.
+    pub no_such_upload_sent: AtomicU64,
+    /// While set, S3 listing requests for a next page (with a continuation
+    /// token, without a delimiter: not the probe's) are refused with 403
+    /// AccessDenied: a listing that fails after its first page, every time.
+    pub refuse_next_pages: AtomicBool,
+    /// When the first and the last object body byte passed since the last
+    /// [`Meter::reset_window`].
+    pub window: Mutex<Option<(Instant, Instant)>>,
 }
 
 /// A running proxy; stopped on drop.
@@ -116,6 +136,52 @@ impl Meter {
     pub fn object_bytes(&self) -> u64 {
         self.counts.object_bytes.load(Relaxed)
     }
+
+    /// Forget the first and last object byte seen so far.
+    pub fn reset_window(&self) {
+        *self.counts.window.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Time from the first to the last object body byte since the last
+    /// [`Meter::reset_window`]; `None` if none passed.
+    pub fn window(&self) -> Option<Duration> {
+        self.counts
+            .window
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|(first, last)| last - first)
+    }
+
+    /// Make HEAD requests wait (`true`) or let them through (`false`): a
+    /// resumable upload checks its source with a HEAD just before it
+    /// completes, so a held HEAD keeps a run from completing its uploads.
+    pub fn hold_heads(&self, hold: bool) {
+        self.counts.hold_heads.store(hold, Relaxed);
+    }
+
+    /// HEAD requests that have waited so far.
+    pub fn held_heads(&self) -> u64 {
+        self.counts.held_heads.load(Relaxed)
+    }
+
+    /// In front of moto as a target: S3 answers UploadPart and
+    /// CompleteMultipartUpload of an upload id it does not know (aborted,
+    /// e.g. by a lifecycle rule) with 404 NoSuchUpload; moto 5.2 answers
+    /// 500 (a KeyError) instead. With this set, a 500 to a request naming
+    /// an upload id is passed on as S3's 404 NoSuchUpload.
+    pub fn s3_no_such_upload(&self, on: bool) {
+        self.counts.no_such_upload.store(on, Relaxed);
+    }
+
+    /// Answers rewritten to 404 NoSuchUpload so far.
+    pub fn no_such_upload_sent(&self) -> u64 {
+        self.counts.no_such_upload_sent.load(Relaxed)
+    }
+
+    /// Refuse (403) every S3 listing request for a page after the first.
+    pub fn refuse_next_pages(&self, on: bool) {
+        self.counts.refuse_next_pages.store(on, Relaxed);
+    }
 }
 
 impl Drop for Meter {
@@ -154,10 +220,10 @@ fn header(head: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Copies bodies, adding what passes to a counter as it passes (a
-/// response cut short by a kill still counts what was sent).
+/// Copies bodies, adding what passes to the object byte count as it
+/// passes (a response cut short by a kill still counts what was sent).
 struct Copier<'a> {
-    counter: Option<&'a AtomicU64>,
+    counter: Option<&'a Counts>,
     buf: Vec<u8>,
 }
 
@@ -181,7 +247,10 @@ impl Copier<'_> {
             }
             w.write_all(&self.buf[..got])?;
             if let Some(c) = self.counter {
-                c.fetch_add(got as u64, Relaxed);
+                c.object_bytes.fetch_add(got as u64, Relaxed);
+                let now = Instant::now();
+                let mut window = c.window.lock().unwrap_or_else(|p| p.into_inner());
+                *window = Some(window.map_or((now, now), |(first, _)| (first, now)));
             }
             done += got as u64;
         }
@@ -259,6 +328,12 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
+        if method == "HEAD" && counts.hold_heads.load(Relaxed) {
+            counts.held_heads.fetch_add(1, Relaxed);
+            while counts.hold_heads.load(Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         if method == "PUT"
             && counts
                 .refuse_puts
@@ -279,6 +354,19 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             )?;
             continue;
         }
+        if method == "GET"
+            && target.contains("continuation-token=")
+            && !target.contains("delimiter=")
+            && counts.refuse_next_pages.load(Relaxed)
+        {
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+            write!(
+                to_client,
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
         to_server.write_all(&req)?;
         Copier {
             counter: None,
@@ -292,6 +380,22 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if status == 500 && target.contains("uploadId=") && counts.no_such_upload.load(Relaxed) {
+            Copier {
+                counter: None,
+                buf: vec![0; 64 * 1024],
+            }
+            .body(&mut from_server, &mut std::io::sink(), &resp_text, false)?;
+            counts.no_such_upload_sent.fetch_add(1, Relaxed);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.</Message></Error>";
+            // moto closes the connection after its 500: so does the proxy.
+            write!(
+                to_client,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            break;
+        }
         to_client.write_all(&resp)?;
         let no_body = method == "HEAD" || status == 204 || status == 304 || status < 200;
         let object = method == "GET" && !target.contains('?') && (200..300).contains(&status);
@@ -300,10 +404,14 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         }
         if !no_body {
             Copier {
-                counter: object.then_some(&counts.object_bytes),
+                counter: object.then_some(counts),
                 buf: vec![0; 64 * 1024],
             }
             .body(&mut from_server, &mut to_client, &resp_text, false)?;
+        }
+        if header(&resp_text, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+            // The server reads no more requests on this connection.
+            break;
         }
     }
     let _ = to_server.shutdown(Shutdown::Both);

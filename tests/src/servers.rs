@@ -201,15 +201,44 @@ impl Server {
         Ok(())
     }
 
-    /// Multipart uploads open in `bucket` (moto only), as "key upload-id".
-    pub fn open_uploads(&self, bucket: &str) -> Result<Vec<String>> {
-        anyhow::ensure!(self.kind == Kind::Moto, "listing uploads needs moto");
+    /// Put one object under a raw key with `body` as its bytes (moto or
+    /// Azurite), bypassing object_store's path rules (a non-empty `photos/`).
+    pub fn put_raw(&self, bucket: &str, key: &str, body: &str) -> Result<()> {
+        let command = match self.kind {
+            Kind::Moto => "s3putbody",
+            Kind::Azurite => "azput",
+            Kind::S3sFs => anyhow::bail!("raw keys need moto or Azurite"),
+        };
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/mkbucket.py");
         let out = Command::new(tool("PASSEUR_PYTHON")?)
-            .args([script, "s3uploads", &self.endpoint, bucket])
+            .args([script, command, &self.endpoint, bucket, key, body])
             .output()?;
         if !out.status.success() {
-            bail!("list uploads: {}", String::from_utf8_lossy(&out.stderr));
+            bail!("put raw {key:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Multipart uploads open in `bucket` (moto only), as "key upload-id".
+    pub fn open_uploads(&self, bucket: &str) -> Result<Vec<String>> {
+        self.uploads_command("s3uploads", bucket)
+    }
+
+    /// Abort every multipart upload open in `bucket` (moto only), as an
+    /// `AbortIncompleteMultipartUpload` lifecycle rule does; returns them
+    /// as "key upload-id".
+    pub fn abort_uploads(&self, bucket: &str) -> Result<Vec<String>> {
+        self.uploads_command("s3abort", bucket)
+    }
+
+    fn uploads_command(&self, command: &str, bucket: &str) -> Result<Vec<String>> {
+        anyhow::ensure!(self.kind == Kind::Moto, "{command} needs moto");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/mkbucket.py");
+        let out = Command::new(tool("PASSEUR_PYTHON")?)
+            .args([script, command, &self.endpoint, bucket])
+            .output()?;
+        if !out.status.success() {
+            bail!("{command}: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -1,6 +1,8 @@
 //! Keys real buckets contain that object_store's paths cannot represent.
 
 use anyhow::{Result, ensure};
+use object_store::path::Path as OsPath;
+use object_store::{ObjectStoreExt, PutPayload};
 use passeur_tests::LocalTargetJob;
 use passeur_tests::dataset::{self, Obj};
 use passeur_tests::servers::{Kind, Server};
@@ -14,8 +16,27 @@ fn obj(key: &str, data: &'static [u8]) -> Obj {
     }
 }
 
+/// The failures of a run's summary as (key, reason).
+fn failures(run: &passeur_tests::Run) -> Result<Vec<(String, String)>> {
+    Ok(run.summary()?["summary"]["failures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    (
+                        f["key"].as_str().unwrap_or_default().to_owned(),
+                        f["reason"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Zero-byte `dir/` markers are keys object_store cannot read: each is
+/// failed by its own name (exit 1), never counted as vanished with exit 0.
 #[tokio::test(flavor = "multi_thread")]
-async fn directory_markers_are_skipped_not_failed() -> Result<()> {
+async fn directory_markers_are_failed_by_name_not_vanished() -> Result<()> {
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;
     dataset::seed(
@@ -27,40 +48,227 @@ async fn directory_markers_are_skipped_not_failed() -> Result<()> {
     moto.put_raw_keys("src", &["folder/", "empty-dir/"])?;
     let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
     let (run, dst) = (job.run()?, &job.dst);
-    ensure!(
-        run.code == 0,
-        "exit {}: {}\n{}",
-        run.code,
-        run.stdout,
-        run.stderr
-    );
-    ensure!(
-        run.stat("copied")? == 2 && run.stat("vanished")? == 2,
-        "{}",
-        run.stdout
-    );
     ensure!(std::fs::read(dst.join("folder/in.txt"))? == b"inside");
     ensure!(std::fs::read(dst.join("top.txt"))? == b"top");
+    ensure!(run.code == 1, "exit {}: {}", run.code, run.stdout);
+    let f = failures(&run)?;
+    for key in ["folder/", "empty-dir/"] {
+        ensure!(
+            f.iter()
+                .any(|(k, r)| k == key && r.contains("cannot be carried")),
+            "{key} not failed by name: {f:?}"
+        );
+    }
+    ensure!(run.stat("vanished")? == 0 && run.stat("failed")? == 2);
     Ok(())
 }
 
+/// Finding 2: `photos/` with bytes is listed by object_store as `photos`,
+/// after `photos.zip`; `x/` as `x`. Neither may be counted as vanished or
+/// replaced by other bytes, and a listing that went backwards must never
+/// drive deletes: `photos.zip` stays at the target pass after pass.
 #[tokio::test(flavor = "multi_thread")]
-async fn unrepresentable_key_stops_the_listing_with_a_clear_reason() -> Result<()> {
-    // Known limit: object_store rejects a listing page holding `a//b`; the
-    // pass must say so and exit 1, never report success.
+async fn keys_object_store_rewrites_fail_by_name_and_delete_nothing() -> Result<()> {
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;
-    moto.put_raw_keys("src", &["a//b"])?;
-    let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
-    let run = job.run()?;
-    ensure!(run.code == 1, "exit {}: {}", run.code, run.stderr);
-    let err = run.summary()?["summary"]["listing_error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    moto.create_bucket("dst")?;
+    dataset::seed(
+        moto.client("src")?.as_ref(),
+        &[
+            obj("photos.zip", b"zip bytes"),
+            obj("photos/a.jpg", b"jpeg bytes"),
+            obj("y", b"why"),
+        ],
+    )
+    .await?;
+    moto.put_raw("src", "photos/", "a folder object with bytes")?;
+    moto.put_raw("src", "x/", "x slash bytes")?;
+    let job = passeur_tests::job::StoreJob::new(&moto, &moto.endpoint, &moto, "", 4)?.with_args(&[
+        "--delete",
+        "--max-delete-fraction",
+        "1",
+    ]);
+    let dst = moto.client("dst")?;
+    for pass in 1..=2 {
+        let run = job.run()?;
+        for (key, data) in [
+            ("photos.zip", &b"zip bytes"[..]),
+            ("photos/a.jpg", b"jpeg bytes"),
+            ("y", b"why"),
+        ] {
+            let got = dst.get(&OsPath::parse(key)?).await;
+            let got = match got {
+                Ok(g) => g.bytes().await?,
+                Err(e) => {
+                    anyhow::bail!("pass {pass}: {key} lost at the target: {e}\n{}", run.stdout)
+                }
+            };
+            ensure!(
+                blake3::hash(&got) == blake3::hash(data),
+                "pass {pass}: {key} differs at the target"
+            );
+        }
+        ensure!(
+            dst.head(&OsPath::parse("x")?).await.is_err(),
+            "pass {pass}: x/ was written as x"
+        );
+        ensure!(
+            run.code == 1,
+            "pass {pass}: exit {}: {}",
+            run.code,
+            run.stdout
+        );
+        let f = failures(&run)?;
+        ensure!(
+            f.iter().any(|(k, _)| k == "photos/") && f.iter().any(|(k, _)| k == "x/"),
+            "pass {pass}: photos/ and x/ must be failed by their own names: {f:?}"
+        );
+        ensure!(run.stat("vanished")? == 0 && run.stat("deleted")? == 0);
+    }
+    Ok(())
+}
+
+/// Finding 4: a listing that fails part-way, every time (here the store
+/// refuses every request for a second page), leaves no checkpoint behind
+/// the failure: the next pass lists from the first key again and reads
+/// what changed there, instead of failing at once forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_listing_leaves_the_next_pass_the_whole_key_space() -> Result<()> {
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("src")?;
+    let src = moto.client("src")?;
+    let objs: Vec<Obj> = (0..1200)
+        .map(|i| Obj {
+            key: format!("a{i:04}"),
+            data: bytes::Bytes::from(format!("object {i}")),
+            content_type: None,
+            meta: vec![],
+        })
+        .collect();
+    dataset::seed(src.as_ref(), &objs).await?;
+    let meter = passeur_tests::meter::Meter::start(&moto.endpoint)?;
+    meter.refuse_next_pages(true);
+    let cfg = moto.config().replace(&moto.endpoint, &meter.endpoint);
+    let job = LocalTargetJob::new(&moto.url("src"), &cfg, 8)?;
+    let first = job.run()?;
+    ensure!(first.code == 1, "exit {}: {}", first.code, first.stdout);
+    let copied = first.stat("copied")?;
     ensure!(
-        err.contains("a//b"),
-        "listing error does not name the key: {err}"
+        copied >= 1000,
+        "the first page should have been copied: {copied}"
     );
+    src.put(
+        &OsPath::parse("a0000")?,
+        PutPayload::from_static(b"changed"),
+    )
+    .await?;
+    let second = job.run()?;
+    let got = std::fs::read(job.dst.join("a0000"))?;
+    ensure!(
+        got == b"changed",
+        "a0000 stale at the target after the second pass (exit {}): {}",
+        second.code,
+        second.stdout
+    );
+    ensure!(
+        second.code == 1,
+        "the listing still fails: {}",
+        second.stdout
+    );
+    ensure!(
+        second.summary()?["summary"]["listing_error"].is_string(),
+        "{}",
+        second.stdout
+    );
+    // Once the store answers again, a pass lists everything: complete.
+    meter.refuse_next_pages(false);
+    let third = job.run()?;
+    ensure!(third.code == 0, "{}", third.stdout);
+    for o in &objs[1..] {
+        ensure!(std::fs::read(job.dst.join(&o.key))? == o.data, "{}", o.key);
+    }
+    Ok(())
+}
+
+/// Finding 2: one `m//x` key (object_store rejects the listing page that
+/// holds it) must not hide its neighbours: the store's own listing names
+/// it as failed and every other key of the page is replicated.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unparseable_key_fails_alone_and_its_neighbours_are_replicated() -> Result<()> {
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("src")?;
+    let objs: Vec<Obj> = (0..200)
+        .map(|i| Obj {
+            key: format!("m/{i:03}"),
+            data: bytes::Bytes::from(format!("neighbour {i}")),
+            content_type: None,
+            meta: vec![],
+        })
+        .collect();
+    dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
+    moto.put_raw_keys("src", &["m//x", "m/./y", "/lead"])?;
+    let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
+    for pass in 1..=2 {
+        let run = job.run()?;
+        for o in &objs {
+            ensure!(
+                std::fs::read(job.dst.join(&o.key))? == o.data,
+                "pass {pass}: {} not replicated: {}",
+                o.key,
+                run.stdout
+            );
+        }
+        ensure!(run.code == 1, "pass {pass}: exit {}", run.code);
+        let f = failures(&run)?;
+        for key in ["m//x", "m/./y", "/lead"] {
+            ensure!(
+                f.iter().any(|(k, _)| k == key),
+                "pass {pass}: {key} not failed by name: {f:?}"
+            );
+        }
+        ensure!(
+            run.summary()?["summary"]["listing_error"].is_null(),
+            "{}",
+            run.stdout
+        );
+    }
+    Ok(())
+}
+
+/// The mission's source: Azure blob names object_store cannot carry fail by
+/// name, and their neighbours are replicated (Azurite → moto).
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_names_object_store_cannot_carry_fail_alone() -> Result<()> {
+    let azurite = Server::start(Kind::Azurite)?;
+    azurite.create_bucket("src")?;
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("dst")?;
+    let objs: Vec<Obj> = (0..50)
+        .map(|i| Obj {
+            key: format!("m/{i:03}"),
+            data: bytes::Bytes::from(format!("neighbour {i}")),
+            content_type: None,
+            meta: vec![],
+        })
+        .collect();
+    dataset::seed(azurite.client("src")?.as_ref(), &objs).await?;
+    for key in ["m//x", "folder/"] {
+        azurite.put_raw("src", key, "odd bytes")?;
+    }
+    let job = passeur_tests::job::StoreJob::new(&azurite, &azurite.endpoint, &moto, "", 4)?;
+    let run = job.run()?;
+    let dst = moto.client("dst")?;
+    for o in &objs {
+        let got = dst.get(&OsPath::parse(&o.key)?).await?.bytes().await?;
+        ensure!(got == o.data, "{} differs at the target: {}", o.key, run.stdout);
+    }
+    ensure!(run.code == 1, "exit {}: {}", run.code, run.stdout);
+    let f = failures(&run)?;
+    for key in ["m//x", "folder/"] {
+        ensure!(
+            f.iter().any(|(k, _)| k == key),
+            "{key} not failed by name: {f:?}"
+        );
+    }
     Ok(())
 }

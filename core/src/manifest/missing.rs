@@ -18,17 +18,30 @@ use super::{
 };
 use crate::error::Error;
 
+/// Keys written per batch when many are noted at once.
+const BATCH: usize = 10_000;
+
+/// Delete every key of a column family. Object keys are UTF-8, which never
+/// holds the byte 0xff, so one range tombstone covers them all.
+fn clear_cf(db: &rocksdb::DB, name: &str) -> Result<(), Error> {
+    db.delete_range_cf(cf(db, name)?, &[][..], &[0xffu8][..])
+        .map_err(db_err)
+}
+
 impl Manifest {
-    /// Record the manifest keys strictly between `after` and `before`
-    /// (`None`: from the first / to the last) that `keep` accepts; returns
-    /// how many.
+    /// Record the manifest keys after `after` (exclusive; `None`: from the
+    /// first) and below `before` that `keep` accepts; returns how many.
+    /// Written in batches of [`BATCH`] keys, so a source that lists nothing
+    /// (every manifest key a candidate) costs no more memory than any other.
     pub fn note_missing(
         &self,
         after: Option<&str>,
-        before: Option<&str>,
+        before: std::ops::Bound<&str>,
         keep: impl Fn(&str) -> bool,
     ) -> Result<u64, Error> {
+        use std::ops::Bound;
         let objects = cf(&self.db, CF_OBJECTS)?;
+        let candidates = cf(&self.db, CF_DELETE_CANDIDATES)?;
         let mode = match after {
             Some(k) => IteratorMode::From(k.as_bytes(), Direction::Forward),
             None => IteratorMode::Start,
@@ -40,16 +53,24 @@ impl Manifest {
             if after.is_some_and(|a| &*k == a.as_bytes()) {
                 continue;
             }
-            if before.is_some_and(|b| &*k >= b.as_bytes()) {
+            let beyond = match before {
+                Bound::Excluded(b) => &*k >= b.as_bytes(),
+                Bound::Included(b) => &*k > b.as_bytes(),
+                Bound::Unbounded => false,
+            };
+            if beyond {
                 break;
             }
             let key = String::from_utf8_lossy(&k);
             if keep(&key) {
-                batch.put_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, &k, b"");
+                batch.put_cf(candidates, &k, b"");
                 n += 1;
+                if batch.len() >= BATCH {
+                    self.db.write(std::mem::take(&mut batch)).map_err(db_err)?;
+                }
             }
         }
-        if n > 0 {
+        if !batch.is_empty() {
             self.db.write(batch).map_err(db_err)?;
         }
         Ok(n)
@@ -68,10 +89,16 @@ impl Manifest {
         Ok(n)
     }
 
-    /// Up to `n` recorded keys, in order, from the first.
-    pub fn missing_page(&self, n: usize) -> Result<Vec<String>, Error> {
+    /// Up to `n` recorded keys, in order, after `after` (exclusive; `None`:
+    /// from the first).
+    pub fn missing_page_after(&self, after: Option<&str>, n: usize) -> Result<Vec<String>, Error> {
+        let mode = match after {
+            Some(k) => IteratorMode::From(k.as_bytes(), Direction::Forward),
+            None => IteratorMode::Start,
+        };
         self.db
-            .iterator_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, IteratorMode::Start)
+            .iterator_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, mode)
+            .filter(|item| !matches!((item, after), (Ok((k, _)), Some(a)) if &**k == a.as_bytes()))
             .take(n)
             .map(|item| {
                 item.map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
@@ -87,19 +114,15 @@ impl Manifest {
             .map_err(db_err)
     }
 
-    /// Forget every recorded key (a new full listing starts).
+    /// Forget every recorded key (a pass starts: deletes only ever follow
+    /// what one pass itself saw of the whole key space).
     pub fn clear_missing(&self) -> Result<(), Error> {
-        let c = cf(&self.db, CF_DELETE_CANDIDATES)?;
-        let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(c, IteratorMode::Start) {
-            let (k, _) = item.map_err(db_err)?;
-            batch.delete_cf(c, k);
-        }
-        self.db.write(batch).map_err(db_err)
+        clear_cf(&self.db, CF_DELETE_CANDIDATES)
     }
 
-    /// Objects in the manifest, estimated by RocksDB (exact after a flush;
-    /// good enough for a guard expressed as a fraction).
+    /// Objects in the manifest, estimated by RocksDB (counts overwritten
+    /// and deleted versions until compaction: for sizing only; guards use
+    /// [`Manifest::object_count`]).
     pub fn object_count_estimate(&self) -> Result<u64, Error> {
         Ok(self
             .db
@@ -141,9 +164,7 @@ impl Manifest {
 
     /// Forget every mark (an unordered listing starts).
     pub fn clear_listed(&self) -> Result<(), Error> {
-        self.db
-            .delete_range_cf(cf(&self.db, CF_LISTED)?, &[][..], &[0xffu8][..])
-            .map_err(db_err)
+        clear_cf(&self.db, CF_LISTED)
     }
 
     /// After a complete unordered listing: record every manifest key that
@@ -169,6 +190,9 @@ impl Manifest {
             if keep(&key) {
                 batch.put_cf(cf(&self.db, CF_DELETE_CANDIDATES)?, &k, b"");
                 n += 1;
+                if batch.len() >= BATCH {
+                    self.db.write(std::mem::take(&mut batch)).map_err(db_err)?;
+                }
             }
         }
         marks.status().map_err(db_err)?;

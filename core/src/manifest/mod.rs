@@ -11,6 +11,7 @@
 //! - `merkle_leaf`, `merkle_node`, `merkle_dirty`: see [`merkle`].
 //! - `uploads`, `upload_parts`: resumable multipart uploads, see [`uploads`].
 //! - `delete_candidates`: keys the listing no longer shows (`missing.rs`).
+//! - `counters`: `objects` → i64 LE, the exact number of records (merge: add).
 
 pub mod diff;
 pub mod merkle;
@@ -49,7 +50,8 @@ const CF_DELETE_CANDIDATES: &str = "delete_candidates";
 const CF_DEEP_VERIFIED: &str = "deep_verified";
 const CF_VERIFY_LEAF: &str = "verify_leaf";
 const CF_LISTED: &str = "listed";
-const ALL_CFS: [&str; 15] = [
+const CF_COUNTERS: &str = "counters";
+const ALL_CFS: [&str; 16] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -65,7 +67,10 @@ const ALL_CFS: [&str; 15] = [
     CF_DEEP_VERIFIED,
     CF_VERIFY_LEAF,
     CF_LISTED,
+    CF_COUNTERS,
 ];
+/// `counters` key: records in `objects`, kept in the same batches.
+const COUNT_OBJECTS: &[u8] = b"objects";
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_SOURCE: &[u8] = b"source_url";
 const KEY_TARGET: &[u8] = b"target_url";
@@ -179,6 +184,9 @@ impl Manifest {
                 // walk them all. Fold them into a value every 64.
                 o.set_max_successive_merges(64);
             }
+            if name == CF_COUNTERS {
+                o.set_merge_operator_associative("counter_add", merge_counter);
+            }
             ColumnFamilyDescriptor::new(name, o)
         });
         let opened = if read_only {
@@ -211,6 +219,9 @@ impl Manifest {
                 });
             }
         }
+        if !read_only {
+            me.init_object_count()?;
+        }
         Ok(me)
     }
 
@@ -228,6 +239,40 @@ impl Manifest {
                     path: self.path.clone(),
                     detail: format!("corrupt schema version ({} bytes)", v.len()),
                 }),
+        }
+    }
+
+    /// Count the records once if the counter is absent (a directory written
+    /// before it existed); from then on every batch that adds or removes a
+    /// record adjusts it.
+    fn init_object_count(&self) -> Result<(), Error> {
+        let counters = cf(&self.db, CF_COUNTERS)?;
+        if self.db.get_cf(counters, COUNT_OBJECTS).map_err(db_err)?.is_some() {
+            return Ok(());
+        }
+        let mut n: i64 = 0;
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_OBJECTS)?, IteratorMode::Start)
+        {
+            item.map_err(db_err)?;
+            n += 1;
+        }
+        self.db
+            .put_cf(counters, COUNT_OBJECTS, n.to_le_bytes())
+            .map_err(db_err)
+    }
+
+    /// Exactly how many objects the manifest records.
+    pub fn object_count(&self) -> Result<u64, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_COUNTERS)?, COUNT_OBJECTS)
+            .map_err(db_err)?;
+        match v {
+            Some(v) => Ok(u64::try_from(parse_counter(&v)).unwrap_or(0)),
+            // Read-only view of a directory written before the counter.
+            None => Ok(self.objects().count() as u64),
         }
     }
 
@@ -407,6 +452,9 @@ impl Manifest {
         let mut batch = WriteBatch::default();
         let mut stats = CommitStats::default();
         let old = self.object(key)?;
+        if old.is_none() {
+            batch.merge_cf(cf(db, CF_COUNTERS)?, COUNT_OBJECTS, 1i64.to_le_bytes());
+        }
         if old.as_ref().map(|o| o.blake3) != Some(rec.blake3) {
             if let Some(old) = &old {
                 for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
@@ -460,6 +508,7 @@ impl Manifest {
         let db = &self.db;
         let mut batch = WriteBatch::default();
         if let Some(old) = self.object(key)? {
+            batch.merge_cf(cf(db, CF_COUNTERS)?, COUNT_OBJECTS, (-1i64).to_le_bytes());
             for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
                 batch.merge_cf(
                     cf(db, CF_CHUNKS)?,
@@ -488,6 +537,23 @@ impl Manifest {
     pub fn sync(&self) -> Result<(), Error> {
         self.db.flush_wal(true).map_err(db_err)
     }
+}
+
+fn parse_counter(v: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(v).map_or(0, i64::from_le_bytes)
+}
+
+/// Merge operator of `counters`: values and operands are i64 LE deltas.
+fn merge_counter(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut n = existing.map_or(0, parse_counter);
+    for op in operands {
+        n = n.saturating_add(parse_counter(op));
+    }
+    Some(n.to_le_bytes().to_vec())
 }
 
 fn head_key(size: u64, first: &Hash) -> [u8; 40] {

@@ -89,3 +89,38 @@ fn refuses_other_schema_version_and_non_directory() -> Result<(), Error> {
     ));
     Ok(())
 }
+
+#[test]
+fn the_object_count_is_exact_through_overwrites_removals_and_reopening() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    {
+        let m = Manifest::open(dir.path())?;
+        assert_eq!(m.object_count()?, 0);
+        for i in 0..100u8 {
+            m.commit_object(&format!("k{i}"), &rec(1, &[i]), &chunk(&[i]))?;
+        }
+        // Overwrites (same or other content) are not new objects.
+        for i in 0..50u8 {
+            m.commit_object(&format!("k{i}"), &rec(2, &[i, i]), &chunk(&[i, i]))?;
+            m.commit_object(&format!("k{i}"), &rec(2, &[i, i]), &chunk(&[i, i]))?;
+        }
+        for i in 0..30u8 {
+            m.remove_object(&format!("k{i}"))?;
+        }
+        // Removing what is not recorded changes nothing.
+        m.remove_object("absent")?;
+        m.remove_object("k0")?;
+        assert_eq!(m.object_count()?, 70);
+        assert_eq!(m.objects().count(), 70);
+    }
+    // Kept across reopening; counted once for a directory without it.
+    let m = Manifest::open(dir.path())?;
+    assert_eq!(m.object_count()?, 70);
+    m.db
+        .delete_cf(cf(&m.db, CF_COUNTERS)?, COUNT_OBJECTS)
+        .map_err(db_err)?;
+    drop(m);
+    let m = Manifest::open(dir.path())?;
+    assert_eq!(m.object_count()?, 70);
+    Ok(())
+}

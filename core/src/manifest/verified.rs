@@ -9,7 +9,10 @@
 //!   found at the target, whose root is compared with the manifest's. A
 //!   manifest opened read-only (the service holds it) uses a temporary
 //!   database instead, and records no deep verification.
+//!
+//! And what `--repair` forgets ([`Manifest::forget_damaged`]).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use rocksdb::{DB, IteratorMode, WriteBatch};
@@ -181,5 +184,37 @@ impl Manifest {
                 records::encode(v),
             )
             .map_err(db_err)
+    }
+}
+
+impl Manifest {
+    /// Forget the records of `keys` (missing or damaged at the target) and
+    /// of every other key recorded with the same content (BLAKE3 and size):
+    /// those may be server-side copies of a damaged holder, and a copy's
+    /// record cannot tell. The next pass copies them all again. Returns the
+    /// other keys forgotten, in key order. One scan of the records.
+    pub fn forget_damaged(&self, keys: &[String]) -> Result<Vec<String>, Error> {
+        let mut contents = HashSet::new();
+        let damaged: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        for key in keys {
+            if let Some(rec) = self.object(key)? {
+                contents.insert((rec.blake3, rec.source.size));
+            }
+        }
+        let mut same_content = Vec::new();
+        if !contents.is_empty() {
+            for item in self.objects() {
+                let (key, rec) = item?;
+                if contents.contains(&(rec.blake3, rec.source.size))
+                    && !damaged.contains(key.as_str())
+                {
+                    same_content.push(key);
+                }
+            }
+        }
+        for key in keys.iter().chain(&same_content) {
+            self.remove_object(key)?;
+        }
+        Ok(same_content)
     }
 }

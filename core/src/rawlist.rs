@@ -1,0 +1,346 @@
+//! Listing keys as the store holds them. object_store turns every listed
+//! key into a `Path`: it drops a leading or trailing `/` (`photos/` comes
+//! back as `photos`, out of key order) and rejects the whole page when one
+//! key has an empty, `.` or `..` segment (`m//x`), so that one odd key hid
+//! up to a thousand neighbours, every pass. This lister sends the same
+//! signed list requests (S3 ListObjectsV2, Azure List Blobs; object_store's
+//! own signers and HTTP client, so credentials, retries of the connection
+//! and the request-rate cap are the job's) and parses the answers itself:
+//! every key comes back byte for byte, in the store's order, and a key a
+//! `Path` cannot carry is named by the listing instead of breaking it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
+use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
+use object_store::client::{HttpClient, HttpRequest};
+use serde::Deserialize;
+
+/// One listed object, its key relative to the store's prefix.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    /// The key exactly as the store holds it, without the store's prefix.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// ETag as listed (quoted or not).
+    pub etag: Option<String>,
+    /// Last modification.
+    pub last_modified: DateTime<Utc>,
+}
+
+/// How to sign a list request.
+#[derive(Clone)]
+pub(crate) enum Signer {
+    S3 {
+        credentials: AwsCredentialProvider,
+        region: String,
+    },
+    Azure {
+        credentials: AzureCredentialProvider,
+        account: String,
+    },
+}
+
+/// A store's own listing requests.
+#[derive(Clone)]
+pub struct RawLister {
+    pub(crate) client: HttpClient,
+    pub(crate) signer: Signer,
+    /// Bucket or container URL (no trailing `/`).
+    pub(crate) base: String,
+    /// The store's prefix with its trailing `/`, or empty.
+    pub(crate) prefix: String,
+}
+
+impl std::fmt::Debug for RawLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawLister")
+            .field("base", &self.base)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(msg: impl Into<String>) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "raw listing",
+        source: msg.into().into(),
+    }
+}
+
+/// Requests tried this many times on a transport error or a 5xx / 429.
+const ATTEMPTS: u32 = 5;
+
+impl RawLister {
+    /// Every key after `after` (exclusive, relative), in the store's order.
+    pub fn list_after(
+        self: Arc<Self>,
+        after: Option<String>,
+    ) -> BoxStream<'static, object_store::Result<RawEntry>> {
+        let state = (self, after, None::<String>, true);
+        futures::stream::try_unfold(state, |(me, after, token, more)| async move {
+            if !more {
+                return Ok(None);
+            }
+            let (entries, next) = me.page(after.as_deref(), token.as_deref()).await?;
+            let more = next.is_some();
+            Ok(Some((
+                futures::stream::iter(entries.into_iter().map(Ok)),
+                (me, after, next, more),
+            )))
+        })
+        .map(|r: object_store::Result<_>| match r {
+            Ok(s) => s.boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn page(
+        &self,
+        after: Option<&str>,
+        token: Option<&str>,
+    ) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+        let abs_after = after.map(|a| format!("{}{a}", self.prefix));
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        match &self.signer {
+            Signer::S3 { .. } => {
+                query.extend([("list-type", "2"), ("encoding-type", "url")]);
+                if !self.prefix.is_empty() {
+                    query.push(("prefix", &self.prefix));
+                }
+                match (token, abs_after.as_deref()) {
+                    (Some(t), _) => query.push(("continuation-token", t)),
+                    (None, Some(a)) => query.push(("start-after", a)),
+                    (None, None) => {}
+                }
+            }
+            Signer::Azure { .. } => {
+                query.extend([("restype", "container"), ("comp", "list")]);
+                if !self.prefix.is_empty() {
+                    query.push(("prefix", &self.prefix));
+                }
+                // startFrom is inclusive and not honoured by every server:
+                // keys up to `after` are dropped below either way.
+                match (token, abs_after.as_deref()) {
+                    (Some(t), _) => query.push(("marker", t)),
+                    (None, Some(a)) => query.push(("startFrom", a)),
+                    (None, None) => {}
+                }
+            }
+        }
+        let url = url::Url::parse_with_params(&format!("{}/", self.base), &query)
+            .map_err(|e| err(format!("list URL: {e}")))?;
+        let body = self.send(url.as_str()).await?;
+        let (entries, next) = match &self.signer {
+            Signer::S3 { .. } => parse_s3(&body)?,
+            Signer::Azure { .. } => parse_azure(&body)?,
+        };
+        let entries = entries
+            .into_iter()
+            .filter_map(|mut e| {
+                let rel = e.key.strip_prefix(&self.prefix)?.to_owned();
+                e.key = rel;
+                Some(e)
+            })
+            .filter(|e| after.is_none_or(|a| e.key.as_str() > a))
+            .collect();
+        Ok((entries, next.filter(|t| !t.is_empty())))
+    }
+
+    async fn send(&self, url: &str) -> object_store::Result<Bytes> {
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            let mut req: HttpRequest = http::Request::get(url)
+                .body(Bytes::new().into())
+                .map_err(|e| err(format!("list request: {e}")))?;
+            match &self.signer {
+                Signer::S3 {
+                    credentials,
+                    region,
+                } => {
+                    let c = credentials.get_credential().await?;
+                    AwsAuthorizer::new(&c, "s3", region)
+                        .with_sign_payload(false)
+                        .try_authorize(&mut req, None)?;
+                }
+                Signer::Azure {
+                    credentials,
+                    account,
+                } => {
+                    let c = credentials.get_credential().await?;
+                    AzureAuthorizer::new(&c, account).try_authorize(&mut req)?;
+                }
+            }
+            let resp = match self.client.execute(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .bytes()
+                .await
+                .map_err(|e| err(format!("list response: {e}")))?;
+            if status.is_success() {
+                return Ok(body);
+            }
+            last = format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            );
+            if !(status.is_server_error() || status.as_u16() == 429) {
+                break;
+            }
+        }
+        Err(err(format!("listing {}: {last}", self.base)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3List {
+    #[serde(default)]
+    contents: Vec<S3Object>,
+    next_continuation_token: Option<String>,
+    encoding_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3Object {
+    key: String,
+    size: u64,
+    last_modified: String,
+    #[serde(rename = "ETag")]
+    e_tag: Option<String>,
+}
+
+fn time(s: &str) -> object_store::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_rfc2822(s))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| err(format!("listed time {s:?}: {e}")))
+}
+
+fn parse_s3(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+    let list: S3List =
+        quick_xml::de::from_reader(body).map_err(|e| err(format!("S3 list response: {e}")))?;
+    let url_encoded = list.encoding_type.as_deref() == Some("url");
+    let entries = list
+        .contents
+        .into_iter()
+        .map(|o| {
+            let key = if url_encoded {
+                percent_encoding::percent_decode_str(&o.key)
+                    .decode_utf8()
+                    .map_err(|e| err(format!("listed key {:?}: {e}", o.key)))?
+                    .into_owned()
+            } else {
+                o.key
+            };
+            Ok(RawEntry {
+                key,
+                size: o.size,
+                etag: o.e_tag,
+                last_modified: time(&o.last_modified)?,
+            })
+        })
+        .collect::<object_store::Result<_>>()?;
+    Ok((entries, list.next_continuation_token))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AzList {
+    blobs: AzBlobs,
+    next_marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AzBlobs {
+    #[serde(default)]
+    blob: Vec<AzBlob>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AzBlob {
+    name: String,
+    properties: AzProps,
+}
+
+#[derive(Deserialize)]
+struct AzProps {
+    #[serde(rename = "Last-Modified")]
+    last_modified: String,
+    #[serde(rename = "Etag")]
+    etag: Option<String>,
+    #[serde(rename = "Content-Length")]
+    size: u64,
+}
+
+fn parse_azure(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+    // Some servers start the body with a byte order mark.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let list: AzList =
+        quick_xml::de::from_reader(body).map_err(|e| err(format!("Azure list response: {e}")))?;
+    let entries = list
+        .blobs
+        .blob
+        .into_iter()
+        .map(|b| {
+            Ok(RawEntry {
+                key: b.name,
+                size: b.properties.size,
+                etag: b.properties.etag,
+                last_modified: time(&b.properties.last_modified)?,
+            })
+        })
+        .collect::<object_store::Result<_>>()?;
+    Ok((entries, list.next_marker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_keys_come_back_byte_for_byte() -> object_store::Result<()> {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>m//x</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>photos/</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"d"</ETag><Size>0</Size></Contents><Contents><Key>caf%C3%A9%20%2Bx</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
+        let (e, next) = parse_s3(xml)?;
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["m//x", "photos/", "café +x"]);
+        assert_eq!(e[0].etag.as_deref(), Some("\"abc\""));
+        assert_eq!(e[0].size, 3);
+        assert_eq!(next.as_deref(), Some("tok"));
+        Ok(())
+    }
+
+    #[test]
+    fn azure_names_come_back_byte_for_byte() -> object_store::Result<()> {
+        let xml = b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"http://x/\" ContainerName=\"c\"><Blobs><Blob><Name>/lead</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8D</Etag><Content-Length>7</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob><Blob><Name>a/./b</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8E</Etag><Content-Length>0</Content-Length></Properties></Blob></Blobs><NextMarker /></EnumerationResults>";
+        let (e, next) = parse_azure(xml)?;
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["/lead", "a/./b"]);
+        assert_eq!(e[0].size, 7);
+        assert!(next.is_none_or(|n| n.is_empty()));
+        Ok(())
+    }
+}
