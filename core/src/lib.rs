@@ -3,8 +3,8 @@
 
 pub mod attrs;
 pub mod checkpoint;
-mod coverage;
 pub mod chunk;
+mod coverage;
 mod dedup;
 pub mod deletes;
 pub mod error;

@@ -177,6 +177,13 @@ pub async fn run_pass(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PassSummary, Error> {
     opts.chunking.validate().map_err(Error::InvalidOption)?;
+    // The trash must lie outside what the job replicates (every caller
+    // checks its configuration; a library user gets the same refusal).
+    if opts.deletes.enabled
+        && let Some(t) = &opts.deletes.trash_prefix
+    {
+        crate::deletes::check_trash_prefix(t, &opts.filter)?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Set only by a stop request: resumable uploads pause at a part boundary
     // (a listing error lets them finish).

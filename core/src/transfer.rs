@@ -174,6 +174,7 @@ impl Ctx {
         if self.is_replicated(key, &listed)? {
             return Ok(Outcome::Unchanged);
         }
+        let mut last = String::new();
         for _ in 0..MAX_RESTARTS {
             match self.replicate_once(meta, &listed).await {
                 Ok(o) => return Ok(o),
@@ -187,12 +188,13 @@ impl Ctx {
                     {
                         self.abandon(mp, key, &head).await?;
                     }
+                    last = why;
                 }
             }
         }
-        Err(Error::Object(
-            "source kept changing while being copied; retried next pass".into(),
-        ))
+        Err(Error::Object(format!(
+            "started over {MAX_RESTARTS} times, last because: {last}; retried next pass"
+        )))
     }
 
     fn is_replicated(&self, key: &str, listed: &SourceVersion) -> Result<bool, Error> {

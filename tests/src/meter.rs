@@ -50,6 +50,10 @@ pub struct Counts {
     /// token, without a delimiter: not the probe's) are refused with 403
     /// AccessDenied: a listing that fails after its first page, every time.
     pub refuse_next_pages: AtomicBool,
+    /// Deletes naming this text (a DELETE's path, a bulk `POST ?delete`'s
+    /// body) are refused with 403 AccessDenied: a key the target will not
+    /// let go of.
+    pub refuse_deletes_of: std::sync::Mutex<Option<String>>,
     /// When the first and the last object body byte passed since the last
     /// [`Meter::reset_window`].
     pub window: Mutex<Option<(Instant, Instant)>>,
@@ -176,6 +180,15 @@ impl Meter {
     /// Answers rewritten to 404 NoSuchUpload so far.
     pub fn no_such_upload_sent(&self) -> u64 {
         self.counts.no_such_upload_sent.load(Relaxed)
+    }
+
+    /// Refuse (403) every delete naming `part` (`None`: stop).
+    pub fn refuse_deletes_of(&self, part: Option<&str>) {
+        *self
+            .counts
+            .refuse_deletes_of
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = part.map(str::to_owned);
     }
 
     /// Refuse (403) every S3 listing request for a page after the first.
@@ -354,10 +367,30 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             )?;
             continue;
         }
-        if method == "GET"
-            && target.contains("continuation-token=")
-            && !target.contains("delimiter=")
-            && counts.refuse_next_pages.load(Relaxed)
+        // The request body, read here (object_store deletes with a bulk
+        // `POST ?delete` whose body names the keys).
+        let mut body = Vec::new();
+        Copier {
+            counter: None,
+            buf: vec![0; 64 * 1024],
+        }
+        .body(&mut from_client, &mut body, &req_text, true)?;
+        let refused_key = counts
+            .refuse_deletes_of
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let refuse_delete = refused_key.is_some_and(|k| {
+            (method == "DELETE" && target.contains(&k))
+                || (method == "POST"
+                    && target.contains("delete")
+                    && String::from_utf8_lossy(&body).contains(&k))
+        });
+        if refuse_delete
+            || (method == "GET"
+                && target.contains("continuation-token=")
+                && !target.contains("delimiter=")
+                && counts.refuse_next_pages.load(Relaxed))
         {
             let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
             write!(
@@ -368,11 +401,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             continue;
         }
         to_server.write_all(&req)?;
-        Copier {
-            counter: None,
-            buf: vec![0; 64 * 1024],
-        }
-        .body(&mut from_client, &mut to_server, &req_text, true)?;
+        to_server.write_all(&body)?;
         let resp = read_head(&mut from_server)?.context("server closed")?;
         let resp_text = String::from_utf8_lossy(&resp).into_owned();
         let status: u16 = resp_text

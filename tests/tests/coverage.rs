@@ -263,3 +263,64 @@ async fn deletes_after_a_resumed_pass_still_refuse_an_empty_source() -> Result<(
     ensure!(why.contains("listed no objects"), "{why}");
     Ok(())
 }
+
+/// Finding 4, deletes: a delete the target refuses is a named failure
+/// (exit 1); the other deletes and the replication of other keys go on, and
+/// the next pass tries it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_delete_fails_alone_and_is_tried_again() -> Result<()> {
+    let objs = objects(104, 20);
+    let src_server = Server::start(Kind::Moto)?;
+    src_server.create_bucket("src")?;
+    src_server.create_bucket("dst")?;
+    let src = src_server.client("src")?;
+    dataset::seed(src.as_ref(), &objs).await?;
+    let meter = Meter::start(&src_server.endpoint)?;
+    let job = StoreJob::through(
+        &src_server,
+        &src_server.endpoint,
+        &src_server,
+        &meter.endpoint,
+        "",
+        4,
+    )?
+    .with_args(&["--delete", "--max-delete-fraction", "1"]);
+    let first = job.run()?;
+    ensure!(first.code == 0, "{}", first.stdout);
+    for k in ["k0003", "k0007"] {
+        src.delete(&OsPath::parse(k)?).await?;
+    }
+    put(src.as_ref(), "k0100", b"added").await?;
+    meter.refuse_deletes_of(Some("k0003"));
+    let second = job.run()?;
+    let dst = src_server.client("dst")?;
+    ensure!(
+        b3(dst.as_ref(), "k0007").await?.is_none(),
+        "k0007 not deleted"
+    );
+    ensure!(
+        b3(dst.as_ref(), "k0003").await? == Some(blake3::hash(&objs[3].data)),
+        "k0003 must still be at the target: {}",
+        second.stdout
+    );
+    ensure!(
+        b3(dst.as_ref(), "k0100").await? == Some(blake3::hash(b"added")),
+        "k0100 not replicated"
+    );
+    ensure!(second.code == 1, "exit {}: {}", second.code, second.stdout);
+    let failed: Vec<String> = second.summary()?["summary"]["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["key"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(failed == ["k0003"], "failures {failed:?}");
+    meter.refuse_deletes_of(None);
+    let third = job.run()?;
+    ensure!(third.code == 0, "{}", third.stdout);
+    ensure!(
+        b3(dst.as_ref(), "k0003").await?.is_none(),
+        "k0003 not deleted once the target allowed it"
+    );
+    Ok(())
+}

@@ -77,11 +77,17 @@ fn local_target_files_and_their_directories_are_fsynced() -> Result<()> {
     );
     let trace = std::fs::read_to_string(&log)?;
     let dst = std::fs::canonicalize(&dst)?;
+    // `fsync(7</dir/file>) = 0`, or split by another thread's call into
+    // `fsync(7</dir/file> <unfinished ...>` and `<... fsync resumed>`.
     let synced = |p: &std::path::Path| {
-        let needle = format!("<{}>)", p.display());
-        trace
-            .lines()
-            .any(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains(&needle))
+        let (done, split) = (
+            format!("<{}>)", p.display()),
+            format!("<{}> <unfinished", p.display()),
+        );
+        trace.lines().any(|l| {
+            (l.contains("fsync(") || l.contains("fdatasync("))
+                && (l.contains(&done) || l.contains(&split))
+        })
     };
     for o in &objs {
         let file = dst.join(&o.key);
@@ -90,7 +96,16 @@ fn local_target_files_and_their_directories_are_fsynced() -> Result<()> {
             "{}: bytes differ at the target",
             o.key
         );
-        ensure!(synced(&file), "{} was never fsynced", file.display());
+        ensure!(
+            synced(&file),
+            "{} was never fsynced; fsyncs seen:\n{}",
+            file.display(),
+            trace
+                .lines()
+                .filter(|l| l.contains("sync("))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let dir = file.parent().context("parent")?;
         ensure!(synced(dir), "directory {} was never fsynced", dir.display());
     }

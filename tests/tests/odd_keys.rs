@@ -260,7 +260,12 @@ async fn azure_names_object_store_cannot_carry_fail_alone() -> Result<()> {
     let dst = moto.client("dst")?;
     for o in &objs {
         let got = dst.get(&OsPath::parse(&o.key)?).await?.bytes().await?;
-        ensure!(got == o.data, "{} differs at the target: {}", o.key, run.stdout);
+        ensure!(
+            got == o.data,
+            "{} differs at the target: {}",
+            o.key,
+            run.stdout
+        );
     }
     ensure!(run.code == 1, "exit {}: {}", run.code, run.stdout);
     let f = failures(&run)?;

@@ -247,7 +247,12 @@ impl Manifest {
     /// record adjusts it.
     fn init_object_count(&self) -> Result<(), Error> {
         let counters = cf(&self.db, CF_COUNTERS)?;
-        if self.db.get_cf(counters, COUNT_OBJECTS).map_err(db_err)?.is_some() {
+        if self
+            .db
+            .get_cf(counters, COUNT_OBJECTS)
+            .map_err(db_err)?
+            .is_some()
+        {
             return Ok(());
         }
         let mut n: i64 = 0;

@@ -116,8 +116,7 @@ fn the_object_count_is_exact_through_overwrites_removals_and_reopening() -> Resu
     // Kept across reopening; counted once for a directory without it.
     let m = Manifest::open(dir.path())?;
     assert_eq!(m.object_count()?, 70);
-    m.db
-        .delete_cf(cf(&m.db, CF_COUNTERS)?, COUNT_OBJECTS)
+    m.db.delete_cf(cf(&m.db, CF_COUNTERS)?, COUNT_OBJECTS)
         .map_err(db_err)?;
     drop(m);
     let m = Manifest::open(dir.path())?;
