@@ -343,8 +343,10 @@ pub async fn run_pass(
             }
         };
         let Some(done) = next else { break };
-        let (meta, ticket, r) = match done {
-            Done::Object(meta, ticket, r) => (meta, ticket, r),
+        let (key, size, ticket, r) = match done {
+            Done::Object(meta, ticket, r) => {
+                (meta.location.as_ref().to_owned(), meta.size, ticket, r)
+            }
             Done::ListingFailed(e) => {
                 // The rest of that key range is not listed this pass; the
                 // ranges after it still are. The next pass lists from the
@@ -354,29 +356,16 @@ pub async fn run_pass(
                 listing_error.get_or_insert(msg);
                 continue;
             }
+            // A key the pass cannot replicate: a failure by name.
             Done::Fault(o) => {
                 if o.breaks_order() {
                     out_of_order += 1;
                 }
-                stats.failed.fetch_add(1, Relaxed);
-                let reason = o.to_string();
+                tracing::warn!(key = o.key(), "{o}");
                 let key = o.key().to_owned();
-                tracing::warn!(%key, "{reason}");
-                if failures.len() < MAX_FAILURES_KEPT {
-                    failures.push(Failure {
-                        key: key.clone(),
-                        reason: reason.clone(),
-                    });
-                }
-                on_event(&Event::Object {
-                    key,
-                    size: 0,
-                    result: Err(reason),
-                });
-                continue;
+                (key, 0, None, Err(Error::Object(o.to_string())))
             }
         };
-        let key = meta.location.as_ref().to_owned();
         match &r {
             Ok(Outcome::Copied) => &stats.copied,
             Ok(Outcome::Unchanged) => &stats.unchanged,
@@ -388,7 +377,7 @@ pub async fn run_pass(
         }
         .fetch_add(1, Relaxed);
         if r.as_ref().is_ok_and(|o| *o != Outcome::Paused) {
-            stats.done_bytes.fetch_add(meta.size, Relaxed);
+            stats.done_bytes.fetch_add(size, Relaxed);
         }
         let result = r.map_err(|e| e.to_string());
         if let Err(reason) = &result {
@@ -400,11 +389,7 @@ pub async fn run_pass(
                 });
             }
         }
-        on_event(&Event::Object {
-            key,
-            size: meta.size,
-            result,
-        });
+        on_event(&Event::Object { key, size, result });
         if let Some(t) = ticket {
             watermark.finished(t);
         }

@@ -324,3 +324,44 @@ async fn a_refused_delete_fails_alone_and_is_tried_again() -> Result<()> {
     );
     Ok(())
 }
+
+/// Deletes after a pass that continued a stopped one and wrapped around:
+/// keys gone from the source on both sides of the checkpoint are deleted
+/// at the target, and nothing else is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrapped_around_pass_deletes_on_both_sides_of_its_checkpoint() -> Result<()> {
+    let objs = objects(105, 200);
+    let rig = Rig::new(&objs, &["--delete"]).await?;
+    let first = rig.job.run()?;
+    ensure!(first.code == 0, "{}", first.stdout);
+    let src = rig.azurite.client("src")?;
+    let v2 = |o: &Obj| [&o.data[..], b"v2"].concat();
+    for o in &objs {
+        put(src.as_ref(), &o.key, &v2(o)).await?;
+    }
+    rig.stopped_pass(100)?;
+    for k in ["k0010", "k0150"] {
+        src.delete(&OsPath::parse(k)?).await?;
+    }
+    let run = rig.job.run()?;
+    let s = run.summary()?;
+    ensure!(
+        s["summary"]["resumed_after"].is_string() && run.code == 0,
+        "exit {}: {s}",
+        run.code
+    );
+    let dst = rig.moto.client("dst")?;
+    for o in &objs {
+        let want = match o.key.as_str() {
+            "k0010" | "k0150" => None,
+            _ => Some(blake3::hash(&v2(o))),
+        };
+        ensure!(
+            b3(dst.as_ref(), &o.key).await? == want,
+            "{} at the target: want {want:?}",
+            o.key
+        );
+    }
+    ensure!(run.stat("deleted")? == 2, "{s}");
+    Ok(())
+}

@@ -16,6 +16,30 @@ fn obj(key: &str, data: &'static [u8]) -> Obj {
     }
 }
 
+/// `n` small objects named `key(i)` whose bytes are `{text} {i}`.
+fn numbered(key: impl Fn(usize) -> String, text: &str, n: usize) -> Vec<Obj> {
+    (0..n)
+        .map(|i| Obj {
+            key: key(i),
+            data: bytes::Bytes::from(format!("{text} {i}")),
+            content_type: None,
+            meta: vec![],
+        })
+        .collect()
+}
+
+/// Every key of `keys` is among the run's failures.
+fn ensure_failed(run: &passeur_tests::Run, keys: &[&str], what: &str) -> Result<()> {
+    let f = failures(run)?;
+    for key in keys {
+        ensure!(
+            f.iter().any(|(k, _)| k == key),
+            "{what}: {key} not failed by name: {f:?}"
+        );
+    }
+    Ok(())
+}
+
 /// The failures of a run's summary as (key, reason).
 fn failures(run: &passeur_tests::Run) -> Result<Vec<(String, String)>> {
     Ok(run.summary()?["summary"]["failures"]
@@ -137,14 +161,7 @@ async fn a_failing_listing_leaves_the_next_pass_the_whole_key_space() -> Result<
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;
     let src = moto.client("src")?;
-    let objs: Vec<Obj> = (0..1200)
-        .map(|i| Obj {
-            key: format!("a{i:04}"),
-            data: bytes::Bytes::from(format!("object {i}")),
-            content_type: None,
-            meta: vec![],
-        })
-        .collect();
+    let objs = numbered(|i| format!("a{i:04}"), "object", 1200);
     dataset::seed(src.as_ref(), &objs).await?;
     let meter = passeur_tests::meter::Meter::start(&moto.endpoint)?;
     meter.refuse_next_pages(true);
@@ -197,14 +214,7 @@ async fn a_failing_listing_leaves_the_next_pass_the_whole_key_space() -> Result<
 async fn an_unparseable_key_fails_alone_and_its_neighbours_are_replicated() -> Result<()> {
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;
-    let objs: Vec<Obj> = (0..200)
-        .map(|i| Obj {
-            key: format!("m/{i:03}"),
-            data: bytes::Bytes::from(format!("neighbour {i}")),
-            content_type: None,
-            meta: vec![],
-        })
-        .collect();
+    let objs = numbered(|i| format!("m/{i:03}"), "neighbour", 200);
     dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
     moto.put_raw_keys("src", &["m//x", "m/./y", "/lead"])?;
     let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 8)?;
@@ -219,13 +229,7 @@ async fn an_unparseable_key_fails_alone_and_its_neighbours_are_replicated() -> R
             );
         }
         ensure!(run.code == 1, "pass {pass}: exit {}", run.code);
-        let f = failures(&run)?;
-        for key in ["m//x", "m/./y", "/lead"] {
-            ensure!(
-                f.iter().any(|(k, _)| k == key),
-                "pass {pass}: {key} not failed by name: {f:?}"
-            );
-        }
+        ensure_failed(&run, &["m//x", "m/./y", "/lead"], &format!("pass {pass}"))?;
         ensure!(
             run.summary()?["summary"]["listing_error"].is_null(),
             "{}",
@@ -243,14 +247,7 @@ async fn azure_names_object_store_cannot_carry_fail_alone() -> Result<()> {
     azurite.create_bucket("src")?;
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("dst")?;
-    let objs: Vec<Obj> = (0..50)
-        .map(|i| Obj {
-            key: format!("m/{i:03}"),
-            data: bytes::Bytes::from(format!("neighbour {i}")),
-            content_type: None,
-            meta: vec![],
-        })
-        .collect();
+    let objs = numbered(|i| format!("m/{i:03}"), "neighbour", 50);
     dataset::seed(azurite.client("src")?.as_ref(), &objs).await?;
     for key in ["m//x", "folder/"] {
         azurite.put_raw("src", key, "odd bytes")?;
@@ -268,12 +265,6 @@ async fn azure_names_object_store_cannot_carry_fail_alone() -> Result<()> {
         );
     }
     ensure!(run.code == 1, "exit {}: {}", run.code, run.stdout);
-    let f = failures(&run)?;
-    for key in ["m//x", "folder/"] {
-        ensure!(
-            f.iter().any(|(k, _)| k == key),
-            "{key} not failed by name: {f:?}"
-        );
-    }
+    ensure_failed(&run, &["m//x", "folder/"], "Azurite")?;
     Ok(())
 }
