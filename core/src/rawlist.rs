@@ -150,7 +150,7 @@ impl RawLister {
             })
             .filter(|e| after.is_none_or(|a| e.key.as_str() > a))
             .collect();
-        Ok((entries, next.filter(|t| !t.is_empty())))
+        Ok((entries, next))
     }
 
     async fn send(&self, url: &str) -> object_store::Result<Bytes> {
@@ -216,6 +216,8 @@ impl RawLister {
 struct S3List {
     #[serde(default)]
     contents: Vec<S3Object>,
+    #[serde(default)]
+    is_truncated: bool,
     next_continuation_token: Option<String>,
     encoding_type: Option<String>,
 }
@@ -237,31 +239,44 @@ fn time(s: &str) -> object_store::Result<DateTime<Utc>> {
         .map_err(|e| err(format!("listed time {s:?}: {e}")))
 }
 
+/// A key as listed with `encoding-type=url`: form-style URL encoding (AWS
+/// writes a space as `+`, others as `%20`; a literal `+` is always `%2B`).
+fn url_decoded(key: &str) -> object_store::Result<String> {
+    percent_encoding::percent_decode_str(&key.replace('+', " "))
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| err(format!("listed key {key:?}: {e}")))
+}
+
 fn parse_s3(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
     let list: S3List =
         quick_xml::de::from_reader(body).map_err(|e| err(format!("S3 list response: {e}")))?;
+    let next = list.next_continuation_token.filter(|t| !t.is_empty());
+    // A truncated page with no way to the next one: ending the listing here
+    // would pass for a complete listing.
+    if list.is_truncated && next.is_none() {
+        return Err(err(
+            "S3 list response is truncated but has no NextContinuationToken (does the server implement ListObjectsV2?)",
+        ));
+    }
     let url_encoded = list.encoding_type.as_deref() == Some("url");
     let entries = list
         .contents
         .into_iter()
         .map(|o| {
-            let key = if url_encoded {
-                percent_encoding::percent_decode_str(&o.key)
-                    .decode_utf8()
-                    .map_err(|e| err(format!("listed key {:?}: {e}", o.key)))?
-                    .into_owned()
-            } else {
-                o.key
-            };
             Ok(RawEntry {
-                key,
+                key: if url_encoded {
+                    url_decoded(&o.key)?
+                } else {
+                    o.key
+                },
                 size: o.size,
                 etag: o.e_tag,
                 last_modified: time(&o.last_modified)?,
             })
         })
         .collect::<object_store::Result<_>>()?;
-    Ok((entries, list.next_continuation_token))
+    Ok((entries, next))
 }
 
 #[derive(Deserialize)]
@@ -281,8 +296,18 @@ struct AzBlobs {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AzBlob {
-    name: String,
+    name: AzName,
     properties: AzProps,
+}
+
+/// A blob name; `Encoded="true"` (a name holding characters XML cannot
+/// carry) means it is URL-encoded.
+#[derive(Deserialize)]
+struct AzName {
+    #[serde(rename = "@Encoded", default)]
+    encoded: Option<String>,
+    #[serde(rename = "$text", default)]
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -305,15 +330,23 @@ fn parse_azure(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<Strin
         .blob
         .into_iter()
         .map(|b| {
+            let key = if b.name.encoded.as_deref() == Some("true") {
+                percent_encoding::percent_decode_str(&b.name.text)
+                    .decode_utf8()
+                    .map_err(|e| err(format!("listed blob name {:?}: {e}", b.name.text)))?
+                    .into_owned()
+            } else {
+                b.name.text
+            };
             Ok(RawEntry {
-                key: b.name,
+                key,
                 size: b.properties.size,
                 etag: b.properties.etag,
                 last_modified: time(&b.properties.last_modified)?,
             })
         })
         .collect::<object_store::Result<_>>()?;
-    Ok((entries, list.next_marker))
+    Ok((entries, list.next_marker.filter(|t| !t.is_empty())))
 }
 
 #[cfg(test)]
@@ -323,10 +356,11 @@ mod tests {
     #[test]
     fn s3_keys_come_back_byte_for_byte() -> object_store::Result<()> {
         let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
-<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>m//x</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>photos/</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"d"</ETag><Size>0</Size></Contents><Contents><Key>caf%C3%A9%20%2Bx</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>m//x</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>photos/</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"d"</ETag><Size>0</Size></Contents><Contents><Key>caf%C3%A9%20%2Bx</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><Contents><Key>a+b%2Bc%25</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
         let (e, next) = parse_s3(xml)?;
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["m//x", "photos/", "café +x"]);
+        // AWS writes a space as `+` (others as %20); a literal `+` is %2B.
+        assert_eq!(keys, ["m//x", "photos/", "café +x", "a b+c%"]);
         assert_eq!(e[0].etag.as_deref(), Some("\"abc\""));
         assert_eq!(e[0].size, 3);
         assert_eq!(next.as_deref(), Some("tok"));
@@ -334,13 +368,24 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_s3_page_without_a_token_is_an_error() {
+        let xml = br#"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents></ListBucketResult>"#;
+        assert!(
+            parse_s3(xml).is_err(),
+            "would end the listing as if complete"
+        );
+        let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken></NextContinuationToken></ListBucketResult>"#;
+        assert!(parse_s3(last).is_ok_and(|(e, n)| e.is_empty() && n.is_none()));
+    }
+
+    #[test]
     fn azure_names_come_back_byte_for_byte() -> object_store::Result<()> {
-        let xml = b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"http://x/\" ContainerName=\"c\"><Blobs><Blob><Name>/lead</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8D</Etag><Content-Length>7</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob><Blob><Name>a/./b</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8E</Etag><Content-Length>0</Content-Length></Properties></Blob></Blobs><NextMarker /></EnumerationResults>";
+        let xml = b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"http://x/\" ContainerName=\"c\"><Blobs><Blob><Name>/lead</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8D</Etag><Content-Length>7</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob><Blob><Name>a/./b</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8E</Etag><Content-Length>0</Content-Length></Properties></Blob><Blob><Name Encoded=\"true\">bell%07%20x</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8F</Etag><Content-Length>1</Content-Length></Properties></Blob><Blob><Name Encoded=\"false\"> plain+name </Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x90</Etag><Content-Length>1</Content-Length></Properties></Blob></Blobs><NextMarker /></EnumerationResults>";
         let (e, next) = parse_azure(xml)?;
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["/lead", "a/./b"]);
+        assert_eq!(keys, ["/lead", "a/./b", "bell\u{7} x", " plain+name "]);
         assert_eq!(e[0].size, 7);
-        assert!(next.is_none_or(|n| n.is_empty()));
+        assert!(next.is_none());
         Ok(())
     }
 }
