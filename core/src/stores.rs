@@ -405,15 +405,11 @@ fn s3(
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
     let store = b.build().map_err(invalid)?;
-    let raw = RawLister {
-        client: connector.connect(&client(opts)).map_err(invalid)?,
-        signer: Signer::S3 {
-            credentials: Arc::clone(store.credentials()),
-            region,
-        },
-        base,
-        prefix: String::new(),
+    let signer = Signer::S3 {
+        credentials: Arc::clone(store.credentials()),
+        region,
     };
+    let raw = raw_lister(&connector, opts, signer, base).map_err(invalid)?;
     Ok((store, raw))
 }
 
@@ -476,16 +472,30 @@ fn azure(
         .or_else(|| b.get_config_value(&K::Endpoint))
         .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
     let store = b.build().map_err(invalid)?;
-    let raw = RawLister {
-        client: connector.connect(&client(opts)).map_err(invalid)?,
-        signer: Signer::Azure {
-            credentials: Arc::clone(store.credentials()),
-            account,
-        },
-        base: format!("{}/{container}", account_url.trim_end_matches('/')),
-        prefix: String::new(),
+    let signer = Signer::Azure {
+        credentials: Arc::clone(store.credentials()),
+        account,
     };
+    let base = format!("{}/{container}", account_url.trim_end_matches('/'));
+    let raw = raw_lister(&connector, opts, signer, base).map_err(invalid)?;
     Ok((store, raw))
+}
+
+/// The store's own list requests, through the same HTTP client wrapper
+/// (request-rate cap, throttling counts) as its object_store client; the
+/// prefix is set once the URL's is known.
+fn raw_lister(
+    connector: &Connector,
+    opts: &StoreOptions,
+    signer: Signer,
+    base: String,
+) -> object_store::Result<RawLister> {
+    Ok(RawLister {
+        client: connector.connect(&client(opts))?,
+        signer,
+        base,
+        prefix: String::new(),
+    })
 }
 
 fn policy(provider: Provider, o: &StoreOptions) -> Result<PartPolicy, Error> {

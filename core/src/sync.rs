@@ -151,9 +151,14 @@ impl PassSummary {
 }
 
 /// A listed key that was not there when read: gone since the listing
-/// (vanished), unless it stands for `key/`, which object_store lists as
-/// `key` and cannot read — then it fails by name.
+/// (vanished), unless it stands for `key/`, which object_store's listing
+/// gives as `key` and cannot read — then it fails by name. Stores listed
+/// with their own requests (`rawlist`: S3, Azure) name such keys in the
+/// listing, and local directories cannot hold them: no check there.
 async fn slash_key_check(source: &Store, loc: &object_store::path::Path) -> Result<Outcome, Error> {
+    if source.raw.is_some() || !source.lists_in_order() {
+        return Ok(Outcome::Vanished);
+    }
     match crate::listing::holds_slash_key(source.inner.as_ref(), loc).await {
         Ok(false) => Ok(Outcome::Vanished),
         Ok(true) => Err(Error::Object(format!(
@@ -258,8 +263,8 @@ pub async fn run_pass(
     let tracker_ref = tracker.as_ref();
     let ended = std::sync::atomic::AtomicUsize::new(0);
     let ended_ref = &ended;
-    // The watermark follows the first segment only: it is where the next
-    // pass continues if this one is cut short.
+    // The watermark follows the first segment of an ordered listing only:
+    // it is where the next pass continues if this one is cut short.
     let watermark = Watermark::default();
     let watermark_ref = &watermark;
     // A complete listing from the first key leaves the cuts of the next
@@ -289,7 +294,7 @@ pub async fn run_pass(
                 Listed::Object(m, seg) => {
                     if filter.accepts(m.location.as_ref()) {
                         let key = m.location.as_ref();
-                        let ticket = (seg == 0).then(|| watermark_ref.listed(key));
+                        let ticket = (ordered && seg == 0).then(|| watermark_ref.listed(key));
                         if sampling {
                             sampler_ref
                                 .lock()

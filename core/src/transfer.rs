@@ -276,16 +276,17 @@ impl Ctx {
                     .await?;
                 let stream = match dedup {
                     Large::Copied(d, etag) => {
-                        self.target.make_durable(&meta.location).await?;
-                        return Ok(self.record(
-                            key,
-                            version,
-                            d,
-                            Some(etag),
-                            attrs_digest,
-                            size,
-                            Outcome::Deduplicated,
-                        )?);
+                        return Ok(self
+                            .record(
+                                &meta.location,
+                                version,
+                                d,
+                                Some(etag),
+                                attrs_digest,
+                                size,
+                                Outcome::Deduplicated,
+                            )
+                            .await?);
                     }
                     Large::Upload(s) => s,
                     Large::Reread => self.reopen(&meta.location, &version).await?,
@@ -316,19 +317,28 @@ impl Ctx {
                 (d, p, Outcome::Copied)
             }
         };
-        // Durable at the target before the record says it is there.
-        self.target.make_durable(&meta.location).await?;
-        Ok(self.record(key, version, digest, put, attrs_digest, size, outcome)?)
+        Ok(self
+            .record(
+                &meta.location,
+                version,
+                digest,
+                put,
+                attrs_digest,
+                size,
+                outcome,
+            )
+            .await?)
     }
 
-    /// Commit a replicated object to the manifest.
+    /// Commit a replicated object to the manifest, once it is durable at
+    /// the target (a local directory's file and directory are fsynced).
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site per outcome, all fields needed"
     )]
-    fn record(
+    async fn record(
         &self,
-        key: &str,
+        loc: &Path,
         source: SourceVersion,
         digest: Digested,
         target_etag: Option<String>,
@@ -345,7 +355,10 @@ impl Ctx {
             state: ObjectState::Complete,
             recorded_ms: now_ms(),
         };
-        let commit = self.manifest.commit_object(key, &rec, &digest.chunks)?;
+        self.target.make_durable(loc).await?;
+        let commit = self
+            .manifest
+            .commit_object(loc.as_ref(), &rec, &digest.chunks)?;
         self.stats.chunk_bytes.fetch_add(size, Relaxed);
         self.stats
             .chunk_bytes_new

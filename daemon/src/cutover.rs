@@ -26,11 +26,11 @@ const COULD_NOT_RUN: u8 = 2;
 #[derive(Debug, Serialize)]
 struct FinalPass {
     seconds: f64,
-    /// How the final pass listed the source: always `complete` (every key
-    /// from the first, whatever checkpoint an interrupted pass left).
+    /// How the final pass listed the source: `complete` (every key from the
+    /// first to the last, whatever checkpoint an interrupted pass left),
+    /// `incomplete` (a listing error or a key out of order), or `resumed`
+    /// (never: the final pass does not continue a checkpoint).
     listing: &'static str,
-    /// Whether the listing reached the end of the key space with no error.
-    listing_complete: bool,
     complete: bool,
     summary: PassSummary,
 }
@@ -91,12 +91,11 @@ async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
         )),
         Ok(summary) => Ok(FinalPass {
             seconds: t.elapsed().as_secs_f64(),
-            listing: if summary.resumed_after.is_none() {
-                "complete"
-            } else {
-                "resumed"
+            listing: match (&summary.resumed_after, summary.listing_complete) {
+                (Some(_), _) => "resumed",
+                (None, true) => "complete",
+                (None, false) => "incomplete",
             },
-            listing_complete: summary.listing_complete,
             complete: summary.complete(),
             summary,
         }),
