@@ -1,5 +1,8 @@
 //! Helpers shared by the benchmarks: rclone remotes on the test servers,
-//! and seeding many small objects through the S3 API.
+//! and seeding many small objects through the S3 API; a synthetic S3
+//! bucket ([`synth`]) for more objects than the emulators can hold.
+
+pub mod synth;
 
 use std::process::Command;
 
