@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use passeur_core::deletes::{DeletePolicy, check_trash_prefix};
-use passeur_core::filter::KeyFilter;
+use passeur_core::base::filter::KeyFilter;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
+use passeur_core::sync::deletes::{DeletePolicy, check_trash_prefix};
 use serde::Deserialize;
 use toml::Spanned;
 

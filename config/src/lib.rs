@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use passeur_core::chunk::ChunkParams;
-use passeur_core::limits::Provider;
+use passeur_core::content::chunk::ChunkParams;
+use passeur_core::stores::limits::Provider;
 use passeur_core::stores::{Secret, StoreOptions};
 use passeur_core::sync::PassOptions;
 use serde::Deserialize;

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use passeur_core::stats::{Snapshot, Stats};
+use passeur_core::base::stats::{Snapshot, Stats};
 use passeur_core::sync::PassSummary;
 use serde::Serialize;
 

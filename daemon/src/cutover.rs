@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
 use passeur_config::daemon::DaemonConfig;
-use passeur_core::stats::Stats;
+use passeur_core::base::stats::Stats;
 use passeur_core::sync::{PassSummary, run_pass};
 use passeur_core::verify::{MismatchKind, VerifyOptions, VerifyReport, verify};
 use serde::Serialize;

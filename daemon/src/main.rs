@@ -26,8 +26,8 @@ use clap::Parser;
 use futures::StreamExt;
 use passeur_config::SyncConfig;
 use passeur_config::daemon::{DaemonConfig, LogFormat};
+use passeur_core::base::stats::Stats;
 use passeur_core::manifest::Manifest;
-use passeur_core::stats::Stats;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::run_pass;
 use std::io::IsTerminal;
@@ -187,7 +187,7 @@ async fn sync(args: SyncArgs) -> u8 {
     if args.bandwidth_limit.is_some() {
         opts.bandwidth_limit = args.bandwidth_limit;
     }
-    opts.filter = match passeur_core::filter::KeyFilter::new(&args.include, &args.exclude) {
+    opts.filter = match passeur_core::base::filter::KeyFilter::new(&args.include, &args.exclude) {
         Ok(f) => f,
         Err(e) => return fail(exit::CONFIG, &e.to_string()),
     };
@@ -198,11 +198,11 @@ async fn sync(args: SyncArgs) -> u8 {
         );
     }
     if let Some(t) = &args.trash_prefix
-        && let Err(e) = passeur_core::deletes::check_trash_prefix(t, &opts.filter)
+        && let Err(e) = passeur_core::sync::deletes::check_trash_prefix(t, &opts.filter)
     {
         return fail(exit::CONFIG, &format!("--trash-prefix: {e}"));
     }
-    opts.deletes = passeur_core::deletes::DeletePolicy {
+    opts.deletes = passeur_core::sync::deletes::DeletePolicy {
         enabled: args.delete,
         max_fraction: args.max_delete_fraction,
         trash_prefix: args.trash_prefix.clone(),

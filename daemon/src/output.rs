@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use passeur_core::stats::{Snapshot, Stats};
+use passeur_core::base::stats::{Snapshot, Stats};
 use passeur_core::sync::{Event, PassSummary};
 use passeur_core::transfer::Outcome;
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::{Stream, StreamExt};
 use passeur_config::ConfigError;
 use passeur_config::daemon::{DaemonConfig, JobConfig};
+use passeur_core::base::stats::Stats;
 use passeur_core::manifest::Manifest;
-use passeur_core::stats::Stats;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::{PassOptions, PassSummary, run_pass};
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::merkle::{bucket_leaves, node};
 use super::{CF_MERKLE_DIRTY, Manifest, cf, db_err};
-use crate::error::Error;
-use crate::hash::Hash;
+use crate::base::error::Error;
+use crate::content::hash::Hash;
 
 /// How one key differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -11,8 +11,8 @@
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
 use super::{CF_MERKLE_DIRTY, CF_MERKLE_LEAF, CF_MERKLE_NODE, cf, db_err};
-use crate::error::Error;
-use crate::hash::Hash;
+use crate::base::error::Error;
+use crate::content::hash::Hash;
 
 const LEAF_CONTEXT: &str = "passeur 2026-11 merkle leaf v1";
 const NODE_CONTEXT: &str = "passeur 2026-11 merkle node v1";

@@ -16,7 +16,7 @@ use super::{
     CF_DELETE_CANDIDATES, CF_LISTED, CF_META, CF_OBJECTS, KEY_LISTING_CUTS, Manifest, cf, db_err,
     records,
 };
-use crate::error::Error;
+use crate::base::error::Error;
 
 /// Keys written per batch when many are noted at once.
 const BATCH: usize = 10_000;

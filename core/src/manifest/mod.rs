@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
 
-use crate::chunk::{ChunkParams, ChunkRef};
-use crate::error::Error;
-use crate::hash::Hash;
+use crate::base::error::Error;
+use crate::content::chunk::{ChunkParams, ChunkRef};
+use crate::content::hash::Hash;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 pub use uploads::{PartDone, PartHash, UploadHead};
 pub use verified::{DeepVerified, FoundTree};
@@ -199,7 +199,10 @@ impl Manifest {
             if msg.contains("lock") {
                 state_err("in use by another passeur process (RocksDB lock held)".into())
             } else {
-                state_err(format!("cannot open: {}", crate::error::one_line(&msg)))
+                state_err(format!(
+                    "cannot open: {}",
+                    crate::base::error::one_line(&msg)
+                ))
             }
         })?;
         let me = Self {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::Hash;
+use crate::content::hash::Hash;
 
 /// Where an object stands in its trip from source to target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::chunk::ChunkRef;
+use crate::content::chunk::ChunkRef;
 
 fn rec(size: u64, content: &[u8]) -> ObjectRecord {
     ObjectRecord {

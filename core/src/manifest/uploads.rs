@@ -10,10 +10,10 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{CF_UPLOAD_PARTS, CF_UPLOADS, Manifest, cf, db_err, records};
-use crate::chunk::ChunkRef;
-use crate::error::Error;
-use crate::hash::Hash;
-use crate::parthash::Subtree;
+use crate::base::error::Error;
+use crate::content::chunk::ChunkRef;
+use crate::content::hash::Hash;
+use crate::content::parthash::Subtree;
 pub use records::SourceVersion;
 
 /// An upload in progress at the target (`uploads`: object key → this).

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::merkle::{bucket_of, leaf_hash, root_of_leaves};
 use super::{CF_DEEP_VERIFIED, CF_MERKLE_LEAF, CF_VERIFY_LEAF, Manifest, cf, db_err, records};
-use crate::error::Error;
-use crate::hash::Hash;
+use crate::base::error::Error;
+use crate::content::hash::Hash;
 
 /// The fingerprint of a record whose target bytes were read back and matched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +124,7 @@ impl Manifest {
             let path = std::env::temp_dir().join(format!(
                 "passeur-verify-{}-{}",
                 std::process::id(),
-                crate::transfer::now_ms()
+                crate::base::now_ms()
             ));
             let mut opts = rocksdb::Options::default();
             opts.create_if_missing(true);

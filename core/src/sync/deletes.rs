@@ -20,9 +20,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::error::Error;
-use crate::filter::KeyFilter;
-use crate::transfer::{Ctx, now_ms, store_err};
+use crate::base::error::Error;
+use crate::base::error::store_err;
+use crate::base::filter::KeyFilter;
+use crate::base::now_ms;
+use crate::transfer::Ctx;
 
 /// What a job may delete at its target.
 #[derive(Debug, Clone, PartialEq)]

@@ -25,14 +25,16 @@ use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions};
 
-use crate::chunk::{ChunkParams, Segmented};
-use crate::error::{Error, error_chain};
-use crate::hash::Hash;
+use crate::base::error::store_err;
+use crate::base::error::{Error, error_chain};
+use crate::base::now_ms;
+use crate::content::chunk::{ChunkParams, Segmented};
+use crate::content::hash::Hash;
+use crate::content::parthash::{self, PartHasher};
 use crate::manifest::{ObjectRecord, ObjectState, PartDone, PartHash, UploadHead, normalize_etag};
-use crate::parthash::{self, PartHasher};
-use crate::read::changed;
 use crate::stores::Multipart;
-use crate::transfer::{ByteStream, Ctx, Outcome, listed_version, now_ms, store_err};
+use crate::transfer::read::changed;
+use crate::transfer::{ByteStream, Ctx, Outcome, listed_version};
 
 /// Why a resumable upload stopped short.
 pub(crate) enum Stop {
@@ -62,7 +64,7 @@ fn prepare(
     index: u64,
     data: &[u8],
     chunking: ChunkParams,
-) -> Result<(PartHash, Vec<crate::chunk::ChunkRef>), Error> {
+) -> Result<(PartHash, Vec<crate::content::chunk::ChunkRef>), Error> {
     let (start, end) = head.range(index);
     let hash = if start == 0 && end == head.source.size {
         PartHash::Whole(Hash::of(data))

@@ -77,7 +77,7 @@ pub fn of_store(
     after: Option<String>,
     until: Option<String>,
     concurrency: usize,
-) -> Result<BoxStream<'static, object_store::Result<ObjectMeta>>, crate::error::Error> {
+) -> Result<BoxStream<'static, object_store::Result<ObjectMeta>>, crate::base::error::Error> {
     let cuts = if store.seeks && concurrency > 1 {
         manifest.listing_cuts()?
     } else {
@@ -110,7 +110,7 @@ pub enum KeyFault {
     },
     /// A key the store holds that object_store's paths cannot carry (an
     /// empty, `.` or `..` segment, a leading or trailing `/`), seen by the
-    /// store's own listing ([`crate::rawlist`]).
+    /// store's own listing ([`crate::stores::rawlist`]).
     #[error(
         "the key {key:?} cannot be carried by object_store (empty, '.' or '..' path segment, or a leading or trailing '/'): not replicated"
     )]
@@ -154,13 +154,13 @@ pub fn key_fault(e: &object_store::Error) -> Option<&KeyFault> {
 const FAULT: &str = "listed key";
 
 /// Where a range's keys come from: object_store's listing, or the store's
-/// own list requests (keys byte for byte; see [`crate::rawlist`]).
+/// own list requests (keys byte for byte; see [`crate::stores::rawlist`]).
 #[derive(Debug, Clone)]
 pub enum Lister {
     /// object_store's listing.
     Store(Arc<dyn ObjectStore>),
     /// The store's own list requests.
-    Raw(Arc<crate::rawlist::RawLister>),
+    Raw(Arc<crate::stores::rawlist::RawLister>),
 }
 
 /// After a listed key turned out not to exist: whether the store holds
@@ -317,7 +317,7 @@ fn list_after(
 
 /// A raw listing entry as object_store's metadata, if a `Path` carries its
 /// key exactly; else the key's fault.
-fn carried(e: crate::rawlist::RawEntry) -> object_store::Result<ObjectMeta> {
+fn carried(e: crate::stores::rawlist::RawEntry) -> object_store::Result<ObjectMeta> {
     match Path::parse(&e.key) {
         Ok(p) if p.as_ref() == e.key => Ok(ObjectMeta {
             location: p,

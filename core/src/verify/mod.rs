@@ -27,12 +27,12 @@ use futures::stream::FuturesUnordered;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
 
-use crate::error::{Error, error_chain};
-use crate::filter::KeyFilter;
-use crate::hash::Hash;
+use crate::base::error::{Error, error_chain};
+use crate::base::filter::KeyFilter;
+use crate::content::hash::Hash;
 use crate::manifest::{DeepVerified, Manifest, ObjectRecord, normalize_etag};
 use crate::stores::Store;
-use crate::throttle::Bandwidth;
+use crate::stores::throttle::Bandwidth;
 
 /// How a verification runs.
 #[derive(Debug, Clone)]
@@ -320,7 +320,13 @@ async fn target_listing(
     opts: &VerifyOptions,
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>, Error> {
     if target.lists_in_order() {
-        return crate::listing::of_store(target, manifest, None, None, opts.listing_concurrency);
+        return crate::scan::listing::of_store(
+            target,
+            manifest,
+            None,
+            None,
+            opts.listing_concurrency,
+        );
     }
     let mut all = BTreeMap::new();
     let mut s = target.inner.list(None);
@@ -493,7 +499,7 @@ fn settle(
                 size: n,
                 target_etag: rec.target_etag.clone(),
                 target_modified_ms: modified_ms,
-                verified_ms: crate::transfer::now_ms(),
+                verified_ms: crate::base::now_ms(),
             },
         )?;
     } else {

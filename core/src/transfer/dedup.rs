@@ -17,11 +17,13 @@ use futures::stream::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::chunk::Segmented;
-use crate::error::Error;
-use crate::hash::Hash;
+use crate::base::error::Error;
+use crate::base::error::store_err;
+use crate::content::chunk::Segmented;
+use crate::content::digest::{Digested, Digester};
+use crate::content::hash::Hash;
 use crate::manifest::normalize_etag;
-use crate::transfer::{ByteStream, Ctx, Digested, Digester, store_err};
+use crate::transfer::{ByteStream, Ctx};
 
 /// What the dedup attempt of a large object came to.
 pub(crate) enum Large {

@@ -18,7 +18,7 @@ use blake3::hazmat::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::hash::Hash;
+use crate::content::hash::Hash;
 
 const CHUNK: u64 = blake3::CHUNK_LEN as u64;
 

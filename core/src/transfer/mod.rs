@@ -5,6 +5,12 @@
 //! The manifest is written only after the target confirmed the object, so a
 //! record always describes bytes that are really there.
 
+pub mod attrs;
+mod dedup;
+pub mod gate;
+pub(crate) mod read;
+pub(crate) mod resume;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -14,20 +20,21 @@ use object_store::path::Path;
 use object_store::{Attributes, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload};
 use tokio::sync::Semaphore;
 
-use crate::attrs;
-use crate::chunk::{ChunkParams, ChunkRef, Segmented};
-use crate::dedup::Large;
-use crate::error::{Error, error_chain};
-use crate::gate::KeyGate;
-use crate::hash::Hash;
-use crate::limits::Plan;
+use crate::base::error::{Error, store_err};
+use crate::base::now_ms;
+use crate::base::stats::Stats;
+use crate::content::chunk::ChunkParams;
+use crate::content::digest::{Digested, Digester};
+use crate::content::hash::Hash;
+use crate::content::parthash::{self, PartHasher};
 use crate::manifest::{
     Manifest, ObjectRecord, ObjectState, SourceVersion, UploadHead, normalize_etag,
 };
-use crate::parthash::{self, PartHasher};
-use crate::resume::Stop;
-use crate::stats::Stats;
+use crate::stores::limits::Plan;
 use crate::stores::{Store, StoreKind};
+use dedup::Large;
+use gate::KeyGate;
+use resume::Stop;
 
 /// A stream of object bytes.
 pub(crate) type ByteStream =
@@ -62,7 +69,7 @@ pub struct Ctx {
     /// pause at their next part boundary.
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Cap on source bytes per second, if any.
-    pub bandwidth: Option<Arc<crate::throttle::Bandwidth>>,
+    pub bandwidth: Option<Arc<crate::stores::throttle::Bandwidth>>,
 }
 
 /// What happened to one object.
@@ -91,70 +98,6 @@ pub fn listed_version(meta: &ObjectMeta) -> SourceVersion {
         etag: normalize_etag(meta.e_tag.as_deref()),
         version: meta.version.clone(),
         last_modified_ms: meta.last_modified.timestamp_millis(),
-    }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn store_err(what: &str, e: object_store::Error) -> Error {
-    Error::Object(format!("{what}: {}", error_chain(&e)))
-}
-
-pub(crate) struct Digested {
-    pub(crate) blake3: Hash,
-    pub(crate) chunks: Vec<ChunkRef>,
-}
-
-/// Hashes and chunks a stream as it passes.
-pub(crate) struct Digester {
-    /// None when the caller hashes by parts (see `parthash`).
-    hasher: Option<blake3::Hasher>,
-    chunker: Segmented,
-    pub(crate) chunks: Vec<ChunkRef>,
-    pub(crate) total: u64,
-}
-
-impl Digester {
-    /// `parts`: the part size of a multipart object, whose parts are
-    /// chunked independently (see [`Segmented`]); `None` for single PUTs.
-    pub(crate) fn new(p: ChunkParams, parts: Option<u64>) -> Self {
-        Self {
-            hasher: Some(blake3::Hasher::new()),
-            chunker: Segmented::new(p, parts),
-            chunks: Vec::new(),
-            total: 0,
-        }
-    }
-    /// A digester that only chunks; the whole-object hash comes from parts.
-    pub(crate) fn chunk_only(p: ChunkParams, parts: Option<u64>) -> Self {
-        Self {
-            hasher: None,
-            ..Self::new(p, parts)
-        }
-    }
-    pub(crate) fn update(&mut self, b: &[u8]) {
-        if let Some(h) = &mut self.hasher {
-            h.update(b);
-        }
-        self.chunker.push(b, &mut self.chunks);
-        self.total += b.len() as u64;
-    }
-    pub(crate) fn finish(mut self, expected: u64) -> Result<Digested, Error> {
-        if self.total != expected {
-            return Err(Error::Object(format!(
-                "source changed while being read: expected {expected} bytes, got {}",
-                self.total
-            )));
-        }
-        self.chunker.finish(&mut self.chunks);
-        Ok(Digested {
-            blake3: self.hasher.map_or(Hash([0; 32]), |h| h.finalize().into()),
-            chunks: self.chunks,
-        })
     }
 }
 

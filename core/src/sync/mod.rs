@@ -2,6 +2,8 @@
 //! with bounded concurrency, and report what happened. The listing is never
 //! collected in memory; failures of single objects do not stop the pass.
 
+pub mod deletes;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,18 +12,18 @@ use futures::stream::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::checkpoint::{Ticket, Watermark};
-use crate::chunk::ChunkParams;
-use crate::coverage::{self, Listed};
-use crate::deletes::DeletePolicy;
-use crate::error::{Error, error_chain};
-use crate::filter::KeyFilter;
-use crate::hash::Hash;
-use crate::listing::KeyFault;
+use crate::base::error::{Error, error_chain};
+use crate::base::filter::KeyFilter;
+use crate::base::stats::{Snapshot, Stats};
+use crate::content::chunk::ChunkParams;
+use crate::content::hash::Hash;
 use crate::manifest::Manifest;
-use crate::stats::{Snapshot, Stats};
+use crate::scan::checkpoint::{Ticket, Watermark};
+use crate::scan::coverage::{self, Listed};
+use crate::scan::listing::KeyFault;
 use crate::stores::Store;
-use crate::throttle::Window;
+use crate::stores::throttle::Window;
+use crate::sync::deletes::DeletePolicy;
 use crate::transfer::{Ctx, Outcome};
 
 /// How a pass runs.
@@ -159,14 +161,14 @@ async fn slash_key_check(source: &Store, loc: &object_store::path::Path) -> Resu
     if source.raw.is_some() || !source.lists_in_order() {
         return Ok(Outcome::Vanished);
     }
-    match crate::listing::holds_slash_key(source.inner.as_ref(), loc).await {
+    match crate::scan::listing::holds_slash_key(source.inner.as_ref(), loc).await {
         Ok(false) => Ok(Outcome::Vanished),
         Ok(true) => Err(Error::Object(format!(
             "the source holds {:?}, a key ending in '/', which object_store lists as {:?} and cannot read: not replicated",
             format!("{loc}/"),
             loc.as_ref()
         ))),
-        Err(e) => Err(crate::transfer::store_err("check a vanished key", e)),
+        Err(e) => Err(crate::base::error::store_err("check a vanished key", e)),
     }
 }
 
@@ -187,7 +189,7 @@ pub async fn run_pass(
     if opts.deletes.enabled
         && let Some(t) = &opts.deletes.trash_prefix
     {
-        crate::deletes::check_trash_prefix(t, &opts.filter)?;
+        crate::sync::deletes::check_trash_prefix(t, &opts.filter)?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Set only by a stop request: resumable uploads pause at a part boundary
@@ -214,11 +216,11 @@ pub async fn run_pass(
         memory: Arc::new(Semaphore::new(memory_mib as usize)),
         memory_mib,
         parts_in_flight: opts.parts_in_flight,
-        gate: crate::gate::KeyGate::default(),
+        gate: crate::transfer::gate::KeyGate::default(),
         stop: pause_rx,
         bandwidth: opts
             .bandwidth_limit
-            .map(|b| Arc::new(crate::throttle::Bandwidth::new(b))),
+            .map(|b| Arc::new(crate::stores::throttle::Bandwidth::new(b))),
     };
     let window = Window::new(
         opts.concurrency,
@@ -269,7 +271,9 @@ pub async fn run_pass(
     let watermark_ref = &watermark;
     // A complete listing from the first key leaves the cuts of the next
     // passes' parallel listings.
-    let sampler = std::sync::Mutex::new(crate::listing::CutSampler::new(manifest.object_count()?));
+    let sampler = std::sync::Mutex::new(crate::scan::listing::CutSampler::new(
+        manifest.object_count()?,
+    ));
     let sampler_ref = &sampler;
     let listing = base.take_until(async move {
         let mut rx = stop_rx;

@@ -20,10 +20,10 @@ use std::sync::{Mutex, PoisonError};
 use futures::stream::{BoxStream, StreamExt};
 use object_store::ObjectMeta;
 
-use crate::error::Error;
-use crate::filter::KeyFilter;
-use crate::listing::{KeyFault, key_fault};
+use crate::base::error::Error;
+use crate::base::filter::KeyFilter;
 use crate::manifest::Manifest;
+use crate::scan::listing::{KeyFault, key_fault};
 use crate::stores::Store;
 
 /// A stretch of the key space listed in one go: keys in `(after, until]`.
@@ -95,7 +95,7 @@ pub(crate) fn listing(
     }
     let mut all = futures::stream::empty().boxed();
     for (i, s) in segs.iter().enumerate() {
-        let part = crate::listing::of_store(
+        let part = crate::scan::listing::of_store(
             source,
             manifest,
             s.after.clone(),

@@ -23,7 +23,7 @@ use object_store::client::{
 };
 use tokio::sync::Notify;
 
-use crate::stats::Stats;
+use crate::base::stats::Stats;
 
 /// Throttling answers (429 / 503) one store gave, since it was opened.
 #[derive(Debug, Default)]

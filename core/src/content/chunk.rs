@@ -5,7 +5,7 @@
 use fastcdc::v2020;
 use serde::{Deserialize, Serialize};
 
-use crate::hash::Hash;
+use crate::content::hash::Hash;
 
 /// FastCDC size parameters, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::error::Error;
+use crate::base::error::Error;
 
 /// Which keys a job replicates.
 #[derive(Debug, Clone, Default)]

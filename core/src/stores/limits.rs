@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::base::error::Error;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;

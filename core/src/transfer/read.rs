@@ -20,10 +20,12 @@ use futures::stream::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResult};
 
-use crate::error::Error;
-use crate::limits::Plan;
+use crate::base::error::Error;
+use crate::base::error::store_err;
+use crate::content::digest::Digester;
 use crate::manifest::{SourceVersion, normalize_etag};
-use crate::transfer::{ByteStream, Ctx, Digester, store_err};
+use crate::stores::limits::Plan;
+use crate::transfer::{ByteStream, Ctx};
 
 /// Byte ranges of parts `from..` of an object of `size` bytes.
 pub(crate) fn part_ranges(size: u64, part_size: u64, from: u64) -> Vec<Range<u64>> {

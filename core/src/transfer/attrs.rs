@@ -5,7 +5,7 @@
 
 use object_store::{Attribute, AttributeValue, Attributes};
 
-use crate::hash::Hash;
+use crate::content::hash::Hash;
 
 /// Metadata key carrying the source's last-modified time, seconds since the
 /// Unix epoch with a fraction (what rclone writes and reads).

@@ -91,6 +91,11 @@ pub enum Error {
     Object(String),
 }
 
+/// A failed store call of one object, as its error.
+pub(crate) fn store_err(what: &str, e: object_store::Error) -> Error {
+    Error::Object(format!("{what}: {}", error_chain(&e)))
+}
+
 /// Classify an object_store error met while probing a store.
 pub fn classify_probe(store: &str, err: object_store::Error) -> Error {
     use object_store::Error as E;

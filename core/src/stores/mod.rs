@@ -3,6 +3,10 @@
 //! AWS_* / AZURE_* / GOOGLE_* variables object_store reads) or from options
 //! loaded from a config file; never from the command line, never printed.
 
+pub mod limits;
+pub mod rawlist;
+pub mod throttle;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +22,10 @@ use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use serde::Deserialize;
 
-use crate::error::{Error, classify_probe};
-use crate::limits::{PartPolicy, Provider};
-use crate::rawlist::{RawLister, Signer};
-use crate::throttle::{Connector, Pressure};
+use crate::base::error::{Error, classify_probe};
+use crate::stores::limits::{PartPolicy, Provider};
+use crate::stores::rawlist::{RawLister, Signer};
+use crate::stores::throttle::{Connector, Pressure};
 
 /// A secret string: deserializes normally, never shows in Debug output.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -220,7 +224,7 @@ impl Store {
                                 .with_client_options(client(opts))
                                 .with_http_connector(connector())
                                 .build()
-                                .map_err(|e| invalid(&crate::error::error_chain(&e)))?,
+                                .map_err(|e| invalid(&crate::base::error::error_chain(&e)))?,
                         );
                         (
                             StoreKind::Gcs,
@@ -338,7 +342,7 @@ fn local(p: &std::path::Path, dir: LocalDir) -> Result<Local, Error> {
     let fs = Arc::new(
         LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
             url: shown,
-            reason: crate::error::error_chain(&e),
+            reason: crate::base::error::error_chain(&e),
         })?,
     );
     Ok((Arc::clone(&fs) as Arc<dyn ObjectStore>, Some(fs), name))
@@ -369,7 +373,7 @@ fn s3(
     use object_store::aws::AmazonS3ConfigKey as K;
     let invalid = |e: object_store::Error| Error::InvalidUrl {
         url: format!("s3://{bucket}"),
-        reason: crate::error::error_chain(&e),
+        reason: crate::base::error::error_chain(&e),
     };
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
@@ -462,7 +466,7 @@ fn azure(
     }
     let invalid = |e: object_store::Error| Error::InvalidUrl {
         url: format!("az://{container}"),
-        reason: crate::error::error_chain(&e),
+        reason: crate::base::error::error_chain(&e),
     };
     let account = b
         .get_config_value(&K::AccountName)

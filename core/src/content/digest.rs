@@ -1,0 +1,61 @@
+//! The streaming digester: every byte of an object passes through it once,
+//! feeding the whole-object BLAKE3 and the content-defined chunker.
+
+use crate::base::error::Error;
+use crate::content::chunk::{ChunkParams, ChunkRef, Segmented};
+use crate::content::hash::Hash;
+
+/// What a digester found: the object's BLAKE3 and its chunks.
+pub(crate) struct Digested {
+    pub(crate) blake3: Hash,
+    pub(crate) chunks: Vec<ChunkRef>,
+}
+
+/// Hashes and chunks a stream as it passes.
+pub(crate) struct Digester {
+    /// None when the caller hashes by parts (see `parthash`).
+    hasher: Option<blake3::Hasher>,
+    chunker: Segmented,
+    pub(crate) chunks: Vec<ChunkRef>,
+    pub(crate) total: u64,
+}
+
+impl Digester {
+    /// `parts`: the part size of a multipart object, whose parts are
+    /// chunked independently (see [`Segmented`]); `None` for single PUTs.
+    pub(crate) fn new(p: ChunkParams, parts: Option<u64>) -> Self {
+        Self {
+            hasher: Some(blake3::Hasher::new()),
+            chunker: Segmented::new(p, parts),
+            chunks: Vec::new(),
+            total: 0,
+        }
+    }
+    /// A digester that only chunks; the whole-object hash comes from parts.
+    pub(crate) fn chunk_only(p: ChunkParams, parts: Option<u64>) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(p, parts)
+        }
+    }
+    pub(crate) fn update(&mut self, b: &[u8]) {
+        if let Some(h) = &mut self.hasher {
+            h.update(b);
+        }
+        self.chunker.push(b, &mut self.chunks);
+        self.total += b.len() as u64;
+    }
+    pub(crate) fn finish(mut self, expected: u64) -> Result<Digested, Error> {
+        if self.total != expected {
+            return Err(Error::Object(format!(
+                "source changed while being read: expected {expected} bytes, got {}",
+                self.total
+            )));
+        }
+        self.chunker.finish(&mut self.chunks);
+        Ok(Digested {
+            blake3: self.hasher.map_or(Hash([0; 32]), |h| h.finalize().into()),
+            chunks: self.chunks,
+        })
+    }
+}
