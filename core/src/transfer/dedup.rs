@@ -23,7 +23,7 @@ use crate::content::chunk::Segmented;
 use crate::content::digest::{Digested, Digester};
 use crate::content::hash::Hash;
 use crate::manifest::normalize_etag;
-use crate::transfer::{ByteStream, Ctx};
+use crate::transfer::ctx::{ByteStream, Ctx};
 
 /// What the dedup attempt of a large object came to.
 pub(crate) enum Large {

@@ -6,6 +6,7 @@
 //! record always describes bytes that are really there.
 
 pub mod attrs;
+mod ctx;
 mod dedup;
 pub mod gate;
 pub(crate) mod read;
@@ -18,88 +19,22 @@ use bytes::BytesMut;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
 use object_store::{Attributes, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload};
-use tokio::sync::Semaphore;
 
 use crate::base::error::{Error, store_err};
 use crate::base::now_ms;
-use crate::base::stats::Stats;
-use crate::content::chunk::ChunkParams;
 use crate::content::digest::{Digested, Digester};
 use crate::content::hash::Hash;
 use crate::content::parthash::{self, PartHasher};
-use crate::manifest::{
-    Manifest, ObjectRecord, ObjectState, SourceVersion, UploadHead, normalize_etag,
-};
+use crate::manifest::{ObjectRecord, ObjectState, SourceVersion, UploadHead, normalize_etag};
+use crate::stores::StoreKind;
 use crate::stores::limits::Plan;
-use crate::stores::{Store, StoreKind};
+pub(crate) use ctx::{ByteStream, Stop};
+pub use ctx::{Ctx, Outcome, listed_version};
 use dedup::Large;
-use gate::KeyGate;
-use resume::Stop;
-
-/// A stream of object bytes.
-pub(crate) type ByteStream =
-    futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>;
 
 const MIB: u64 = 1024 * 1024;
 /// Times one object starts over because its source changed under it.
 const MAX_RESTARTS: usize = 3;
-
-/// Everything one object's transfer needs.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// Where objects are read.
-    pub source: Store,
-    /// Where objects are written.
-    pub target: Store,
-    /// The state directory.
-    pub manifest: Arc<Manifest>,
-    /// Chunking parameters.
-    pub chunking: ChunkParams,
-    /// Live counters.
-    pub stats: Arc<Stats>,
-    /// Memory budget in MiB permits: bytes buffered for PUTs and parts.
-    pub memory: Arc<Semaphore>,
-    /// Total MiB permits of `memory`.
-    pub memory_mib: u32,
-    /// Parts uploaded concurrently per multipart object.
-    pub parts_in_flight: usize,
-    /// Keeps dedup copies and writes of one key apart.
-    pub gate: KeyGate,
-    /// Becomes true when the pass is asked to stop: resumable uploads then
-    /// pause at their next part boundary.
-    pub stop: tokio::sync::watch::Receiver<bool>,
-    /// Cap on source bytes per second, if any.
-    pub bandwidth: Option<Arc<crate::stores::throttle::Bandwidth>>,
-}
-
-/// What happened to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Already replicated at this version: no bytes read or written.
-    Unchanged,
-    /// Read and written to the target.
-    Copied,
-    /// Materialised by server-side copy of identical content.
-    Deduplicated,
-    /// Dry run: would be copied.
-    WouldCopy,
-    /// Listed but gone when read: deleted since the listing, or an S3
-    /// directory marker (`dir/`, which object_store lists as `dir`).
-    Vanished,
-    /// A resumable upload paused at a part boundary because the pass was
-    /// asked to stop; its parts are recorded and the next run continues.
-    Paused,
-}
-
-/// The version a listing entry describes.
-pub fn listed_version(meta: &ObjectMeta) -> SourceVersion {
-    SourceVersion {
-        size: meta.size,
-        etag: normalize_etag(meta.e_tag.as_deref()),
-        version: meta.version.clone(),
-        last_modified_ms: meta.last_modified.timestamp_millis(),
-    }
-}
 
 impl Ctx {
     /// Replicate one listed object.

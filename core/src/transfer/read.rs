@@ -25,7 +25,7 @@ use crate::base::error::store_err;
 use crate::content::digest::Digester;
 use crate::manifest::{SourceVersion, normalize_etag};
 use crate::stores::limits::Plan;
-use crate::transfer::{ByteStream, Ctx};
+use crate::transfer::ctx::{ByteStream, Ctx};
 
 /// Byte ranges of parts `from..` of an object of `size` bytes.
 pub(crate) fn part_ranges(size: u64, part_size: u64, from: u64) -> Vec<Range<u64>> {

@@ -33,26 +33,8 @@ use crate::content::hash::Hash;
 use crate::content::parthash::{self, PartHasher};
 use crate::manifest::{ObjectRecord, ObjectState, PartDone, PartHash, UploadHead, normalize_etag};
 use crate::stores::Multipart;
+use crate::transfer::ctx::{ByteStream, Ctx, Outcome, Stop, listed_version};
 use crate::transfer::read::changed;
-use crate::transfer::{ByteStream, Ctx, Outcome, listed_version};
-
-/// Why a resumable upload stopped short.
-pub(crate) enum Stop {
-    /// The source is not the version the upload copies (or is gone), or
-    /// the upload is gone at the target: abort the upload, forget it and
-    /// start the object over.
-    Restart(String),
-    /// Anything else: the recorded parts stay for the next attempt.
-    Fail(Error),
-    /// The pass is stopping: paused at a part boundary, parts recorded.
-    Paused,
-}
-
-impl From<Error> for Stop {
-    fn from(e: Error) -> Self {
-        Stop::Fail(e)
-    }
-}
 
 fn perr(e: parthash::PartHashError) -> Error {
     Error::Object(e.to_string())
