@@ -34,6 +34,10 @@ pub use verified::{DeepVerified, FoundTree};
 
 /// Version of the on-disk layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+/// RocksDB's block cache, which the memtables are charged to as well.
+const CACHE_BYTES: usize = 48 << 20;
+/// All memtables together: a flush starts when they pass this.
+const MEMTABLE_BYTES: usize = 24 << 20;
 
 const CF_META: &str = "meta";
 const CF_OBJECTS: &str = "objects";
@@ -153,11 +157,18 @@ impl Manifest {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
-        // Memory stays flat whatever the number of objects: all column
-        // families share 64 MiB of memtables (flushed when full) and one
-        // 32 MiB block cache.
-        opts.set_db_write_buffer_size(64 << 20);
-        let cache = rocksdb::Cache::new_lru_cache(32 << 20);
+        // RocksDB's memory has one bound whatever the number of objects:
+        // the memtables of all column families (flushed when they pass
+        // 24 MiB together) are charged to the one 48 MiB LRU cache that
+        // also holds data, index and filter blocks.
+        let cache = rocksdb::Cache::new_lru_cache(CACHE_BYTES);
+        opts.set_write_buffer_manager(
+            &rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+                MEMTABLE_BYTES,
+                false,
+                cache.clone(),
+            ),
+        );
         // Open every column family present too, so that a directory written
         // by another version opens far enough to report its schema version.
         let mut names: Vec<String> = if read_only {
@@ -173,9 +184,11 @@ impl Manifest {
         let cfs = names.into_iter().map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            o.set_write_buffer_size(16 << 20);
+            o.set_write_buffer_size(MEMTABLE_BYTES / 4);
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             o.set_block_based_table_factory(&table);
             if name == CF_CHUNKS {
                 o.set_merge_operator_associative("chunk_refs", records::merge_chunk_refs);
