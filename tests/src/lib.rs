@@ -3,6 +3,7 @@
 //! independent read-back helpers.
 
 pub mod dataset;
+pub mod faulty;
 pub mod job;
 pub mod meter;
 pub mod servers;

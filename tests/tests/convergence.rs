@@ -113,7 +113,14 @@ async fn the_target_converges_on_a_changing_source() -> Result<()> {
     };
 
     let result = async {
-        // The writer: 6 s of puts, overwrites, deletes and renames.
+        // Both jobs hold the first state before it changes (on a loaded
+        // machine a job's first pass could otherwise list after the
+        // writer's deletes, and `keep` would have nothing to keep).
+        for name in ["mirror", "keep"] {
+            wait_passes(&log, name, 1, Duration::from_secs(180))?;
+        }
+        // The writer: 6 s of puts, overwrites, deletes and renames, while
+        // passes run.
         let (mut puts, mut overwrites, mut deletes, mut renames) = (0, 0, 0, 0);
         let started = Instant::now();
         let mut n = 10_000;

@@ -168,6 +168,33 @@ impl Store {
         self.kind != StoreKind::Local
     }
 
+    /// A store around any object_store implementation (object_store's
+    /// `InMemory`, a wrapper that injects faults…), behaving as an object
+    /// store: it lists in key order and keeps attributes. `multipart`: its
+    /// low-level multipart API, for uploads that survive restarts. For
+    /// running the engine in-process; the binary opens stores by URL.
+    pub fn in_process(
+        name: &str,
+        inner: Arc<dyn ObjectStore>,
+        policy: PartPolicy,
+        multipart: Option<Arc<dyn MultipartStore>>,
+    ) -> Self {
+        Self {
+            url: name.to_owned(),
+            kind: StoreKind::S3,
+            inner,
+            policy,
+            multipart: multipart.map(|store| Multipart {
+                store,
+                prefix: None,
+            }),
+            pressure: Arc::default(),
+            seeks: false,
+            local: None,
+            raw: None,
+        }
+    }
+
     /// Build a store from a URL. `dir`: what to do when a local directory
     /// does not exist.
     pub fn open(url: &str, opts: &StoreOptions, dir: LocalDir) -> Result<Self, Error> {
