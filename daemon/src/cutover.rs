@@ -15,12 +15,13 @@ use passeur_core::verify::{MismatchKind, VerifyOptions, VerifyReport, verify};
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
+use crate::exit;
 use crate::run::{Opened, open_job};
 
-/// Exit codes of these two commands.
-const VERIFIED: u8 = 0;
-const MISMATCHES: u8 = 1;
-const COULD_NOT_RUN: u8 = 2;
+/// Exit codes of these two commands: the table in `exit.rs`, where 0 means
+/// VERIFIED and 1 that the target differs or the final pass left work.
+const VERIFIED: u8 = exit::OK;
+const MISMATCHES: u8 = exit::INCOMPLETE;
 
 /// The final pass as the report shows it.
 #[derive(Debug, Serialize)]
@@ -56,16 +57,21 @@ struct Report {
     verification: VerifyReport,
 }
 
-fn could_not_run(msg: &str) -> u8 {
-    crate::fail(COULD_NOT_RUN, msg)
+/// Print why the command could not run; its exit code.
+fn could_not_run(code: u8, msg: &str) -> u8 {
+    crate::fail(code, msg)
 }
 
 /// The final pass; `Err` is the exit code, its line already printed.
 async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
     eprintln!("passeur: final pass of job {job:?}...");
     let t = Instant::now();
-    let (mut requests, handle) = crate::signals::requests()
-        .map_err(|e| could_not_run(&format!("cannot install signal handlers: {e}")))?;
+    let (mut requests, handle) = crate::signals::requests().map_err(|e| {
+        could_not_run(
+            exit::SOFTWARE,
+            &format!("cannot install signal handlers: {e}"),
+        )
+    })?;
     // The final pass lists every key from the first: a checkpoint left by a
     // stopped service must not let changes before it go unread.
     let opts = passeur_core::sync::PassOptions {
@@ -87,6 +93,7 @@ async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
     handle.close();
     match r {
         Ok(summary) if summary.interrupted => Err(could_not_run(
+            exit::INTERRUPTED,
             "interrupted during the final pass; nothing verified",
         )),
         Ok(summary) => Ok(FinalPass {
@@ -99,7 +106,10 @@ async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
             complete: summary.complete(),
             summary,
         }),
-        Err(e) => Err(could_not_run(&format!("final pass: {e}"))),
+        Err(e) => Err(could_not_run(
+            exit::for_error(&e),
+            &format!("final pass: {e}"),
+        )),
     }
 }
 
@@ -112,52 +122,55 @@ async fn run_verify(opened: &Opened, opts: &VerifyOptions) -> Result<VerifyRepor
     );
     verify(&opened.target, &opened.manifest, opts)
         .await
-        .map_err(|e| could_not_run(&format!("verification: {e}")))
+        .map_err(|e| could_not_run(exit::for_error(&e), &format!("verification: {e}")))
 }
 
 /// Run `cutover` (with a final pass) or `verify` (without).
 pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
     let name = if final_pass { "cutover" } else { "verify" };
     if args.sample.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
-        return could_not_run("--sample must be above 0 and at most 1");
+        return could_not_run(exit::USAGE, "--sample must be above 0 and at most 1");
     }
     let cfg = match DaemonConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            // One line per problem, each prefixed; exit 2 (could not run).
-            let _ = crate::config_errors(&e);
-            return COULD_NOT_RUN;
+            // One line per problem, each prefixed.
+            return crate::config_errors(&e);
         }
     };
     let job = match (&args.job, cfg.jobs.as_slice()) {
         (Some(j), jobs) => jobs.iter().map(|s| s.get_ref()).find(|c| &c.name == j),
         (None, [only]) => Some(only.get_ref()),
-        (None, _) => return could_not_run("the file has several jobs: name one with --job"),
+        (None, _) => {
+            return could_not_run(
+                exit::USAGE,
+                "the file has several jobs: name one with --job",
+            );
+        }
     };
     let Some(job) = job else {
-        return could_not_run(&format!(
-            "no job {:?} in {}",
-            args.job.unwrap_or_default(),
-            args.config.display()
-        ));
+        return could_not_run(
+            exit::USAGE,
+            &format!(
+                "no job {:?} in {}",
+                args.job.unwrap_or_default(),
+                args.config.display()
+            ),
+        );
     };
     if !final_pass && !job.state(&cfg.state_dir).join("CURRENT").is_file() {
-        return could_not_run(&format!(
-            "job {:?} has no state yet ({}): run a pass (or a cutover) first",
-            job.name,
-            job.state(&cfg.state_dir).display()
-        ));
+        return could_not_run(
+            exit::STATE_DIR,
+            &format!(
+                "job {:?} has no state yet ({}): run a pass (or a cutover) first",
+                job.name,
+                job.state(&cfg.state_dir).display()
+            ),
+        );
     }
     let opened = match open_job(&cfg, job, !final_pass).await {
         Ok(o) => o,
-        Err((_, msg)) => {
-            let hint = if msg.contains("in use by another passeur") {
-                " (stop the service first: the final pass needs the state directory)"
-            } else {
-                ""
-            };
-            return could_not_run(&format!("{msg}{hint}"));
-        }
+        Err((code, msg)) => return could_not_run(code, &msg),
     };
     let started = SystemTime::now();
     let vopts = VerifyOptions {
@@ -171,7 +184,10 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         trash_prefix: job.delete.trash_prefix.clone(),
     };
     if args.repair && opened.manifest.is_read_only() {
-        return could_not_run("--repair needs the state directory: stop the service first");
+        return could_not_run(
+            exit::STATE_DIR,
+            "--repair needs the state directory: stop the service first",
+        );
     }
     let mut pass = None;
     if final_pass {
@@ -198,7 +214,7 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
             .collect();
         match opened.manifest.forget_damaged(&repaired) {
             Ok(same) => repaired_same_content = same,
-            Err(e) => return could_not_run(&format!("repair: {e}")),
+            Err(e) => return could_not_run(exit::for_error(&e), &format!("repair: {e}")),
         }
         repaired.extend(repaired_same_content.iter().cloned());
         if !repaired.is_empty() && final_pass {
@@ -236,10 +252,13 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
     });
     let json = match serde_json::to_string_pretty(&report) {
         Ok(j) => j,
-        Err(e) => return could_not_run(&format!("report: {e}")),
+        Err(e) => return could_not_run(exit::SOFTWARE, &format!("report: {e}")),
     };
     if let Err(e) = std::fs::write(&path, format!("{json}\n")) {
-        return could_not_run(&format!("cannot write the report {}: {e}", path.display()));
+        return could_not_run(
+            exit::STATE_DIR,
+            &format!("cannot write the report {}: {e}", path.display()),
+        );
     }
     if args.json {
         println!("{json}");

@@ -6,12 +6,12 @@ use passeur_core::Error;
 pub const OK: u8 = 0;
 /// The pass ran but something is left undone (failed objects, listing cut).
 pub const INCOMPLETE: u8 = 1;
-/// Command-line usage error (from clap).
-#[expect(
-    dead_code,
-    reason = "clap exits with 2 itself; listed to keep the table whole"
-)]
+/// Command-line usage error (clap exits with it itself; also an argument
+/// that names something absent, such as an unknown `--job`).
 pub const USAGE: u8 = 2;
+/// `manifest export` / `manifest diff` could not read or compare (as
+/// `diff(1)`, whose 0 and 1 mean same and different).
+pub const TROUBLE: u8 = 2;
 /// The state directory holds another schema version (EX_DATAERR).
 pub const SCHEMA: u8 = 65;
 /// A store is unreachable or its bucket/container is missing (EX_UNAVAILABLE).
@@ -36,7 +36,7 @@ pub fn for_error(e: &Error) -> u8 {
         | Error::TrashOverlap { .. } => CONFIG,
         Error::MissingContainer { .. } | Error::Unreachable { .. } => UNAVAILABLE,
         Error::AccessDenied { .. } => ACCESS_DENIED,
-        Error::StateDir { .. } => STATE_DIR,
+        Error::StateDir { .. } | Error::StateInUse { .. } => STATE_DIR,
         Error::SchemaMismatch { .. } => SCHEMA,
         _ => SOFTWARE,
     }

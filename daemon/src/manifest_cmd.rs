@@ -13,8 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{DiffArgs, ExportArgs, ExportFormat};
 
-const COULD_NOT_RUN: u8 = 2;
-
 /// One exported object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Row {
@@ -26,7 +24,7 @@ struct Row {
 }
 
 fn could_not_run(msg: &str) -> u8 {
-    crate::fail(COULD_NOT_RUN, msg)
+    crate::fail(crate::exit::TROUBLE, msg)
 }
 
 /// A key as `b3sum` writes it: names holding a backslash or a newline are

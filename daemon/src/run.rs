@@ -66,7 +66,7 @@ pub(crate) async fn open_job(
         .map_err(|e| (exit::CONFIG, format!("job {name:?}: {e}")))?;
     let state = c.state(&cfg.state_dir);
     let manifest = match Manifest::open(&state) {
-        Err(e) if snapshot && e.to_string().contains("in use by another passeur") => {
+        Err(passeur_core::Error::StateInUse { .. }) if snapshot => {
             tracing::warn!(job = %name, "the state directory is in use: verifying a read-only snapshot");
             Manifest::open_read_only(&state)
         }

@@ -397,3 +397,49 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// A cutover that cannot run says why in one line and exits with the code
+/// of the exit table, not a catch-all: the state directory held by another
+/// process (the service left running) is 73, a source that does not exist
+/// is 69.
+#[test]
+fn a_cutover_that_cannot_run_exits_with_the_code_of_its_cause() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let src = work.path().join("src");
+    dataset::write_dir(&src, &objects(7))?;
+    let dst = work.path().join("dst");
+    let cfg = config(work.path(), &src, &dst.to_string_lossy(), "")?;
+    let report = work.path().join("report.json");
+    let (first, _) = run("cutover", &cfg, &report, &[])?;
+    ensure!(
+        first.code == 0,
+        "clean cutover: exit {}\n{}",
+        first.code,
+        first.stderr
+    );
+
+    // The service still holds the state directory.
+    let held = passeur_core::manifest::Manifest::open(&work.path().join("state").join("j"))?;
+    let c = cfg.to_string_lossy();
+    let busy = passeur(&["cutover", "--config", &c, "--job", "j"], &[])?;
+    drop(held);
+    ensure!(
+        busy.code == 73
+            && busy.stderr.lines().count() == 1
+            && busy.stderr.contains("in use by another passeur"),
+        "state held: exit {}: {}",
+        busy.code,
+        busy.stderr
+    );
+
+    // The source directory is gone.
+    std::fs::rename(&src, work.path().join("moved"))?;
+    let gone = passeur(&["cutover", "--config", &c, "--job", "j"], &[])?;
+    ensure!(
+        gone.code == 69 && gone.stderr.lines().count() == 1,
+        "source gone: exit {}: {}",
+        gone.code,
+        gone.stderr
+    );
+    Ok(())
+}

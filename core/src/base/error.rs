@@ -48,6 +48,15 @@ pub enum Error {
         /// Why it is unusable.
         detail: String,
     },
+    /// Another process holds the state directory (RocksDB's lock).
+    #[error(
+        "state directory {}: in use by another passeur process (RocksDB lock held): stop it (the service?) first",
+        path.display()
+    )]
+    StateInUse {
+        /// Directory given.
+        path: PathBuf,
+    },
     /// The state directory was written by another schema version.
     #[error(
         "state directory {} has schema version {found}; this passeur reads version {expected}",

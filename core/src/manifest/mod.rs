@@ -208,13 +208,16 @@ impl Manifest {
             DB::open_cf_descriptors(&opts, path, cfs)
         };
         let db = opened.map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("lock") {
-                state_err("in use by another passeur process (RocksDB lock held)".into())
+            // RocksDB reports its LOCK file held by another process only as
+            // an I/O error's text: this is the one place that reads it.
+            if e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("lock file") {
+                Error::StateInUse {
+                    path: path.to_path_buf(),
+                }
             } else {
                 state_err(format!(
                     "cannot open: {}",
-                    crate::base::error::one_line(&msg)
+                    crate::base::error::one_line(e.as_ref())
                 ))
             }
         })?;
