@@ -434,3 +434,62 @@ fn the_bodies_differ_by_generation() -> Result<()> {
     ensure!(b.len() as u64 == 3 * PART + 777);
     Ok(())
 }
+
+/// Equal content is copied server-side from the key holding it, on both
+/// paths (single PUT and multipart); a failed copy falls back to an upload,
+/// and a holder rewritten at the target is never copied from.
+#[tokio::test]
+async fn dedup_copies_from_an_intact_holder_and_uploads_otherwise() -> Result<()> {
+    let rig = Rig::new(true)?;
+    let small = body("held", 1000, 1);
+    let large = body("held-large", 3 * PART + 9, 1);
+    rig.put("orig/small", small.clone()).await?;
+    rig.put("orig/large", large.clone()).await?;
+    ensure!(rig.pass(&Rig::options()).await?.complete());
+
+    // Two copies of each; the first server-side copy fails.
+    for k in ["a", "b"] {
+        rig.put(&format!("{k}/small"), small.clone()).await?;
+        rig.put(&format!("{k}/large"), large.clone()).await?;
+    }
+    rig.dst_faults
+        .rule(Op::Copy, 1, None, Fault::Fail(Failure::Transient));
+    let second = rig.pass(&Rig::options()).await?;
+    ensure!(second.complete(), "{:?}", second.failures);
+    ensure!(
+        second.stats.deduplicated == 3 && second.stats.copied == 1,
+        "deduplicated {}, copied {} (one copy failed and was uploaded)",
+        second.stats.deduplicated,
+        second.stats.copied
+    );
+    rig.assert_replica().await?;
+
+    // Someone rewrites a holder at the target: its content must not spread.
+    rig.dst
+        .put(
+            &Path::parse("orig/small")?,
+            PutPayload::from(b"tampered".to_vec()),
+        )
+        .await?;
+    rig.dst
+        .put(
+            &Path::parse("a/small")?,
+            PutPayload::from(b"tampered".to_vec()),
+        )
+        .await?;
+    rig.dst
+        .put(
+            &Path::parse("b/small")?,
+            PutPayload::from(b"tampered".to_vec()),
+        )
+        .await?;
+    rig.put("c/small", small.clone()).await?;
+    let third = rig.pass(&Rig::options()).await?;
+    ensure!(third.complete(), "{:?}", third.failures);
+    let got = rig.dst.get(&Path::parse("c/small")?).await?.bytes().await?;
+    ensure!(
+        got.as_ref() == small.as_slice(),
+        "c/small was copied from a rewritten holder"
+    );
+    Ok(())
+}

@@ -6,7 +6,7 @@
 //! chunk, different content) → the object is read again and uploaded.
 //!
 //! Every dedup copy (small objects too, see `transfer`) goes through
-//! [`Ctx::copy_from_holder`]: the holder must still be at the target with
+//! [`Ctx::copy_held`]: the holder must still be at the target with
 //! the ETag and size its record names (an object overwritten at the target
 //! by someone else, or left stale, is never copied), and the new object's
 //! own ETag is read back for its record, so fast verification checks it.
@@ -105,21 +105,45 @@ impl Ctx {
         if digest.blake3 != cand.content || digest.chunks != cand.chunks {
             return Ok(Large::Reread);
         }
-        // Hold the holder against writers for the copy, and make sure its
-        // record still names this content (a writer may have finished).
-        let Some(_source) = self.gate.begin_copy_from(&cand.holder) else {
-            return Ok(Large::Reread);
-        };
-        let attrs_ok = self
-            .manifest
-            .content_holder(&cand.content, size, attrs_digest)?;
-        if attrs_ok.as_deref() != Some(cand.holder.as_str()) {
-            return Ok(Large::Reread);
-        }
-        match self.copy_from_holder(&cand.holder, loc, size).await? {
+        match self
+            .copy_held(&cand.holder, loc, &cand.content, size, attrs_digest)
+            .await?
+        {
             Some(etag) => Ok(Large::Copied(digest, etag)),
             None => Ok(Large::Reread),
         }
+    }
+
+    /// The one server-side copy path (single PUTs and large objects): copy
+    /// `holder`, which the manifest named as holding `content` (`size`
+    /// bytes, attributes `attrs_digest`), to `to`. The holder is held
+    /// against writers for the copy and must still be named under that
+    /// hold (a writer may have finished), its bytes are HEADed against its
+    /// record, and the copy is HEADed after. The copy's ETag; `None`: the
+    /// caller uploads instead.
+    pub(crate) async fn copy_held(
+        &self,
+        holder: &str,
+        to: &Path,
+        content: &Hash,
+        size: u64,
+        attrs_digest: &Hash,
+    ) -> Result<Option<String>, Error> {
+        if holder == to.as_ref() {
+            return Ok(None);
+        }
+        let Some(_source) = self.gate.begin_copy_from(holder) else {
+            return Ok(None);
+        };
+        if self
+            .manifest
+            .content_holder(content, size, attrs_digest)?
+            .as_deref()
+            != Some(holder)
+        {
+            return Ok(None);
+        }
+        self.copy_from_holder(holder, to, size).await
     }
 
     /// Server-side copy of `holder` to `to`, only if the holder is still at
@@ -130,7 +154,7 @@ impl Ctx {
     /// caller holds the holder's copy gate. A holder rewritten between the
     /// HEAD and the copy (one request apart) is not detected here; deep
     /// verification reads the bytes.
-    pub(crate) async fn copy_from_holder(
+    async fn copy_from_holder(
         &self,
         holder: &str,
         to: &Path,

@@ -295,14 +295,9 @@ impl Ctx {
         if let Some(holder) = self
             .manifest
             .content_holder(&digest.blake3, size, attrs_digest)?
-            && holder != loc.as_ref()
-            && let Some(_source) = self.gate.begin_copy_from(&holder)
-            && self
-                .manifest
-                .content_holder(&digest.blake3, size, attrs_digest)?
-                .as_deref()
-                == Some(holder.as_str())
-            && let Some(etag) = self.copy_from_holder(&holder, loc, size).await?
+            && let Some(etag) = self
+                .copy_held(&holder, loc, &digest.blake3, size, attrs_digest)
+                .await?
         {
             return Ok((digest, Some(etag), Outcome::Deduplicated));
         }
