@@ -297,7 +297,12 @@ fn human(r: &Report, path: &std::path::Path) -> String {
             if p.complete { "" } else { " (incomplete)" }
         ));
         for f in p.summary.failures.iter().take(20) {
-            t.push_str(&format!("  failed: {:?}: {}\n", f.key, f.reason));
+            t.push_str(&format!(
+                "  failed ({}): {:?}: {}\n",
+                f.kind.as_str(),
+                f.key,
+                f.reason
+            ));
         }
     }
     if !r.repaired.is_empty() {

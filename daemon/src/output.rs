@@ -242,7 +242,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
         t.push_str("interrupted: objects not yet listed were not replicated\n");
     }
     for f in &s.failures {
-        t.push_str(&format!("failed: {:?}: {}\n", f.key, f.reason));
+        t.push_str(&format!(
+            "failed ({}): {:?}: {}\n",
+            f.kind.as_str(),
+            f.key,
+            f.reason
+        ));
     }
     t
 }

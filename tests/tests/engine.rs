@@ -12,6 +12,7 @@ use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use passeur_core::base::error::FailureKind;
 use passeur_core::base::stats::Stats;
 use passeur_core::content::chunk::ChunkParams;
 use passeur_core::manifest::Manifest;
@@ -187,28 +188,45 @@ async fn failed_writes_fail_their_objects_and_the_next_pass_finishes_them() -> R
         rig.dst_faults
             .rule(Op::Put, 1, Some("small"), Fault::Fail(Failure::Transient))
             .rule(
+                Op::Put,
+                1,
+                Some("one-part"),
+                Fault::Fail(Failure::Precondition),
+            )
+            .rule(
                 Op::PutPart,
                 2,
                 Some("unaligned"),
-                Fault::Fail(Failure::Transient),
+                Fault::Fail(Failure::Denied),
             );
         let first = rig.pass(&Rig::options()).await?;
         ensure!(
             !first.complete(),
             "a pass with failed objects said complete"
         );
-        let failed: Vec<&str> = first.failures.iter().map(|f| f.key.as_str()).collect();
+        // Each failure is named with the kind of the store's error.
+        let mut failed: Vec<(&str, FailureKind)> = first
+            .failures
+            .iter()
+            .map(|f| (f.key.as_str(), f.kind))
+            .collect();
+        failed.sort_by_key(|(k, _)| *k);
         ensure!(
-            failed.contains(&"small") && failed.contains(&"multi/unaligned"),
-            "resumable={resumable}: failures named {failed:?}"
+            failed
+                == [
+                    ("multi/unaligned", FailureKind::Denied),
+                    ("one-part", FailureKind::Precondition),
+                    ("small", FailureKind::Transient),
+                ],
+            "resumable={resumable}: failures {failed:?}"
         );
         ensure!(
-            rig.dst_faults.injected() == 2,
+            rig.dst_faults.injected() == 3,
             "faults injected: {}",
             rig.dst_faults.injected()
         );
         // No partial object is visible at the target.
-        for k in ["small", "multi/unaligned"] {
+        for k in ["small", "one-part", "multi/unaligned"] {
             ensure!(
                 rig.dst.head(&Path::parse(k)?).await.is_err(),
                 "resumable={resumable}: {k} visible at the target after its write failed"
@@ -341,7 +359,10 @@ async fn deletes_follow_the_source_and_a_refused_one_is_retried() -> Result<()> 
     let first = rig.pass(&opts).await?;
     ensure!(!first.complete(), "a refused delete left the pass complete");
     ensure!(
-        first.failures.iter().any(|f| f.key == "small"),
+        first
+            .failures
+            .iter()
+            .any(|f| f.key == "small" && f.kind == FailureKind::Denied),
         "failures: {:?}",
         first.failures
     );

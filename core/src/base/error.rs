@@ -95,14 +95,85 @@ pub enum Error {
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] object_store::Error),
+    /// A store operation on one object failed; the store's error is kept,
+    /// so the failure's kind ([`Error::kind`]) survives into the summary.
+    #[error("{op}: {}", error_chain(source))]
+    StoreOp {
+        /// What passeur was doing ("read source", "upload part"…).
+        op: &'static str,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
     /// One object could not be replicated.
     #[error("{0}")]
     Object(String),
 }
 
 /// A failed store call of one object, as its error.
-pub(crate) fn store_err(what: &str, e: object_store::Error) -> Error {
-    Error::Object(format!("{what}: {}", error_chain(&e)))
+pub(crate) fn store_err(op: &'static str, source: object_store::Error) -> Error {
+    Error::StoreOp { op, source }
+}
+
+/// What kind of failure ended one object: what an operator can expect of
+/// the next pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The store answered that the object (or upload) is not there.
+    NotFound,
+    /// A condition did not hold (If-Match, If-None-Match): something
+    /// changed the object between two requests.
+    Precondition,
+    /// The store refused the request (access denied, unauthenticated).
+    Denied,
+    /// The connection failed, timed out or was cut, or the store kept
+    /// answering errors until the retries ran out (5xx, 429 SlowDown); also
+    /// any other error object_store reports only as generic: the next pass
+    /// tries again.
+    Transient,
+    /// Anything else: passeur refused the object (a key it cannot carry,
+    /// the source changing while read, a limit of the target), or the
+    /// store rejected it for good.
+    Permanent,
+}
+
+impl FailureKind {
+    /// The kind as the summary and the report name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::NotFound => "not-found",
+            FailureKind::Precondition => "precondition",
+            FailureKind::Denied => "denied",
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+        }
+    }
+}
+
+impl Error {
+    /// The kind of this failure, from the store's error where there is one
+    /// (never from message text).
+    pub fn kind(&self) -> FailureKind {
+        use object_store::Error as E;
+        match self {
+            Error::Store(e) | Error::StoreOp { source: e, .. } => match e {
+                E::NotFound { .. } => FailureKind::NotFound,
+                E::Precondition { .. } | E::NotModified { .. } | E::AlreadyExists { .. } => {
+                    FailureKind::Precondition
+                }
+                E::PermissionDenied { .. } | E::Unauthenticated { .. } => FailureKind::Denied,
+                // Transport errors, timeouts, and 5xx / 429 answers after
+                // object_store's retries all arrive as Generic (its retry
+                // error, which knows the status, is private to it).
+                E::Generic { .. } => FailureKind::Transient,
+                _ => FailureKind::Permanent,
+            },
+            Error::Unreachable { .. } => FailureKind::Transient,
+            Error::AccessDenied { .. } => FailureKind::Denied,
+            _ => FailureKind::Permanent,
+        }
+    }
 }
 
 /// Classify an object_store error met while probing a store.

@@ -95,7 +95,7 @@ pub(crate) struct DeleteReport {
     pub(crate) refused: Option<String>,
     /// Keys whose delete failed, and why: still recorded, tried again after
     /// the next complete pass; the other keys went on.
-    pub(crate) failures: Vec<(String, String)>,
+    pub(crate) failures: Vec<(String, Error)>,
 }
 
 impl Ctx {
@@ -148,7 +148,7 @@ impl Ctx {
                     }
                     Err(e) => {
                         tracing::warn!(key, error = %e, "delete at the target failed");
-                        report.failures.push((key, e.to_string()));
+                        report.failures.push((key, e));
                     }
                 }
             }

@@ -12,7 +12,7 @@ use futures::stream::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::base::error::{Error, error_chain};
+use crate::base::error::{Error, FailureKind, error_chain};
 use crate::base::filter::KeyFilter;
 use crate::base::stats::{Snapshot, Stats};
 use crate::content::chunk::ChunkParams;
@@ -76,6 +76,8 @@ impl Default for PassOptions {
 pub struct Failure {
     /// Object key relative to the source URL.
     pub key: String,
+    /// What kind of failure (from the store's error, never from its text).
+    pub kind: FailureKind,
     /// One-line reason.
     pub reason: String,
 }
@@ -388,16 +390,17 @@ pub async fn run_pass(
         if r.as_ref().is_ok_and(|o| *o != Outcome::Paused) {
             stats.done_bytes.fetch_add(size, Relaxed);
         }
-        let result = r.map_err(|e| e.to_string());
-        if let Err(reason) = &result {
-            tracing::debug!(%key, %reason, "object failed");
+        if let Err(e) = &r {
+            tracing::debug!(%key, reason = %e, "object failed");
             if failures.len() < MAX_FAILURES_KEPT {
                 failures.push(Failure {
                     key: key.clone(),
-                    reason: reason.clone(),
+                    kind: e.kind(),
+                    reason: e.to_string(),
                 });
             }
         }
+        let result = r.map_err(|e| e.to_string());
         on_event(&Event::Object { key, size, result });
         if let Some(t) = ticket {
             watermark.finished(t);
@@ -427,10 +430,14 @@ pub async fn run_pass(
         } else {
             let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
             let report = ctx.apply_deletes(&opts.deletes, listed).await?;
-            for (key, reason) in report.failures {
+            for (key, e) in report.failures {
                 stats.failed.fetch_add(1, Relaxed);
                 if failures.len() < MAX_FAILURES_KEPT {
-                    failures.push(Failure { key, reason });
+                    failures.push(Failure {
+                        key,
+                        kind: e.kind(),
+                        reason: e.to_string(),
+                    });
                 }
             }
             report.refused
