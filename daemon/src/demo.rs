@@ -6,6 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::cli::{DemoArgs, Output, SyncArgs};
+use crate::{exit, fail};
+
 /// Deterministic bytes: BLAKE3 in XOF mode keyed by a label.
 fn sample(label: &str, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
@@ -60,4 +63,45 @@ pub fn create_dataset(dir: &Path) -> anyhow::Result<(usize, u64)> {
         bytes += data.len() as u64;
     }
     Ok((files.len(), bytes))
+}
+
+/// Run `passeur demo`: the sample dataset, then two passes over it.
+pub(crate) async fn run_demo(args: DemoArgs) -> u8 {
+    let src = args.dir.join("source");
+    let (n, bytes) = match create_dataset(&src) {
+        Ok(v) => v,
+        Err(e) => return fail(exit::SOFTWARE, &format!("{e:#}")),
+    };
+    println!(
+        "sample dataset: {n} objects, {bytes} bytes in {}",
+        src.display()
+    );
+    let mut code = exit::OK;
+    for round in [
+        "first pass (copies everything)",
+        "second pass (nothing changed)",
+    ] {
+        println!("== {round}");
+        code = crate::sync_cmd::sync(SyncArgs {
+            source: src.to_string_lossy().into_owned(),
+            target: args.dir.join("target").to_string_lossy().into_owned(),
+            state: args.dir.join("state"),
+            config: None,
+            dry_run: false,
+            concurrency: None,
+            bandwidth_limit: None,
+            listing_concurrency: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            delete: false,
+            max_delete_fraction: 0.1,
+            trash_prefix: None,
+            output: Output::Auto,
+        })
+        .await;
+        if code != exit::OK {
+            break;
+        }
+    }
+    code
 }
