@@ -76,7 +76,17 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync_cmd::sync(args).await,
             Command::Demo(args) => demo::run_demo(args).await,
             Command::Run(_) => match service {
-                Some((path, cfg)) => run::run(path, cfg).await,
+                Some((path, cfg)) => match signals::service_requests() {
+                    Ok((requests, handle)) => {
+                        let code = run::run(path, cfg, requests).await;
+                        handle.close();
+                        code
+                    }
+                    Err(e) => fail(
+                        exit::SOFTWARE,
+                        &format!("cannot install signal handlers: {e}"),
+                    ),
+                },
                 None => exit::SOFTWARE,
             },
             Command::Status(args) => status::show(&args).await,

@@ -170,23 +170,21 @@ async fn next_wake(
     }
 }
 
-/// Run the service until stopped; returns the exit code.
-pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
+/// Run the service until `requests` asks it to stop (or ends); returns the
+/// exit code. The requests come from signals in the binary (see
+/// [`crate::signals`]); anything that yields them can drive the service.
+pub async fn run(
+    path: PathBuf,
+    mut cfg: DaemonConfig,
+    requests: impl Stream<Item = Request>,
+) -> u8 {
     let notifier = Notifier::from_env();
-    let (requests, handle) = match crate::signals::service_requests() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("cannot install signal handlers: {e}");
-            return exit::SOFTWARE;
-        }
-    };
     let mut requests = Box::pin(requests);
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
     let mut jobs = match open_jobs(&cfg).await {
         Ok(j) => j,
         Err((code, msg)) => {
             tracing::error!("{msg}");
-            handle.close();
             return code;
         }
     };
@@ -197,7 +195,6 @@ pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!("cannot serve status on {addr}: {e}");
-                handle.close();
                 return exit::UNAVAILABLE;
             }
         },
@@ -279,7 +276,6 @@ pub async fn run(path: PathBuf, mut cfg: DaemonConfig) -> u8 {
             }
         }
     };
-    handle.close();
     if let Some(s) = server {
         s.shutdown().await;
     }
