@@ -174,6 +174,124 @@ async fn slash_key_check(source: &Store, loc: &object_store::path::Path) -> Resu
     }
 }
 
+/// Options a pass refuses before touching a store.
+fn check_options(opts: &PassOptions, target: &Store) -> Result<(), Error> {
+    opts.chunking.validate().map_err(Error::InvalidOption)?;
+    // The trash must lie outside what the job replicates (every caller
+    // checks its configuration; a library user gets the same refusal).
+    if opts.deletes.enabled
+        && let Some(t) = &opts.deletes.trash_prefix
+    {
+        crate::sync::deletes::check_trash_prefix(t, &opts.filter)?;
+    }
+    if target.policy.multipart_threshold > opts.memory_budget {
+        return Err(Error::InvalidOption(format!(
+            "multipart-threshold ({} bytes) exceeds memory-budget ({} bytes): single PUTs are buffered whole",
+            target.policy.multipart_threshold, opts.memory_budget
+        )));
+    }
+    Ok(())
+}
+
+/// The context every object of the pass shares.
+fn pass_ctx(
+    source: &Store,
+    target: Store,
+    manifest: &Arc<Manifest>,
+    opts: &PassOptions,
+    stats: &Arc<Stats>,
+    pause: tokio::sync::watch::Receiver<bool>,
+) -> Ctx {
+    let memory_mib =
+        u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
+    Ctx {
+        source: source.clone(),
+        target,
+        manifest: Arc::clone(manifest),
+        chunking: opts.chunking,
+        stats: Arc::clone(stats),
+        memory: Arc::new(Semaphore::new(memory_mib as usize)),
+        memory_mib,
+        parts_in_flight: opts.parts_in_flight,
+        gate: crate::transfer::gate::KeyGate::default(),
+        stop: pause,
+        bandwidth: opts
+            .bandwidth_limit
+            .map(|b| Arc::new(crate::stores::throttle::Bandwidth::new(b))),
+    }
+}
+
+/// What went wrong in a pass, as its summary reports it.
+#[derive(Default)]
+struct Tally {
+    /// Failed objects (at most [`MAX_FAILURES_KEPT`]).
+    failures: Vec<Failure>,
+    /// The first listing error.
+    listing_error: Option<String>,
+    /// Keys the listing gave out of order.
+    out_of_order: u64,
+}
+
+impl Tally {
+    /// Keep a failed key with its kind and reason.
+    fn fail(&mut self, key: &str, e: &Error) {
+        if self.failures.len() < MAX_FAILURES_KEPT {
+            self.failures.push(Failure {
+                key: key.to_owned(),
+                kind: e.kind(),
+                reason: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Count one object's outcome (and its bytes, once done).
+fn count(stats: &Stats, r: &Result<Outcome, Error>, size: u64) {
+    match r {
+        Ok(Outcome::Copied) => &stats.copied,
+        Ok(Outcome::Unchanged) => &stats.unchanged,
+        Ok(Outcome::Deduplicated) => &stats.deduplicated,
+        Ok(Outcome::Vanished) => &stats.vanished,
+        Ok(Outcome::Paused) => &stats.paused,
+        Ok(Outcome::WouldCopy) => &stats.would_copy,
+        Err(_) => &stats.failed,
+    }
+    .fetch_add(1, Relaxed);
+    if r.as_ref().is_ok_and(|o| *o != Outcome::Paused) {
+        stats.done_bytes.fetch_add(size, Relaxed);
+    }
+}
+
+/// Deletes at the end of a pass that tracked them: only after this pass's
+/// complete listing of the whole key space. Why they were refused, if they
+/// were; a delete the target refuses is a failure of its key.
+async fn deletes_after(
+    ctx: &Ctx,
+    tracker: &coverage::DeleteTracker<'_>,
+    policy: &crate::sync::deletes::DeletePolicy,
+    listing_complete: bool,
+    tally: &mut Tally,
+) -> Result<Option<String>, Error> {
+    let refused = if !listing_complete {
+        Some("deletes skipped: this pass did not list the whole source".to_owned())
+    } else if let Some(e) = tracker.error() {
+        Some(format!("deletes skipped: {e}"))
+    } else {
+        let stats = &ctx.stats;
+        let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
+        let report = ctx.apply_deletes(policy, listed).await?;
+        for (key, e) in report.failures {
+            stats.failed.fetch_add(1, Relaxed);
+            tally.fail(&key, &e);
+        }
+        report.refused
+    };
+    if let Some(why) = &refused {
+        tracing::warn!("{why}");
+    }
+    Ok(refused)
+}
+
 /// Run one pass from `source` to `target`. `shutdown` resolving stops taking
 /// new objects; objects in progress finish.
 pub async fn run_pass(
@@ -185,45 +303,16 @@ pub async fn run_pass(
     on_event: impl Fn(&Event),
     shutdown: impl Future<Output = ()>,
 ) -> Result<PassSummary, Error> {
-    opts.chunking.validate().map_err(Error::InvalidOption)?;
-    // The trash must lie outside what the job replicates (every caller
-    // checks its configuration; a library user gets the same refusal).
-    if opts.deletes.enabled
-        && let Some(t) = &opts.deletes.trash_prefix
-    {
-        crate::sync::deletes::check_trash_prefix(t, &opts.filter)?;
-    }
+    check_options(opts, &target)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Set only by a stop request: resumable uploads pause at a part boundary
     // (a listing error lets them finish).
     let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
-    if target.policy.multipart_threshold > opts.memory_budget {
-        return Err(Error::InvalidOption(format!(
-            "multipart-threshold ({} bytes) exceeds memory-budget ({} bytes): single PUTs are buffered whole",
-            target.policy.multipart_threshold, opts.memory_budget
-        )));
-    }
     source.probe().await?;
     target.probe().await?;
     // Only a job whose stores answer claims the state directory.
     manifest.bind(&source.url, &target.url, &opts.chunking)?;
-    let memory_mib =
-        u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
-    let ctx = Ctx {
-        source: source.clone(),
-        target,
-        manifest: Arc::clone(&manifest),
-        chunking: opts.chunking,
-        stats: Arc::clone(&stats),
-        memory: Arc::new(Semaphore::new(memory_mib as usize)),
-        memory_mib,
-        parts_in_flight: opts.parts_in_flight,
-        gate: crate::transfer::gate::KeyGate::default(),
-        stop: pause_rx,
-        bandwidth: opts
-            .bandwidth_limit
-            .map(|b| Arc::new(crate::stores::throttle::Bandwidth::new(b))),
-    };
+    let ctx = pass_ctx(&source, target, &manifest, opts, &stats, pause_rx);
     let window = Window::new(
         opts.concurrency,
         vec![
@@ -240,9 +329,7 @@ pub async fn run_pass(
     } else {
         ctx.sweep_uploads().await?
     };
-    let mut failures = Vec::new();
-    let mut listing_error = None;
-    let mut out_of_order = 0u64;
+    let mut tally = Tally::default();
     let ordered = source.lists_in_order();
     let resumed_after = match (ordered, opts.dry_run, opts.resume_listing) {
         (true, false, true) => manifest.listing_checkpoint()?,
@@ -364,41 +451,23 @@ pub async fn run_pass(
                 // first key again (no checkpoint past a failure).
                 let msg = format!("listing {} failed: {}", source.url, error_chain(&e));
                 tracing::warn!("{msg}");
-                listing_error.get_or_insert(msg);
+                tally.listing_error.get_or_insert(msg);
                 continue;
             }
             // A key the pass cannot replicate: a failure by name.
             Done::Fault(o) => {
                 if o.breaks_order() {
-                    out_of_order += 1;
+                    tally.out_of_order += 1;
                 }
                 tracing::warn!(key = o.key(), "{o}");
                 let key = o.key().to_owned();
                 (key, 0, None, Err(Error::Object(o.to_string())))
             }
         };
-        match &r {
-            Ok(Outcome::Copied) => &stats.copied,
-            Ok(Outcome::Unchanged) => &stats.unchanged,
-            Ok(Outcome::Deduplicated) => &stats.deduplicated,
-            Ok(Outcome::Vanished) => &stats.vanished,
-            Ok(Outcome::Paused) => &stats.paused,
-            Ok(Outcome::WouldCopy) => &stats.would_copy,
-            Err(_) => &stats.failed,
-        }
-        .fetch_add(1, Relaxed);
-        if r.as_ref().is_ok_and(|o| *o != Outcome::Paused) {
-            stats.done_bytes.fetch_add(size, Relaxed);
-        }
+        count(&stats, &r, size);
         if let Err(e) = &r {
             tracing::debug!(%key, reason = %e, "object failed");
-            if failures.len() < MAX_FAILURES_KEPT {
-                failures.push(Failure {
-                    key: key.clone(),
-                    kind: e.kind(),
-                    reason: e.to_string(),
-                });
-            }
+            tally.fail(&key, e);
         }
         let result = r.map_err(|e| e.to_string());
         on_event(&Event::Object { key, size, result });
@@ -407,7 +476,7 @@ pub async fn run_pass(
         }
         if !dry_run
             && ordered
-            && listing_error.is_none()
+            && tally.listing_error.is_none()
             && let Some(mark) = watermark.due()
         {
             manifest.set_listing_checkpoint(Some(&mark))?;
@@ -419,37 +488,15 @@ pub async fn run_pass(
     }
     let listing_complete = !interrupted
         && ended.load(Relaxed) == segs.len()
-        && listing_error.is_none()
-        && out_of_order == 0;
-    let mut deletes_refused = None;
-    if let Some(t) = &tracker {
-        deletes_refused = if !listing_complete {
-            Some("deletes skipped: this pass did not list the whole source".to_owned())
-        } else if let Some(e) = t.error() {
-            Some(format!("deletes skipped: {e}"))
-        } else {
-            let listed = stats.listed.load(Relaxed) + stats.excluded.load(Relaxed);
-            let report = ctx.apply_deletes(&opts.deletes, listed).await?;
-            for (key, e) in report.failures {
-                stats.failed.fetch_add(1, Relaxed);
-                if failures.len() < MAX_FAILURES_KEPT {
-                    failures.push(Failure {
-                        key,
-                        kind: e.kind(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-            report.refused
-        };
-        if let Some(why) = deletes_refused.as_ref().filter(|_| !interrupted) {
-            tracing::warn!("{why}");
+        && tally.listing_error.is_none()
+        && tally.out_of_order == 0;
+    let deletes_refused = match &tracker {
+        Some(t) if !interrupted => {
+            deletes_after(&ctx, t, &opts.deletes, listing_complete, &mut tally).await?
         }
-        if interrupted {
-            // Nothing was deleted; say nothing unless asked to stop.
-            deletes_refused = None;
-        }
-    }
+        // Stopped: nothing was deleted, and nothing to say about it.
+        _ => None,
+    };
     if listing_complete {
         stats.listing_done.store(1, Relaxed);
     }
@@ -466,7 +513,7 @@ pub async fn run_pass(
         // complete listing or a listing that failed (a checkpoint past a
         // failure would make every later pass fail at once).
         let next = match (
-            interrupted && listing_error.is_none() && out_of_order == 0,
+            interrupted && tally.listing_error.is_none() && tally.out_of_order == 0,
             watermark.mark(),
         ) {
             (true, Some(mark)) => Some(mark),
@@ -479,8 +526,8 @@ pub async fn run_pass(
     manifest.sync()?;
     Ok(PassSummary {
         stats: stats.snapshot(),
-        failures,
-        listing_error,
+        failures: tally.failures,
+        listing_error: tally.listing_error,
         listing_complete,
         interrupted,
         merkle_root: root.to_hex(),
