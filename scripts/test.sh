@@ -21,4 +21,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
 # The shipped systemd units: verify clean, security exposure <= 2.0.
 scripts/check-units.sh "$CARGO_TARGET_DIR/debug/passeur"
-cargo test --workspace --locked -- "$@"
+cargo test --workspace --locked --no-fail-fast -- "$@"
