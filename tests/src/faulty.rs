@@ -255,25 +255,25 @@ fn doctor(
     fault: Fault,
 ) -> BoxStream<'static, Result<Bytes>> {
     let mut at = 0usize;
-    let mut done = false;
+    // Short: the bytes after the cut are dropped. Alter: one byte changed,
+    // every byte passed on.
+    let mut cut = false;
+    let mut altered = false;
     stream
         .filter_map(move |chunk| {
             let out = match chunk {
                 Err(e) => Some(Err(e)),
-                Ok(b) if done => {
-                    drop(b);
-                    None
-                }
+                Ok(_) if cut => None,
                 Ok(b) => {
                     let start = at;
                     at += b.len();
                     match &fault {
                         Fault::Short(n) if at >= *n => {
-                            done = true;
+                            cut = true;
                             Some(Ok(b.slice(..n.saturating_sub(start).min(b.len()))))
                         }
-                        Fault::Alter(n) if at > *n && !done => {
-                            done = true;
+                        Fault::Alter(n) if at > *n && !altered => {
+                            altered = true;
                             let mut v = b.to_vec();
                             v[n - start] ^= 0xff;
                             Some(Ok(Bytes::from(v)))
