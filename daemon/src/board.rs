@@ -322,6 +322,7 @@ mod tests {
                 ..Snapshot::default()
             },
             failures: Vec::new(),
+            failed_by_kind: std::collections::BTreeMap::new(),
             listing_error: None,
             listing_complete,
             interrupted: false,

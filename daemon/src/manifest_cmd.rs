@@ -188,7 +188,10 @@ pub fn diff_command(args: &DiffArgs) -> u8 {
     };
     let result: Result<String, String> = match (a, b) {
         (Side::State(a), Side::State(b)) => diff(&a, &b, |k, kind| {
-            print(k, kind).map_err(|e| passeur_core::Error::Object(e.to_string()))
+            print(k, kind).map_err(|source| passeur_core::Error::Io {
+                what: "write the diff".into(),
+                source,
+            })
         })
         .map(|s| {
             format!(

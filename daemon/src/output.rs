@@ -110,9 +110,20 @@ impl Reporter {
         }
     }
 
-    /// One object finished.
+    /// One object finished, or one part of a multipart upload was
+    /// recorded (shown in JSON only: what a crash from now on no longer
+    /// costs).
     pub fn event(&self, e: &Event) {
-        let Event::Object { key, size, result } = e;
+        let (key, size, result) = match e {
+            Event::Object { key, size, result } => (key, size, result),
+            Event::Part(p) => {
+                if self.mode == Mode::Json {
+                    let v = serde_json::json!({"event": "part", "key": p.key, "part": p.part, "size": p.size});
+                    eprintln!("{v}");
+                }
+                return;
+            }
+        };
         let word = match result {
             Ok(Outcome::Unchanged) => return,
             Ok(Outcome::Copied) => "copied",

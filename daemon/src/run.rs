@@ -16,7 +16,7 @@ use passeur_config::daemon::{DaemonConfig, JobConfig};
 use passeur_core::base::stats::Stats;
 use passeur_core::manifest::Manifest;
 use passeur_core::stores::{LocalDir, Store};
-use passeur_core::sync::{PassOptions, PassSummary, run_pass};
+use passeur_core::sync::{Event, PassOptions, PassSummary, run_pass};
 
 use crate::board::Board;
 use crate::exit;
@@ -215,7 +215,12 @@ pub async fn run(
                     }
                     cfg = new;
                     board.set_jobs(&job_names(&jobs));
-                    tracing::info!(jobs = jobs.len(), "configuration reloaded");
+                    tracing::info!(
+                        event = "reload",
+                        outcome = "applied",
+                        jobs = jobs.len(),
+                        "configuration reloaded"
+                    );
                 }
                 Err((_, msg)) => {
                     tracing::error!("reload failed, keeping the running configuration: {msg}");
@@ -293,7 +298,11 @@ fn reload(path: &Path, notifier: &Notifier) -> Option<DaemonConfig> {
         Ok(c) => Some(c),
         Err(e) => {
             log_config_error(&e);
-            tracing::error!("reload refused: the running configuration stays");
+            tracing::error!(
+                event = "reload",
+                outcome = "refused",
+                "reload refused: the running configuration stays"
+            );
             notifier.ready("reload refused; running configuration kept");
             None
         }
@@ -332,7 +341,11 @@ async fn run_one(
         Arc::clone(&job.manifest),
         &job.opts,
         Arc::clone(&stats),
-        |_| {},
+        |e| {
+            if let Event::Part(p) = e {
+                tracing::debug!(event = "part", job = %name, key = %p.key, part = p.part, size = p.size, "part recorded");
+            }
+        },
         async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         },
@@ -382,9 +395,20 @@ async fn run_one(
         Ok(summary) => {
             board.pass_finished(&name, &summary, next);
             let line = summary_line(&name, &summary, took);
-            tracing::info!("{line}");
+            let s = &summary.stats;
+            tracing::info!(
+                event = "pass",
+                job = %name,
+                pass = job.passes,
+                complete = summary.complete(),
+                copied = s.copied,
+                paused = s.paused,
+                failed = s.failed,
+                bytes_written = s.bytes_written,
+                "{line}"
+            );
             for f in summary.failures.iter().take(20) {
-                tracing::warn!(job = %name, key = %f.key, reason = %f.reason, "object failed");
+                tracing::warn!(job = %name, key = %f.key, kind = f.kind.as_str(), reason = %f.reason, "object failed");
             }
             if let Some(why) = &summary.deletes_refused {
                 tracing::warn!(job = %name, "deletes refused: {why}");

@@ -32,6 +32,20 @@ fn random(rng: &mut StdRng, len: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// `size` bytes that depend on `key` and `generation` alone (a BLAKE3
+/// chain): a new generation is new content, the same one is the same bytes.
+pub fn body(key: &str, size: u64, generation: u8) -> Vec<u8> {
+    let seed = blake3::hash(format!("{key}/{generation}").as_bytes());
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut block = *seed.as_bytes();
+    while (out.len() as u64) < size {
+        block = *blake3::hash(&block).as_bytes();
+        out.extend_from_slice(&block);
+    }
+    out.truncate(usize::try_from(size).unwrap_or(0));
+    out
+}
+
 /// The standard dataset of the acceptance criteria: empty object, part size
 /// and ±1, more than 3 parts, one that needs a larger part size under
 /// `max-parts = 4`, `small` small objects, and awkward keys.

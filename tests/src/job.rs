@@ -99,17 +99,16 @@ impl StoreJob {
     }
 
     /// Run the job and SIGKILL it `extra` after its `parts`-th recorded
-    /// multipart part. Returns whether it was killed (false: it ended
-    /// first).
+    /// multipart part (the `part` event of its JSON output). Returns
+    /// whether it was killed (false: it ended first).
     pub fn run_and_kill(&self, parts: usize, extra: Duration) -> Result<bool> {
         let mut child = self
             .command()?
-            .env("PASSEUR_LOG", "passeur_core=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
         let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
-        if wait_for_parts(&mut stderr, parts)? {
+        if wait_for_events(&mut stderr, "part", parts)? {
             std::thread::sleep(extra);
             let finished = child.try_wait()?;
             if let Some(s) = finished {
@@ -130,14 +129,14 @@ impl StoreJob {
     /// Run the job, send it `signal` (`"INT"`, `"TERM"`) after its
     /// `parts`-th recorded part, and wait for it to exit.
     pub fn run_and_signal(&self, parts: usize, signal: &str) -> Result<Run> {
-        self.run_and_signal_after("part recorded", parts, signal)
+        self.run_and_signal_after("part", parts, signal)
     }
 
-    /// Run the job, send it `signal` once `count` lines of its stderr
-    /// contain `marker` (`"\"event\":\"object\""`: objects finished), and
-    /// wait for it to exit.
-    pub fn run_and_signal_after(&self, marker: &str, count: usize, signal: &str) -> Result<Run> {
-        let marker = marker.to_owned();
+    /// Run the job, send it `signal` once its JSON output has shown
+    /// `count` events named `event` (`"object"`: objects finished;
+    /// `"part"`: parts recorded), and wait for it to exit.
+    pub fn run_and_signal_after(&self, event: &str, count: usize, signal: &str) -> Result<Run> {
+        let event = event.to_owned();
         let mut child = self.spawn_logging()?;
         let stdout = child.stdout.take().context("stdout")?;
         let out = std::thread::spawn(move || {
@@ -150,7 +149,7 @@ impl StoreJob {
             let mut all = String::new();
             let mut seen = 0;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains(&marker) {
+                if is_event(&line, &event) {
                     seen += 1;
                     if seen == count {
                         let _ = tx.send(());
@@ -189,14 +188,19 @@ impl StoreJob {
     }
 }
 
-/// Read log lines until the `parts`-th "part recorded"; false at EOF.
-fn wait_for_parts(stderr: &mut impl BufRead, parts: usize) -> Result<bool> {
+/// Whether `line` is a JSON event named `event`.
+fn is_event(line: &str, event: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["event"] == event)
+}
+
+/// Read output lines until the `count`-th JSON event named `event`;
+/// false at EOF.
+fn wait_for_events(stderr: &mut impl BufRead, event: &str, count: usize) -> Result<bool> {
     let mut seen = 0;
     for line in stderr.lines() {
-        let line = line?;
-        if line.contains("part recorded") {
+        if is_event(&line?, event) {
             seen += 1;
-            if seen == parts {
+            if seen == count {
                 return Ok(true);
             }
         }

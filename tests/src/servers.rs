@@ -268,6 +268,29 @@ impl Server {
         }
     }
 
+    /// The store options passeur's own config would give for this server
+    /// (for engine tests that open a `Store` in-process).
+    pub fn store_options(&self) -> passeur_core::stores::StoreOptions {
+        use passeur_core::stores::{Secret, StoreOptions};
+        match self.kind {
+            Kind::Azurite => StoreOptions {
+                endpoint: Some(self.endpoint.clone()),
+                emulator: true,
+                allow_http: true,
+                ..StoreOptions::default()
+            },
+            Kind::Moto | Kind::S3sFs => StoreOptions {
+                endpoint: Some(self.endpoint.clone()),
+                allow_http: true,
+                path_style: Some(true),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(S3_KEY.into()),
+                secret_access_key: Some(Secret(S3_SECRET.into())),
+                ..StoreOptions::default()
+            },
+        }
+    }
+
     /// An independent client for reading back and seeding a bucket.
     pub fn client(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         Ok(match self.kind {

@@ -20,7 +20,7 @@ use passeur_tests::servers::{Kind, Server};
 use passeur_tests::{Run, passeur};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-const OBJECT_EVENT: &str = "\"event\":\"object\"";
+const OBJECT_EVENT: &str = "object";
 
 fn objects(seed: u64, n: usize) -> Vec<Obj> {
     let mut rng = StdRng::seed_from_u64(seed);

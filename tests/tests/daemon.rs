@@ -285,12 +285,18 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_on_a_broken_one() -> Result<()
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().context("stderr")?;
+    let (reloads_tx, reloads) = std::sync::mpsc::channel();
     let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["fields"]["event"] == "reload"
+            {
+                let _ = reloads_tx.send(v["fields"]["outcome"].as_str().unwrap_or("").to_owned());
+            }
+            all.push(line);
+        }
+        all.join("\n")
     });
     let result = (|| -> Result<()> {
         wait_until("job one", Duration::from_secs(30), || {
@@ -300,13 +306,16 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_on_a_broken_one() -> Result<()
         let job2 = local_job("two", &p("src2"), &p("dst2"), "1s");
         std::fs::write(&cfg, format!("{head}{job1}{job2}"))?;
         signal(&child, "HUP")?;
+        let first = reloads.recv_timeout(Duration::from_secs(30))?;
+        ensure!(first == "applied", "first reload: {first}");
         wait_until("job two after reload", Duration::from_secs(30), || {
             Ok(p("dst2/two.txt").exists())
         })?;
         // A broken file: refused, the running configuration carries on.
         std::fs::write(&cfg, format!("{head}{job1}bogus-key = 1\n"))?;
         signal(&child, "HUP")?;
-        std::thread::sleep(Duration::from_millis(500));
+        let second = reloads.recv_timeout(Duration::from_secs(30))?;
+        ensure!(second == "refused", "broken reload: {second}");
         std::fs::write(p("src2").join("later.txt"), "3")?;
         wait_until("job two still running", Duration::from_secs(30), || {
             Ok(p("dst2/later.txt").exists())
@@ -357,7 +366,7 @@ fn sigterm_mid_upload_exits_0_and_the_restart_resumes() -> Result<()> {
         ),
     )?;
     let mut child = passeur_command(&["run", "--config", &cfg.to_string_lossy()])?
-        .env("PASSEUR_LOG", "passeur_core=debug,passeur=info")
+        .env("PASSEUR_LOG", "passeur_core=info,passeur=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -367,7 +376,7 @@ fn sigterm_mid_upload_exits_0_and_the_restart_resumes() -> Result<()> {
         let Some(line) = lines.next() else {
             bail!("passeur ended before 3 parts")
         };
-        if line?.contains("part recorded") {
+        if event(&line?)? == "part" {
             parts += 1;
         }
     }
@@ -379,9 +388,13 @@ fn sigterm_mid_upload_exits_0_and_the_restart_resumes() -> Result<()> {
         "exit {status}: {}",
         rest.join("\n")
     );
+    let paused = rest.iter().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|v| v["fields"]["event"] == "pass" && v["fields"]["paused"] == 1)
+    });
     ensure!(
-        rest.iter().any(|l| l.contains("upload paused")),
-        "upload not paused:\n{}",
+        paused,
+        "no pass with one paused upload:\n{}",
         rest.join("\n")
     );
     // The same state directory, one pass with `sync`: the upload continues.
@@ -446,6 +459,14 @@ fn completions_and_man_page_come_from_the_cli() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `event` field of a JSON log line ("" for other lines).
+fn event(line: &str) -> Result<String> {
+    Ok(serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["fields"]["event"].as_str().map(str::to_owned))
+        .unwrap_or_default())
 }
 
 fn http_get(addr: &str, path: &str) -> Result<String> {

@@ -104,6 +104,38 @@ async fn slowdown_lowers_concurrency_then_it_recovers() -> Result<()> {
     s.verify().await
 }
 
+/// A store that keeps answering 503 SlowDown until the client's retries
+/// run out fails the objects by name with the kind `throttled` (not
+/// `transient`), the pass is incomplete, and the next pass finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_run_out_on_throttling_and_the_failure_says_throttled() -> Result<()> {
+    let s = Setup::new(4, 4096, 43)?;
+    s.meter.refuse_puts(u64::MAX);
+    let first = s.sync(
+        "max-retries = 1\nretry-timeout = \"20s\"\n",
+        "[transfer]\nconcurrency = 2\n",
+    )?;
+    ensure!(first.code == 1, "exit {}: {}", first.code, first.stderr);
+    let summary = first.summary()?;
+    let failures = summary["summary"]["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let kinds: Vec<&str> = failures
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap_or("?"))
+        .collect();
+    ensure!(
+        failures.len() == 4 && kinds.iter().all(|k| *k == "throttled"),
+        "failures: {failures:?}"
+    );
+    ensure!(s.meter.refused() >= 8, "refused {}", s.meter.refused());
+    s.meter.refuse_puts(0);
+    let second = s.sync("", "")?;
+    ensure!(second.code == 0, "second pass: {}", second.stderr);
+    s.verify().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn request_rate_cap_paces_every_request() -> Result<()> {
     let s = Setup::new(60, 1024, 42)?;

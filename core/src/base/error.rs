@@ -89,9 +89,17 @@ pub enum Error {
         /// The trash prefix, without surrounding slashes.
         prefix: String,
     },
-    /// The manifest database failed.
-    #[error("manifest: {0}")]
-    Manifest(String),
+    /// The manifest database failed (an I/O error, a full disk…).
+    #[error("manifest database: {source}")]
+    Db {
+        /// RocksDB's error.
+        #[from]
+        source: rocksdb::Error,
+    },
+    /// The state directory holds something this passeur cannot read or
+    /// that contradicts itself: refused, never re-initialised.
+    #[error("manifest corrupt: {0}")]
+    Corrupt(String),
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] object_store::Error),
@@ -105,9 +113,84 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
-    /// One object could not be replicated.
+    /// The source object changed while it was being copied (size, ETag
+    /// or a refused If-Match): retried by the next pass.
     #[error("{0}")]
-    Object(String),
+    SourceChanged(String),
+    /// A key object_store cannot carry as a path.
+    #[error("key {key:?} cannot be carried: {source}")]
+    BadKey {
+        /// The key.
+        key: String,
+        /// Why object_store refuses it.
+        #[source]
+        source: object_store::path::Error,
+    },
+    /// A source key passeur cannot replicate (it is named, not skipped).
+    #[error("{key:?}: {reason}")]
+    NotCarried {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A trashed copy of the key is already in the trash: not overwritten.
+    #[error("{trashed} is already in the trash: not overwritten, {key} not deleted")]
+    TrashOccupied {
+        /// The key to delete.
+        key: String,
+        /// Where its trashed copy would go.
+        trashed: String,
+    },
+    /// An object larger than the target's part limits allow.
+    #[error(
+        "object of {size} bytes exceeds the target's limit of {max_parts} parts of {max_part} bytes"
+    )]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The target's part count limit.
+        max_parts: u64,
+        /// The target's part size limit.
+        max_part: u64,
+    },
+    /// A part number beyond what a multipart upload can carry.
+    #[error("part {0} out of range")]
+    PartOutOfRange(u64),
+    /// Part hashes that cannot be merged (a recorded upload that does not
+    /// fit its object).
+    #[error(transparent)]
+    PartHash(#[from] PartHashError),
+    /// A local file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What passeur was doing, and on which file.
+        what: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store kept answering 429 / 503 (throttling) until the client's
+    /// retries ran out.
+    #[error("{0} (the store kept answering 429/503: throttled)")]
+    Throttled(#[source] Box<Error>),
+    /// The runtime is shutting down: a task or the memory budget closed.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Why parts cannot be hashed or merged as asked (`content::parthash`;
+/// defined here so that the lowest layer names every error it wraps).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("part hashing: {0}")]
+pub struct PartHashError(pub(crate) String);
+
+/// `key` as a store path, or the error naming it.
+pub(crate) fn parse_key(key: &str) -> Result<object_store::path::Path, Error> {
+    object_store::path::Path::parse(key).map_err(|source| Error::BadKey {
+        key: key.to_owned(),
+        source,
+    })
 }
 
 /// A failed store call of one object, as its error.
@@ -117,7 +200,7 @@ pub(crate) fn store_err(op: &'static str, source: object_store::Error) -> Error 
 
 /// What kind of failure ended one object: what an operator can expect of
 /// the next pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// The store answered that the object (or upload) is not there.
@@ -127,9 +210,13 @@ pub enum FailureKind {
     Precondition,
     /// The store refused the request (access denied, unauthenticated).
     Denied,
+    /// The store kept answering 429 / 503 (SlowDown, ServerBusy) until the
+    /// retries ran out: the next pass tries again; lower the concurrency or
+    /// the request rate if it persists.
+    Throttled,
     /// The connection failed, timed out or was cut, or the store kept
-    /// answering errors until the retries ran out (5xx, 429 SlowDown); also
-    /// any other error object_store reports only as generic: the next pass
+    /// answering other errors until the retries ran out (5xx); also any
+    /// other error object_store reports only as generic: the next pass
     /// tries again.
     Transient,
     /// Anything else: passeur refused the object (a key it cannot carry,
@@ -145,6 +232,7 @@ impl FailureKind {
             FailureKind::NotFound => "not-found",
             FailureKind::Precondition => "precondition",
             FailureKind::Denied => "denied",
+            FailureKind::Throttled => "throttled",
             FailureKind::Transient => "transient",
             FailureKind::Permanent => "permanent",
         }
@@ -169,8 +257,10 @@ impl Error {
                 E::Generic { .. } => FailureKind::Transient,
                 _ => FailureKind::Permanent,
             },
-            Error::Unreachable { .. } => FailureKind::Transient,
+            Error::Throttled(_) => FailureKind::Throttled,
+            Error::Unreachable { .. } | Error::ShuttingDown => FailureKind::Transient,
             Error::AccessDenied { .. } => FailureKind::Denied,
+            Error::SourceChanged(_) => FailureKind::Precondition,
             _ => FailureKind::Permanent,
         }
     }

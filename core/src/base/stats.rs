@@ -41,6 +41,8 @@ pub struct Stats {
     /// Bytes of parts an earlier run had uploaded: neither read nor written
     /// again.
     pub bytes_resumed: AtomicU64,
+    /// Multipart parts the target confirmed and the manifest recorded.
+    pub parts_recorded: AtomicU64,
     /// Uploads started over because the source changed under them.
     pub uploads_restarted: AtomicU64,
     /// Uploads paused at a part boundary by a stop request; the next run
@@ -95,6 +97,8 @@ pub struct Snapshot {
     pub uploads_resumed: u64,
     /// See [`Stats::bytes_resumed`].
     pub bytes_resumed: u64,
+    /// See [`Stats::parts_recorded`].
+    pub parts_recorded: u64,
     /// See [`Stats::uploads_restarted`].
     pub uploads_restarted: u64,
     /// See [`Stats::paused`].
@@ -132,6 +136,7 @@ impl Stats {
             chunk_bytes_new: self.chunk_bytes_new.load(Relaxed),
             uploads_resumed: self.uploads_resumed.load(Relaxed),
             bytes_resumed: self.bytes_resumed.load(Relaxed),
+            parts_recorded: self.parts_recorded.load(Relaxed),
             uploads_restarted: self.uploads_restarted.load(Relaxed),
             paused: self.paused.load(Relaxed),
             excluded: self.excluded.load(Relaxed),

@@ -13,8 +13,7 @@ pub(crate) struct Digested {
 
 /// Hashes and chunks a stream as it passes.
 pub(crate) struct Digester {
-    /// None when the caller hashes by parts (see `parthash`).
-    hasher: Option<blake3::Hasher>,
+    hasher: blake3::Hasher,
     chunker: Segmented,
     pub(crate) chunks: Vec<ChunkRef>,
     pub(crate) total: u64,
@@ -25,36 +24,27 @@ impl Digester {
     /// chunked independently (see [`Segmented`]); `None` for single PUTs.
     pub(crate) fn new(p: ChunkParams, parts: Option<u64>) -> Self {
         Self {
-            hasher: Some(blake3::Hasher::new()),
+            hasher: blake3::Hasher::new(),
             chunker: Segmented::new(p, parts),
             chunks: Vec::new(),
             total: 0,
         }
     }
-    /// A digester that only chunks; the whole-object hash comes from parts.
-    pub(crate) fn chunk_only(p: ChunkParams, parts: Option<u64>) -> Self {
-        Self {
-            hasher: None,
-            ..Self::new(p, parts)
-        }
-    }
     pub(crate) fn update(&mut self, b: &[u8]) {
-        if let Some(h) = &mut self.hasher {
-            h.update(b);
-        }
+        self.hasher.update(b);
         self.chunker.push(b, &mut self.chunks);
         self.total += b.len() as u64;
     }
     pub(crate) fn finish(mut self, expected: u64) -> Result<Digested, Error> {
         if self.total != expected {
-            return Err(Error::Object(format!(
+            return Err(Error::SourceChanged(format!(
                 "source changed while being read: expected {expected} bytes, got {}",
                 self.total
             )));
         }
         self.chunker.finish(&mut self.chunks);
         Ok(Digested {
-            blake3: self.hasher.map_or(Hash([0; 32]), |h| h.finalize().into()),
+            blake3: self.hasher.finalize().into(),
             chunks: self.chunks,
         })
     }

@@ -33,10 +33,7 @@ pub struct Subtree {
     pub cv: [u8; 32],
 }
 
-/// Why parts cannot be hashed or merged as asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("part hashing: {0}")]
-pub struct PartHashError(String);
+pub use crate::base::error::PartHashError;
 
 fn largest_pow2_chunks_at_most(bytes: u64) -> u64 {
     let chunks = bytes / CHUNK;

@@ -137,7 +137,7 @@ impl Manifest {
         self.db
             .get_cf(cf(&self.db, CF_META)?, KEY_LISTING_CUTS)
             .map_err(db_err)?
-            .map(|v| records::decode(&v).map_err(Error::Manifest))
+            .map(|v| records::decode(&v).map_err(Error::Corrupt))
             .transpose()
             .map(Option::unwrap_or_default)
     }

@@ -83,12 +83,12 @@ const KEY_LISTING_CHECKPOINT: &[u8] = b"listing_checkpoint";
 const KEY_LISTING_CUTS: &[u8] = b"listing_cuts";
 
 fn db_err(e: rocksdb::Error) -> Error {
-    Error::Manifest(e.to_string())
+    Error::Db { source: e }
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily, Error> {
     db.cf_handle(name)
-        .ok_or_else(|| Error::Manifest(format!("column family {name} missing")))
+        .ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
 }
 
 /// What committing one object changed in the chunk index.
@@ -371,15 +371,13 @@ impl Manifest {
             .db
             .get_cf(cf(&self.db, CF_OBJECTS)?, key.as_bytes())
             .map_err(db_err)?;
-        v.map(|v| records::decode(&v).map_err(|e| Error::Manifest(format!("object {key:?}: {e}"))))
+        v.map(|v| records::decode(&v).map_err(|e| Error::Corrupt(format!("object {key:?}: {e}"))))
             .transpose()
     }
 
     /// All object records in key order (streamed from disk).
     pub fn objects(&self) -> impl Iterator<Item = Result<(String, ObjectRecord), Error>> + '_ {
-        let iter = cf(&self.db, CF_OBJECTS)
-            .map(|c| self.db.iterator_cf(c, IteratorMode::Start))
-            .map_err(|e| Error::Manifest(e.to_string()));
+        let iter = cf(&self.db, CF_OBJECTS).map(|c| self.db.iterator_cf(c, IteratorMode::Start));
         let (ok, err) = match iter {
             Ok(i) => (Some(i), None),
             Err(e) => (None, Some(Err(e))),
@@ -387,7 +385,7 @@ impl Manifest {
         err.into_iter().chain(ok.into_iter().flatten().map(|item| {
             let (k, v) = item.map_err(db_err)?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let rec = records::decode(&v).map_err(|e| Error::Manifest(format!("{key:?}: {e}")))?;
+            let rec = records::decode(&v).map_err(|e| Error::Corrupt(format!("{key:?}: {e}")))?;
             Ok((key, rec))
         }))
     }
@@ -398,7 +396,7 @@ impl Manifest {
             .db
             .get_cf(cf(&self.db, CF_CHUNKLISTS)?, content.as_bytes())
             .map_err(db_err)?;
-        v.map(|v| records::decode(&v).map_err(Error::Manifest))
+        v.map(|v| records::decode(&v).map_err(Error::Corrupt))
             .transpose()
     }
 

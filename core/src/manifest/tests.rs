@@ -27,7 +27,10 @@ fn chunk(content: &[u8]) -> Vec<ChunkRef> {
 
 #[test]
 fn commit_then_read_back_and_root_changes_incrementally() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
     let m = Manifest::open(dir.path())?;
     assert_eq!(m.schema_version()?, Some(SCHEMA_VERSION));
     assert_eq!(m.merkle_root()?, Hash([0; 32]));
@@ -59,8 +62,14 @@ fn commit_then_read_back_and_root_changes_incrementally() -> Result<(), Error> {
 
 #[test]
 fn root_is_independent_of_insertion_order() -> Result<(), Error> {
-    let d1 = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
-    let d2 = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let d1 = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
+    let d2 = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
     let (m1, m2) = (Manifest::open(d1.path())?, Manifest::open(d2.path())?);
     let keys: Vec<String> = (0..300).map(|i| format!("k/{i}")).collect();
     for k in &keys {
@@ -75,14 +84,20 @@ fn root_is_independent_of_insertion_order() -> Result<(), Error> {
 
 #[test]
 fn refuses_other_schema_version_and_non_directory() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
     Manifest::open(dir.path())?.set_schema_version(99)?;
     match Manifest::open(dir.path()) {
         Err(Error::SchemaMismatch { found: 99, .. }) => {}
         other => panic!("expected schema mismatch, got {other:?}"),
     }
     let file = dir.path().join("file");
-    std::fs::write(&file, b"x").map_err(|e| Error::Manifest(e.to_string()))?;
+    std::fs::write(&file, b"x").map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
     assert!(matches!(
         Manifest::open(&file.join("state")),
         Err(Error::StateDir { .. })
@@ -92,7 +107,10 @@ fn refuses_other_schema_version_and_non_directory() -> Result<(), Error> {
 
 #[test]
 fn the_object_count_is_exact_through_overwrites_removals_and_reopening() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Manifest(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
     {
         let m = Manifest::open(dir.path())?;
         assert_eq!(m.object_count()?, 0);

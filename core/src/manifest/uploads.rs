@@ -97,7 +97,7 @@ impl Manifest {
             .db
             .get_cf(cf(&self.db, CF_UPLOADS)?, key.as_bytes())
             .map_err(db_err)?;
-        v.map(|v| records::decode(&v).map_err(|e| Error::Manifest(format!("upload {key:?}: {e}"))))
+        v.map(|v| records::decode(&v).map_err(|e| Error::Corrupt(format!("upload {key:?}: {e}"))))
             .transpose()
     }
 
@@ -111,7 +111,7 @@ impl Manifest {
         {
             let (k, v) = item.map_err(db_err)?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let head = records::decode(&v).map_err(|e| Error::Manifest(format!("{key:?}: {e}")))?;
+            let head = records::decode(&v).map_err(|e| Error::Corrupt(format!("{key:?}: {e}")))?;
             out.push((key, head));
         }
         Ok(out)
@@ -132,9 +132,9 @@ impl Manifest {
             };
             let index = <[u8; 4]>::try_from(index)
                 .map(u32::from_be_bytes)
-                .map_err(|_| Error::Manifest(format!("upload part key of {key:?}")))?;
+                .map_err(|_| Error::Corrupt(format!("upload part key of {key:?}")))?;
             let part = records::decode(&v)
-                .map_err(|e| Error::Manifest(format!("part {index} of {key:?}: {e}")))?;
+                .map_err(|e| Error::Corrupt(format!("part {index} of {key:?}: {e}")))?;
             out.insert(index, part);
         }
         Ok(out)

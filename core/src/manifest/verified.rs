@@ -112,7 +112,7 @@ impl FoundTree<'_> {
                 root_of_leaves(db.iterator_cf(cf(db, CF_VERIFY_LEAF)?, IteratorMode::Start))
             }
             Scratch::Own(Some(db), _) => root_of_leaves(db.iterator(IteratorMode::Start)),
-            Scratch::Own(None, _) => Err(Error::Manifest("scratch database closed".into())),
+            Scratch::Own(None, _) => Err(Error::Corrupt("scratch database closed".into())),
         }
     }
 }
@@ -167,7 +167,7 @@ impl Manifest {
         self.db
             .get_cf(c, key.as_bytes())
             .map_err(db_err)?
-            .map(|v| records::decode(&v).map_err(Error::Manifest))
+            .map(|v| records::decode(&v).map_err(Error::Corrupt))
             .transpose()
     }
 

@@ -1,13 +1,13 @@
-//! Target limits and part planning: part size follows the object's size and
-//! the target's limits, so a 100 GB object lands on a 1,000-part provider
-//! without tuning.
+//! What a target allows: its provider's multipart limits and the part
+//! policy configured for it. Cutting one object into parts by this policy
+//! is `transfer::plan`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::base::error::Error;
 
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * KIB;
+pub(crate) const KIB: u64 = 1024;
+pub(crate) const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 /// Provider presets for multipart limits.
@@ -77,20 +77,6 @@ pub struct PartPolicy {
     pub multipart_threshold: u64,
 }
 
-/// How one object will be written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// One PUT of the whole object.
-    Single,
-    /// Multipart upload with parts of `part_size` (the last may be shorter).
-    Multipart {
-        /// Size of every part but the last; a multiple of 1 KiB.
-        part_size: u64,
-        /// Number of parts.
-        parts: u64,
-    },
-}
-
 impl PartPolicy {
     /// The default policy for a provider: 8 MiB parts (as the AWS CLI;
     /// what a crash can cost is the parts in flight), single PUT up to that.
@@ -131,95 +117,8 @@ impl PartPolicy {
         }
         Ok(())
     }
-
-    /// Plan the upload of an object of `size` bytes.
-    pub fn plan(&self, size: u64) -> Result<Plan, Error> {
-        if size <= self.multipart_threshold {
-            return Ok(Plan::Single);
-        }
-        let l = &self.limits;
-        let needed = size.div_ceil(l.max_parts);
-        let mut part_size = round_up(self.part_size.max(needed).max(l.min_part), KIB);
-        // Prefer whole MiB when growing past the preferred size.
-        if part_size > self.part_size {
-            let mib = round_up(part_size, MIB);
-            if mib <= l.max_part {
-                part_size = mib;
-            }
-        }
-        if part_size > l.max_part {
-            return Err(Error::Object(format!(
-                "object of {size} bytes exceeds the target's limit of {} parts of {} bytes",
-                l.max_parts, l.max_part
-            )));
-        }
-        Ok(Plan::Multipart {
-            part_size,
-            parts: size.div_ceil(part_size),
-        })
-    }
 }
 
-fn round_up(v: u64, to: u64) -> u64 {
+pub(crate) fn round_up(v: u64, to: u64) -> u64 {
     v.div_ceil(to) * to
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hundred_gb_fits_scaleway_without_tuning() {
-        let p = PartPolicy::for_provider(Provider::Scaleway);
-        p.validate().expect("valid");
-        let size = 100_000_000_000;
-        match p.plan(size).expect("plan") {
-            Plan::Multipart { part_size, parts } => {
-                assert!(parts <= 1000, "{parts} parts");
-                assert!((5_000_000..=5_000_000_000).contains(&part_size));
-                assert_eq!(part_size % 1024, 0);
-                assert!(part_size * parts >= size);
-            }
-            Plan::Single => panic!("100 GB must be multipart"),
-        }
-    }
-
-    #[test]
-    fn threshold_boundaries() {
-        let p = PartPolicy::for_provider(Provider::Aws);
-        let t = p.multipart_threshold;
-        assert_eq!(p.plan(0).ok(), Some(Plan::Single));
-        assert_eq!(p.plan(t).ok(), Some(Plan::Single));
-        assert_eq!(
-            p.plan(t + 1).ok(),
-            Some(Plan::Multipart {
-                part_size: p.part_size,
-                parts: 2
-            })
-        );
-    }
-
-    #[test]
-    fn too_large_is_an_error_and_azure_allows_huge_objects() {
-        let mut p = PartPolicy::for_provider(Provider::Scaleway);
-        p.limits.max_parts = 2;
-        assert!(p.plan(20_000_000_000).is_err());
-        let az = PartPolicy::for_provider(Provider::Azure);
-        assert!(az.plan(100 * 1024 * GIB).is_ok());
-    }
-
-    #[test]
-    fn low_max_parts_grows_part_size_in_whole_mib() {
-        let mut p = PartPolicy::for_provider(Provider::Generic);
-        p.part_size = 5 * MIB;
-        p.multipart_threshold = 5 * MIB;
-        p.limits.max_parts = 4;
-        match p.plan(30 * MIB).expect("plan") {
-            Plan::Multipart { part_size, parts } => {
-                assert_eq!(part_size, 8 * MIB);
-                assert_eq!(parts, 4);
-            }
-            Plan::Single => panic!("multipart expected"),
-        }
-    }
 }

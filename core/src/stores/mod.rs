@@ -322,8 +322,11 @@ impl Store {
         };
         tokio::task::spawn_blocking(sync)
             .await
-            .map_err(|e| Error::Object(format!("fsync task: {e}")))?
-            .map_err(|e| Error::Object(format!("fsync {key}: {e}")))
+            .map_err(|_| Error::ShuttingDown)?
+            .map_err(|source| Error::Io {
+                what: format!("fsync {key}"),
+                source,
+            })
     }
 
     /// Check the store answers and the container exists, classifying the
@@ -526,6 +529,7 @@ fn raw_lister(
         signer,
         base,
         prefix: String::new(),
+        echoes_encoding: Arc::default(),
     })
 }
 

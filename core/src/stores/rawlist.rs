@@ -10,6 +10,7 @@
 //! `Path` cannot carry is named by the listing instead of breaking it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -54,6 +55,9 @@ pub struct RawLister {
     pub(crate) base: String,
     /// The store's prefix with its trailing `/`, or empty.
     pub(crate) prefix: String,
+    /// Set once an S3 answer said `EncodingType=url` over keys it had not
+    /// encoded (s3s-fs does): its keys are then taken as they are.
+    pub(crate) echoes_encoding: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for RawLister {
@@ -138,7 +142,7 @@ impl RawLister {
             .map_err(|e| err(format!("list URL: {e}")))?;
         let body = self.send(url.as_str()).await?;
         let (entries, next) = match &self.signer {
-            Signer::S3 { .. } => parse_s3(&body)?,
+            Signer::S3 { .. } => parse_s3(&body, &self.echoes_encoding)?,
             Signer::Azure { .. } => parse_azure(&body)?,
         };
         let entries = entries
@@ -239,6 +243,14 @@ fn time(s: &str) -> object_store::Result<DateTime<Utc>> {
         .map_err(|e| err(format!("listed time {s:?}: {e}")))
 }
 
+/// Whether a key listed with `encoding-type=url` shows it was not encoded:
+/// a URL encoder escapes every space, control character and non-ASCII
+/// byte.
+fn plainly_unencoded(key: &str) -> bool {
+    key.bytes()
+        .any(|b| !b.is_ascii() || b == b' ' || b.is_ascii_control())
+}
+
 /// A key as listed with `encoding-type=url`: form-style URL encoding (AWS
 /// writes a space as `+`, others as `%20`; a literal `+` is always `%2B`).
 fn url_decoded(key: &str) -> object_store::Result<String> {
@@ -248,7 +260,14 @@ fn url_decoded(key: &str) -> object_store::Result<String> {
         .map_err(|e| err(format!("listed key {key:?}: {e}")))
 }
 
-fn parse_s3(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+/// Parse one ListObjectsV2 page. A server that answers `EncodingType=url`
+/// over unencoded keys is recognised by a key no encoder would leave as it
+/// is, and from then on (`echoes`) its keys are taken as listed: decoding
+/// them would turn a `+` into a space and list a key that is not there.
+fn parse_s3(
+    body: &[u8],
+    echoes: &AtomicBool,
+) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
     let list: S3List =
         quick_xml::de::from_reader(body).map_err(|e| err(format!("S3 list response: {e}")))?;
     let next = list.next_continuation_token.filter(|t| !t.is_empty());
@@ -259,7 +278,17 @@ fn parse_s3(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<String>)
             "S3 list response is truncated but has no NextContinuationToken (does the server implement ListObjectsV2?)",
         ));
     }
-    let url_encoded = list.encoding_type.as_deref() == Some("url");
+    let mut url_encoded = list.encoding_type.as_deref() == Some("url");
+    if url_encoded
+        && !echoes.load(Relaxed)
+        && list.contents.iter().any(|o| plainly_unencoded(&o.key))
+    {
+        echoes.store(true, Relaxed);
+        tracing::warn!(
+            "the S3 server answers EncodingType=url but does not encode keys: its keys are taken as listed"
+        );
+    }
+    url_encoded &= !echoes.load(Relaxed);
     let entries = list
         .contents
         .into_iter()
@@ -357,7 +386,8 @@ mod tests {
     fn s3_keys_come_back_byte_for_byte() -> object_store::Result<()> {
         let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>m//x</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>photos/</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"d"</ETag><Size>0</Size></Contents><Contents><Key>caf%C3%A9%20%2Bx</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><Contents><Key>a+b%2Bc%25</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
-        let (e, next) = parse_s3(xml)?;
+        let echoes = AtomicBool::new(false);
+        let (e, next) = parse_s3(xml, &echoes)?;
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
         // AWS writes a space as `+` (others as %20); a literal `+` is %2B.
         assert_eq!(keys, ["m//x", "photos/", "café +x", "a b+c%"]);
@@ -371,11 +401,36 @@ mod tests {
     fn a_truncated_s3_page_without_a_token_is_an_error() {
         let xml = br#"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents></ListBucketResult>"#;
         assert!(
-            parse_s3(xml).is_err(),
+            parse_s3(xml, &AtomicBool::new(false)).is_err(),
             "would end the listing as if complete"
         );
         let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken></NextContinuationToken></ListBucketResult>"#;
-        assert!(parse_s3(last).is_ok_and(|(e, n)| e.is_empty() && n.is_none()));
+        assert!(
+            parse_s3(last, &AtomicBool::new(false)).is_ok_and(|(e, n)| e.is_empty() && n.is_none())
+        );
+    }
+
+    /// s3s-fs answers `EncodingType=url` over keys it did not encode: a key
+    /// no encoder leaves as it is gives it away, and from then on `+` stays
+    /// `+` (decoded, `a+b` would list as `a b`, a key that is not there).
+    #[test]
+    fn an_s3_server_that_echoes_url_encoding_is_read_as_listed() -> object_store::Result<()> {
+        let page = |keys: &[&str]| {
+            let contents: String = keys
+                .iter()
+                .map(|k| format!("<Contents><Key>{k}</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents>"))
+                .collect();
+            format!(
+                "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
+            )
+        };
+        let echoes = AtomicBool::new(false);
+        let (e, _) = parse_s3(page(&["k/a+b=c&amp;d", "k/ünï €"]).as_bytes(), &echoes)?;
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["k/a+b=c&d", "k/ünï €"]);
+        let (e, _) = parse_s3(page(&["l/x+y%41"]).as_bytes(), &echoes)?;
+        assert_eq!(e[0].key, "l/x+y%41", "a later page of the same server");
+        Ok(())
     }
 
     #[test]

@@ -10,7 +10,14 @@
 //!   back-off, and the pass halves the number of objects it runs at once
 //!   (AIMD, once per window of completions), then adds one back per window
 //!   of completions without throttling, up to the configured concurrency.
+//! - **Which failures were throttling** ([`watch_answers`]): object_store
+//!   reports a request whose retries ran out on 429 / 503 as a generic
+//!   error whose status is private to it. The HTTP client notes the status
+//!   of every answer in a task-local cell that one object's transfer
+//!   scopes, so that transfer can name its failure throttled, not transient.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +43,28 @@ impl Pressure {
     pub fn throttled(&self) -> u64 {
         self.throttled.load(Relaxed)
     }
+}
+
+tokio::task_local! {
+    /// Status of the last HTTP answer in this task (0: none, or the
+    /// request failed without one).
+    static LAST_ANSWER: Cell<u16>;
+}
+
+/// Whether an HTTP status asks the client to slow down.
+fn is_throttling(status: u16) -> bool {
+    status == 429 || status == 503
+}
+
+/// Run `fut`, and say whether the last HTTP answer it received asked to
+/// slow down (429 / 503).
+pub async fn watch_answers<T>(fut: impl Future<Output = T>) -> (T, bool) {
+    LAST_ANSWER
+        .scope(Cell::new(0), async {
+            let out = fut.await;
+            (out, is_throttling(LAST_ANSWER.with(Cell::get)))
+        })
+        .await
 }
 
 /// A token bucket with one second of burst.
@@ -87,9 +116,12 @@ impl HttpService for Service {
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }
-        let resp = self.inner.execute(req).await?;
-        let status = resp.status().as_u16();
-        if status == 429 || status == 503 {
+        let resp = self.inner.execute(req).await;
+        let status = resp.as_ref().map_or(0, |r| r.status().as_u16());
+        // Outside a transfer's scope (listings, probes) there is no cell.
+        let _ = LAST_ANSWER.try_with(|c| c.set(status));
+        let resp = resp?;
+        if is_throttling(status) {
             self.pressure.throttled.fetch_add(1, Relaxed);
             tracing::debug!(status, "store asked to slow down");
         }

@@ -20,8 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::base::error::Error;
-use crate::base::error::store_err;
+use crate::base::error::{Error, parse_key, store_err};
 use crate::base::filter::KeyFilter;
 use crate::base::now_ms;
 use crate::transfer::Ctx;
@@ -158,17 +157,17 @@ impl Ctx {
     /// Delete one key at the target (copied to `trash/<key>` first; a
     /// trashed object already there is not overwritten: the key fails).
     async fn delete_one(&self, trash: Option<&str>, key: &str) -> Result<(), Error> {
-        let loc = Path::parse(key).map_err(|e| Error::Object(e.to_string()))?;
+        let loc = parse_key(key)?;
         let _writing = self.gate.begin_write(key).await;
         if let Some(trash) = trash {
-            let to =
-                Path::parse(format!("{trash}/{key}")).map_err(|e| Error::Object(e.to_string()))?;
+            let to = parse_key(&format!("{trash}/{key}"))?;
             match self.target.inner.head(&to).await {
                 Err(object_store::Error::NotFound { .. }) => {}
                 Ok(_) => {
-                    return Err(Error::Object(format!(
-                        "{to} is already in the trash: not overwritten, {key} not deleted"
-                    )));
+                    return Err(Error::TrashOccupied {
+                        key: key.to_owned(),
+                        trashed: to.to_string(),
+                    });
                 }
                 Err(e) => return Err(store_err("look in the trash", e)),
             }

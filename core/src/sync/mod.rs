@@ -4,6 +4,7 @@
 
 pub mod deletes;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,7 +25,7 @@ use crate::scan::listing::KeyFault;
 use crate::stores::Store;
 use crate::stores::throttle::Window;
 use crate::sync::deletes::DeletePolicy;
-use crate::transfer::{Ctx, Outcome};
+use crate::transfer::{Ctx, Outcome, PartRecorded};
 
 /// How a pass runs.
 #[derive(Debug, Clone)]
@@ -94,6 +95,8 @@ pub enum Event {
         /// What happened, or why it failed.
         result: Result<Outcome, String>,
     },
+    /// A multipart part was confirmed by the target and recorded.
+    Part(PartRecorded),
 }
 
 /// The result of a pass.
@@ -103,6 +106,8 @@ pub struct PassSummary {
     pub stats: Snapshot,
     /// Failed objects (at most [`MAX_FAILURES_KEPT`]; `stats.failed` counts all).
     pub failures: Vec<Failure>,
+    /// Every failure of the pass (objects and deletes), counted by kind.
+    pub failed_by_kind: BTreeMap<FailureKind, u64>,
     /// The first listing error, if any (the rest of its key range was not
     /// listed; the ranges after it were).
     pub listing_error: Option<String>,
@@ -158,18 +163,44 @@ impl PassSummary {
 /// (vanished), unless it stands for `key/`, which object_store's listing
 /// gives as `key` and cannot read — then it fails by name. Stores listed
 /// with their own requests (`rawlist`: S3, Azure) name such keys in the
-/// listing, and local directories cannot hold them: no check there.
+/// listing, and local directories cannot hold them: no check there. But
+/// a key with a space listed by our own S3 requests may be a `+` decoded
+/// by mistake (a server that answers `EncodingType=url` without encoding,
+/// on a page that did not show it): if the key with `+` is there, it fails
+/// by name rather than vanish.
 async fn slash_key_check(source: &Store, loc: &object_store::path::Path) -> Result<Outcome, Error> {
-    if source.raw.is_some() || !source.lists_in_order() {
+    if source.raw.is_some() {
+        let key = loc.as_ref();
+        if !key.contains(' ') {
+            return Ok(Outcome::Vanished);
+        }
+        let plus = key.replace(' ', "+");
+        let Ok(plus_loc) = object_store::path::Path::parse(&plus) else {
+            return Ok(Outcome::Vanished);
+        };
+        return match object_store::ObjectStoreExt::head(source.inner.as_ref(), &plus_loc).await {
+            Ok(_) => Err(Error::NotCarried {
+                key: plus,
+                reason: format!(
+                    "listed as {key:?}: the store's listing says its keys are URL-encoded but left this one as it is; not replicated"
+                ),
+            }),
+            Err(object_store::Error::NotFound { .. }) => Ok(Outcome::Vanished),
+            Err(e) => Err(crate::base::error::store_err("check a vanished key", e)),
+        };
+    }
+    if !source.lists_in_order() {
         return Ok(Outcome::Vanished);
     }
     match crate::scan::listing::holds_slash_key(source.inner.as_ref(), loc).await {
         Ok(false) => Ok(Outcome::Vanished),
-        Ok(true) => Err(Error::Object(format!(
-            "the source holds {:?}, a key ending in '/', which object_store lists as {:?} and cannot read: not replicated",
-            format!("{loc}/"),
-            loc.as_ref()
-        ))),
+        Ok(true) => Err(Error::NotCarried {
+            key: format!("{loc}/"),
+            reason: format!(
+                "a key ending in '/', which object_store lists as {:?} and cannot read: not replicated",
+                loc.as_ref()
+            ),
+        }),
         Err(e) => Err(crate::base::error::store_err("check a vanished key", e)),
     }
 }
@@ -201,6 +232,7 @@ fn pass_ctx(
     opts: &PassOptions,
     stats: &Arc<Stats>,
     pause: tokio::sync::watch::Receiver<bool>,
+    parts: tokio::sync::mpsc::UnboundedSender<PartRecorded>,
 ) -> Ctx {
     let memory_mib =
         u32::try_from(opts.memory_budget.div_ceil(1024 * 1024).max(1)).unwrap_or(u32::MAX);
@@ -218,6 +250,7 @@ fn pass_ctx(
         bandwidth: opts
             .bandwidth_limit
             .map(|b| Arc::new(crate::stores::throttle::Bandwidth::new(b))),
+        parts: Some(parts),
     }
 }
 
@@ -226,6 +259,8 @@ fn pass_ctx(
 struct Tally {
     /// Failed objects (at most [`MAX_FAILURES_KEPT`]).
     failures: Vec<Failure>,
+    /// Every failure, counted by kind.
+    failed_by_kind: BTreeMap<FailureKind, u64>,
     /// The first listing error.
     listing_error: Option<String>,
     /// Keys the listing gave out of order.
@@ -235,6 +270,7 @@ struct Tally {
 impl Tally {
     /// Keep a failed key with its kind and reason.
     fn fail(&mut self, key: &str, e: &Error) {
+        *self.failed_by_kind.entry(e.kind()).or_default() += 1;
         if self.failures.len() < MAX_FAILURES_KEPT {
             self.failures.push(Failure {
                 key: key.to_owned(),
@@ -312,7 +348,8 @@ pub async fn run_pass(
     target.probe().await?;
     // Only a job whose stores answer claims the state directory.
     manifest.bind(&source.url, &target.url, &opts.chunking)?;
-    let ctx = pass_ctx(&source, target, &manifest, opts, &stats, pause_rx);
+    let (parts_tx, mut parts_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = pass_ctx(&source, target, &manifest, opts, &stats, pause_rx, parts_tx);
     let window = Window::new(
         opts.concurrency,
         vec![
@@ -431,7 +468,9 @@ pub async fn run_pass(
     let mut interrupted = false;
     loop {
         let next = tokio::select! {
-            n = results.next() => n,
+            // A stop request first (a stream of ready results must not
+            // starve it), then parts before the object they belong to.
+            biased;
             () = &mut shutdown, if !interrupted => {
                 interrupted = true;
                 let _ = pause_tx.send(true);
@@ -439,6 +478,11 @@ pub async fn run_pass(
                 tracing::info!("stop requested: finishing objects in progress");
                 continue;
             }
+            Some(part) = parts_rx.recv() => {
+                on_event(&Event::Part(part));
+                continue;
+            }
+            n = results.next() => n,
         };
         let Some(done) = next else { break };
         let (key, size, ticket, r) = match done {
@@ -461,7 +505,8 @@ pub async fn run_pass(
                 }
                 tracing::warn!(key = o.key(), "{o}");
                 let key = o.key().to_owned();
-                (key, 0, None, Err(Error::Object(o.to_string())))
+                let reason = o.to_string();
+                (key.clone(), 0, None, Err(Error::NotCarried { key, reason }))
             }
         };
         count(&stats, &r, size);
@@ -485,6 +530,9 @@ pub async fn run_pass(
             // complete).
             manifest.sync()?;
         }
+    }
+    while let Ok(part) = parts_rx.try_recv() {
+        on_event(&Event::Part(part));
     }
     let listing_complete = !interrupted
         && ended.load(Relaxed) == segs.len()
@@ -527,6 +575,7 @@ pub async fn run_pass(
     Ok(PassSummary {
         stats: stats.snapshot(),
         failures: tally.failures,
+        failed_by_kind: tally.failed_by_kind,
         listing_error: tally.listing_error,
         listing_complete,
         interrupted,

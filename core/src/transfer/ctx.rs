@@ -45,6 +45,21 @@ pub struct Ctx {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Cap on source bytes per second, if any.
     pub bandwidth: Option<Arc<crate::stores::throttle::Bandwidth>>,
+    /// Where recorded parts are announced (the pass turns them into
+    /// events), if anyone listens.
+    pub parts: Option<tokio::sync::mpsc::UnboundedSender<PartRecorded>>,
+}
+
+/// A multipart part the target confirmed and the manifest recorded: what
+/// a crash from now on no longer costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecorded {
+    /// The object's key.
+    pub key: String,
+    /// The part's number, from 0.
+    pub part: u32,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// What happened to one object.

@@ -17,8 +17,7 @@ use futures::stream::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::base::error::Error;
-use crate::base::error::store_err;
+use crate::base::error::{Error, parse_key, store_err};
 use crate::content::chunk::Segmented;
 use crate::content::digest::{Digested, Digester};
 use crate::content::hash::Hash;
@@ -163,7 +162,7 @@ impl Ctx {
         if !self.holder_intact(holder, size).await? {
             return Ok(None);
         }
-        let from = Path::parse(holder).map_err(|e| Error::Object(e.to_string()))?;
+        let from = parse_key(holder)?;
         if let Err(e) = self.target.inner.copy(&from, to).await {
             tracing::debug!(key = %to, error = %e, "server-side copy failed; uploading");
             return Ok(None);
@@ -198,7 +197,7 @@ impl Ctx {
             tracing::debug!(%holder, "dedup holder has no recorded target ETag; uploading");
             return Ok(false);
         };
-        let from = Path::parse(holder).map_err(|e| Error::Object(e.to_string()))?;
+        let from = parse_key(holder)?;
         let seen = match self.target.inner.head(&from).await {
             Ok(m) => m,
             Err(e) => {

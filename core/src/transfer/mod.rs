@@ -9,36 +9,48 @@ pub mod attrs;
 mod ctx;
 mod dedup;
 pub mod gate;
+mod parts;
+pub mod plan;
 pub(crate) mod read;
+mod record;
 pub(crate) mod resume;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
-use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
-use object_store::{Attributes, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::{Attributes, GetResult, ObjectMeta, PutOptions, PutPayload};
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::base::error::{Error, store_err};
+use crate::base::error::{Error, FailureKind, store_err};
 use crate::base::now_ms;
-use crate::content::digest::{Digested, Digester};
+use crate::content::digest::Digester;
 use crate::content::hash::Hash;
-use crate::content::parthash::{self, PartHasher};
-use crate::manifest::{ObjectRecord, ObjectState, SourceVersion, UploadHead, normalize_etag};
+use crate::manifest::{ObjectState, SourceVersion, UploadHead, normalize_etag};
 use crate::stores::StoreKind;
-use crate::stores::limits::Plan;
+use crate::stores::throttle::watch_answers;
 pub(crate) use ctx::{ByteStream, Stop};
-pub use ctx::{Ctx, Outcome, listed_version};
+pub use ctx::{Ctx, Outcome, PartRecorded, listed_version};
 use dedup::Large;
-
-const MIB: u64 = 1024 * 1024;
+use plan::{Parts, Plan};
+use record::{Commit, Replicated};
 /// Times one object starts over because its source changed under it.
 const MAX_RESTARTS: usize = 3;
 
 impl Ctx {
-    /// Replicate one listed object.
+    /// Replicate one listed object. A failure after answers that asked to
+    /// slow down is named throttled.
     pub async fn replicate(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
+        match watch_answers(self.replicate_watched(meta, dry_run)).await {
+            (Err(e), true) if e.kind() == FailureKind::Transient => {
+                Err(Error::Throttled(Box::new(e)))
+            }
+            (r, _) => r,
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %meta.location))]
+    async fn replicate_watched(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
         let key = meta.location.as_ref();
         let listed = listed_version(meta);
         if self.is_replicated(key, &listed)? {
@@ -70,7 +82,7 @@ impl Ctx {
                 }
             }
         }
-        Err(Error::Object(format!(
+        Err(Error::SourceChanged(format!(
             "started over {MAX_RESTARTS} times, last because: {last}; retried next pass"
         )))
     }
@@ -102,11 +114,34 @@ impl Ctx {
                 .upload_resume(mp, &meta.location, &head, in_flight)
                 .await;
         }
-        // Memory first, then the GET: a response body must not wait unread
-        // for a permit (servers time out idle connections).
+        let Some(open) = self.open(meta).await? else {
+            return Ok(Outcome::Vanished);
+        };
+        let version = read_version(listed, &open.got);
+        let attributes = self.target_attributes(key, &open.got, &version);
+        let attrs_digest = attrs::digest(&attributes);
+        let if_match = open.got.meta.e_tag.clone();
+        let stream = self.rest_of(&meta.location, open.plan, open.got);
+        let object = Object {
+            loc: &meta.location,
+            version,
+            attributes,
+            attrs_digest,
+            in_flight: open.in_flight,
+        };
+        match open.plan {
+            Plan::Single => Ok(self.copy_single(object, stream).await?),
+            Plan::Multipart(layout) => self.copy_multipart(object, layout, if_match, stream).await,
+        }
+    }
+
+    /// Reserve memory for `meta` and open its first GET (memory first: a
+    /// response body must not wait unread for a permit, servers time out
+    /// idle connections). `None`: the object is gone.
+    async fn open(&self, meta: &ObjectMeta) -> Result<Option<Opened>, Stop> {
         let (mut plan, mut in_flight, mut permit) = self.reserve(meta.size).await?;
         let Some(mut got) = self.open_source(&meta.location, plan, meta.size).await? else {
-            return Ok(Outcome::Vanished);
+            return Ok(None);
         };
         let size = got.meta.size;
         if size != meta.size {
@@ -116,311 +151,164 @@ impl Ctx {
             got = match self.open_source(&meta.location, plan, size).await? {
                 Some(g) if g.meta.size == size => g,
                 Some(_) => return Err(Stop::Restart("source changing while being read".into())),
-                None => return Ok(Outcome::Vanished),
+                None => return Ok(None),
             };
         }
-        let _permit = permit;
-        let mut version = listed.clone();
-        let if_match = got.meta.e_tag.clone();
-        let got_etag = normalize_etag(got.meta.e_tag.as_deref());
-        if version.size != size
-            || (version.etag.is_some() && got_etag.is_some() && version.etag != got_etag)
-        {
-            // Changed between listing and read: record what we read.
-            version = listed_version(&got.meta);
-        } else if version.etag.is_none() {
-            version.etag = got_etag;
+        Ok(Some(Opened {
+            plan,
+            in_flight,
+            _permit: permit,
+            got,
+        }))
+    }
+
+    /// The attributes the target gets for `key` (none where it keeps none).
+    fn target_attributes(&self, key: &str, got: &GetResult, version: &SourceVersion) -> Attributes {
+        if !self.target.supports_attributes() {
+            return Attributes::new();
         }
-        let attributes = if self.target.supports_attributes() {
-            attrs::for_target(
-                &got.attributes,
-                key,
-                version.last_modified_ms,
-                self.source.kind == StoreKind::Local,
-            )
-        } else {
-            Attributes::new()
-        };
-        let attrs_digest = attrs::digest(&attributes);
-        let stream = self.rest_of(&meta.location, plan, got);
-        let (digest, put, outcome) = match plan {
-            Plan::Single => {
-                self.single(&meta.location, size, stream, attributes, &attrs_digest)
-                    .await?
-            }
-            Plan::Multipart { part_size, .. } => {
-                let dedup = self
-                    .dedup_large(&meta.location, size, part_size, stream, &attrs_digest)
-                    .await?;
-                let stream = match dedup {
-                    Large::Copied(d, etag) => {
-                        return Ok(self
-                            .record(
-                                &meta.location,
-                                version,
-                                d,
-                                Some(etag),
-                                attrs_digest,
-                                size,
-                                Outcome::Deduplicated,
-                            )
-                            .await?);
-                    }
-                    Large::Upload(s) => s,
-                    Large::Reread => self.reopen(&meta.location, &version).await?,
-                };
-                if let Some(mp) = &self.target.multipart {
-                    let head = UploadHead {
-                        upload_id: String::new(),
-                        source: version,
-                        if_match,
-                        part_size,
-                        attrs_digest,
-                        started_ms: now_ms(),
-                    };
-                    return self
-                        .upload_fresh(mp, &meta.location, head, attributes, in_flight, stream)
-                        .await;
-                }
-                let (d, p) = self
-                    .multipart(
-                        &meta.location,
-                        size,
-                        part_size,
-                        in_flight,
-                        stream,
-                        attributes,
-                    )
-                    .await?;
-                (d, p, Outcome::Copied)
-            }
-        };
-        Ok(self
-            .record(
-                &meta.location,
-                version,
-                digest,
-                put,
-                attrs_digest,
-                size,
-                outcome,
-            )
-            .await?)
+        attrs::for_target(
+            &got.attributes,
+            key,
+            version.last_modified_ms,
+            self.source.kind == StoreKind::Local,
+        )
     }
 
-    /// Commit a replicated object to the manifest, once it is durable at
-    /// the target (a local directory's file and directory are fsynced).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site per outcome, all fields needed"
-    )]
-    async fn record(
-        &self,
-        loc: &Path,
-        source: SourceVersion,
-        digest: Digested,
-        target_etag: Option<String>,
-        attrs_digest: Hash,
-        size: u64,
-        outcome: Outcome,
-    ) -> Result<Outcome, Error> {
-        let rec = ObjectRecord {
-            source,
-            blake3: digest.blake3,
-            chunks: u32::try_from(digest.chunks.len()).unwrap_or(u32::MAX),
-            target_etag: normalize_etag(target_etag.as_deref()),
-            attrs_digest,
-            state: ObjectState::Complete,
-            recorded_ms: now_ms(),
-        };
-        self.target.make_durable(loc).await?;
-        let commit = self
-            .manifest
-            .commit_object(loc.as_ref(), &rec, &digest.chunks)?;
-        self.stats.chunk_bytes.fetch_add(size, Relaxed);
-        self.stats
-            .chunk_bytes_new
-            .fetch_add(commit.new_chunk_bytes, Relaxed);
-        Ok(outcome)
-    }
-
-    /// Plan an object of `size` bytes and reserve the memory it needs:
-    /// the whole object for a single PUT, `parts in flight + 1` parts for a
-    /// multipart upload, with parts in flight lowered to fit the budget.
-    async fn reserve(
-        &self,
-        size: u64,
-    ) -> Result<(Plan, usize, tokio::sync::OwnedSemaphorePermit), Error> {
-        let plan = self.target.policy.plan(size)?;
-        let (in_flight, need) = match plan {
-            Plan::Single => (0, size),
-            Plan::Multipart { part_size, .. } => self.parts_budget(part_size),
-        };
-        Ok((plan, in_flight, self.budget(need).await?))
-    }
-
-    /// Parts in flight for parts of `part_size` bytes, lowered to fit the
-    /// memory budget, and the bytes to reserve for them.
-    fn parts_budget(&self, part_size: u64) -> (usize, u64) {
-        let budget = u64::from(self.memory_mib) * MIB;
-        let fit = (budget / part_size.max(1)).saturating_sub(1).max(1);
-        let n = (self.parts_in_flight.max(1) as u64).min(fit);
-        (usize::try_from(n).unwrap_or(1), part_size * (n + 1))
-    }
-
-    async fn budget(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
-        let want = u32::try_from(bytes.div_ceil(MIB).max(1))
-            .unwrap_or(u32::MAX)
-            .min(self.memory_mib);
-        Arc::clone(&self.memory)
-            .acquire_many_owned(want)
-            .await
-            .map_err(|e| Error::Object(format!("memory budget closed: {e}")))
-    }
-
-    async fn single(
-        &self,
-        loc: &Path,
-        size: u64,
-        mut stream: ByteStream,
-        attributes: Attributes,
-        attrs_digest: &Hash,
-    ) -> Result<(Digested, Option<String>, Outcome), Error> {
+    /// A single PUT, or a server-side copy of identical content.
+    async fn copy_single(&self, o: Object<'_>, mut stream: ByteStream) -> Result<Outcome, Error> {
+        let size = o.version.size;
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
         let mut dig = Digester::new(self.chunking, None);
         while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
             buf.extend_from_slice(&b);
         }
         let digest = dig.finish(size)?;
-        if let Some(holder) = self
+        let held = match self
             .manifest
-            .content_holder(&digest.blake3, size, attrs_digest)?
-            && let Some(etag) = self
-                .copy_held(&holder, loc, &digest.blake3, size, attrs_digest)
-                .await?
+            .content_holder(&digest.blake3, size, &o.attrs_digest)?
         {
-            return Ok((digest, Some(etag), Outcome::Deduplicated));
-        }
-        let opts = PutOptions {
-            attributes,
-            ..PutOptions::default()
+            Some(holder) => {
+                self.copy_held(&holder, o.loc, &digest.blake3, size, &o.attrs_digest)
+                    .await?
+            }
+            None => None,
         };
-        let put = self
-            .target
-            .inner
-            .put_opts(loc, PutPayload::from(buf.freeze()), opts)
-            .await
-            .map_err(|e| store_err("write target", e))?;
-        self.stats.bytes_written.fetch_add(size, Relaxed);
-        Ok((digest, put.e_tag, Outcome::Copied))
+        let (target_etag, outcome) = match held {
+            Some(etag) => (Some(etag), Outcome::Deduplicated),
+            None => {
+                let opts = PutOptions {
+                    attributes: o.attributes,
+                    ..PutOptions::default()
+                };
+                let put = self
+                    .target
+                    .inner
+                    .put_opts(o.loc, PutPayload::from(buf.freeze()), opts)
+                    .await
+                    .map_err(|e| store_err("write target", e))?;
+                self.stats.bytes_written.fetch_add(size, Relaxed);
+                (put.e_tag, Outcome::Copied)
+            }
+        };
+        let r = Replicated {
+            source: o.version,
+            digest,
+            target_etag,
+            attrs_digest: o.attrs_digest,
+        };
+        self.record(o.loc, r, Commit::Object, outcome).await
     }
 
-    async fn multipart(
+    /// A large object: a server-side copy of identical content when the
+    /// target holds it, else a multipart upload (recorded part by part
+    /// where the target has the low-level multipart API).
+    async fn copy_multipart(
         &self,
-        loc: &Path,
-        size: u64,
-        part_size: u64,
-        in_flight: usize,
-        mut stream: ByteStream,
-        attributes: Attributes,
-    ) -> Result<(Digested, Option<String>), Error> {
-        let in_flight = in_flight.max(1);
-        let opts = PutMultipartOptions {
-            attributes,
-            ..PutMultipartOptions::default()
-        };
-        let mut upload = self
-            .target
-            .inner
-            .put_multipart_opts(loc, opts)
-            .await
-            .map_err(|e| store_err("start multipart upload", e))?;
-        let part_len = usize::try_from(part_size).unwrap_or(usize::MAX);
-        // The whole-object hash is merged from each part's BLAKE3 subtrees,
-        // the form resumable uploads keep per part (see parthash).
-        let mut dig = Digester::chunk_only(self.chunking, Some(part_size));
-        let mut subtrees = Vec::new();
-        let mut offset = 0u64;
-        let mut one_part_hash = None;
-        let mut part = BytesMut::with_capacity(part_len);
-        let mut pending = FuturesUnordered::new();
-        let stats = Arc::clone(&self.stats);
-        let result: Result<(), Error> = async {
-            loop {
-                // Parts keep uploading while the next one is read.
-                let next = tokio::select! {
-                    biased;
-                    Some(r) = pending.next(), if !pending.is_empty() => {
-                        r?;
-                        continue;
-                    }
-                    n = self.read_next(&mut stream, &mut dig, size) => n?,
+        o: Object<'_>,
+        layout: Parts,
+        if_match: Option<String>,
+        stream: ByteStream,
+    ) -> Result<Outcome, Stop> {
+        let size = layout.size;
+        let stream = match self
+            .dedup_large(o.loc, size, layout.part_size, stream, &o.attrs_digest)
+            .await?
+        {
+            Large::Copied(digest, etag) => {
+                let r = Replicated {
+                    source: o.version,
+                    digest,
+                    target_etag: Some(etag),
+                    attrs_digest: o.attrs_digest,
                 };
-                let last = next.is_none();
-                if let Some(b) = next {
-                    part.extend_from_slice(&b);
-                } else if dig.total > size {
-                    break;
-                }
-                while part.len() >= part_len || (last && !part.is_empty()) {
-                    let n = part.len().min(part_len);
-                    let data = part.split_to(n).freeze();
-                    let end = offset + n as u64;
-                    if offset == 0 && end == size {
-                        one_part_hash = Some(Hash::of(&data));
-                    } else {
-                        let mut h = PartHasher::new(size, offset, end)
-                            .map_err(|e| Error::Object(e.to_string()))?;
-                        h.update(&data);
-                        subtrees.extend(h.finish().map_err(|e| Error::Object(e.to_string()))?);
-                    }
-                    offset = end;
-                    while pending.len() >= in_flight {
-                        if let Some(r) = pending.next().await {
-                            r?;
-                        }
-                    }
-                    let fut = upload.put_part(PutPayload::from(data));
-                    let stats = Arc::clone(&stats);
-                    pending.push(async move {
-                        fut.await.map_err(|e| store_err("upload part", e))?;
-                        stats.bytes_written.fetch_add(n as u64, Relaxed);
-                        Ok::<(), Error>(())
-                    });
-                }
-                if last {
-                    break;
-                }
+                return Ok(self
+                    .record(o.loc, r, Commit::Object, Outcome::Deduplicated)
+                    .await?);
             }
-            while let Some(r) = pending.next().await {
-                r?;
-            }
-            Ok(())
-        }
-        .await;
-        let digest = result.and_then(|()| dig.finish(size)).and_then(|mut d| {
-            d.blake3 = match one_part_hash {
-                Some(h) => h,
-                None => parthash::root(subtrees, size).map_err(|e| Error::Object(e.to_string()))?,
-            };
-            Ok(d)
-        });
-        let digest = match digest {
-            Ok(d) => d,
-            Err(e) => {
-                drop(pending);
-                if let Err(abort) = upload.abort().await {
-                    tracing::warn!(key = %loc, error = %abort, "abort of multipart upload failed");
-                }
-                return Err(e);
-            }
+            Large::Upload(s) => s,
+            Large::Reread => self.reopen(o.loc, &o.version).await?,
         };
-        match upload.complete().await {
-            Ok(put) => Ok((digest, put.e_tag)),
-            Err(e) => {
-                let _ = upload.abort().await;
-                Err(store_err("complete multipart upload", e))
-            }
+        if let Some(mp) = &self.target.multipart {
+            let head = UploadHead {
+                upload_id: String::new(),
+                source: o.version,
+                if_match,
+                part_size: layout.part_size,
+                attrs_digest: o.attrs_digest,
+                started_ms: now_ms(),
+            };
+            return self
+                .upload_fresh(mp, o.loc, head, o.attributes, o.in_flight, stream)
+                .await;
         }
+        let (digest, target_etag) = self
+            .upload_unrecorded(o.loc, layout, o.in_flight, stream, o.attributes)
+            .await?;
+        let r = Replicated {
+            source: o.version,
+            digest,
+            target_etag,
+            attrs_digest: o.attrs_digest,
+        };
+        Ok(self
+            .record(o.loc, r, Commit::Object, Outcome::Copied)
+            .await?)
     }
+}
+
+/// An object's first GET, planned, with its memory reserved.
+struct Opened {
+    plan: Plan,
+    in_flight: usize,
+    _permit: OwnedSemaphorePermit,
+    got: GetResult,
+}
+
+/// One object on its way, once its source version is known.
+struct Object<'a> {
+    loc: &'a Path,
+    /// The version being copied.
+    version: SourceVersion,
+    /// What the target gets with it, and their digest.
+    attributes: Attributes,
+    attrs_digest: Hash,
+    /// Parts in flight, for a multipart upload.
+    in_flight: usize,
+}
+
+/// The version a read found: the listed one, unless the object changed
+/// between the listing and the read (then what was read is recorded).
+fn read_version(listed: &SourceVersion, got: &GetResult) -> SourceVersion {
+    let got_etag = normalize_etag(got.meta.e_tag.as_deref());
+    if listed.size != got.meta.size
+        || (listed.etag.is_some() && got_etag.is_some() && listed.etag != got_etag)
+    {
+        return listed_version(&got.meta);
+    }
+    let mut version = listed.clone();
+    if version.etag.is_none() {
+        version.etag = got_etag;
+    }
+    version
 }

@@ -24,16 +24,8 @@ use crate::base::error::Error;
 use crate::base::error::store_err;
 use crate::content::digest::Digester;
 use crate::manifest::{SourceVersion, normalize_etag};
-use crate::stores::limits::Plan;
 use crate::transfer::ctx::{ByteStream, Ctx};
-
-/// Byte ranges of parts `from..` of an object of `size` bytes.
-pub(crate) fn part_ranges(size: u64, part_size: u64, from: u64) -> Vec<Range<u64>> {
-    let part_size = part_size.max(1);
-    (from..size.div_ceil(part_size))
-        .map(|i| i * part_size..((i + 1) * part_size).min(size))
-        .collect()
-}
+use crate::transfer::plan::{Parts, Plan};
 
 /// Whether a read error means the source is no longer the version being
 /// copied (rather than a transient failure).
@@ -56,9 +48,7 @@ impl Ctx {
         size: u64,
     ) -> Result<Option<GetResult>, Error> {
         let range = match plan {
-            Plan::Multipart { part_size, .. } => {
-                Some(GetRange::Bounded(0..part_size.min(size).max(1)))
-            }
+            Plan::Multipart(parts) => Some(GetRange::Bounded(0..parts.part_size.min(size).max(1))),
             Plan::Single => None,
         };
         let opts = GetOptions {
@@ -98,10 +88,12 @@ impl Ctx {
     pub(crate) fn rest_of(&self, loc: &Path, plan: Plan, first: GetResult) -> ByteStream {
         let size = first.meta.size;
         let if_match = first.meta.e_tag.clone();
-        let Plan::Multipart { part_size, .. } = plan else {
+        let Plan::Multipart(parts) = plan else {
             return self.capped(first.into_stream());
         };
-        let rest = self.part_reads(loc, part_ranges(size, part_size, 1), if_match, size);
+        let parts = Parts { size, ..parts };
+        let ranges = (1..parts.count()).map(|i| parts.range(i)).collect();
+        let rest = self.part_reads(loc, ranges, if_match, size);
         self.capped(first.into_stream().chain(rest).boxed())
     }
 
@@ -169,7 +161,7 @@ impl Ctx {
         if got.meta.size != version.size
             || (now.is_some() && version.etag.is_some() && now != version.etag)
         {
-            return Err(Error::Object(
+            return Err(Error::SourceChanged(
                 "source changed while being copied; retried next pass".into(),
             ));
         }

@@ -19,48 +19,19 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::{Bytes, BytesMut};
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions};
 
-use crate::base::error::store_err;
-use crate::base::error::{Error, error_chain};
-use crate::base::now_ms;
-use crate::content::chunk::{ChunkParams, Segmented};
+use crate::base::error::{Error, error_chain, parse_key, store_err};
 use crate::content::hash::Hash;
-use crate::content::parthash::{self, PartHasher};
-use crate::manifest::{ObjectRecord, ObjectState, PartDone, PartHash, UploadHead, normalize_etag};
+use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
 use crate::transfer::ctx::{ByteStream, Ctx, Outcome, Stop, listed_version};
-use crate::transfer::read::changed;
-
-fn perr(e: parthash::PartHashError) -> Error {
-    Error::Object(e.to_string())
-}
-
-/// Hash and chunk one part on its own.
-fn prepare(
-    head: &UploadHead,
-    index: u64,
-    data: &[u8],
-    chunking: ChunkParams,
-) -> Result<(PartHash, Vec<crate::content::chunk::ChunkRef>), Error> {
-    let (start, end) = head.range(index);
-    let hash = if start == 0 && end == head.source.size {
-        PartHash::Whole(Hash::of(data))
-    } else {
-        let mut h = PartHasher::new(head.source.size, start, end).map_err(perr)?;
-        h.update(data);
-        PartHash::Subtrees(h.finish().map_err(perr)?)
-    };
-    let mut chunks = Vec::new();
-    let mut c = Segmented::new(chunking, None);
-    c.push(data, &mut chunks);
-    c.finish(&mut chunks);
-    Ok((hash, chunks))
-}
+use crate::transfer::parts::merge;
+use crate::transfer::plan::Parts;
+use crate::transfer::record::{Commit, Replicated, blocking};
 
 impl Ctx {
     /// Start a resumable upload of `stream` (the whole object, one GET).
@@ -89,11 +60,15 @@ impl Ctx {
             upload_id: id,
             ..head
         };
-        if let Err(e) = self.manifest.begin_upload(key, &head) {
+        let begun = {
+            let (key, head) = (key.to_owned(), head.clone());
+            blocking(&self.manifest, move |m| m.begin_upload(&key, &head)).await
+        };
+        if let Err(e) = begun {
             let _ = mp.api().abort_multipart(&path, &head.upload_id).await;
             return Err(e.into());
         }
-        self.send_parts(
+        self.send_recorded(
             mp,
             loc,
             &head,
@@ -137,99 +112,38 @@ impl Ctx {
             })
             .collect();
         let stream = self.ranged(loc, ranges, head.if_match.clone(), head.source.size);
-        self.send_parts(mp, loc, head, missing, stream, in_flight)
+        self.send_recorded(mp, loc, head, missing, stream, in_flight)
             .await?;
         self.finish_upload(mp, loc, head).await
     }
 
-    /// Upload the parts numbered `parts` (ascending) from `stream`, which
-    /// holds exactly their bytes in order; each part the target confirms is
-    /// recorded (synced) as it completes.
-    async fn send_parts(
+    /// Send parts `todo` of the recorded upload `head` from `stream`; each
+    /// part the target confirms is recorded (synced) as it completes.
+    async fn send_recorded(
         &self,
         mp: &Multipart,
         loc: &Path,
         head: &UploadHead,
-        parts: Vec<u64>,
-        mut stream: ByteStream,
+        todo: Vec<u64>,
+        stream: ByteStream,
         in_flight: usize,
     ) -> Result<(), Stop> {
         let key = loc.as_ref();
         let path = mp.path(loc);
-        let expected: u64 = parts
-            .iter()
-            .map(|&i| {
-                let (s, e) = head.range(i);
-                e - s
-            })
-            .sum();
-        let mut received = 0u64;
-        let mut todo = parts.into_iter().peekable();
-        let mut buf = BytesMut::new();
-        let mut pending = FuturesUnordered::new();
-        loop {
-            // Read on only while a part slot is free: bytes read but not yet
-            // confirmed stay within `in_flight` parts, what a crash can cost.
-            while pending.len() >= in_flight.max(1) {
-                if let Some(r) = pending.next().await {
-                    r?;
-                }
-            }
-            if buf.is_empty() && *self.stop.borrow() {
-                // Stopping: let the parts in flight finish and be recorded,
-                // read no more.
-                while let Some(r) = pending.next().await {
-                    r?;
-                }
-                tracing::info!(key, "upload paused; the next run continues it");
-                return Err(Stop::Paused);
-            }
-            // Parts keep uploading while the next one is read.
-            let next = tokio::select! {
-                biased;
-                Some(r) = pending.next(), if !pending.is_empty() => {
-                    r?;
-                    continue;
-                }
-                n = stream.next() => n,
-            };
-            let next = next.transpose().map_err(|e| {
-                if changed(&e) {
-                    Stop::Restart(format!("source changed since the upload started: {e}"))
-                } else {
-                    Stop::Fail(store_err("read source", e))
-                }
-            })?;
-            let last = next.is_none();
-            if let Some(b) = next {
-                self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-                received += b.len() as u64;
-                if received > expected {
-                    return Err(Stop::Restart(
-                        "source longer than when the upload started".into(),
-                    ));
-                }
-                buf.extend_from_slice(&b);
-            }
-            while let Some(&index) = todo.peek() {
-                let (s, e) = head.range(index);
-                let want = usize::try_from(e - s).unwrap_or(usize::MAX);
-                if buf.len() < want {
-                    break;
-                }
-                todo.next();
-                let data: Bytes = buf.split_to(want).freeze();
-                let (hash, chunks) = prepare(head, index, &data, self.chunking)?;
-                let idx = u32::try_from(index)
-                    .map_err(|_| Error::Object(format!("part {index} out of range")))?;
+        let layout = Parts {
+            size: head.source.size,
+            part_size: head.part_size,
+        };
+        let sent = self
+            .send_parts(layout, todo, stream, in_flight, true, |part| {
                 let path = &path;
-                pending.push(async move {
-                    let n = data.len() as u64;
-                    let part = match mp
+                Box::pin(async move {
+                    let n = part.data.len() as u64;
+                    let put = mp
                         .api()
-                        .put_part(path, &head.upload_id, idx as usize, data.into())
-                        .await
-                    {
+                        .put_part(path, &head.upload_id, part.index as usize, part.data.into())
+                        .await;
+                    let confirmed = match put {
                         Ok(p) => p,
                         // NoSuchUpload: aborted at the target since it was
                         // recorded; its recorded parts are worth nothing.
@@ -243,28 +157,19 @@ impl Ctx {
                     };
                     self.stats.bytes_written.fetch_add(n, Relaxed);
                     let done = PartDone {
-                        part_id: part.content_id,
-                        hash,
-                        chunks,
+                        part_id: confirmed.content_id,
+                        hash: part.hash,
+                        chunks: part.chunks,
                     };
-                    self.manifest.record_part(key, idx, &done)?;
-                    tracing::debug!(key, part = idx, "part recorded");
-                    Ok::<(), Stop>(())
-                });
-            }
-            if last {
-                break;
-            }
+                    self.record_part(key, part.index, n, done).await?;
+                    Ok(())
+                })
+            })
+            .await;
+        if matches!(sent, Err(Stop::Paused)) {
+            tracing::info!(key, "upload paused; the next run continues it");
         }
-        while let Some(r) = pending.next().await {
-            r?;
-        }
-        if todo.peek().is_some() {
-            return Err(Stop::Restart(
-                "source shorter than when the upload started".into(),
-            ));
-        }
-        Ok(())
+        sent
     }
 
     /// All parts are recorded: check the source is still the version they
@@ -284,9 +189,11 @@ impl Ctx {
                 .enumerate()
                 .any(|(i, &k)| i as u64 != u64::from(k))
         {
-            return Err(
-                Error::Object(format!("upload has {} of {n} parts recorded", parts.len())).into(),
-            );
+            return Err(Error::Corrupt(format!(
+                "upload of {key:?} has {} of {n} parts recorded",
+                parts.len()
+            ))
+            .into());
         }
         match self.source.inner.head(loc).await {
             Ok(m) if head.source.same_as(&listed_version(&m)) => {}
@@ -295,24 +202,15 @@ impl Ctx {
             }
             Err(e) => return Err(store_err("check source", e).into()),
         }
-        let mut subtrees = Vec::new();
-        let mut whole = None;
-        let mut chunks = Vec::new();
         let mut ids = Vec::with_capacity(parts.len());
+        let mut shares = Vec::with_capacity(parts.len());
         for p in parts.into_values() {
-            match p.hash {
-                PartHash::Whole(h) => whole = Some(h),
-                PartHash::Subtrees(s) => subtrees.extend(s),
-            }
-            chunks.extend(p.chunks);
             ids.push(PartId {
                 content_id: p.part_id,
             });
+            shares.push((p.hash, p.chunks));
         }
-        let blake3 = match whole {
-            Some(h) => h,
-            None => parthash::root(subtrees, head.source.size).map_err(perr)?,
-        };
+        let digest = merge(shares, head.source.size)?;
         let path = mp.path(loc);
         let etag = match mp
             .api()
@@ -323,26 +221,20 @@ impl Ctx {
             // Completed by a run that stopped before recording it? Then the
             // target holds exactly these bytes: check by reading them back.
             Err(object_store::Error::NotFound { .. }) => match self.target_hash(loc).await? {
-                Some((h, size, etag)) if h == blake3 && size == head.source.size => etag,
+                Some((h, size, etag)) if h == digest.blake3 && size == head.source.size => etag,
                 _ => return Err(Stop::Restart("upload vanished at the target".into())),
             },
             Err(e) => return Err(store_err("complete multipart upload", e).into()),
         };
-        let rec = ObjectRecord {
+        let replicated = Replicated {
             source: head.source.clone(),
-            blake3,
-            chunks: u32::try_from(chunks.len()).unwrap_or(u32::MAX),
-            target_etag: normalize_etag(etag.as_deref()),
+            digest,
+            target_etag: etag,
             attrs_digest: head.attrs_digest,
-            state: ObjectState::Complete,
-            recorded_ms: now_ms(),
         };
-        let commit = self.manifest.commit_upload(key, &rec, &chunks)?;
-        self.stats.chunk_bytes.fetch_add(head.source.size, Relaxed);
-        self.stats
-            .chunk_bytes_new
-            .fetch_add(commit.new_chunk_bytes, Relaxed);
-        Ok(Outcome::Copied)
+        Ok(self
+            .record(loc, replicated, Commit::Upload, Outcome::Copied)
+            .await?)
     }
 
     /// BLAKE3, size and ETag of the object at the target, read back.
@@ -371,7 +263,7 @@ impl Ctx {
         key: &str,
         head: &UploadHead,
     ) -> Result<(), Error> {
-        let loc = Path::parse(key).map_err(|e| Error::Object(e.to_string()))?;
+        let loc = parse_key(key)?;
         match mp
             .api()
             .abort_multipart(&mp.path(&loc), &head.upload_id)
@@ -380,7 +272,8 @@ impl Ctx {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(store_err("abort multipart upload", e)),
         }
-        self.manifest.drop_upload(key)
+        let key = key.to_owned();
+        blocking(&self.manifest, move |m| m.drop_upload(&key)).await
     }
 
     /// Start of a pass: uploads left by an earlier run whose source object
@@ -392,7 +285,7 @@ impl Ctx {
         };
         let (mut kept, mut aborted) = (Vec::new(), 0);
         for (key, head) in self.manifest.uploads()? {
-            let loc = Path::parse(&key).map_err(|e| Error::Object(e.to_string()))?;
+            let loc = parse_key(&key)?;
             let current = match self.source.inner.head(&loc).await {
                 Ok(m) => Some(m),
                 Err(object_store::Error::NotFound { .. }) => None,

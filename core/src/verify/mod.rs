@@ -27,7 +27,7 @@ use futures::stream::FuturesUnordered;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
 
-use crate::base::error::{Error, error_chain};
+use crate::base::error::{Error, parse_key, store_err};
 use crate::base::filter::KeyFilter;
 use crate::content::hash::Hash;
 use crate::manifest::{DeepVerified, Manifest, ObjectRecord, normalize_etag};
@@ -172,7 +172,7 @@ pub async fn verify(
         false => manifest.merkle_root()?,
     };
     if stored_root != manifest_root {
-        return Err(Error::Manifest(format!(
+        return Err(Error::Corrupt(format!(
             "stored Merkle root {} differs from the root of the manifest's leaves {}",
             stored_root.to_hex(),
             manifest_root.to_hex()
@@ -190,8 +190,7 @@ pub async fn verify(
     let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
     let mut reads = FuturesUnordered::new();
     let listed = |m: Option<object_store::Result<ObjectMeta>>| {
-        m.transpose()
-            .map_err(|e| Error::Object(format!("listing the target: {}", error_chain(&e))))
+        m.transpose().map_err(|e| store_err("list the target", e))
     };
     // The next listing entry, settling read-backs while the listing waits
     // (so reads and listing overlap).
@@ -331,7 +330,7 @@ async fn target_listing(
     let mut all = BTreeMap::new();
     let mut s = target.inner.list(None);
     while let Some(m) = s.next().await {
-        let m = m.map_err(|e| Error::Object(format!("listing the target: {}", error_chain(&e))))?;
+        let m = m.map_err(|e| store_err("list the target", e))?;
         all.insert(m.location.to_string(), m);
     }
     Ok(futures::stream::iter(all.into_values().map(Ok)).boxed())
@@ -413,7 +412,7 @@ struct ReadBack {
     /// Last-modified of the target object in the listing, ms.
     modified_ms: i64,
     /// Bytes read and their BLAKE3; `Ok(None)`: gone since the listing.
-    result: Result<Option<(u64, Hash)>, String>,
+    result: Result<Option<(u64, Hash)>, Error>,
 }
 
 async fn read_back(
@@ -425,17 +424,17 @@ async fn read_back(
     bandwidth: Option<&Bandwidth>,
 ) -> ReadBack {
     let result = async {
-        let path = object_store::path::Path::parse(&key).map_err(|e| e.to_string())?;
+        let path = parse_key(&key)?;
         let got = match target.inner.get(&path).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(error_chain(&e)),
+            Err(e) => return Err(store_err("read back from the target", e)),
         };
         let mut stream = got.into_stream();
         let mut h = blake3::Hasher::new();
         let mut n = 0u64;
         while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| error_chain(&e))?;
+            let b = b.map_err(|e| store_err("read back from the target", e))?;
             if let Some(bw) = bandwidth {
                 bw.take(b.len()).await;
             }
@@ -481,7 +480,7 @@ fn settle(
             return Ok(());
         }
         Err(reason) => {
-            return Err(Error::Object(format!("reading back {key:?}: {reason}")));
+            return Err(reason);
         }
     };
     report.deep_checked += 1;
