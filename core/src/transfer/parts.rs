@@ -151,6 +151,12 @@ impl Ctx {
                         "source longer than when it was listed".into(),
                     ));
                 }
+                if buf.is_empty()
+                    && let Some(&index) = todo.peek()
+                {
+                    // One allocation per part, not a doubling series.
+                    buf.reserve(usize::try_from(layout.len(index)).unwrap_or(0));
+                }
                 buf.extend_from_slice(&b);
             }
             while let Some(&index) = todo.peek() {
