@@ -250,15 +250,17 @@ async fn conform_as_source(
 
 fn server_source(server: &Server) -> Result<(Store, Arc<dyn ObjectStore>)> {
     server.create_bucket("src")?;
+    Ok((source_store(server)?, server.client("src")?))
+}
+
+/// The server's `src` bucket as passeur opens a source.
+fn source_store(server: &Server) -> Result<Store> {
     let opts = StoreOptions {
         part_size: Some(PART),
         multipart_threshold: Some(PART),
         ..server.store_options()
     };
-    Ok((
-        Store::open(&server.url("src"), &opts, LocalDir::MustExist)?,
-        server.client("src")?,
-    ))
+    Ok(Store::open(&server.url("src"), &opts, LocalDir::MustExist)?)
 }
 
 fn server_target(server: &Server) -> Result<Target> {
@@ -341,4 +343,72 @@ async fn azurite() -> Result<()> {
     conform("Azurite", server_target(&server)?).await?;
     let (source, client) = server_source(&server)?;
     conform_as_source("Azurite", source, client).await
+}
+
+/// s3s-fs answers `EncodingType=url` over keys it did not encode. When no
+/// key of a page gives that away, `k/a+b` is listed as `k/a b`: the object
+/// fails by its real name, and the pass deletes nothing — the listing did
+/// not show what the source holds, so `k/a+b` (replicated by an earlier
+/// pass) must stay at the target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misread_listing_fails_by_name_and_deletes_nothing() -> Result<()> {
+    let server = Server::start(Kind::S3sFs)?;
+    let (_, client) = server_source(&server)?;
+    let (plus, tell) = ("k/a+b", "k/é");
+    for k in [plus, tell] {
+        client
+            .put(&Path::parse(k)?, PutPayload::from(body(k, 10, 1)))
+            .await?;
+    }
+    let dst = Arc::new(InMemory::new());
+    let target = Store::in_process(
+        "memory://target",
+        Arc::clone(&dst) as Arc<dyn ObjectStore>,
+        policy(),
+        None,
+    );
+    let state = tempfile::tempdir()?;
+    let run = |deletes: bool| {
+        let (target, state) = (target.clone(), state.path().to_owned());
+        let server = &server;
+        async move {
+            // A new process: the lister has not seen the server yet.
+            let source = source_store(server)?;
+            let manifest = Arc::new(Manifest::open(&state)?);
+            anyhow::Ok(
+                run_pass(
+                    source,
+                    target,
+                    manifest,
+                    &options(deletes),
+                    Arc::new(Stats::default()),
+                    |_| {},
+                    std::future::pending(),
+                )
+                .await?,
+            )
+        }
+    };
+    let first = run(false).await?;
+    ensure!(first.complete(), "first pass: {:?}", first.failures);
+    // Without the tell-tale key, the page no longer shows the server.
+    client.delete(&Path::parse(tell)?).await?;
+    let second = run(true).await?;
+    ensure!(!second.complete(), "a misread listing said complete");
+    ensure!(
+        second.failures.iter().any(|f| f.key == plus),
+        "failures: {:?}",
+        second.failures
+    );
+    ensure!(
+        second.stats.deleted == 0,
+        "deleted {}",
+        second.stats.deleted
+    );
+    let kept = dst.get(&Path::parse(plus)?).await?.bytes().await?;
+    ensure!(
+        kept.as_ref() == body(plus, 10, 1).as_slice(),
+        "{plus} changed at the target"
+    );
+    Ok(())
 }

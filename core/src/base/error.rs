@@ -134,6 +134,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The source's listing named `listed`, which is not there, while
+    /// `key` is: its list answers said keys were URL-encoded and this one
+    /// was not. The listing cannot be trusted for deletes this pass.
+    #[error(
+        "{key:?} was listed as {listed:?}: the store's listing says its keys are URL-encoded but left this one as it is; not replicated"
+    )]
+    MisreadKey {
+        /// The key as the listing gave it.
+        listed: String,
+        /// The key the store holds.
+        key: String,
+    },
     /// A trashed copy of the key is already in the trash: not overwritten.
     #[error("{trashed} is already in the trash: not overwritten, {key} not deleted")]
     TrashOccupied {

@@ -179,11 +179,9 @@ async fn slash_key_check(source: &Store, loc: &object_store::path::Path) -> Resu
             return Ok(Outcome::Vanished);
         };
         return match object_store::ObjectStoreExt::head(source.inner.as_ref(), &plus_loc).await {
-            Ok(_) => Err(Error::NotCarried {
+            Ok(_) => Err(Error::MisreadKey {
+                listed: key.to_owned(),
                 key: plus,
-                reason: format!(
-                    "listed as {key:?}: the store's listing says its keys are URL-encoded but left this one as it is; not replicated"
-                ),
             }),
             Err(object_store::Error::NotFound { .. }) => Ok(Outcome::Vanished),
             Err(e) => Err(crate::base::error::store_err("check a vanished key", e)),
@@ -265,6 +263,9 @@ struct Tally {
     listing_error: Option<String>,
     /// Keys the listing gave out of order.
     out_of_order: u64,
+    /// Keys the listing named wrongly (see [`Error::MisreadKey`]): the
+    /// listing did not show what the source holds, so no deletes follow it.
+    misread: u64,
 }
 
 impl Tally {
@@ -485,7 +486,7 @@ pub async fn run_pass(
             n = results.next() => n,
         };
         let Some(done) = next else { break };
-        let (key, size, ticket, r) = match done {
+        let (mut key, size, ticket, r) = match done {
             Done::Object(meta, ticket, r) => {
                 (meta.location.as_ref().to_owned(), meta.size, ticket, r)
             }
@@ -510,6 +511,11 @@ pub async fn run_pass(
             }
         };
         count(&stats, &r, size);
+        if let Err(Error::MisreadKey { key: held, .. }) = &r {
+            // Named as the store holds it, not as it was misread.
+            key.clone_from(held);
+            tally.misread += 1;
+        }
         if let Err(e) = &r {
             tracing::debug!(%key, reason = %e, "object failed");
             tally.fail(&key, e);
@@ -537,7 +543,8 @@ pub async fn run_pass(
     let listing_complete = !interrupted
         && ended.load(Relaxed) == segs.len()
         && tally.listing_error.is_none()
-        && tally.out_of_order == 0;
+        && tally.out_of_order == 0
+        && tally.misread == 0;
     let deletes_refused = match &tracker {
         Some(t) if !interrupted => {
             deletes_after(&ctx, t, &opts.deletes, listing_complete, &mut tally).await?
@@ -561,7 +568,10 @@ pub async fn run_pass(
         // complete listing or a listing that failed (a checkpoint past a
         // failure would make every later pass fail at once).
         let next = match (
-            interrupted && tally.listing_error.is_none() && tally.out_of_order == 0,
+            interrupted
+                && tally.listing_error.is_none()
+                && tally.out_of_order == 0
+                && tally.misread == 0,
             watermark.mark(),
         ) {
             (true, Some(mark)) => Some(mark),
