@@ -1,7 +1,8 @@
 //! `passeur cutover` and `passeur verify`: an optional final pass, then
 //! verification of the job's target against its manifest, a human summary
 //! and a JSON report an auditor can keep. Exit 0 verified, 1 mismatches
-//! (or a final pass that left work undone), 2 could not run.
+//! (or a final pass that left work undone); a command that could not run
+//! exits with the code of what stopped it (the table in `exit.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

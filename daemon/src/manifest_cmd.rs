@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{DiffArgs, ExportArgs, ExportFormat};
 
+/// Exit codes of these commands, as `diff(1)`'s: the table in `exit.rs`,
+/// where 0 means same (or exported) and 1 that the manifests differ.
+const SAME: u8 = crate::exit::OK;
+const DIFFERENT: u8 = crate::exit::INCOMPLETE;
+
 /// One exported object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Row {
@@ -44,7 +49,7 @@ fn b3sum_line(hex: &str, key: &str) -> String {
 /// `passeur manifest export`.
 pub fn export(args: &ExportArgs) -> u8 {
     match write_export(args) {
-        Ok(()) => 0,
+        Ok(()) => SAME,
         Err(e) => could_not_run(&e),
     }
 }
@@ -227,7 +232,7 @@ pub fn diff_command(args: &DiffArgs) -> u8 {
         Err(e) => could_not_run(&e),
         Ok(how) => {
             eprintln!("passeur: {count} keys differ ({how})");
-            u8::from(count > 0)
+            if count > 0 { DIFFERENT } else { SAME }
         }
     }
 }

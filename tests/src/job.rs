@@ -102,6 +102,21 @@ impl StoreJob {
     /// multipart part (the `part` event of its JSON output). Returns
     /// whether it was killed (false: it ended first).
     pub fn run_and_kill(&self, parts: usize, extra: Duration) -> Result<bool> {
+        self.run_and_kill_when(parts, || {
+            std::thread::sleep(extra);
+            Ok(())
+        })
+    }
+
+    /// Run the job and SIGKILL it once `ready` returns after its
+    /// `parts`-th recorded multipart part (`ready` waits for a condition
+    /// the test can see, such as a request held by a [`crate::meter::Meter`]).
+    /// Returns whether it was killed (false: it ended first).
+    pub fn run_and_kill_when(
+        &self,
+        parts: usize,
+        ready: impl FnOnce() -> Result<()>,
+    ) -> Result<bool> {
         let mut child = self
             .command()?
             .stdout(Stdio::null())
@@ -109,7 +124,7 @@ impl StoreJob {
             .spawn()?;
         let mut stderr = BufReader::new(child.stderr.take().context("stderr")?);
         if wait_for_events(&mut stderr, "part", parts)? {
-            std::thread::sleep(extra);
+            let waited = ready();
             let finished = child.try_wait()?;
             if let Some(s) = finished {
                 let mut rest = String::new();
@@ -119,6 +134,7 @@ impl StoreJob {
             let finished = finished.is_some();
             child.kill()?;
             child.wait()?;
+            waited?;
             return Ok(!finished);
         }
         let status = child.wait()?;
@@ -136,56 +152,58 @@ impl StoreJob {
     /// `count` events named `event` (`"object"`: objects finished;
     /// `"part"`: parts recorded), and wait for it to exit.
     pub fn run_and_signal_after(&self, event: &str, count: usize, signal: &str) -> Result<Run> {
-        let event = event.to_owned();
-        let mut child = self.spawn_logging()?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s).map(|_| s)
-        });
-        let stderr = child.stderr.take().context("stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err = std::thread::spawn(move || {
-            let mut all = String::new();
-            let mut seen = 0;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if is_event(&line, &event) {
-                    seen += 1;
-                    if seen == count {
-                        let _ = tx.send(());
-                    }
-                }
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        if rx.recv().is_ok() {
-            let status = Command::new("kill")
-                .args([&format!("-{signal}"), &child.id().to_string()])
-                .status()?;
-            anyhow::ensure!(status.success(), "kill -{signal} failed");
-        }
-        let status = child.wait()?;
-        Ok(Run {
-            code: status.code().unwrap_or(-1),
-            stdout: out
-                .join()
-                .map_err(|_| anyhow::anyhow!("stdout reader panicked"))??,
-            stderr: err
-                .join()
-                .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?,
-        })
+        signal_after(self.command()?, event, count, signal)
     }
+}
 
-    fn spawn_logging(&self) -> Result<std::process::Child> {
-        Ok(self
-            .command()?
-            .env("PASSEUR_LOG", "passeur_core=debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?)
+/// Run `cmd` (a job with JSON output), send it `signal` (`"INT"`, `"TERM"`)
+/// once its output has shown `count` events named `event`, and wait for
+/// it to exit. The run's output is whole, as [`Run`] holds it.
+pub fn signal_after(mut cmd: Command, event: &str, count: usize, signal: &str) -> Result<Run> {
+    let event = event.to_owned();
+    let mut child = cmd
+        .env("PASSEUR_LOG", "passeur_core=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s).map(|_| s)
+    });
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut seen = 0;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if is_event(&line, &event) {
+                seen += 1;
+                if seen == count {
+                    let _ = tx.send(());
+                }
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if rx.recv().is_ok() {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
     }
+    let status = child.wait()?;
+    Ok(Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out
+            .join()
+            .map_err(|_| anyhow::anyhow!("stdout reader panicked"))??,
+        stderr: err
+            .join()
+            .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?,
+    })
 }
 
 /// Whether `line` is a JSON event named `event`.

@@ -54,6 +54,8 @@ pub struct Counts {
     /// body) are refused with 403 AccessDenied: a key the target will not
     /// let go of.
     pub refuse_deletes_of: std::sync::Mutex<Option<String>>,
+    /// Client connections open now.
+    pub connections: AtomicU64,
     /// When the first and the last object body byte passed since the last
     /// [`Meter::reset_window`].
     pub window: Mutex<Option<(Instant, Instant)>>,
@@ -91,8 +93,10 @@ impl Meter {
                 let Ok(client) = conn else { continue };
                 let (c, up) = (Arc::clone(&c), upstream.clone());
                 // Connection threads end when either side closes.
+                c.connections.fetch_add(1, Relaxed);
                 std::thread::spawn(move || {
                     let _ = serve(client, &up, &c);
+                    c.connections.fetch_sub(1, Relaxed);
                 });
             }
         });
@@ -161,6 +165,35 @@ impl Meter {
     /// completes, so a held HEAD keeps a run from completing its uploads.
     pub fn hold_heads(&self, hold: bool) {
         self.counts.hold_heads.store(hold, Relaxed);
+    }
+
+    /// Wait until no client connection is open (a killed client's last
+    /// requests have drained through the proxy), at most `limit`.
+    pub fn wait_idle(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.counts.connections.load(Relaxed) > 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} connections still open after {limit:?}",
+                self.counts.connections.load(Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Wait until `n` HEAD requests have been held, at most `limit`.
+    pub fn wait_held_heads(&self, n: u64, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.held_heads() < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} HEAD requests held after {limit:?}, want {n}",
+                self.held_heads()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     /// HEAD requests that have waited so far.

@@ -67,14 +67,15 @@ async fn aborted_then_rerun(when: When, seed: u64) -> Result<()> {
     )?;
 
     source.hold_heads(true);
-    let (parts, extra) = match when {
-        When::MidUpload => (2, Duration::ZERO),
-        When::AllPartsRecorded => (PARTS, Duration::from_millis(300)),
+    // Killed mid-upload, or once every part is recorded and the run waits
+    // on the HEAD that checks its source before completing.
+    let killed = match when {
+        When::MidUpload => job.run_and_kill(2, Duration::ZERO)?,
+        When::AllPartsRecorded => {
+            job.run_and_kill_when(PARTS, || source.wait_held_heads(1, Duration::from_secs(60)))?
+        }
     };
-    ensure!(
-        job.run_and_kill(parts, extra)?,
-        "{when:?}: the first run ended before the kill"
-    );
+    ensure!(killed, "{when:?}: the first run ended before the kill");
     match when {
         // Parts were left unread, so the rerun has parts to upload.
         When::MidUpload => ensure!(

@@ -239,7 +239,7 @@ async fn cap_paces_a_resumed_upload() -> Result<()> {
     );
     meter.hold_heads(false);
     // Let the killed run's last responses drain through the proxy.
-    std::thread::sleep(Duration::from_millis(300));
+    meter.wait_idle(Duration::from_secs(30))?;
     ensure!(
         moto.open_uploads("dst")?.len() == 1,
         "no upload left open by the killed run"

@@ -38,11 +38,15 @@ async fn put(store: &dyn ObjectStore, key: &str, data: &Bytes) -> Result<()> {
     Ok(())
 }
 
-/// Passes `job` has logged as finished.
+/// Passes `job` has reported as finished: the structured `pass` events of
+/// the service's JSON log.
 fn passes(log: &Mutex<Vec<String>>, job: &str) -> usize {
-    let needle = format!("job {job}: pass");
+    let is_pass = |line: &String| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|v| v["fields"]["event"] == "pass" && v["fields"]["job"] == job)
+    };
     log.lock()
-        .map(|l| l.iter().filter(|x| x.contains(&needle)).count())
+        .map(|l| l.iter().filter(|x| is_pass(x)).count())
         .unwrap_or(0)
 }
 

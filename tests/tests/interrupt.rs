@@ -2,14 +2,12 @@
 //! its summary and exits 130; the next run continues after the checkpoint,
 //! then wraps around to it, copying each object only once.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use anyhow::{Result, ensure};
 use bytes::Bytes;
+use passeur_tests::LocalTargetJob;
 use passeur_tests::dataset::{self, Obj};
+use passeur_tests::job::signal_after;
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::{LocalTargetJob, Run};
 
 const N: usize = 1500;
 
@@ -27,20 +25,14 @@ async fn sigint_stops_cleanly_and_the_next_run_continues() -> Result<()> {
         .collect();
     dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
     let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 2)?;
-    let child = job
-        .command()?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    // Let it copy for a while (the checkpoint is saved about once a second).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()?;
-    ensure!(status.success(), "kill -INT failed");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
-    let first = Run::from_output(out);
+    // Stop it a third of the way in: past the first checkpoint (saved
+    // about once a second, and at the stop).
+    let first = tokio::task::spawn_blocking(move || {
+        let cmd = job.command()?;
+        signal_after(cmd, "object", N / 3, "INT").map(|r| (job, r))
+    })
+    .await??;
+    let (job, first) = first;
     ensure!(first.code == 130, "exit {}: {}", first.code, first.stderr);
     let summary = first.summary()?;
     ensure!(

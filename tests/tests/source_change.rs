@@ -45,9 +45,17 @@ enum When {
 
 async fn put_source(source: &Server, obj: &Obj) -> Result<()> {
     if source.kind == Kind::S3sFs {
-        // s3s-fs serves files; its last-modified has whole seconds.
-        std::thread::sleep(Duration::from_millis(1100));
+        // s3s-fs serves files; its last-modified has whole seconds: the
+        // new version's is moved past the old one's.
+        let path = source.data.path().join("src").join(&obj.key);
+        let before = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         dataset::write_dir(&source.data.path().join("src"), std::slice::from_ref(obj))?;
+        if let Some(t) = before {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(t + Duration::from_secs(2))?;
+        }
     } else {
         source
             .client("src")?

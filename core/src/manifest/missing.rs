@@ -1,9 +1,10 @@
 //! Objects the source no longer lists (column family `delete_candidates`):
 //! while a pass lists the source in key order, every manifest key the
-//! listing steps over is recorded here. Recorded keys survive a crash, so a
-//! pass whose listing resumed from a checkpoint still knows what the first
-//! part of the listing missed. Deletes act on them only after a complete
-//! listing (see `deletes`).
+//! listing steps over is recorded here. They are cleared when a pass
+//! starts: a pass that resumes after a checkpoint lists the whole key space
+//! again (after the checkpoint, then around to it), so it needs nothing an
+//! earlier pass recorded. Deletes act on them only after that pass's
+//! complete listing (see `deletes`).
 //!
 //! A listing in no particular order (local directories) cannot step over
 //! keys: every key it lists is marked in `listed` instead (scratch, written

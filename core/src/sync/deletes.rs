@@ -100,6 +100,7 @@ pub(crate) struct DeleteReport {
 impl Ctx {
     /// Apply `policy` to the recorded missing keys after a complete listing
     /// of the whole key space by this pass, which listed `listed` keys.
+    #[tracing::instrument(level = "debug", skip_all, fields(listed = listed))]
     pub(crate) async fn apply_deletes(
         &self,
         policy: &DeletePolicy,
@@ -156,6 +157,7 @@ impl Ctx {
 
     /// Delete one key at the target (copied to `trash/<key>` first; a
     /// trashed object already there is not overwritten: the key fails).
+    #[tracing::instrument(level = "debug", skip_all, fields(key = key))]
     async fn delete_one(&self, trash: Option<&str>, key: &str) -> Result<(), Error> {
         let loc = parse_key(key)?;
         let _writing = self.gate.begin_write(key).await;

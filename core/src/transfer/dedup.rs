@@ -36,6 +36,7 @@ pub(crate) enum Large {
 }
 
 impl Ctx {
+    #[tracing::instrument(level = "debug", skip_all, fields(size = size))]
     pub(crate) async fn dedup_large(
         &self,
         loc: &Path,
@@ -120,6 +121,7 @@ impl Ctx {
     /// hold (a writer may have finished), its bytes are HEADed against its
     /// record, and the copy is HEADed after. The copy's ETag; `None`: the
     /// caller uploads instead.
+    #[tracing::instrument(level = "debug", skip_all, fields(holder = holder, size = size))]
     pub(crate) async fn copy_held(
         &self,
         holder: &str,

@@ -176,6 +176,7 @@ impl Ctx {
     }
 
     /// A single PUT, or a server-side copy of identical content.
+    #[tracing::instrument(level = "debug", skip_all, fields(size = o.version.size))]
     async fn copy_single(&self, o: Object<'_>, mut stream: ByteStream) -> Result<Outcome, Error> {
         let size = o.version.size;
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -223,6 +224,7 @@ impl Ctx {
     /// A large object: a server-side copy of identical content when the
     /// target holds it, else a multipart upload (recorded part by part
     /// where the target has the low-level multipart API).
+    #[tracing::instrument(level = "debug", skip_all, fields(size = layout.size, parts = layout.count()))]
     async fn copy_multipart(
         &self,
         o: Object<'_>,

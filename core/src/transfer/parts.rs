@@ -98,6 +98,7 @@ impl Ctx {
     /// (for uploads whose parts are recorded). A source longer or shorter
     /// than the layout, or a read refused because the source changed, is a
     /// [`Stop::Restart`].
+    #[tracing::instrument(level = "debug", skip_all, fields(parts = todo.len(), in_flight = in_flight))]
     pub(crate) async fn send_parts<'a>(
         &self,
         layout: Parts,

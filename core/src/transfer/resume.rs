@@ -81,6 +81,7 @@ impl Ctx {
     }
 
     /// Continue a recorded upload at its missing parts.
+    #[tracing::instrument(level = "debug", skip_all, fields(upload = %head.upload_id))]
     pub(crate) async fn upload_resume(
         &self,
         mp: &Multipart,
@@ -174,6 +175,7 @@ impl Ctx {
 
     /// All parts are recorded: check the source is still the version they
     /// came from, complete the upload, and commit the object.
+    #[tracing::instrument(level = "debug", skip_all, fields(upload = %head.upload_id))]
     async fn finish_upload(
         &self,
         mp: &Multipart,
@@ -257,6 +259,7 @@ impl Ctx {
     }
 
     /// Abort an upload at the target and forget it.
+    #[tracing::instrument(level = "debug", skip_all, fields(key = key, upload = %head.upload_id))]
     pub(crate) async fn abandon(
         &self,
         mp: &Multipart,
@@ -279,6 +282,7 @@ impl Ctx {
     /// Start of a pass: uploads left by an earlier run whose source object
     /// is gone or changed are aborted now; the others are returned (with
     /// the source's current metadata) to be continued first.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sweep_uploads(&self) -> Result<Vec<ObjectMeta>, Error> {
         let Some(mp) = &self.target.multipart else {
             return Ok(Vec::new());

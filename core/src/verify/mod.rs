@@ -18,21 +18,23 @@
 //! unknown otherwise) and compare its root with the manifest's root,
 //! itself recomputed from the manifest's leaves.
 
+mod walk;
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use object_store::ObjectMeta;
 use serde::Serialize;
 
-use crate::base::error::{Error, parse_key, store_err};
+use crate::base::error::{Error, store_err};
 use crate::base::filter::KeyFilter;
 use crate::content::hash::Hash;
-use crate::manifest::{DeepVerified, Manifest, ObjectRecord, normalize_etag};
+use crate::manifest::Manifest;
 use crate::stores::Store;
 use crate::stores::throttle::Bandwidth;
+use walk::Walk;
 
 /// How a verification runs.
 #[derive(Debug, Clone)]
@@ -153,6 +155,7 @@ impl VerifyReport {
 }
 
 /// Verify `target` against `manifest`.
+#[tracing::instrument(level = "debug", skip_all, fields(target = %target.url, deep = opts.deep))]
 pub async fn verify(
     target: &Store,
     manifest: &Manifest,
@@ -160,54 +163,13 @@ pub async fn verify(
 ) -> Result<VerifyReport, Error> {
     let started = Instant::now();
     target.probe().await?;
-    let mut report = VerifyReport {
-        deep: opts.deep,
-        ..VerifyReport::default()
-    };
-    let manifest_root = manifest.merkle_root_from_leaves()?;
-    report.state_snapshot = manifest.is_read_only();
-    // A read-only snapshot may be mid-pass (stale nodes): only the leaves count.
-    let stored_root = match manifest.is_read_only() {
-        true => manifest_root,
-        false => manifest.merkle_root()?,
-    };
-    if stored_root != manifest_root {
-        return Err(Error::Corrupt(format!(
-            "stored Merkle root {} differs from the root of the manifest's leaves {}",
-            stored_root.to_hex(),
-            manifest_root.to_hex()
-        )));
-    }
-    let trash = opts
-        .trash_prefix
-        .as_deref()
-        .map(|t| format!("{}/", t.trim_matches('/')));
-    let mine =
-        |k: &str| opts.filter.accepts(k) && trash.as_deref().is_none_or(|t| !k.starts_with(t));
+    let manifest_root = manifest_root(manifest)?;
+    let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
+    let mut walk = Walk::new(target, manifest, opts, bandwidth.as_ref())?;
     let mut listing = target_listing(target, manifest, opts).await?;
     let mut records = manifest.objects();
-    let mut tree = manifest.found_tree()?;
-    let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
-    let mut reads = FuturesUnordered::new();
-    let listed = |m: Option<object_store::Result<ObjectMeta>>| {
-        m.transpose().map_err(|e| store_err("list the target", e))
-    };
-    // The next listing entry, settling read-backs while the listing waits
-    // (so reads and listing overlap).
-    macro_rules! next_listed {
-        () => {
-            loop {
-                tokio::select! {
-                    m = listing.next() => break listed(m)?,
-                    Some(r) = reads.next(), if !reads.is_empty() => {
-                        settle(r, manifest, &mut tree, &mut report)?;
-                    }
-                }
-            }
-        };
-    }
     let mut next_rec = records.next().transpose()?;
-    let mut next_found = next_listed!();
+    let mut next_found = walk.next_listed(&mut listing).await?;
     loop {
         let order = match (&next_rec, &next_found) {
             (None, None) => break,
@@ -215,100 +177,48 @@ pub async fn verify(
             (None, Some(_)) => Ordering::Greater,
             (Some((k, _)), Some(m)) => k.as_str().cmp(m.location.as_ref()),
         };
-        if order == Ordering::Greater {
-            // At the target only.
-            let Some(meta) = next_found.take() else { break };
-            next_found = next_listed!();
-            let key = meta.location.to_string();
-            if mine(&key) {
-                report.target_objects += 1;
-                tree.add(&key, meta.size, &UNKNOWN)?;
-                report.push(Mismatch {
-                    key,
-                    kind: MismatchKind::Extra,
-                    expected: None,
-                    found: Some(format!("{} bytes", meta.size)),
-                });
-            }
-            continue;
-        }
-        let Some((key, rec)) = next_rec.take() else {
-            break;
+        let rec = match order {
+            Ordering::Less | Ordering::Equal => next_rec.take(),
+            Ordering::Greater => None,
         };
-        next_rec = records.next().transpose()?;
-        report.objects += 1;
-        report.bytes += rec.source.size;
-        if order == Ordering::Less {
-            report.push(Mismatch {
-                key,
-                kind: MismatchKind::Missing,
-                expected: Some(format!("{} bytes", rec.source.size)),
-                found: None,
-            });
-            continue;
-        }
-        let Some(meta) = next_found.take() else { break };
-        next_found = next_listed!();
-        report.target_objects += 1;
-        if meta.e_tag.is_none() {
-            report.etag_unchecked += 1;
-        }
-        // Deep: an ETag that changed is settled by the bytes (content, or
-        // etag when they are still right); fast: it is the mismatch.
-        let etag_changed = match fast_check(&key, &rec, &meta) {
-            Some(m) if m.kind == MismatchKind::Size || !opts.deep => {
-                tree.add(&key, meta.size, &UNKNOWN)?;
-                report.push(m);
-                continue;
-            }
-            other => other,
+        let found = match order {
+            Ordering::Greater | Ordering::Equal => next_found.take(),
+            Ordering::Less => None,
         };
-        let skip = if !opts.deep {
-            Some(Skip::Fast)
-        } else if etag_changed.is_some() {
-            None
-        } else {
-            deep_skip(manifest, &key, &rec, &meta, opts)?
-        };
-        match skip {
-            Some(why) => {
-                match why {
-                    Skip::Unchanged => report.deep_skipped_unchanged += 1,
-                    Skip::NotSampled => report.deep_not_sampled += 1,
-                    Skip::Fast => {}
-                }
-                tree.add(&key, meta.size, &rec.blake3)?;
-            }
-            None => {
-                if reads.len() >= opts.concurrency.max(1)
-                    && let Some(r) = reads.next().await
-                {
-                    settle(r, manifest, &mut tree, &mut report)?;
-                }
-                reads.push(read_back(
-                    target,
-                    key,
-                    rec,
-                    meta.last_modified.timestamp_millis(),
-                    etag_changed,
-                    bandwidth.as_ref(),
-                ));
-            }
+        if rec.is_some() {
+            next_rec = records.next().transpose()?;
+        }
+        if found.is_some() {
+            next_found = walk.next_listed(&mut listing).await?;
+        }
+        match (rec, found) {
+            (Some((key, rec)), Some(meta)) => walk.compare(key, rec, &meta).await?,
+            (Some((key, rec)), None) => walk.missing(key, &rec),
+            (None, Some(meta)) => walk.extra(&meta)?,
+            (None, None) => break,
         }
     }
-    while let Some(r) = reads.next().await {
-        settle(r, manifest, &mut tree, &mut report)?;
-    }
-    report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
-    report.manifest_root = manifest_root.to_hex();
-    report.found_root = tree.root()?.to_hex();
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    walk.finish(manifest_root, started).await
 }
 
-/// Content of an object found but not confirmed (extra, or size or ETag
-/// changed): a leaf no replicated object has.
-const UNKNOWN: Hash = Hash([0; 32]);
+/// The manifest's root recomputed from its leaves, checked against the
+/// stored one (a stored root that disagrees is a corrupt manifest).
+fn manifest_root(manifest: &Manifest) -> Result<Hash, Error> {
+    let from_leaves = manifest.merkle_root_from_leaves()?;
+    // A read-only snapshot may be mid-pass (stale nodes): only the leaves count.
+    if manifest.is_read_only() {
+        return Ok(from_leaves);
+    }
+    let stored = manifest.merkle_root()?;
+    if stored != from_leaves {
+        return Err(Error::Corrupt(format!(
+            "stored Merkle root {} differs from the root of the manifest's leaves {}",
+            stored.to_hex(),
+            from_leaves.to_hex()
+        )));
+    }
+    Ok(from_leaves)
+}
 
 /// The target listed in key order. Object stores list in order (key
 /// ranges in parallel, cut at manifest keys); a local directory does not,
@@ -334,234 +244,4 @@ async fn target_listing(
         all.insert(m.location.to_string(), m);
     }
     Ok(futures::stream::iter(all.into_values().map(Ok)).boxed())
-}
-
-/// Size and ETag against the record. A record without a target ETag (a
-/// dedup copy recorded before copies were HEADed) is a mismatch; a listing
-/// entry without one can only be checked by size.
-fn fast_check(key: &str, rec: &ObjectRecord, meta: &ObjectMeta) -> Option<Mismatch> {
-    if meta.size != rec.source.size {
-        return Some(Mismatch {
-            key: key.to_owned(),
-            kind: MismatchKind::Size,
-            expected: Some(rec.source.size.to_string()),
-            found: Some(meta.size.to_string()),
-        });
-    }
-    let found = normalize_etag(meta.e_tag.as_deref());
-    match (&rec.target_etag, &found) {
-        (Some(want), Some(got)) if want != got => Some(Mismatch {
-            key: key.to_owned(),
-            kind: MismatchKind::Etag,
-            expected: Some(want.clone()),
-            found: Some(got.clone()),
-        }),
-        (None, Some(got)) => Some(Mismatch {
-            key: key.to_owned(),
-            kind: MismatchKind::Etag,
-            expected: Some("no target ETag recorded".into()),
-            found: Some(got.clone()),
-        }),
-        _ => None,
-    }
-}
-
-/// Why an object is not read back.
-enum Skip {
-    /// Fast verification reads nothing.
-    Fast,
-    /// Read back since its last change.
-    Unchanged,
-    /// Not drawn for the sample.
-    NotSampled,
-}
-
-/// Whether deep verification can leave `key` unread: read back before and
-/// unchanged since (same record, same target last-modified, which also
-/// covers stores without ETags), or not drawn for the sample.
-fn deep_skip(
-    manifest: &Manifest,
-    key: &str,
-    rec: &ObjectRecord,
-    meta: &ObjectMeta,
-    opts: &VerifyOptions,
-) -> Result<Option<Skip>, Error> {
-    if !opts.full
-        && let Some(v) = manifest.deep_verified(key)?
-        && v.blake3 == rec.blake3
-        && v.size == rec.source.size
-        && v.target_etag == rec.target_etag
-        && v.target_modified_ms == meta.last_modified.timestamp_millis()
-    {
-        return Ok(Some(Skip::Unchanged));
-    }
-    if let Some(f) = opts.sample
-        && rand::random::<f64>() >= f
-    {
-        return Ok(Some(Skip::NotSampled));
-    }
-    Ok(None)
-}
-
-/// One object read back.
-struct ReadBack {
-    key: String,
-    rec: ObjectRecord,
-    /// The ETag mismatch the listing showed, if any.
-    etag_changed: Option<Mismatch>,
-    /// Last-modified of the target object in the listing, ms.
-    modified_ms: i64,
-    /// Bytes read and their BLAKE3; `Ok(None)`: gone since the listing.
-    result: Result<Option<(u64, Hash)>, Error>,
-}
-
-async fn read_back(
-    target: &Store,
-    key: String,
-    rec: ObjectRecord,
-    modified_ms: i64,
-    etag_changed: Option<Mismatch>,
-    bandwidth: Option<&Bandwidth>,
-) -> ReadBack {
-    let result = async {
-        let path = parse_key(&key)?;
-        let got = match target.inner.get(&path).await {
-            Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err("read back from the target", e)),
-        };
-        let mut stream = got.into_stream();
-        let mut h = blake3::Hasher::new();
-        let mut n = 0u64;
-        while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| store_err("read back from the target", e))?;
-            if let Some(bw) = bandwidth {
-                bw.take(b.len()).await;
-            }
-            n += b.len() as u64;
-            h.update(&b);
-        }
-        Ok(Some((n, Hash::from(h.finalize()))))
-    }
-    .await;
-    ReadBack {
-        key,
-        rec,
-        etag_changed,
-        modified_ms,
-        result,
-    }
-}
-
-/// Account for one finished read-back. A read that fails (after the
-/// client's retries) stops the verification: it could not run to the end.
-fn settle(
-    done: ReadBack,
-    manifest: &Manifest,
-    tree: &mut crate::manifest::FoundTree<'_>,
-    report: &mut VerifyReport,
-) -> Result<(), Error> {
-    let ReadBack {
-        key,
-        rec,
-        etag_changed,
-        modified_ms,
-        result,
-    } = done;
-    let (n, hash) = match result {
-        Ok(Some(got)) => got,
-        Ok(None) => {
-            report.push(Mismatch {
-                key,
-                kind: MismatchKind::Missing,
-                expected: Some(format!("{} bytes", rec.source.size)),
-                found: Some("deleted while being verified".into()),
-            });
-            return Ok(());
-        }
-        Err(reason) => {
-            return Err(reason);
-        }
-    };
-    report.deep_checked += 1;
-    report.deep_bytes += n;
-    tree.add(&key, n, &hash)?;
-    let same = n == rec.source.size && hash == rec.blake3;
-    if let (true, Some(m)) = (same, etag_changed) {
-        // Rewritten with the same bytes: still not what was recorded.
-        report.push(m);
-    } else if same {
-        manifest.set_deep_verified(
-            &key,
-            &DeepVerified {
-                blake3: hash,
-                size: n,
-                target_etag: rec.target_etag.clone(),
-                target_modified_ms: modified_ms,
-                verified_ms: crate::base::now_ms(),
-            },
-        )?;
-    } else {
-        report.push(Mismatch {
-            key,
-            kind: MismatchKind::Content,
-            expected: Some(rec.blake3.to_hex()),
-            found: Some(hash.to_hex()),
-        });
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::{ObjectState, SourceVersion};
-
-    fn rec(target_etag: Option<&str>) -> ObjectRecord {
-        ObjectRecord {
-            source: SourceVersion {
-                size: 3,
-                etag: None,
-                version: None,
-                last_modified_ms: 0,
-            },
-            blake3: Hash::of(b"abc"),
-            chunks: 1,
-            target_etag: target_etag.map(str::to_owned),
-            attrs_digest: Hash::of(b""),
-            state: ObjectState::Complete,
-            recorded_ms: 0,
-        }
-    }
-
-    fn listed(size: u64, etag: Option<&str>) -> ObjectMeta {
-        ObjectMeta {
-            location: "k".into(),
-            last_modified: Default::default(),
-            size,
-            e_tag: etag.map(str::to_owned),
-            version: None,
-        }
-    }
-
-    #[test]
-    fn a_record_without_a_target_etag_does_not_verify_by_size() {
-        let kind = |r: &ObjectRecord, m: &ObjectMeta| fast_check("k", r, m).map(|m| m.kind);
-        assert_eq!(kind(&rec(Some("e")), &listed(3, Some("\"e\""))), None);
-        assert_eq!(
-            kind(&rec(Some("e")), &listed(3, Some("f"))),
-            Some(MismatchKind::Etag)
-        );
-        assert_eq!(
-            kind(&rec(None), &listed(3, Some("e"))),
-            Some(MismatchKind::Etag),
-            "size alone must not verify a record without a target ETag"
-        );
-        assert_eq!(
-            kind(&rec(Some("e")), &listed(4, Some("e"))),
-            Some(MismatchKind::Size)
-        );
-        // A listing without ETags: size only (counted by the caller).
-        assert_eq!(kind(&rec(Some("e")), &listed(3, None)), None);
-    }
 }
