@@ -120,6 +120,10 @@ pub struct StoreSection {
     pub retry_timeout: Option<Human>,
     /// TCP connect timeout.
     pub connect_timeout: Option<Human>,
+    /// Longest wait for bytes from the store (an answer, the next read).
+    pub request_timeout: Option<Human>,
+    /// Check objects read in one GET against their MD5 ETag (S3 sources).
+    pub check_md5: Option<bool>,
     /// Preferred part size.
     pub part_size: Option<Size>,
     /// Most parts per object.
@@ -151,6 +155,8 @@ impl StoreSection {
             max_retries: self.max_retries,
             retry_timeout: self.retry_timeout.map(|h| h.0),
             connect_timeout: self.connect_timeout.map(|h| h.0),
+            request_timeout: self.request_timeout.map(|h| h.0),
+            check_md5: self.check_md5,
             part_size: self.part_size.map(|s| s.0),
             max_parts: self.max_parts,
             min_part: self.min_part.map(|s| s.0),

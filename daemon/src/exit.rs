@@ -18,7 +18,9 @@ pub const SCHEMA: u8 = 65;
 pub const UNAVAILABLE: u8 = 69;
 /// Internal error in passeur or its database (EX_SOFTWARE).
 pub const SOFTWARE: u8 = 70;
-/// The state directory cannot be created or written (EX_CANTCREAT).
+/// The state directory cannot be created, read or written: another
+/// process holds it, its disk is full, or its files are damaged
+/// (EX_CANTCREAT).
 pub const STATE_DIR: u8 = 73;
 /// A store refused the credentials (EX_NOPERM).
 pub const ACCESS_DENIED: u8 = 77;
@@ -37,6 +39,8 @@ pub fn for_error(e: &Error) -> u8 {
         Error::MissingContainer { .. } | Error::Unreachable { .. } => UNAVAILABLE,
         Error::AccessDenied { .. } => ACCESS_DENIED,
         Error::StateDir { .. } | Error::StateInUse { .. } => STATE_DIR,
+        // An I/O error of the database mid-pass: a full disk, a file gone.
+        e if e.is_state_io() => STATE_DIR,
         Error::SchemaMismatch { .. } => SCHEMA,
         _ => SOFTWARE,
     }

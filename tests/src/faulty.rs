@@ -82,6 +82,12 @@ pub enum Fault {
     Reorder,
     /// A listing drops this entry (as if the store had lost it).
     Hide(String),
+    /// A listing gives its first N entries, then the same N again (a page
+    /// answered twice), then the rest.
+    Repeat(usize),
+    /// The call reports success and does nothing (a copy that "succeeds"
+    /// without copying).
+    Skip,
 }
 
 /// A fault on the Nth call (1-based) of an operation, optionally only on
@@ -298,6 +304,24 @@ fn relist(
                 std::future::ready(!m.as_ref().is_ok_and(|m| m.location.as_ref() == key))
             })
             .boxed(),
+        Fault::Repeat(n) => {
+            let mut first = Vec::new();
+            stream
+                .enumerate()
+                .flat_map(move |(i, m)| {
+                    let mut out = vec![m];
+                    if i < n {
+                        if let Ok(meta) = &out[0] {
+                            first.push(meta.clone());
+                        }
+                        if i + 1 == n {
+                            out.extend(first.drain(..).map(Ok));
+                        }
+                    }
+                    futures::stream::iter(out)
+                })
+                .boxed()
+        }
         Fault::Reorder => stream
             .chunks(2)
             .flat_map(|mut pair| {
@@ -437,7 +461,9 @@ impl ObjectStore for Faulty {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         let key = to.as_ref();
-        check(self.decide(Op::Copy, key), Op::Copy, key)?;
+        if check(self.decide(Op::Copy, key), Op::Copy, key)? == Some(Fault::Skip) {
+            return Ok(());
+        }
         self.inner.copy_opts(from, to, options).await
     }
 }

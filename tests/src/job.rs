@@ -81,6 +81,45 @@ impl StoreJob {
         Ok(Self { work, state, args })
     }
 
+    /// More `[source]` lines for every run of this job.
+    pub fn with_source_config(self, lines: &str) -> Result<Self> {
+        let cfg = self.work.path().join("c.toml");
+        let text = std::fs::read_to_string(&cfg)?;
+        let (source, target) = text.split_once("[target]\n").context("no [target]")?;
+        std::fs::write(&cfg, format!("{source}{lines}[target]\n{target}"))?;
+        Ok(self)
+    }
+
+    /// `passeur verify --deep` of this job's target against its state
+    /// directory, reaching both stores directly (no proxy): the run and its
+    /// JSON report.
+    pub fn verify_deep(
+        &self,
+        source: &Server,
+        target: &Server,
+    ) -> Result<(Run, serde_json::Value)> {
+        let cfg = self.work.path().join("verify.toml");
+        let report = self.work.path().join("verify-report.json");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state-dir = \"{}\"\n[[job]]\nname = \"state\"\n[job.source]\nurl = \"{}\"\n{}[job.target]\nurl = \"{}\"\n{}",
+                self.work.path().display(),
+                self.args[2],
+                source.config(),
+                self.args[4],
+                target.config()
+            ),
+        )?;
+        let (c, r) = (cfg.to_string_lossy(), report.to_string_lossy());
+        let run = crate::passeur(&["verify", "--config", &c, "--deep", "--report", &r], &[])?;
+        let json = serde_json::from_str(
+            &std::fs::read_to_string(&report)
+                .with_context(|| format!("no report: {}\n{}", run.stderr, run.stdout))?,
+        )?;
+        Ok((run, json))
+    }
+
     /// More `passeur sync` arguments for every run of this job.
     #[must_use]
     pub fn with_args(mut self, args: &[&str]) -> Self {

@@ -6,6 +6,8 @@ pub mod dataset;
 pub mod faulty;
 pub mod job;
 pub mod meter;
+pub mod netfault;
+pub mod rig;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

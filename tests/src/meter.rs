@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::netfault::{Kind, NetFaults};
+
 /// Counters of a [`Meter`].
 #[derive(Debug, Default)]
 pub struct Counts {
@@ -56,6 +58,8 @@ pub struct Counts {
     pub refuse_deletes_of: std::sync::Mutex<Option<String>>,
     /// Client connections open now.
     pub connections: AtomicU64,
+    /// Seeded network faults, when set (see [`Meter::break_requests`]).
+    pub faults: Mutex<Option<Arc<NetFaults>>>,
     /// When the first and the last object body byte passed since the last
     /// [`Meter::reset_window`].
     pub window: Mutex<Option<(Instant, Instant)>>,
@@ -165,6 +169,14 @@ impl Meter {
     /// completes, so a held HEAD keeps a run from completing its uploads.
     pub fn hold_heads(&self, hold: bool) {
         self.counts.hold_heads.store(hold, Relaxed);
+    }
+
+    /// Break requests by `faults` from now on (`None`: no more faults);
+    /// returns the schedule, which counts what it injected.
+    pub fn break_requests(&self, faults: Option<NetFaults>) -> Option<Arc<NetFaults>> {
+        let f = faults.map(Arc::new);
+        *self.counts.faults.lock().unwrap_or_else(|p| p.into_inner()) = f.clone();
+        f
     }
 
     /// Wait until no client connection is open (a killed client's last
@@ -380,6 +392,42 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
+        let fault = counts
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .and_then(|f| {
+                let k = f.decide(&method, &target, header(&req_text, "range").as_deref())?;
+                Some((f, k))
+            });
+        match &fault {
+            Some((_, Kind::ResetRequest)) => {
+                // Half the body reaches the proxy, none the server.
+                if let Some(len) =
+                    header(&req_text, "content-length").and_then(|l| l.parse::<u64>().ok())
+                {
+                    let mut half = vec![0; usize::try_from(len / 2).unwrap_or(0)];
+                    from_client.read_exact(&mut half)?;
+                }
+                reset(&to_client);
+                return Ok(());
+            }
+            Some((f, Kind::Stall)) => {
+                std::thread::sleep(f.stall);
+                return Ok(());
+            }
+            Some((f, k)) if k.status().is_some() => {
+                Copier {
+                    counter: None,
+                    buf: vec![0; 64 * 1024],
+                }
+                .body(&mut from_client, &mut std::io::sink(), &req_text, true)?;
+                to_client.write_all(f.answer(*k).as_bytes())?;
+                continue;
+            }
+            _ => {}
+        }
         if method == "PUT"
             && counts
                 .refuse_puts
@@ -458,9 +506,42 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             )?;
             break;
         }
-        to_client.write_all(&resp)?;
         let no_body = method == "HEAD" || status == 204 || status == 304 || status < 200;
         let object = method == "GET" && !target.contains('?') && (200..300).contains(&status);
+        // Only object bodies are altered (a listing altered names other keys).
+        if let Some((_, Kind::Alter)) = &fault
+            && object
+        {
+            let mut body = Vec::new();
+            Copier {
+                counter: object.then_some(counts),
+                buf: vec![0; 64 * 1024],
+            }
+            .body(&mut from_server, &mut body, &resp_text, false)?;
+            let mid = body.len() / 2;
+            if let Some(b) = body.get_mut(mid) {
+                *b ^= 0x01;
+            }
+            to_client.write_all(&resp)?;
+            to_client.write_all(&body)?;
+            continue;
+        }
+        if let Some((f, Kind::Alter)) = &fault {
+            f.not_applied(Kind::Alter);
+        }
+        if let Some((_, k @ (Kind::ResetResponse | Kind::Truncate))) = &fault {
+            return cut_answer(
+                *k,
+                &resp,
+                &resp_text,
+                no_body,
+                object,
+                &mut from_server,
+                &mut to_client,
+                counts,
+            );
+        }
+        to_client.write_all(&resp)?;
         if object {
             counts.object_gets.fetch_add(1, Relaxed);
         }
@@ -478,4 +559,55 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
     }
     let _ = to_server.shutdown(Shutdown::Both);
     Ok(())
+}
+
+/// Answer half of the server's answer (its head, and half its body; half
+/// the head when it has no body), then reset the connection or close it
+/// cleanly ([`Kind::Truncate`]: the Content-Length promised more).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the state of one proxied exchange"
+)]
+fn cut_answer(
+    kind: Kind,
+    head: &[u8],
+    head_text: &str,
+    no_body: bool,
+    object: bool,
+    from_server: &mut impl BufRead,
+    to_client: &mut TcpStream,
+    counts: &Counts,
+) -> Result<()> {
+    let mut body = Vec::new();
+    if !no_body {
+        Copier {
+            counter: None,
+            buf: vec![0; 64 * 1024],
+        }
+        .body(from_server, &mut body, head_text, false)?;
+    }
+    if body.is_empty() {
+        to_client.write_all(&head[..head.len() / 2])?;
+    } else {
+        to_client.write_all(head)?;
+        to_client.write_all(&body[..body.len() / 2])?;
+        if object {
+            counts
+                .object_bytes
+                .fetch_add(body.len() as u64 / 2, Relaxed);
+        }
+    }
+    match kind {
+        Kind::Truncate => {
+            to_client.flush()?;
+            let _ = to_client.shutdown(Shutdown::Write);
+        }
+        _ => reset(to_client),
+    }
+    Ok(())
+}
+
+/// Reset the connection (TCP RST) once its last handle is dropped.
+fn reset(conn: &TcpStream) {
+    let _ = socket2::SockRef::from(conn).set_linger(Some(Duration::ZERO));
 }

@@ -272,3 +272,36 @@ async fn cap_paces_a_resumed_upload() -> Result<()> {
     ensure!(open.is_empty(), "uploads left open: {open:?}");
     Ok(())
 }
+
+/// A part read that the cap paces over longer than `request-timeout` keeps
+/// moving, so it is not cut: a deadline on the whole request would cut it,
+/// and every retry of it, and the object would never go up. One 5 MiB part
+/// and a 3-byte one, read one at a time under a 1 MiB/s cap (about 4 s for
+/// the first part after the burst), with a 1 s request timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paced_read_longer_than_the_request_timeout_is_not_cut() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(115);
+    let objs = vec![random(&mut rng, "slow/two-parts.bin", 5 * MIB_USIZE + 3)];
+    let (moto, meter) = source(&objs).await?;
+    moto.create_bucket("dst")?;
+    let transfer = extra(5)
+        .replace("parts-in-flight = 4", "parts-in-flight = 1")
+        .replace("bandwidth-limit = \"3MiB\"", "bandwidth-limit = \"1MiB\"");
+    let job = StoreJob::new(&moto, &meter.endpoint, &moto, &transfer, 1)?
+        .with_source_config("request-timeout = \"1s\"\nmax-retries = 2\n")?;
+    let t = Instant::now();
+    let run = job.run()?;
+    let took = t.elapsed();
+    ensure!(
+        run.code == 0,
+        "exit {} after {took:.2?}: {}\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    ensure!(
+        took >= Duration::from_secs(3),
+        "took {took:.2?}: the cap did not pace the read past the timeout, the test shows nothing"
+    );
+    check_target("paced past the timeout", &Target::Store(&moto), &objs).await
+}

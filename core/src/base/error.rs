@@ -96,6 +96,19 @@ pub enum Error {
         #[from]
         source: rocksdb::Error,
     },
+    /// Bytes read from the source do not match the checksum the source
+    /// published for them (an S3 object's MD5 ETag): altered on the way.
+    #[error(
+        "source bytes differ from the source's checksum ({what}: published {published}, read {read}); set check-md5 = false in [source] if the bucket's ETags are not MD5s (SSE-KMS, SSE-C)"
+    )]
+    SourceIntegrity {
+        /// Which checksum.
+        what: &'static str,
+        /// What the source published.
+        published: String,
+        /// What the bytes read hash to.
+        read: String,
+    },
     /// The state directory holds something this passeur cannot read or
     /// that contradicts itself: refused, never re-initialised.
     #[error("manifest corrupt: {0}")]
@@ -273,8 +286,18 @@ impl Error {
             Error::Unreachable { .. } | Error::ShuttingDown => FailureKind::Transient,
             Error::AccessDenied { .. } => FailureKind::Denied,
             Error::SourceChanged(_) => FailureKind::Precondition,
+            // Bytes altered on the way: another read may well be right.
+            Error::SourceIntegrity { .. } => FailureKind::Transient,
             _ => FailureKind::Permanent,
         }
+    }
+}
+
+impl Error {
+    /// Whether the state directory's database failed to read or write
+    /// (RocksDB's I/O error kind: a full disk, a file gone).
+    pub fn is_state_io(&self) -> bool {
+        matches!(self, Error::Db { source } if source.kind() == rocksdb::ErrorKind::IOError)
     }
 }
 

@@ -157,6 +157,11 @@ impl Manifest {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        // A crash may leave a torn record at the end of the write-ahead
+        // log, which recovery drops (rule 3 says what that can lose);
+        // damage before the end is refused, never silently skipped along
+        // with every record after it (RocksDB's default).
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         // RocksDB's memory has one bound whatever the number of objects:
         // the memtables of all column families (flushed when they pass
         // 24 MiB together) are charged to the one 48 MiB LRU cache that

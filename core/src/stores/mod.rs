@@ -67,6 +67,12 @@ pub struct StoreOptions {
     pub retry_timeout: Option<Duration>,
     /// TCP connect timeout.
     pub connect_timeout: Option<Duration>,
+    /// The longest wait for bytes from the store (default 30 s): for the
+    /// answer to a request, its body sent, and between two reads of an
+    /// answer's body. A slow transfer that keeps moving is never cut.
+    pub request_timeout: Option<Duration>,
+    /// Check objects read in one GET against an MD5 ETag (S3; default on).
+    pub check_md5: Option<bool>,
     /// Overrides of the provider's part policy.
     pub part_size: Option<u64>,
     /// Override: most parts per object.
@@ -119,6 +125,11 @@ pub struct Store {
     pub local: Option<Arc<LocalFileSystem>>,
     /// The store's own list requests (S3, Azure): keys byte for byte.
     pub raw: Option<Arc<RawLister>>,
+    /// An object read in one GET whose ETag is a plain MD5 (S3 objects not
+    /// uploaded in parts) is checked against it (`check-md5`, default on
+    /// for S3; off for buckets encrypted with SSE-KMS or SSE-C, whose ETags
+    /// are not MD5s).
+    pub check_md5: bool,
 }
 
 /// A store's low-level multipart API (upload ids and part ids that a new
@@ -190,6 +201,7 @@ impl Store {
             }),
             pressure: Arc::default(),
             seeks: false,
+            check_md5: false,
             local: None,
             raw: None,
         }
@@ -297,6 +309,7 @@ impl Store {
             multipart,
             pressure,
             seeks: kind != StoreKind::Local && !(kind == StoreKind::Azure && opts.emulator),
+            check_md5: kind == StoreKind::S3 && opts.check_md5.unwrap_or(true),
             local: local_fs,
             raw: raw.map(|mut r| {
                 r.prefix = raw_prefix.unwrap_or_default();
@@ -387,8 +400,17 @@ fn retry(opts: &StoreOptions) -> RetryConfig {
     }
 }
 
+/// Default [`StoreOptions::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn client(opts: &StoreOptions) -> ClientOptions {
-    let mut c = ClientOptions::new().with_allow_http(opts.allow_http);
+    // A request is cut when it stalls, not when it is slow: object_store's
+    // default deadline on the whole request (30 s) cuts a part read that
+    // the bandwidth cap paces over minutes, and every retry of it too.
+    let mut c = ClientOptions::new()
+        .with_allow_http(opts.allow_http)
+        .with_timeout_disabled()
+        .with_read_timeout(opts.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT));
     if let Some(t) = opts.connect_timeout {
         c = c.with_connect_timeout(t);
     }

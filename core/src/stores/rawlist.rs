@@ -192,11 +192,15 @@ impl RawLister {
                 }
             };
             let status = resp.status();
-            let body = resp
-                .into_body()
-                .bytes()
-                .await
-                .map_err(|e| err(format!("list response: {e}")))?;
+            // A body cut short (a reset, an answer under its length) is
+            // retried like a failed request.
+            let body = match resp.into_body().bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    last = format!("list response: {e}");
+                    continue;
+                }
+            };
             if status.is_success() {
                 return Ok(body);
             }

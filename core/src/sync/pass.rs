@@ -214,6 +214,12 @@ impl<'a> Pass<'a> {
                 (key.clone(), 0, None, Err(Error::NotCarried { key, reason }))
             }
         };
+        // The state directory failed (a full disk, a damaged file): no
+        // object can be recorded, so the pass stops here, loudly.
+        let r = match r {
+            Err(e @ (Error::Db { .. } | Error::Corrupt(_))) => return Err(e),
+            r => r,
+        };
         count(&self.ctx.stats, &r, size);
         if let Err(Error::MisreadKey { key: held, .. }) = &r {
             // Named as the store holds it, not as it was misread.

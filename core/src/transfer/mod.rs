@@ -185,6 +185,7 @@ impl Ctx {
             buf.extend_from_slice(&b);
         }
         let digest = dig.finish(size)?;
+        self.check_md5(o.version.etag.as_deref(), &buf)?;
         let held = match self
             .manifest
             .content_holder(&digest.blake3, size, &o.attrs_digest)?
@@ -219,6 +220,34 @@ impl Ctx {
             attrs_digest: o.attrs_digest,
         };
         self.record(o.loc, r, Commit::Object, outcome).await
+    }
+
+    /// An object read whole from a source that publishes MD5 ETags: its
+    /// bytes must hash to the ETag (one without a `-` is an MD5 of the
+    /// object; with one, of its parts).
+    fn check_md5(&self, etag: Option<&str>, bytes: &[u8]) -> Result<(), Error> {
+        use md5::Digest;
+        let Some(published) = etag
+            .map(|e| e.trim_matches('"'))
+            .filter(|_| self.source.check_md5)
+        else {
+            return Ok(());
+        };
+        if published.len() != 32 || !published.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        let read: String = md5::Md5::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if read.eq_ignore_ascii_case(published) {
+            return Ok(());
+        }
+        Err(Error::SourceIntegrity {
+            what: "MD5 ETag",
+            published: published.to_owned(),
+            read,
+        })
     }
 
     /// A large object: a server-side copy of identical content when the

@@ -1,0 +1,260 @@
+//! The state directory breaks: its disk fills up in the middle of a pass,
+//! or its RocksDB files are damaged. passeur stops with one clear line and
+//! a documented non-zero exit, never re-initialises the state it cannot
+//! read, and once space is freed the next pass completes without loss
+//! (the target read back and compared byte for byte).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use passeur_tests::dataset::{self, Obj};
+use passeur_tests::{Run, sync};
+
+fn objects(n: usize) -> Vec<Obj> {
+    (0..n)
+        .map(|i| {
+            let key = format!("d{:02}/obj-{i:05}.bin", i % 50);
+            let data = dataset::body(&key, 64 + (i as u64 * 37) % 1500, 0);
+            Obj {
+                key,
+                data: data.into(),
+                content_type: None,
+                meta: vec![],
+            }
+        })
+        .collect()
+}
+
+/// Every data file of the state directory with its BLAKE3 (RocksDB's own
+/// info log and lock file left out: every open writes them).
+fn snapshot(dir: &Path) -> Result<BTreeMap<PathBuf, String>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if p.is_file() && !name.starts_with("LOG") && name != "LOCK" {
+            out.insert(
+                p.clone(),
+                blake3::hash(&std::fs::read(&p)?).to_hex().to_string(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn same_as_source(dst: &Path, objs: &[Obj]) -> Result<()> {
+    for o in objs {
+        let got = std::fs::read(dst.join(&o.key)).with_context(|| format!("{} missing", o.key))?;
+        ensure!(
+            blake3::hash(&got) == blake3::hash(&o.data),
+            "{} differs",
+            o.key
+        );
+    }
+    Ok(())
+}
+
+fn one_line(run: &Run) -> Result<()> {
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("error")).collect();
+    ensure!(
+        lines.len() == 1 && !run.stderr.contains("panicked"),
+        "want one error line, got:\n{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+/// Damage done to a state directory.
+type Damage = fn(&Path) -> Result<()>;
+
+/// Damage in three places: CURRENT (which MANIFEST to read), the MANIFEST
+/// itself, and records in the middle of the write-ahead log. Each is refused with one line, exit 73 (the
+/// state directory cannot be read), and the state directory is left exactly as it was found.
+#[test]
+fn a_damaged_state_directory_is_refused_and_left_as_it_is() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (src, dst, state) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("state"),
+    );
+    let objs = objects(300);
+    dataset::write_dir(&src, &objs)?;
+    let s = src.to_string_lossy().into_owned();
+    let d = dst.to_string_lossy().into_owned();
+    let first = sync(&s, &d, &state, None)?;
+    ensure!(first.code == 0, "{}", first.stderr);
+    let pristine = tempfile::tempdir()?;
+    let copy = |from: &Path, to: &Path| -> Result<()> {
+        let st = Command::new("cp")
+            .args(["-a", &format!("{}/.", from.display())])
+            .arg(to)
+            .status()?;
+        ensure!(st.success(), "cp failed");
+        Ok(())
+    };
+    copy(&state, pristine.path())?;
+    let damages: [(&str, Damage); 3] = [
+        ("CURRENT", |dir| {
+            std::fs::write(dir.join("CURRENT"), "MANIFEST-999999\n")?;
+            Ok(())
+        }),
+        ("MANIFEST", |dir| {
+            let m = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-"))
+                })
+                .context("no MANIFEST")?;
+            let mut bytes = std::fs::read(&m)?;
+            for b in bytes.iter_mut().skip(8).step_by(7) {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&m, bytes)?;
+            Ok(())
+        }),
+        ("write-ahead log", |dir| {
+            // Records in the middle of the log damaged (not a torn tail,
+            // which a crash leaves and recovery may drop).
+            let log = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .context("no write-ahead log")?;
+            let mut bytes = std::fs::read(&log)?;
+            let n = bytes.len();
+            ensure!(n > 4096, "log of {n} bytes");
+            for b in &mut bytes[n / 3..n / 3 + 64] {
+                *b ^= 0xff;
+            }
+            std::fs::write(&log, bytes)?;
+            Ok(())
+        }),
+    ];
+    for (what, damage) in damages {
+        std::fs::remove_dir_all(&state)?;
+        std::fs::create_dir_all(&state)?;
+        copy(pristine.path(), &state)?;
+        damage(&state)?;
+        let before = snapshot(&state)?;
+        let run = sync(&s, &d, &state, None)?;
+        eprintln!("{what}: exit {}: {}", run.code, run.stderr.trim());
+        ensure!(
+            run.code == 73,
+            "{what}: exit {}, want 73\n{}",
+            run.code,
+            run.stderr
+        );
+        one_line(&run)?;
+        ensure!(
+            snapshot(&state)? == before,
+            "{what}: the state directory was changed by a run that refused it"
+        );
+    }
+    Ok(())
+}
+
+/// A small filesystem mounted for the state directory, unmounted on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "cannot mount a {size} tmpfs for the state directory (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Bytes still free.
+    fn free(&self) -> Result<u64> {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.dir)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.lines().nth(1).context("df")?.trim().parse()?)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// The state directory's disk fills up in the middle of a pass: the pass
+/// stops with one line and exit 73; once space is freed, the next pass
+/// completes, and the target holds every object, byte for byte.
+#[test]
+fn a_full_state_disk_stops_the_pass_and_the_next_one_completes() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let disk = SmallDisk::mount(&work.path().join("disk"), "32m")?;
+    let state = disk.dir.join("state");
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    let first_objs = objects(20);
+    dataset::write_dir(&src, &first_objs)?;
+    let s = src.to_string_lossy().into_owned();
+    let d = dst.to_string_lossy().into_owned();
+    let first = sync(&s, &d, &state, None)?;
+    ensure!(
+        first.code == 0,
+        "first pass on the small disk: {}",
+        first.stderr
+    );
+    // Leave about 2 MiB free (enough to open), then give the pass 20,000
+    // objects to record.
+    let filler = disk.dir.join("filler");
+    let keep = 2 * 1024 * 1024;
+    let fill = disk.free()?.saturating_sub(keep);
+    std::fs::write(&filler, vec![0u8; usize::try_from(fill)?]).or_else(|e| {
+        // A filler that does not fit leaves the disk full: fine too.
+        if e.raw_os_error() == Some(28) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    let objs = objects(20_000);
+    dataset::write_dir(&src, &objs)?;
+    let full = sync(&s, &d, &state, None)?;
+    eprintln!("disk full: exit {}: {}", full.code, full.stderr.trim());
+    ensure!(
+        full.code == 73,
+        "a pass on a full state disk: exit {}, want 73\n{}",
+        full.code,
+        full.stderr
+    );
+    one_line(&full)?;
+    ensure!(
+        full.stderr.to_lowercase().contains("space"),
+        "the line does not say the disk is full: {}",
+        full.stderr
+    );
+    std::fs::remove_file(&filler)?;
+    let after = sync(&s, &d, &state, None)?;
+    ensure!(
+        after.code == 0,
+        "after freeing space: exit {}\n{}",
+        after.code,
+        after.stderr
+    );
+    same_as_source(&dst, &objs)?;
+    Ok(())
+}
