@@ -551,7 +551,7 @@ fn raw_lister(
         signer,
         base,
         prefix: String::new(),
-        echoes_encoding: Arc::default(),
+        encoding: Arc::default(),
     })
 }
 

@@ -10,7 +10,7 @@
 //! `Path` cannot carry is named by the listing instead of breaking it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -55,9 +55,36 @@ pub struct RawLister {
     pub(crate) base: String,
     /// The store's prefix with its trailing `/`, or empty.
     pub(crate) prefix: String,
-    /// Set once an S3 answer said `EncodingType=url` over keys it had not
-    /// encoded (s3s-fs does): its keys are then taken as they are.
-    pub(crate) echoes_encoding: Arc<AtomicBool>,
+    /// Whether the S3 server really URL-encodes keys when asked
+    /// ([`Encoding`]), found out once per store, shared by every range
+    /// lister of it, and decided before any key that decoding would change
+    /// is decoded.
+    pub(crate) encoding: Arc<AtomicU8>,
+}
+
+/// What an S3 server does with `encoding-type=url` (stored in an
+/// `AtomicU8`). AWS encodes every key; s3s-fs answers `EncodingType=url`
+/// but leaves its keys as they are, so decoding its `a+b` would list `a b`,
+/// a key that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Encoding {
+    /// Not seen yet: no listed key so far was one decoding changes.
+    Unknown = 0,
+    /// Keys come encoded: decode them.
+    Encodes = 1,
+    /// Keys come as they are, whatever the answer says.
+    Echoes = 2,
+}
+
+impl Encoding {
+    fn load(cell: &AtomicU8) -> Self {
+        match cell.load(Relaxed) {
+            1 => Self::Encodes,
+            2 => Self::Echoes,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 impl std::fmt::Debug for RawLister {
@@ -138,11 +165,13 @@ impl RawLister {
                 }
             }
         }
-        let url = url::Url::parse_with_params(&format!("{}/", self.base), &query)
-            .map_err(|e| err(format!("list URL: {e}")))?;
-        let body = self.send(url.as_str()).await?;
+        let body = self.send(&self.url(&query)?).await?;
         let (entries, next) = match &self.signer {
-            Signer::S3 { .. } => parse_s3(&body, &self.echoes_encoding)?,
+            Signer::S3 { .. } => {
+                let page = parse_s3(&body)?;
+                let encoded = page.url_encoded && self.encodes(&page, &query).await?;
+                page.into_entries(encoded)?
+            }
             Signer::Azure { .. } => parse_azure(&body)?,
         };
         let entries = entries
@@ -155,6 +184,52 @@ impl RawLister {
             .filter(|e| after.is_none_or(|a| e.key.as_str() > a))
             .collect();
         Ok((entries, next))
+    }
+
+    fn url(&self, query: &[(&str, &str)]) -> object_store::Result<String> {
+        url::Url::parse_with_params(&format!("{}/", self.base), query)
+            .map(String::from)
+            .map_err(|e| err(format!("list URL: {e}")))
+    }
+
+    /// Whether the keys of a page answered `EncodingType=url` are really
+    /// encoded. Decided once per store, before any key that decoding would
+    /// change is decoded: a key no encoder leaves as it is (a space, a
+    /// control character, non-ASCII) shows the server echoes; otherwise a
+    /// page holding a `%` or `+` is asked for again without
+    /// `encoding-type`: the same keys mean the server echoes (an encoder
+    /// writes `+` as `%2B` and `%` as `%25`), other keys, or an answer XML
+    /// cannot carry, that it encodes.
+    async fn encodes(&self, page: &S3Page, query: &[(&str, &str)]) -> object_store::Result<bool> {
+        let decided = match Encoding::load(&self.encoding) {
+            Encoding::Unknown if page.keys().any(plainly_unencoded) => Encoding::Echoes,
+            Encoding::Unknown if page.keys().any(|k| k.contains(['%', '+'])) => {
+                let plain: Vec<_> = query
+                    .iter()
+                    .copied()
+                    .filter(|(k, _)| *k != "encoding-type")
+                    .collect();
+                let body = self.send(&self.url(&plain)?).await?;
+                match parse_s3(&body) {
+                    Ok(p) if p.keys().eq(page.keys()) => Encoding::Echoes,
+                    _ => Encoding::Encodes,
+                }
+            }
+            known => known,
+        };
+        if decided != Encoding::Unknown
+            && self
+                .encoding
+                .compare_exchange(Encoding::Unknown as u8, decided as u8, Relaxed, Relaxed)
+                .is_ok()
+            && decided == Encoding::Echoes
+        {
+            tracing::warn!(
+                store = %self.base,
+                "the S3 server answers EncodingType=url but does not encode keys: its keys are taken as listed"
+            );
+        }
+        Ok(decided != Encoding::Echoes)
     }
 
     async fn send(&self, url: &str) -> object_store::Result<Bytes> {
@@ -264,14 +339,39 @@ fn url_decoded(key: &str) -> object_store::Result<String> {
         .map_err(|e| err(format!("listed key {key:?}: {e}")))
 }
 
-/// Parse one ListObjectsV2 page. A server that answers `EncodingType=url`
-/// over unencoded keys is recognised by a key no encoder would leave as it
-/// is, and from then on (`echoes`) its keys are taken as listed: decoding
-/// them would turn a `+` into a space and list a key that is not there.
-fn parse_s3(
-    body: &[u8],
-    echoes: &AtomicBool,
-) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+/// One ListObjectsV2 page, keys as they came.
+struct S3Page {
+    contents: Vec<S3Object>,
+    next: Option<String>,
+    /// The answer says `EncodingType=url` (whether its keys really are is
+    /// [`RawLister::encodes`]'s question).
+    url_encoded: bool,
+}
+
+impl S3Page {
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.contents.iter().map(|o| o.key.as_str())
+    }
+
+    fn into_entries(self, decode: bool) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+        let entries = self
+            .contents
+            .into_iter()
+            .map(|o| {
+                Ok(RawEntry {
+                    key: if decode { url_decoded(&o.key)? } else { o.key },
+                    size: o.size,
+                    etag: o.e_tag,
+                    last_modified: time(&o.last_modified)?,
+                })
+            })
+            .collect::<object_store::Result<_>>()?;
+        Ok((entries, self.next))
+    }
+}
+
+/// Parse one ListObjectsV2 page.
+fn parse_s3(body: &[u8]) -> object_store::Result<S3Page> {
     let list: S3List =
         quick_xml::de::from_reader(body).map_err(|e| err(format!("S3 list response: {e}")))?;
     let next = list.next_continuation_token.filter(|t| !t.is_empty());
@@ -282,34 +382,11 @@ fn parse_s3(
             "S3 list response is truncated but has no NextContinuationToken (does the server implement ListObjectsV2?)",
         ));
     }
-    let mut url_encoded = list.encoding_type.as_deref() == Some("url");
-    if url_encoded
-        && !echoes.load(Relaxed)
-        && list.contents.iter().any(|o| plainly_unencoded(&o.key))
-    {
-        echoes.store(true, Relaxed);
-        tracing::warn!(
-            "the S3 server answers EncodingType=url but does not encode keys: its keys are taken as listed"
-        );
-    }
-    url_encoded &= !echoes.load(Relaxed);
-    let entries = list
-        .contents
-        .into_iter()
-        .map(|o| {
-            Ok(RawEntry {
-                key: if url_encoded {
-                    url_decoded(&o.key)?
-                } else {
-                    o.key
-                },
-                size: o.size,
-                etag: o.e_tag,
-                last_modified: time(&o.last_modified)?,
-            })
-        })
-        .collect::<object_store::Result<_>>()?;
-    Ok((entries, next))
+    Ok(S3Page {
+        contents: list.contents,
+        next,
+        url_encoded: list.encoding_type.as_deref() == Some("url"),
+    })
 }
 
 #[derive(Deserialize)]
@@ -390,8 +467,7 @@ mod tests {
     fn s3_keys_come_back_byte_for_byte() -> object_store::Result<()> {
         let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>m//x</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>photos/</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"d"</ETag><Size>0</Size></Contents><Contents><Key>caf%C3%A9%20%2Bx</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><Contents><Key>a+b%2Bc%25</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
-        let echoes = AtomicBool::new(false);
-        let (e, next) = parse_s3(xml, &echoes)?;
+        let (e, next) = parse_s3(xml)?.into_entries(true)?;
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
         // AWS writes a space as `+` (others as %20); a literal `+` is %2B.
         assert_eq!(keys, ["m//x", "photos/", "café +x", "a b+c%"]);
@@ -405,35 +481,23 @@ mod tests {
     fn a_truncated_s3_page_without_a_token_is_an_error() {
         let xml = br#"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents></ListBucketResult>"#;
         assert!(
-            parse_s3(xml, &AtomicBool::new(false)).is_err(),
+            parse_s3(xml).is_err(),
             "would end the listing as if complete"
         );
         let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken></NextContinuationToken></ListBucketResult>"#;
-        assert!(
-            parse_s3(last, &AtomicBool::new(false)).is_ok_and(|(e, n)| e.is_empty() && n.is_none())
-        );
+        assert!(parse_s3(last).is_ok_and(|p| p.contents.is_empty() && p.next.is_none()));
     }
 
-    /// s3s-fs answers `EncodingType=url` over keys it did not encode: a key
-    /// no encoder leaves as it is gives it away, and from then on `+` stays
-    /// `+` (decoded, `a+b` would list as `a b`, a key that is not there).
+    /// Keys taken as listed stay byte for byte (what a server that echoes
+    /// `EncodingType=url` gets; which servers do is decided against the
+    /// server itself: `conformance::s3s_fs_keys_with_plus_and_percent_list_as_they_are`).
     #[test]
-    fn an_s3_server_that_echoes_url_encoding_is_read_as_listed() -> object_store::Result<()> {
-        let page = |keys: &[&str]| {
-            let contents: String = keys
-                .iter()
-                .map(|k| format!("<Contents><Key>{k}</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents>"))
-                .collect();
-            format!(
-                "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
-            )
-        };
-        let echoes = AtomicBool::new(false);
-        let (e, _) = parse_s3(page(&["k/a+b=c&amp;d", "k/ünï €"]).as_bytes(), &echoes)?;
-        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["k/a+b=c&d", "k/ünï €"]);
-        let (e, _) = parse_s3(page(&["l/x+y%41"]).as_bytes(), &echoes)?;
-        assert_eq!(e[0].key, "l/x+y%41", "a later page of the same server");
+    fn keys_taken_as_listed_are_not_decoded() -> object_store::Result<()> {
+        let xml = "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated><Contents><Key>k/a+b=c&amp;d%41</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents></ListBucketResult>";
+        let page = parse_s3(xml.as_bytes())?;
+        assert!(page.url_encoded);
+        let (e, _) = page.into_entries(false)?;
+        assert_eq!(e[0].key, "k/a+b=c&d%41");
         Ok(())
     }
 
