@@ -6,7 +6,8 @@
 //! and last such byte. It can also answer the next N uploads (PUT) itself
 //! with 503 SlowDown, as a throttling S3 does, hold ranged GETs or HEADs,
 //! and answer as S3 does where moto does not (see
-//! [`Meter::s3_no_such_upload`]).
+//! [`Meter::s3_no_such_upload`]). The HTTP/1.1 framing it forwards by is
+//! in [`crate::http1`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -15,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
+use crate::http1::{self, BodyCopier, Message, header, read_head};
 use crate::netfault::{Kind, NetFaults};
 
 /// Counters of a [`Meter`].
@@ -252,113 +254,19 @@ impl Drop for Meter {
     }
 }
 
-/// Read an HTTP head (through the blank line); `None` at a clean EOF.
-fn read_head(r: &mut impl BufRead) -> Result<Option<Vec<u8>>> {
-    let mut head = Vec::new();
-    loop {
-        let n = r.read_until(b'\n', &mut head)?;
-        if n == 0 {
-            if head.is_empty() {
-                return Ok(None);
-            }
-            bail!("connection closed inside a head");
-        }
-        if head.ends_with(b"\r\n\r\n") {
-            return Ok(Some(head));
-        }
+/// A copier of message bodies; with `object`, it adds what passes to the
+/// object byte count as it passes (a response cut short by a kill still
+/// counts what was sent), and moves the window's last byte.
+fn copier(counts: &Counts, object: bool) -> BodyCopier<'_> {
+    if !object {
+        return BodyCopier::default();
     }
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_owned())
+    BodyCopier::watched(move |bytes: &[u8]| {
+        counts.object_bytes.fetch_add(bytes.len() as u64, Relaxed);
+        let now = Instant::now();
+        let mut window = counts.window.lock().unwrap_or_else(|p| p.into_inner());
+        *window = Some(window.map_or((now, now), |(first, _)| (first, now)));
     })
-}
-
-/// Copies bodies, adding what passes to the object byte count as it
-/// passes (a response cut short by a kill still counts what was sent).
-struct Copier<'a> {
-    counter: Option<&'a Counts>,
-    buf: Vec<u8>,
-}
-
-impl Copier<'_> {
-    /// Copy up to `n` bytes (until EOF if `None`); returns the bytes copied.
-    fn copy(&mut self, r: &mut impl Read, w: &mut impl Write, n: Option<u64>) -> Result<u64> {
-        let mut done = 0u64;
-        loop {
-            let want = n.map_or(self.buf.len() as u64, |n| {
-                (n - done).min(self.buf.len() as u64)
-            });
-            if want == 0 {
-                return Ok(done);
-            }
-            let got = r.read(&mut self.buf[..usize::try_from(want).unwrap_or(0)])?;
-            if got == 0 {
-                if let Some(n) = n {
-                    bail!("body ended after {done} of {n} bytes");
-                }
-                return Ok(done);
-            }
-            w.write_all(&self.buf[..got])?;
-            if let Some(c) = self.counter {
-                c.object_bytes.fetch_add(got as u64, Relaxed);
-                let now = Instant::now();
-                let mut window = c.window.lock().unwrap_or_else(|p| p.into_inner());
-                *window = Some(window.map_or((now, now), |(first, _)| (first, now)));
-            }
-            done += got as u64;
-        }
-    }
-
-    /// Forward a chunked body verbatim.
-    fn chunked(&mut self, r: &mut impl BufRead, w: &mut impl Write) -> Result<()> {
-        loop {
-            let mut line = Vec::new();
-            r.read_until(b'\n', &mut line)?;
-            w.write_all(&line)?;
-            let text = String::from_utf8_lossy(&line);
-            let size = u64::from_str_radix(text.trim().split(';').next().unwrap_or("").trim(), 16)
-                .context("bad chunk size")?;
-            if size == 0 {
-                // Trailers, then the blank line.
-                loop {
-                    let mut t = Vec::new();
-                    r.read_until(b'\n', &mut t)?;
-                    w.write_all(&t)?;
-                    if t == b"\r\n" || t.is_empty() {
-                        return Ok(());
-                    }
-                }
-            }
-            self.copy(r, w, Some(size))?;
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf)?;
-            w.write_all(&crlf)?;
-        }
-    }
-
-    /// Forward a message body. Requests without a length have none;
-    /// responses without one run to the end of the connection.
-    fn body(
-        &mut self,
-        r: &mut impl BufRead,
-        w: &mut impl Write,
-        head: &str,
-        request: bool,
-    ) -> Result<()> {
-        if let Some(len) = header(head, "content-length") {
-            self.copy(r, w, Some(len.parse()?))?;
-        } else if header(head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-            self.chunked(r, w)?;
-        } else if !request {
-            self.copy(r, w, None)?;
-        }
-        Ok(())
-    }
 }
 
 fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
@@ -369,9 +277,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
     let mut to_server = server;
     while let Some(req) = read_head(&mut from_client)? {
         let req_text = String::from_utf8_lossy(&req).into_owned();
-        let mut first = req_text.split_whitespace();
-        let method = first.next().unwrap_or("").to_owned();
-        let target = first.next().unwrap_or("").to_owned();
+        let (method, target) = http1::request_line(&req_text);
         counts.requests.fetch_add(1, Relaxed);
         let delay = counts.delay_ms.load(Relaxed);
         if delay > 0 {
@@ -418,11 +324,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 return Ok(());
             }
             Some((f, k)) if k.status().is_some() => {
-                Copier {
-                    counter: None,
-                    buf: vec![0; 64 * 1024],
-                }
-                .body(&mut from_client, &mut std::io::sink(), &req_text, true)?;
+                http1::skip_body(&mut from_client, &req_text, Message::Request)?;
                 to_client.write_all(f.answer(*k).as_bytes())?;
                 continue;
             }
@@ -435,11 +337,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 .is_ok()
         {
             counts.refused.fetch_add(1, Relaxed);
-            Copier {
-                counter: None,
-                buf: vec![0; 64 * 1024],
-            }
-            .body(&mut from_client, &mut std::io::sink(), &req_text, true)?;
+            http1::skip_body(&mut from_client, &req_text, Message::Request)?;
             let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
             write!(
                 to_client,
@@ -450,12 +348,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         }
         // The request body, read here (object_store deletes with a bulk
         // `POST ?delete` whose body names the keys).
-        let mut body = Vec::new();
-        Copier {
-            counter: None,
-            buf: vec![0; 64 * 1024],
-        }
-        .body(&mut from_client, &mut body, &req_text, true)?;
+        let body = http1::read_body(&mut from_client, &req_text, Message::Request)?;
         let refused_key = counts
             .refuse_deletes_of
             .lock()
@@ -485,17 +378,9 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         to_server.write_all(&body)?;
         let resp = read_head(&mut from_server)?.context("server closed")?;
         let resp_text = String::from_utf8_lossy(&resp).into_owned();
-        let status: u16 = resp_text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = http1::status(&resp_text);
         if status == 500 && target.contains("uploadId=") && counts.no_such_upload.load(Relaxed) {
-            Copier {
-                counter: None,
-                buf: vec![0; 64 * 1024],
-            }
-            .body(&mut from_server, &mut std::io::sink(), &resp_text, false)?;
+            http1::skip_body(&mut from_server, &resp_text, Message::Response)?;
             counts.no_such_upload_sent.fetch_add(1, Relaxed);
             let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.</Message></Error>";
             // moto closes the connection after its 500: so does the proxy.
@@ -506,18 +391,19 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             )?;
             break;
         }
-        let no_body = method == "HEAD" || status == 204 || status == 304 || status < 200;
+        let no_body = http1::bodiless(&method, status);
         let object = method == "GET" && !target.contains('?') && (200..300).contains(&status);
         // Only object bodies are altered (a listing altered names other keys).
         if let Some((_, Kind::Alter)) = &fault
             && object
         {
             let mut body = Vec::new();
-            Copier {
-                counter: object.then_some(counts),
-                buf: vec![0; 64 * 1024],
-            }
-            .body(&mut from_server, &mut body, &resp_text, false)?;
+            copier(counts, object).body(
+                &mut from_server,
+                &mut body,
+                &resp_text,
+                Message::Response,
+            )?;
             let mid = body.len() / 2;
             if let Some(b) = body.get_mut(mid) {
                 *b ^= 0x01;
@@ -546,13 +432,14 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             counts.object_gets.fetch_add(1, Relaxed);
         }
         if !no_body {
-            Copier {
-                counter: object.then_some(counts),
-                buf: vec![0; 64 * 1024],
-            }
-            .body(&mut from_server, &mut to_client, &resp_text, false)?;
+            copier(counts, object).body(
+                &mut from_server,
+                &mut to_client,
+                &resp_text,
+                Message::Response,
+            )?;
         }
-        if header(&resp_text, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+        if http1::closes(&resp_text) {
             // The server reads no more requests on this connection.
             break;
         }
@@ -578,14 +465,11 @@ fn cut_answer(
     to_client: &mut TcpStream,
     counts: &Counts,
 ) -> Result<()> {
-    let mut body = Vec::new();
-    if !no_body {
-        Copier {
-            counter: None,
-            buf: vec![0; 64 * 1024],
-        }
-        .body(from_server, &mut body, head_text, false)?;
-    }
+    let body = if no_body {
+        Vec::new()
+    } else {
+        http1::read_body(from_server, head_text, Message::Response)?
+    };
     if body.is_empty() {
         to_client.write_all(&head[..head.len() / 2])?;
     } else {

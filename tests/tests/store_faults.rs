@@ -5,7 +5,7 @@
 //! ends with the same check: the target read back directly equals the
 //! source byte for byte, and no pass claimed complete before it did.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use passeur_core::sync::deletes::DeletePolicy;
@@ -110,4 +110,80 @@ async fn no_such_upload_at_completion_restarts_the_upload() -> Result<()> {
     let second = rig.pass(&Rig::options()).await?;
     ensure!(second.complete(), "{:?}", second.failures);
     rig.assert_replica().await
+}
+
+/// A probe's listing that fails once with an error that can pass (a
+/// connection reset on it, a 5xx) is asked again: the pass starts instead
+/// of ending as "unreachable" (exit 69), completes, and the target read
+/// back directly equals the source.
+#[tokio::test]
+async fn a_probe_failing_once_is_asked_again_and_the_pass_completes() -> Result<()> {
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    for faults in [&rig.src_faults, &rig.dst_faults] {
+        faults.rule(Op::ListDelimited, 1, None, Fault::Fail(Failure::Transient));
+    }
+    let pass = rig
+        .pass(&Rig::options())
+        .await
+        .context("one transient failure of a probe ended the pass")?;
+    ensure!(pass.complete(), "{:?}", pass.failures);
+    for (name, faults) in [("source", &rig.src_faults), ("target", &rig.dst_faults)] {
+        let probes = faults.calls(Op::ListDelimited);
+        ensure!(probes == 2, "{name} probed {probes} times, want 2");
+    }
+    rig.assert_replica().await
+}
+
+/// A probe asks again only while its failure can pass: refused
+/// credentials and a missing bucket are answers, given after one listing;
+/// a failure that persists is "unreachable" after the first listing and
+/// three more (0.5 s, 1 s and 2 s apart).
+#[tokio::test]
+async fn a_probe_asks_again_only_while_the_failure_can_pass() -> Result<()> {
+    use passeur_core::base::error::Error;
+    async fn probe_error(rig: &Rig) -> Result<Error> {
+        match rig.pass(&Rig::options()).await {
+            Ok(pass) => bail!("the pass ran: {pass:?}"),
+            Err(e) => e
+                .downcast::<Error>()
+                .map_err(|e| anyhow::anyhow!("not a core error: {e:#}")),
+        }
+    }
+    for failure in [Failure::Denied, Failure::NotFound] {
+        let rig = Rig::new(true)?;
+        rig.seed(1).await?;
+        rig.src_faults
+            .rule(Op::ListDelimited, 1, None, Fault::Fail(failure));
+        let err = probe_error(&rig).await?;
+        ensure!(
+            matches!(
+                (failure, &err),
+                (Failure::Denied, Error::AccessDenied { .. })
+                    | (Failure::NotFound, Error::MissingContainer { .. })
+            ),
+            "{failure:?}: {err:?}"
+        );
+        let probes = rig.src_faults.calls(Op::ListDelimited);
+        ensure!(probes == 1, "{failure:?} asked {probes} times, want once");
+    }
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    for nth in 1..=4 {
+        rig.src_faults.rule(
+            Op::ListDelimited,
+            nth,
+            None,
+            Fault::Fail(Failure::Transient),
+        );
+    }
+    let err = probe_error(&rig).await?;
+    ensure!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    let probes = rig.src_faults.calls(Op::ListDelimited);
+    ensure!(probes == 4, "asked {probes} times, want 4");
+    ensure!(
+        rig.dst_faults.calls(Op::ListDelimited) == 0,
+        "the target was probed after the source failed"
+    );
+    Ok(())
 }

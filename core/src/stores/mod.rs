@@ -4,6 +4,7 @@
 //! loaded from a config file; never from the command line, never printed.
 
 pub mod limits;
+pub mod probe;
 pub mod rawlist;
 pub mod throttle;
 
@@ -22,7 +23,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use serde::Deserialize;
 
-use crate::base::error::{Error, classify_probe};
+use crate::base::error::Error;
 use crate::stores::limits::{PartPolicy, Provider};
 use crate::stores::rawlist::{RawLister, Signer};
 use crate::stores::throttle::{Connector, Pressure};
@@ -340,16 +341,6 @@ impl Store {
                 what: format!("fsync {key}"),
                 source,
             })
-    }
-
-    /// Check the store answers and the container exists, classifying the
-    /// failure (missing container, access denied, unreachable).
-    pub async fn probe(&self) -> Result<(), Error> {
-        self.inner
-            .list_with_delimiter(None)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify_probe(&self.url, e))
     }
 }
 
