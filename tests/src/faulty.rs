@@ -1,9 +1,14 @@
 //! A fault-injecting [`ObjectStore`] for in-process engine tests: it wraps
 //! any store (object_store's `InMemory`, a local directory, a client of a
-//! test server) and, by rule, fails the Nth call of an operation, cuts or
-//! alters what a read returns, or rewrites a listing; or, from a seed,
-//! fails calls at random. Every method of the trait goes through it, and
-//! every call is counted, so a test can say what the engine did.
+//! test server) and, by rule, fails the Nth call of an operation (before
+//! it is carried out, or after: its answer lost), cuts or alters what a
+//! read returns, or rewrites a listing; or, from a seed, fails calls at
+//! random. Every method of the trait goes through it, and every call is
+//! counted, so a test can say what the engine did. The multipart half
+//! (`MultipartStore`, and the uploads `put_multipart` hands out) is in
+//! `faulty/multipart.rs`.
+
+mod multipart;
 
 use std::fmt;
 use std::ops::Range;
@@ -13,12 +18,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartId, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-    UploadPart,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use rand::{Rng, SeedableRng};
 
@@ -43,9 +47,12 @@ pub enum Op {
     Delete,
     /// A server-side copy.
     Copy,
+    /// Aborting a multipart upload (the low-level API's
+    /// `abort_multipart`).
+    Abort,
 }
 
-const OPS: usize = 9;
+const OPS: usize = 10;
 
 impl Op {
     fn index(self) -> usize {
@@ -88,6 +95,11 @@ pub enum Fault {
     /// The call reports success and does nothing (a copy that "succeeds"
     /// without copying).
     Skip,
+    /// The call is carried out, then answered with this failure: its
+    /// answer lost on the way (a reset connection) and the client's retry
+    /// refused, as the work is done (a completed upload is no longer
+    /// known). For [`Op::Put`], [`Op::Complete`] and [`Op::Abort`].
+    Applied(Failure),
 }
 
 /// A fault on the Nth call (1-based) of an operation, optionally only on
@@ -255,6 +267,15 @@ fn check(fault: Option<Fault>, op: Op, key: &str) -> Result<Option<Fault>> {
     }
 }
 
+/// The answer to a call carried out: its own, or the failure of an
+/// [`Fault::Applied`].
+fn answer<T>(fault: Option<&Fault>, op: Op, key: &str, done: Result<T>) -> Result<T> {
+    match (fault, done) {
+        (Some(Fault::Applied(f)), Ok(_)) => Err(failure(*f, op, key)),
+        (_, done) => done,
+    }
+}
+
 /// A read cut short or altered.
 fn doctor(
     stream: BoxStream<'static, Result<Bytes>>,
@@ -341,12 +362,10 @@ impl ObjectStore for Faulty {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        check(
-            self.decide(Op::Put, location.as_ref()),
-            Op::Put,
-            location.as_ref(),
-        )?;
-        self.inner.put_opts(location, payload, opts).await
+        let key = location.as_ref();
+        let fault = check(self.decide(Op::Put, key), Op::Put, key)?;
+        let done = self.inner.put_opts(location, payload, opts).await;
+        answer(fault.as_ref(), Op::Put, key, done)
     }
 
     async fn put_multipart_opts(
@@ -357,13 +376,7 @@ impl ObjectStore for Faulty {
         let key = location.as_ref();
         check(self.decide(Op::CreateUpload, key), Op::CreateUpload, key)?;
         let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(FaultyUpload {
-            inner: upload,
-            key: key.to_owned(),
-            plan: Arc::clone(&self.plan),
-            calls: Arc::clone(&self.calls),
-            injected: Arc::clone(&self.injected),
-        }))
+        Ok(Box::new(multipart::FaultyUpload::new(self, upload, key)))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -465,110 +478,5 @@ impl ObjectStore for Faulty {
             return Ok(());
         }
         self.inner.copy_opts(from, to, options).await
-    }
-}
-
-/// A multipart upload whose parts and completion go through the rules.
-struct FaultyUpload {
-    inner: Box<dyn MultipartUpload>,
-    key: String,
-    plan: Arc<Mutex<Plan>>,
-    calls: Arc<[AtomicU64; OPS]>,
-    injected: Arc<AtomicU64>,
-}
-
-impl fmt::Debug for FaultyUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultyUpload")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait::async_trait]
-impl MultipartUpload for FaultyUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let fault = decide(
-            &self.plan,
-            &self.calls,
-            &self.injected,
-            Op::PutPart,
-            &self.key,
-        );
-        match check(fault, Op::PutPart, &self.key) {
-            Err(e) => Box::pin(async move { Err(e) }),
-            Ok(_) => self.inner.put_part(data),
-        }
-    }
-
-    async fn complete(&mut self) -> Result<PutResult> {
-        let fault = decide(
-            &self.plan,
-            &self.calls,
-            &self.injected,
-            Op::Complete,
-            &self.key,
-        );
-        check(fault, Op::Complete, &self.key)?;
-        self.inner.complete().await
-    }
-
-    async fn abort(&mut self) -> Result<()> {
-        self.inner.abort().await
-    }
-}
-
-#[async_trait::async_trait]
-impl MultipartStore for Faulty {
-    async fn create_multipart(&self, path: &Path) -> Result<MultipartId> {
-        self.create_multipart_opts(path, PutMultipartOptions::default())
-            .await
-    }
-
-    async fn create_multipart_opts(
-        &self,
-        path: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<MultipartId> {
-        let key = path.as_ref();
-        check(self.decide(Op::CreateUpload, key), Op::CreateUpload, key)?;
-        self.api(key)?.create_multipart_opts(path, opts).await
-    }
-
-    async fn put_part(
-        &self,
-        path: &Path,
-        id: &MultipartId,
-        part_idx: usize,
-        data: PutPayload,
-    ) -> Result<PartId> {
-        let key = path.as_ref();
-        check(self.decide(Op::PutPart, key), Op::PutPart, key)?;
-        self.api(key)?.put_part(path, id, part_idx, data).await
-    }
-
-    async fn complete_multipart(
-        &self,
-        path: &Path,
-        id: &MultipartId,
-        parts: Vec<PartId>,
-    ) -> Result<PutResult> {
-        let key = path.as_ref();
-        check(self.decide(Op::Complete, key), Op::Complete, key)?;
-        self.api(key)?.complete_multipart(path, id, parts).await
-    }
-
-    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> Result<()> {
-        self.api(path.as_ref())?.abort_multipart(path, id).await
-    }
-}
-
-impl Faulty {
-    fn api(&self, key: &str) -> Result<&dyn MultipartStore> {
-        self.multipart
-            .as_deref()
-            .ok_or_else(|| object_store::Error::NotSupported {
-                source: format!("{key}: the wrapped store has no multipart API").into(),
-            })
     }
 }

@@ -145,6 +145,13 @@ impl Rig {
         .await?)
     }
 
+    /// The state directory as it stands between passes, opened read-only
+    /// (to check what passeur recorded, never to decide what the target
+    /// holds).
+    pub fn manifest(&self) -> Result<Manifest> {
+        Ok(Manifest::open_read_only(self.state.path())?)
+    }
+
     /// The target holds exactly the source's keys, byte for byte.
     pub async fn assert_replica(&self) -> Result<()> {
         let keys = |s: Arc<InMemory>| async move {

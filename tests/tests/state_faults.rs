@@ -8,8 +8,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, ensure};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
+use passeur_core::base::stats::Stats;
+use passeur_core::manifest::Manifest;
+use passeur_core::sync::run_pass;
 use passeur_tests::dataset::{self, Obj};
+use passeur_tests::faulty::{Failure, Fault, Op};
+use passeur_tests::rig::{PART, Rig};
 use passeur_tests::{Run, sync};
 
 fn objects(n: usize) -> Vec<Obj> {
@@ -191,6 +198,21 @@ impl SmallDisk {
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text.lines().nth(1).context("df")?.trim().parse()?)
     }
+
+    /// Fill what is left (a filler file, written until the disk is full).
+    fn fill(&self) -> Result<PathBuf> {
+        let filler = self.dir.join("filler");
+        let free = self.free()?;
+        std::fs::write(&filler, vec![0u8; usize::try_from(free)?]).or_else(|e| {
+            // A filler that does not fit leaves the disk full: the point.
+            if e.raw_os_error() == Some(28) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        Ok(filler)
+    }
 }
 
 impl Drop for SmallDisk {
@@ -257,4 +279,70 @@ fn a_full_state_disk_stops_the_pass_and_the_next_one_completes() -> Result<()> {
     );
     same_as_source(&dst, &objs)?;
     Ok(())
+}
+
+/// A refused abort of a resumable upload at the start of a pass is
+/// forgiven (the upload is forgotten, the pass goes on: `store_faults.rs`),
+/// but not a state directory that cannot forget it: with its disk full,
+/// the pass stops with the state directory's error (exit 73), before it
+/// lists anything. Once space is freed, the next pass completes, and the
+/// target read back equals the source.
+#[tokio::test]
+async fn a_refused_abort_the_full_state_disk_cannot_forget_stops_the_pass() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let disk = SmallDisk::mount(&work.path().join("disk"), "64m")?;
+    let rig = Rig {
+        state: tempfile::tempdir_in(&disk.dir)?,
+        ..Rig::new(true)?
+    };
+    let size = 3 * PART + 777;
+    rig.put("big", dataset::body("big", size, 1)).await?;
+    rig.dst_faults
+        .rule(Op::PutPart, 2, None, Fault::Fail(Failure::Transient));
+    ensure!(!rig.pass(&Rig::options()).await?.complete());
+    rig.dst_faults.heal();
+    ensure!(
+        rig.manifest()?.uploads()?.len() == 1,
+        "no upload left recorded: the test shows nothing"
+    );
+    rig.put("big", dataset::body("big", size, 2)).await?;
+    rig.dst_faults
+        .rule(Op::Abort, 1, None, Fault::Fail(Failure::Denied));
+    let manifest = Arc::new(Manifest::open(rig.state.path())?);
+    let filler = disk.fill()?;
+    let (source, target) = rig.stores();
+    let listed = rig.src_faults.calls(Op::List);
+    let stopped = run_pass(
+        source,
+        target,
+        manifest,
+        &Rig::options(),
+        Arc::new(Stats::default()),
+        |_| {},
+        std::future::pending(),
+    )
+    .await;
+    std::fs::remove_file(&filler)?;
+    match stopped {
+        Ok(pass) => bail!("the pass went on with its state disk full: {pass:?}"),
+        Err(e) => {
+            eprintln!("the pass stopped: {e}");
+            ensure!(e.is_state_io(), "not a state directory error: {e}")
+        }
+    }
+    ensure!(
+        rig.dst_faults.calls(Op::Abort) >= 1,
+        "the abort was not tried: the test shows nothing"
+    );
+    ensure!(
+        rig.src_faults.calls(Op::List) == listed,
+        "the pass went on (it listed the source) after the state directory failed to forget the upload"
+    );
+    let after = rig.pass(&Rig::options()).await?;
+    ensure!(
+        after.complete(),
+        "after freeing space: {:?}",
+        after.failures
+    );
+    rig.assert_replica().await
 }

@@ -1,13 +1,16 @@
 //! Store-level faults, in-process (the fault campaign's part without a
 //! network): a listing that answers a page twice, a server-side copy that
 //! "succeeds" without copying, `NoSuchUpload` for an upload that existed,
-//! (random failures of every call, seeded, are in `engine.rs`). Every scenario
-//! ends with the same check: the target read back directly equals the
-//! source byte for byte, and no pass claimed complete before it did.
+//! an abort of a resumable upload the target refuses, a completion the
+//! target applied but answered with an error (random failures of every
+//! call, seeded, are in `engine.rs`). Every scenario ends with the same
+//! check: the target read back directly equals the source byte for byte,
+//! and no pass claimed complete before it did.
 
 use anyhow::{Context, Result, bail, ensure};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use passeur_core::base::error::FailureKind;
 use passeur_core::sync::deletes::DeletePolicy;
 use passeur_tests::dataset::body;
 use passeur_tests::faulty::{Failure, Fault, Op};
@@ -110,6 +113,270 @@ async fn no_such_upload_at_completion_restarts_the_upload() -> Result<()> {
     let second = rig.pass(&Rig::options()).await?;
     ensure!(second.complete(), "{:?}", second.failures);
     rig.assert_replica().await
+}
+
+/// The multipart object of the rig's shapes (four parts, the last short).
+const MULTI: &str = "multi/unaligned";
+
+/// Leave a recorded, unfinished upload of each of `keys` (multipart
+/// objects): the second part of each fails, so the object fails and its
+/// upload id and first part stay in the state directory.
+async fn leave_uploads(rig: &Rig, keys: &[&str]) -> Result<()> {
+    for k in keys {
+        rig.dst_faults
+            .rule(Op::PutPart, 2, Some(k), Fault::Fail(Failure::Transient));
+    }
+    let pass = rig.pass(&Rig::options()).await?;
+    rig.dst_faults.heal();
+    ensure!(!pass.complete(), "no part failed: the test shows nothing");
+    let mut left: Vec<String> = rig
+        .manifest()?
+        .uploads()?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    left.sort();
+    ensure!(left == keys, "uploads left {left:?}, wanted {keys:?}");
+    Ok(())
+}
+
+/// Bug 6. Unfinished uploads whose source changed or is gone are aborted
+/// when a pass starts; the target refuses the aborts (s3s-fs answers 403 to
+/// an upload id it no longer knows). The uploads are forgotten all the
+/// same, the pass goes on and is complete, the changed object is uploaded
+/// afresh, and the next pass is complete too.
+#[tokio::test]
+async fn a_refused_abort_at_pass_start_drops_the_upload_and_the_pass_goes_on() -> Result<()> {
+    let size = 3 * PART + 777;
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    rig.put("changed/big", body("changed/big", size, 1)).await?;
+    rig.put("gone/big", body("gone/big", size, 1)).await?;
+    leave_uploads(&rig, &["changed/big", "gone/big"]).await?;
+    rig.put("changed/big", body("changed/big", size, 2)).await?;
+    rig.src.delete(&Path::parse("gone/big")?).await?;
+    rig.dst_faults
+        .rule(Op::Abort, 1, None, Fault::Fail(Failure::Denied))
+        .rule(Op::Abort, 2, None, Fault::Fail(Failure::Denied));
+    let (aborts, creates) = (
+        rig.dst_faults.calls(Op::Abort),
+        rig.dst_faults.calls(Op::CreateUpload),
+    );
+    let pass = match rig.pass(&Rig::options()).await {
+        Ok(p) => p,
+        Err(e) => bail!("a refused abort stopped the pass: {e:#}"),
+    };
+    ensure!(
+        rig.dst_faults.calls(Op::Abort) - aborts >= 2 && rig.dst_faults.injected() >= 2,
+        "the aborts were not tried: the test shows nothing"
+    );
+    ensure!(pass.complete(), "pass not complete: {:?}", pass.failures);
+    ensure!(
+        rig.dst_faults.calls(Op::CreateUpload) > creates,
+        "changed/big was not uploaded afresh"
+    );
+    let left = rig.manifest()?.uploads()?;
+    ensure!(left.is_empty(), "uploads still recorded: {left:?}");
+    rig.assert_replica().await?;
+    let next = rig.pass(&Rig::options()).await?;
+    ensure!(next.complete(), "next pass: {:?}", next.failures);
+    rig.assert_replica().await
+}
+
+/// Bug 6, within an object: its upload vanished at the target (a part
+/// meets NoSuchUpload) and the abort before starting over is refused. The
+/// upload is forgotten and the object starts over in the same pass.
+#[tokio::test]
+async fn a_refused_abort_of_a_vanished_upload_still_starts_the_object_over() -> Result<()> {
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    rig.dst_faults
+        .rule(
+            Op::PutPart,
+            2,
+            Some("unaligned"),
+            Fault::Fail(Failure::NotFound),
+        )
+        .rule(
+            Op::Abort,
+            1,
+            Some("unaligned"),
+            Fault::Fail(Failure::Denied),
+        );
+    let pass = rig.pass(&Rig::options()).await?;
+    ensure!(
+        rig.dst_faults.injected() == 2,
+        "{} faults injected, wanted 2: the test shows nothing",
+        rig.dst_faults.injected()
+    );
+    ensure!(pass.complete(), "pass not complete: {:?}", pass.failures);
+    let left = rig.manifest()?.uploads()?;
+    ensure!(left.is_empty(), "uploads still recorded: {left:?}");
+    rig.assert_replica().await
+}
+
+/// What passeur recorded for `key` describes the bytes the target holds,
+/// read back directly.
+async fn recorded_as_held(rig: &Rig, key: &str) -> Result<()> {
+    let held = rig.dst.get(&Path::parse(key)?).await?.bytes().await?;
+    let rec = rig
+        .manifest()?
+        .object(key)?
+        .with_context(|| format!("{key} not recorded"))?;
+    ensure!(
+        rec.blake3.as_bytes() == blake3::hash(&held).as_bytes()
+            && rec.source.size == held.len() as u64,
+        "{key}: recorded BLAKE3 {} of {} bytes, the target holds {} of {} bytes",
+        rec.blake3,
+        rec.source.size,
+        blake3::hash(&held),
+        held.len()
+    );
+    Ok(())
+}
+
+/// Bug 7. CompleteMultipartUpload is applied, its answer lost, and the
+/// client's retry refused (403: the upload is no longer known). Read back,
+/// the target holds exactly the object: it is recorded in this pass, and
+/// the next pass finds it unchanged.
+#[tokio::test]
+async fn a_completion_applied_but_answered_with_an_error_is_read_back_and_recorded() -> Result<()> {
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    rig.dst_faults.rule(
+        Op::Complete,
+        1,
+        Some("unaligned"),
+        Fault::Applied(Failure::Denied),
+    );
+    let reads = rig.dst_faults.calls(Op::Get);
+    let pass = rig.pass(&Rig::options()).await?;
+    ensure!(
+        rig.dst_faults.injected() == 1,
+        "the completion was not answered with an error: the test shows nothing"
+    );
+    ensure!(
+        rig.dst_faults.calls(Op::Get) - reads >= 2,
+        "the target was not read back (a HEAD, then a GET)"
+    );
+    ensure!(
+        pass.complete(),
+        "pass after an applied completion not complete: {:?}",
+        pass.failures
+    );
+    rig.assert_replica().await?;
+    recorded_as_held(&rig, MULTI).await?;
+    let left = rig.manifest()?.uploads()?;
+    ensure!(left.is_empty(), "uploads still recorded: {left:?}");
+    let (creates, parts) = (
+        rig.dst_faults.calls(Op::CreateUpload),
+        rig.dst_faults.calls(Op::PutPart),
+    );
+    let next = rig.pass(&Rig::options()).await?;
+    ensure!(next.complete(), "next pass: {:?}", next.failures);
+    ensure!(
+        next.stats.copied == 0
+            && rig.dst_faults.calls(Op::CreateUpload) == creates
+            && rig.dst_faults.calls(Op::PutPart) == parts,
+        "the next pass uploaded again ({} copied)",
+        next.stats.copied
+    );
+    rig.assert_replica().await
+}
+
+/// Bug 7, the other way: the completion is answered with an error and was
+/// not applied. The target, read back, does not hold the object: nothing is
+/// recorded, the upload is dropped, the object fails this pass (transient)
+/// and the next pass uploads it afresh.
+#[tokio::test]
+async fn a_completion_refused_and_not_applied_fails_the_object_and_starts_over() -> Result<()> {
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    rig.dst_faults.rule(
+        Op::Complete,
+        1,
+        Some("unaligned"),
+        Fault::Fail(Failure::Denied),
+    );
+    let pass = rig.pass(&Rig::options()).await?;
+    ensure!(!pass.complete(), "a refused completion said complete");
+    let failure = pass
+        .failures
+        .iter()
+        .find(|f| f.key == MULTI)
+        .with_context(|| format!("{MULTI} did not fail: {:?}", pass.failures))?;
+    ensure!(
+        failure.kind == FailureKind::Transient,
+        "failure kind {:?}, wanted transient: {}",
+        failure.kind,
+        failure.reason
+    );
+    let m = rig.manifest()?;
+    ensure!(m.object(MULTI)?.is_none(), "{MULTI} recorded, never held");
+    let left = m.uploads()?;
+    ensure!(left.is_empty(), "uploads still recorded: {left:?}");
+    drop(m);
+    ensure!(
+        rig.dst.head(&Path::parse(MULTI)?).await.is_err(),
+        "{MULTI} at the target: the test shows nothing"
+    );
+    let creates = rig.dst_faults.calls(Op::CreateUpload);
+    let next = rig.pass(&Rig::options()).await?;
+    ensure!(next.complete(), "next pass: {:?}", next.failures);
+    ensure!(
+        rig.dst_faults.calls(Op::CreateUpload) > creates,
+        "{MULTI} was not uploaded afresh"
+    );
+    rig.assert_replica().await?;
+    recorded_as_held(&rig, MULTI).await
+}
+
+/// Bug 7, never record what was not verified: the completion is applied
+/// and answered with an error, and the read-back returns other bytes (one
+/// altered on the way). The object is not recorded, its upload is dropped,
+/// and the next pass starts it over and completes.
+#[tokio::test]
+async fn a_completion_whose_read_back_differs_is_never_recorded() -> Result<()> {
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    rig.dst_faults.rule(
+        Op::Complete,
+        1,
+        Some("unaligned"),
+        Fault::Applied(Failure::Transient),
+    );
+    // Every read of the object at the target (a HEAD, then the GET) alters
+    // one byte.
+    for nth in 1..=4 {
+        rig.dst_faults.rule(
+            Op::Get,
+            nth,
+            Some("unaligned"),
+            Fault::Alter(PART as usize + 5),
+        );
+    }
+    let pass = rig.pass(&Rig::options()).await?;
+    ensure!(!pass.complete(), "an unverified completion said complete");
+    ensure!(
+        pass.failures
+            .iter()
+            .any(|f| f.key == MULTI && f.kind == FailureKind::Transient),
+        "{MULTI} did not fail as transient: {:?}",
+        pass.failures
+    );
+    let m = rig.manifest()?;
+    ensure!(
+        m.object(MULTI)?.is_none(),
+        "{MULTI} recorded, never verified"
+    );
+    let left = m.uploads()?;
+    ensure!(left.is_empty(), "uploads still recorded: {left:?}");
+    drop(m);
+    rig.dst_faults.heal();
+    let next = rig.pass(&Rig::options()).await?;
+    ensure!(next.complete(), "next pass: {:?}", next.failures);
+    rig.assert_replica().await?;
+    recorded_as_held(&rig, MULTI).await
 }
 
 /// A probe's listing that fails once with an error that can pass (a

@@ -126,6 +126,20 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// A multipart upload's completion was answered with an error, and the
+    /// target, read back, does not hold the object the parts make: the
+    /// upload is dropped, and the next pass starts the object over.
+    #[error(
+        "complete multipart upload: {}; read back, the target {found}: the upload is dropped, the next pass starts over",
+        error_chain(source)
+    )]
+    CompletionUnconfirmed {
+        /// The completion's error.
+        #[source]
+        source: object_store::Error,
+        /// What the read-back found instead.
+        found: String,
+    },
     /// The source object changed while it was being copied (size, ETag
     /// or a refused If-Match): retried by the next pass.
     #[error("{0}")]
@@ -286,6 +300,9 @@ impl Error {
             Error::Unreachable { .. } | Error::ShuttingDown => FailureKind::Transient,
             Error::AccessDenied { .. } => FailureKind::Denied,
             Error::SourceChanged(_) => FailureKind::Precondition,
+            // Whatever the completion's answer said, the next pass uploads
+            // the object afresh.
+            Error::CompletionUnconfirmed { .. } => FailureKind::Transient,
             // Bytes altered on the way: another read may well be right.
             Error::SourceIntegrity { .. } => FailureKind::Transient,
             _ => FailureKind::Permanent,

@@ -15,6 +15,7 @@
 
 pub mod diff;
 pub mod merkle;
+mod meta;
 mod missing;
 pub mod records;
 pub mod uploads;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
 
 use crate::base::error::Error;
-use crate::content::chunk::{ChunkParams, ChunkRef};
+use crate::content::chunk::ChunkRef;
 use crate::content::hash::Hash;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 pub use uploads::{PartDone, PartHash, UploadHead};
@@ -249,23 +250,6 @@ impl Manifest {
         Ok(me)
     }
 
-    /// The schema version recorded in the directory, if any.
-    pub fn schema_version(&self) -> Result<Option<u32>, Error> {
-        let v = self
-            .db
-            .get_cf(cf(&self.db, CF_META)?, KEY_SCHEMA)
-            .map_err(db_err)?;
-        match v {
-            None => Ok(None),
-            Some(v) => <[u8; 4]>::try_from(&v[..])
-                .map(|b| Some(u32::from_be_bytes(b)))
-                .map_err(|_| Error::StateDir {
-                    path: self.path.clone(),
-                    detail: format!("corrupt schema version ({} bytes)", v.len()),
-                }),
-        }
-    }
-
     /// Count the records once if the counter is absent (a directory written
     /// before it existed); from then on every batch that adds or removes a
     /// record adjusts it.
@@ -303,66 +287,6 @@ impl Manifest {
             // Read-only view of a directory written before the counter.
             None => Ok(self.objects().count() as u64),
         }
-    }
-
-    /// Where an interrupted pass's listing can resume (see `checkpoint`).
-    pub fn listing_checkpoint(&self) -> Result<Option<String>, Error> {
-        let v = self
-            .db
-            .get_cf(cf(&self.db, CF_META)?, KEY_LISTING_CHECKPOINT)
-            .map_err(db_err)?;
-        Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    /// Save (or with `None`, clear) the listing checkpoint.
-    pub fn set_listing_checkpoint(&self, key: Option<&str>) -> Result<(), Error> {
-        let meta = cf(&self.db, CF_META)?;
-        match key {
-            Some(k) => self.db.put_cf(meta, KEY_LISTING_CHECKPOINT, k.as_bytes()),
-            None => self.db.delete_cf(meta, KEY_LISTING_CHECKPOINT),
-        }
-        .map_err(db_err)
-    }
-
-    /// Tie the directory to one job: its source, target and chunking
-    /// parameters are recorded on first use and must match afterwards (a
-    /// manifest describes one target; chunk lists depend on the chunking).
-    pub fn bind(&self, source: &str, target: &str, chunking: &ChunkParams) -> Result<(), Error> {
-        let meta = cf(&self.db, CF_META)?;
-        let chunking = format!(
-            "fastcdc2020 {}/{}/{}",
-            chunking.min, chunking.avg, chunking.max
-        );
-        let mut batch = WriteBatch::default();
-        for (key, want, what) in [
-            (KEY_SOURCE, source, "source"),
-            (KEY_TARGET, target, "target"),
-            (KEY_CHUNKING, chunking.as_str(), "chunking"),
-        ] {
-            match self.db.get_cf(meta, key).map_err(db_err)? {
-                None => batch.put_cf(meta, key, want.as_bytes()),
-                Some(have) if have == want.as_bytes() => {}
-                Some(have) => {
-                    return Err(Error::StateMismatch {
-                        path: self.path.clone(),
-                        detail: format!(
-                            "it belongs to {what} {:?}, not {want:?}; use one state directory per job",
-                            String::from_utf8_lossy(&have)
-                        ),
-                    });
-                }
-            }
-        }
-        self.db.write(batch).map_err(db_err)
-    }
-
-    /// Record a schema version (used on creation, by migrations, and by tests
-    /// that need a directory of another version).
-    #[doc(hidden)]
-    pub fn set_schema_version(&self, v: u32) -> Result<(), Error> {
-        self.db
-            .put_cf(cf(&self.db, CF_META)?, KEY_SCHEMA, v.to_be_bytes())
-            .map_err(db_err)
     }
 
     /// The directory this manifest lives in.

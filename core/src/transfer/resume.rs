@@ -14,8 +14,19 @@
 //! An upload the target no longer knows (S3 and GCS answer 404
 //! NoSuchUpload: aborted by an `AbortIncompleteMultipartUpload` lifecycle
 //! rule, or by hand) is forgotten and the object starts over, whether a
-//! part or the completion meets it; a completion first reads the target
-//! back, in case a run that crashed had completed the upload.
+//! part or the completion meets it.
+//!
+//! A completion answered with any error may still have been applied (its
+//! answer lost and the client's retry refused, the upload being gone; or a
+//! run that crashed completed it): the target is read back, and the object
+//! is recorded only if it holds exactly the size and BLAKE3 merged from the
+//! recorded parts. Otherwise NoSuchUpload starts the object over at once;
+//! any other error drops the upload and fails the object for this pass.
+//!
+//! An abort the target refuses (s3s-fs answers 403 to an upload id it no
+//! longer knows) is logged and the upload forgotten all the same: it must
+//! not stop a pass, nor every later one. Only a failure of the state
+//! directory does.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -25,6 +36,7 @@ use object_store::path::Path;
 use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions};
 
 use crate::base::error::{Error, error_chain, parse_key, store_err};
+use crate::content::digest::Digested;
 use crate::content::hash::Hash;
 use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
@@ -220,13 +232,8 @@ impl Ctx {
             .await
         {
             Ok(put) => put.e_tag,
-            // Completed by a run that stopped before recording it? Then the
-            // target holds exactly these bytes: check by reading them back.
-            Err(object_store::Error::NotFound { .. }) => match self.target_hash(loc).await? {
-                Some((h, size, etag)) if h == digest.blake3 && size == head.source.size => etag,
-                _ => return Err(Stop::Restart("upload vanished at the target".into())),
-            },
-            Err(e) => return Err(store_err("complete multipart upload", e).into()),
+            // Boxed: a rare path, kept out of every object's future.
+            Err(e) => Box::pin(self.confirm_completion(mp, loc, head, &digest, e)).await?,
         };
         let replicated = Replicated {
             source: head.source.clone(),
@@ -239,26 +246,97 @@ impl Ctx {
             .await?)
     }
 
-    /// BLAKE3, size and ETag of the object at the target, read back.
-    async fn target_hash(&self, loc: &Path) -> Result<Option<(Hash, u64, Option<String>)>, Error> {
+    /// The completion was answered with `err`; was it applied all the
+    /// same? Only if the target, read back, holds exactly the object the
+    /// recorded parts make (`digest`): then its ETag. Otherwise
+    /// NoSuchUpload starts the object over; any other error drops the
+    /// upload and fails the object for this pass (the next one starts it
+    /// over).
+    async fn confirm_completion(
+        &self,
+        mp: &Multipart,
+        loc: &Path,
+        head: &UploadHead,
+        digest: &Digested,
+        err: object_store::Error,
+    ) -> Result<Option<String>, Stop> {
+        let found = match self
+            .held_at_target(loc, &digest.blake3, head.source.size)
+            .await
+        {
+            Held::Same(etag) => {
+                tracing::info!(
+                    key = %loc,
+                    upload = %head.upload_id,
+                    error = %error_chain(&err),
+                    "completion answered with an error, but the target holds the object (read back)"
+                );
+                return Ok(etag);
+            }
+            Held::Other(found) => found,
+        };
+        if matches!(err, object_store::Error::NotFound { .. }) {
+            return Err(Stop::Restart(format!(
+                "upload vanished at the target, which {found}"
+            )));
+        }
+        self.abandon(mp, loc.as_ref(), head).await?;
+        Err(Error::CompletionUnconfirmed { source: err, found }.into())
+    }
+
+    /// Whether the target holds `size` bytes of BLAKE3 `blake3` at `loc`:
+    /// a HEAD for the size, then a GET hashed whole.
+    async fn held_at_target(&self, loc: &Path, blake3: &Hash, size: u64) -> Held {
+        let unreadable = |e: &object_store::Error| {
+            Held::Other(format!("could not be read back: {}", error_chain(e)))
+        };
+        match self.target.inner.head(loc).await {
+            Ok(m) if m.size == size => {}
+            Ok(m) => return Held::Other(format!("holds {} bytes, not {size}", m.size)),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Held::Other("holds no object".into());
+            }
+            Err(e) => return unreadable(&e),
+        }
         let got = match self.target.inner.get_opts(loc, GetOptions::default()).await {
             Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err("read target", e)),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Held::Other("holds no object".into());
+            }
+            Err(e) => return unreadable(&e),
         };
         let etag = got.meta.e_tag.clone();
         let mut h = blake3::Hasher::new();
-        let mut size = 0u64;
+        let mut read = 0u64;
         let mut s = got.into_stream();
         while let Some(b) = s.next().await {
-            let b = b.map_err(|e| store_err("read target", e))?;
-            size += b.len() as u64;
-            h.update(&b);
+            match b {
+                Ok(b) => {
+                    read += b.len() as u64;
+                    h.update(&b);
+                }
+                Err(e) => return unreadable(&e),
+            }
         }
-        Ok(Some((h.finalize().into(), size, etag)))
+        let found = Hash::from(h.finalize());
+        if read != size {
+            Held::Other(format!("holds {read} bytes, not {size}"))
+        } else if found != *blake3 {
+            Held::Other(format!(
+                "holds other bytes (BLAKE3 {}, not {})",
+                found.short(),
+                blake3.short()
+            ))
+        } else {
+            Held::Same(etag)
+        }
     }
 
-    /// Abort an upload at the target and forget it.
+    /// Abort an upload at the target and forget it. An abort the target
+    /// refuses (any error: s3s-fs answers 403 to an upload id it no longer
+    /// knows) is logged and the upload forgotten all the same; what it
+    /// leaves at the target, a lifecycle rule removes. Only the state
+    /// directory's failure to forget it is an error.
     #[tracing::instrument(level = "debug", skip_all, fields(key = key, upload = %head.upload_id))]
     pub(crate) async fn abandon(
         &self,
@@ -273,15 +351,22 @@ impl Ctx {
             .await
         {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_err("abort multipart upload", e)),
+            Err(e) => tracing::warn!(
+                key,
+                upload = %head.upload_id,
+                error = %error_chain(&e),
+                "the target refused to abort the multipart upload: forgotten all the same (an AbortIncompleteMultipartUpload lifecycle rule on the target removes it)"
+            ),
         }
         let key = key.to_owned();
         blocking(&self.manifest, move |m| m.drop_upload(&key)).await
     }
 
     /// Start of a pass: uploads left by an earlier run whose source object
-    /// is gone or changed are aborted now; the others are returned (with
-    /// the source's current metadata) to be continued first.
+    /// is gone or changed are aborted now (forgotten even if the target
+    /// refuses the abort: only a state directory failure stops the pass);
+    /// the others are returned (with the source's current metadata) to be
+    /// continued first.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sweep_uploads(&self) -> Result<Vec<ObjectMeta>, Error> {
         let Some(mp) = &self.target.multipart else {
@@ -316,4 +401,12 @@ impl Ctx {
         }
         Ok(kept)
     }
+}
+
+/// What the target holds at a key, read back.
+enum Held {
+    /// Exactly the object expected; its ETag.
+    Same(Option<String>),
+    /// Something else, or nothing, or a failed read: what, for the error.
+    Other(String),
 }
