@@ -39,6 +39,9 @@ pub enum Op {
     Complete,
     /// A GET or HEAD (HEAD is a GET with `head` set).
     Get,
+    /// A HEAD only. A HEAD is counted, and matched by rules, as
+    /// [`Op::Get`] too; its fault is the first of the two that hits.
+    Head,
     /// A listing (with or without offset).
     List,
     /// A listing with a delimiter (what a probe sends).
@@ -52,7 +55,7 @@ pub enum Op {
     Abort,
 }
 
-const OPS: usize = 10;
+const OPS: usize = 11;
 
 impl Op {
     fn index(self) -> usize {
@@ -381,7 +384,13 @@ impl ObjectStore for Faulty {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let key = location.as_ref();
-        let fault = check(self.decide(Op::Get, key), Op::Get, key)?;
+        let get = self.decide(Op::Get, key);
+        let fault = if options.head {
+            let head = self.decide(Op::Head, key);
+            check(get.or(head), Op::Head, key)?
+        } else {
+            check(get, Op::Get, key)?
+        };
         let mut got = self.inner.get_opts(location, options).await?;
         let Some(fault) = fault else { return Ok(got) };
         // A local directory hands back a file: read it as a stream, then

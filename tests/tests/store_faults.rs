@@ -1,15 +1,16 @@
 //! Store-level faults, in-process (the fault campaign's part without a
 //! network): a listing that answers a page twice, a server-side copy that
 //! "succeeds" without copying, `NoSuchUpload` for an upload that existed,
-//! an abort of a resumable upload the target refuses, a completion the
-//! target applied but answered with an error (random failures of every
-//! call, seeded, are in `engine.rs`). Every scenario ends with the same
+//! an abort of a resumable upload the target refuses, a source HEAD refused
+//! when a pass checks its unfinished uploads, a completion the target
+//! applied but answered with an error (random failures of every call,
+//! seeded, are in `engine.rs`). Every scenario ends with the same
 //! check: the target read back directly equals the source byte for byte,
 //! and no pass claimed complete before it did.
 
 use anyhow::{Context, Result, bail, ensure};
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use passeur_core::base::error::FailureKind;
 use passeur_core::sync::deletes::DeletePolicy;
 use passeur_tests::dataset::body;
@@ -213,6 +214,132 @@ async fn a_refused_abort_of_a_vanished_upload_still_starts_the_object_over() -> 
     let left = rig.manifest()?.uploads()?;
     ensure!(left.is_empty(), "uploads still recorded: {left:?}");
     rig.assert_replica().await
+}
+
+/// Bug 8. At the start of a pass the source HEAD of an unfinished upload's
+/// key is refused (403; as well a transient error outlasting the retries):
+/// not a reason to stop the pass, nor every later one. The upload is left
+/// recorded and untouched (not aborted), the pass lists everything and
+/// every other object reaches the target; the key, tried when the listing
+/// reaches it, fails by name (denied). Healed, the next pass resumes the
+/// upload (no new upload, no part sent twice) and completes.
+#[tokio::test]
+async fn a_source_head_refused_at_pass_start_fails_only_its_key() -> Result<()> {
+    let rig = Rig::new(true)?;
+    rig.seed(1).await?;
+    leave_uploads(&rig, &[MULTI]).await?;
+    let m = rig.manifest()?;
+    let left = m.upload(MULTI)?.context("no upload left")?;
+    let missing = left.parts() - m.upload_parts(MULTI)?.len() as u64;
+    drop(m);
+    // The pass has more to do than the failing key: a new and a changed
+    // object.
+    rig.put("after/new", body("after/new", 1000, 1)).await?;
+    rig.put("small", body("small", 100, 2)).await?;
+    // Every source HEAD of the key is refused while the fault lasts.
+    for nth in 1..=4 {
+        rig.src_faults
+            .rule(Op::Head, nth, Some(MULTI), Fault::Fail(Failure::Denied));
+    }
+    let (heads, aborts, creates, parts) = (
+        rig.src_faults.calls(Op::Head),
+        rig.dst_faults.calls(Op::Abort),
+        rig.dst_faults.calls(Op::CreateUpload),
+        rig.dst_faults.calls(Op::PutPart),
+    );
+    let pass = match rig.pass(&Rig::options()).await {
+        Ok(p) => p,
+        Err(e) => bail!("a refused source HEAD at pass start stopped the pass: {e:#}"),
+    };
+    ensure!(
+        rig.src_faults.calls(Op::Head) > heads && rig.src_faults.injected() >= 1,
+        "the source of the upload was not checked: the test shows nothing"
+    );
+    ensure!(!pass.complete(), "a refused key said complete");
+    ensure!(
+        pass.listing_complete && pass.listing_error.is_none(),
+        "the listing did not cover the key space: {:?}",
+        pass.listing_error
+    );
+    let failure = pass
+        .failures
+        .iter()
+        .find(|f| f.key == MULTI)
+        .with_context(|| format!("{MULTI} did not fail by name: {:?}", pass.failures))?;
+    ensure!(
+        failure.kind == FailureKind::Denied,
+        "failure kind {:?}, wanted denied: {}",
+        failure.kind,
+        failure.reason
+    );
+    ensure!(
+        pass.failures.len() == 1 && pass.stats.failed == 1,
+        "other keys failed: {:?}",
+        pass.failures
+    );
+    ensure!(
+        rig.dst_faults.calls(Op::Abort) == aborts
+            && rig.dst_faults.calls(Op::CreateUpload) == creates,
+        "the upload was aborted or started over"
+    );
+    let m = rig.manifest()?;
+    let kept = m.upload(MULTI)?.context("the upload was forgotten")?;
+    ensure!(
+        kept.upload_id == left.upload_id,
+        "upload {} recorded, {} left",
+        kept.upload_id,
+        left.upload_id
+    );
+    drop(m);
+    ensure!(
+        rig.dst.head(&Path::parse(MULTI)?).await.is_err(),
+        "{MULTI} at the target before its source was checked"
+    );
+    // Every other object, read back directly, equals the source.
+    let mut listed = rig.src.list(None);
+    let mut others = 0;
+    while let Some(meta) = futures::StreamExt::next(&mut listed).await {
+        let loc = meta?.location;
+        if loc.as_ref() == MULTI {
+            continue;
+        }
+        let want = rig.src.get(&loc).await?.bytes().await?;
+        let got = rig
+            .dst
+            .get(&loc)
+            .await
+            .with_context(|| format!("{loc} not at the target"))?;
+        let got = got.bytes().await?;
+        ensure!(
+            blake3::hash(&want) == blake3::hash(&got),
+            "{loc}: target BLAKE3 {} differs from source {}",
+            blake3::hash(&got),
+            blake3::hash(&want)
+        );
+        others += 1;
+    }
+    ensure!(others == 5, "{others} other objects checked, wanted 5");
+    rig.src_faults.heal();
+    let next = rig.pass(&Rig::options()).await?;
+    ensure!(next.complete(), "next pass: {:?}", next.failures);
+    rig.assert_replica().await?;
+    recorded_as_held(&rig, MULTI).await?;
+    ensure!(
+        rig.manifest()?.uploads()?.is_empty(),
+        "uploads still recorded"
+    );
+    let sent = rig.dst_faults.calls(Op::PutPart) - parts;
+    ensure!(
+        next.stats.uploads_resumed >= 1
+            && next.stats.uploads_restarted == 0
+            && rig.dst_faults.calls(Op::CreateUpload) == creates
+            && sent == missing,
+        "not resumed: {} resumed, {} restarted, {} uploads created, {sent} parts sent for {missing} missing",
+        next.stats.uploads_resumed,
+        next.stats.uploads_restarted,
+        rig.dst_faults.calls(Op::CreateUpload) - creates
+    );
+    Ok(())
 }
 
 /// What passeur recorded for `key` describes the bytes the target holds,

@@ -25,8 +25,10 @@
 //!
 //! An abort the target refuses (s3s-fs answers 403 to an upload id it no
 //! longer knows) is logged and the upload forgotten all the same: it must
-//! not stop a pass, nor every later one. Only a failure of the state
-//! directory does.
+//! not stop a pass, nor every later one. Neither must a source that cannot
+//! be checked when a pass starts (a HEAD refused or failing): that upload
+//! is left recorded, and the listing tries its object. Only a failure of
+//! the state directory does.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -366,19 +368,32 @@ impl Ctx {
     /// is gone or changed are aborted now (forgotten even if the target
     /// refuses the abort: only a state directory failure stops the pass);
     /// the others are returned (with the source's current metadata) to be
-    /// continued first.
+    /// continued first. An upload whose source cannot be checked (its HEAD
+    /// fails otherwise than not-found: a 403 on that key, an error that
+    /// outlasts the retries) is logged and left recorded, untouched: the
+    /// listing tries the object when it reaches it, and one key's failure
+    /// must not stop every pass.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sweep_uploads(&self) -> Result<Vec<ObjectMeta>, Error> {
         let Some(mp) = &self.target.multipart else {
             return Ok(Vec::new());
         };
-        let (mut kept, mut aborted) = (Vec::new(), 0);
+        let (mut kept, mut aborted, mut unchecked) = (Vec::new(), 0, 0);
         for (key, head) in self.manifest.uploads()? {
             let loc = parse_key(&key)?;
             let current = match self.source.inner.head(&loc).await {
                 Ok(m) => Some(m),
                 Err(object_store::Error::NotFound { .. }) => None,
-                Err(e) => return Err(store_err("check source", e)),
+                Err(e) => {
+                    tracing::warn!(
+                        key,
+                        upload = %head.upload_id,
+                        error = %error_chain(&e),
+                        "could not check the source of an unfinished multipart upload: left as it is; the listing tries the object"
+                    );
+                    unchecked += 1;
+                    continue;
+                }
             };
             match current {
                 Some(m) if head.source.same_as(&listed_version(&m)) => kept.push(m),
@@ -392,10 +407,11 @@ impl Ctx {
                 }
             }
         }
-        if !kept.is_empty() || aborted > 0 {
+        if !kept.is_empty() || aborted > 0 || unchecked > 0 {
             tracing::info!(
                 continued = kept.len(),
                 aborted,
+                unchecked,
                 "multipart uploads left by an earlier run"
             );
         }
