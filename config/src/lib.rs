@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use passeur_core::content::chunk::ChunkParams;
+use passeur_core::stores::checksum::UploadChecksum;
 use passeur_core::stores::limits::Provider;
 use passeur_core::stores::{Secret, StoreOptions};
 use passeur_core::sync::PassOptions;
@@ -136,6 +137,9 @@ pub struct StoreSection {
     pub multipart_threshold: Option<Size>,
     /// Cap on HTTP requests per second to this store (retries included).
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
+    /// Checksum every upload body carries (S3 targets): sha256 (default),
+    /// crc64nvme or none.
+    pub upload_checksum: Option<UploadChecksum>,
 }
 
 impl StoreSection {
@@ -163,6 +167,7 @@ impl StoreSection {
             max_part: self.max_part.map(|s| s.0),
             multipart_threshold: self.multipart_threshold.map(|s| s.0),
             max_requests_per_second: self.max_requests_per_second.map(|n| n.get()),
+            upload_checksum: self.upload_checksum,
         }
     }
 }
@@ -360,6 +365,15 @@ mod tests {
         assert_eq!(o.max_parts, Some(4));
         assert_eq!(o.retry_timeout, Some(Duration::from_secs(2)));
         assert_eq!(c.chunk_params().expect("chunks").max, 1_048_576);
+        assert_eq!(o.upload_checksum, None, "default: sha256, set by the store");
+        for (v, want) in [
+            ("sha256", UploadChecksum::Sha256),
+            ("crc64nvme", UploadChecksum::Crc64Nvme),
+            ("none", UploadChecksum::Off),
+        ] {
+            let c = parse(&format!("[target]\nupload-checksum = \"{v}\"\n")).expect(v);
+            assert_eq!(c.target.to_options().upload_checksum, Some(want));
+        }
     }
 
     #[test]
@@ -373,6 +387,13 @@ mod tests {
         assert!(!s.contains('\n'), "one line: {s}");
         let e = parse("[target]\npart-size = \"8 parsecs\"\n").expect_err("bad unit");
         assert!(e.to_string().contains("part-size") || e.to_string().contains("invalid size"));
+        let e = parse("[target]\nupload-checksum = \"md5\"\n").expect_err("bad checksum");
+        let s = e.to_string();
+        assert!(
+            s.contains("line 2") && s.contains("upload-checksum") && s.contains("md5"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'), "one line: {s}");
         let e = parse("[chunking]\nmin = 1\n").expect_err("bad chunking");
         assert!(e.to_string().contains("chunk min"), "{e}");
     }

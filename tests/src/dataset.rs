@@ -160,6 +160,48 @@ pub async fn seed(store: &dyn ObjectStore, objs: &[Obj]) -> Result<()> {
         .collect()
 }
 
+/// MD5 of `bytes`, lowercase hex.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compare what the server's own SDK read back
+/// ([`crate::servers::Server::sdk_read_back`]) with the dataset exactly:
+/// the same keys (a stray or partial object fails), each with the
+/// dataset's size and MD5.
+pub fn verify_sdk(found: &[crate::servers::SdkObject], objs: &[Obj]) -> Result<()> {
+    use crate::servers::SdkObject;
+    let mut want: Vec<SdkObject> = objs
+        .iter()
+        .map(|o| SdkObject {
+            key: o.key.clone(),
+            size: o.data.len() as u64,
+            md5: md5_hex(&o.data),
+        })
+        .collect();
+    want.sort();
+    let mut got = found.to_vec();
+    got.sort();
+    if got == want {
+        return Ok(());
+    }
+    let extra: Vec<&SdkObject> = got.iter().filter(|o| !want.contains(o)).collect();
+    let missing: Vec<&SdkObject> = want.iter().filter(|o| !got.contains(o)).collect();
+    bail!(
+        "the SDK read back {} objects, the dataset has {}: {} not in the dataset (first {:?}), {} not read back as they are (first {:?})",
+        got.len(),
+        want.len(),
+        extra.len(),
+        extra.first(),
+        missing.len(),
+        missing.first()
+    )
+}
+
 /// Keys present in a store.
 pub async fn keys(store: &dyn ObjectStore) -> Result<Vec<String>> {
     let mut out: Vec<String> = store

@@ -98,6 +98,17 @@ impl StoreJob {
         source: &Server,
         target: &Server,
     ) -> Result<(Run, serde_json::Value)> {
+        self.verify(source, target, &["--deep"])
+    }
+
+    /// `passeur verify` with `args` (`--deep`, `--full`, `--repair`…), as
+    /// [`StoreJob::verify_deep`].
+    pub fn verify(
+        &self,
+        source: &Server,
+        target: &Server,
+        args: &[&str],
+    ) -> Result<(Run, serde_json::Value)> {
         let cfg = self.work.path().join("verify.toml");
         let report = self.work.path().join("verify-report.json");
         std::fs::write(
@@ -112,7 +123,11 @@ impl StoreJob {
             ),
         )?;
         let (c, r) = (cfg.to_string_lossy(), report.to_string_lossy());
-        let run = crate::passeur(&["verify", "--config", &c, "--deep", "--report", &r], &[])?;
+        // A report left by an earlier verification must not pass for this one's.
+        let _ = std::fs::remove_file(&report);
+        let mut all = vec!["verify", "--config", &c, "--report", &r];
+        all.extend_from_slice(args);
+        let run = crate::passeur(&all, &[])?;
         let json = serde_json::from_str(
             &std::fs::read_to_string(&report)
                 .with_context(|| format!("no report: {}\n{}", run.stderr, run.stdout))?,

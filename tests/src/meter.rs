@@ -6,8 +6,10 @@
 //! and last such byte. It can also answer the next N uploads (PUT) itself
 //! with 503 SlowDown, as a throttling S3 does, hold ranged GETs or HEADs,
 //! and answer as S3 does where moto does not (see
-//! [`Meter::s3_no_such_upload`]). The HTTP/1.1 framing it forwards by is
-//! in [`crate::http1`].
+//! [`Meter::s3_no_such_upload`]). It breaks requests by a seeded schedule
+//! ([`crate::netfault`]: resets, stalls, error answers, bytes altered on
+//! their way down or up), and counts the uploads that carry a checksum of
+//! their body. The HTTP/1.1 framing it forwards by is in [`crate::http1`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::http1::{self, BodyCopier, Message, header, read_head};
-use crate::netfault::{Kind, NetFaults};
+use crate::netfault::{self, Kind, NetFaults};
 
 /// Counters of a [`Meter`].
 #[derive(Debug, Default)]
@@ -60,6 +62,15 @@ pub struct Counts {
     pub refuse_deletes_of: std::sync::Mutex<Option<String>>,
     /// Client connections open now.
     pub connections: AtomicU64,
+    /// Requests that carried an object's bytes up (see
+    /// [`netfault::is_upload_body`]).
+    pub uploads: AtomicU64,
+    /// Of those, requests with a checksum of their body the server can
+    /// check (`x-amz-checksum-*`, `Content-MD5`, `x-ms-content-crc64`).
+    pub uploads_with_checksum: AtomicU64,
+    /// Those requests by the checksum header they carried (lowercase
+    /// name; `none`).
+    pub uploads_by_checksum: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Seeded network faults, when set (see [`Meter::break_requests`]).
     pub faults: Mutex<Option<Arc<NetFaults>>>,
     /// When the first and the last object body byte passed since the last
@@ -238,6 +249,25 @@ impl Meter {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = part.map(str::to_owned);
     }
 
+    /// Requests that carried an object's bytes up, and how many of them
+    /// with a checksum of their body.
+    pub fn uploads(&self) -> (u64, u64) {
+        (
+            self.counts.uploads.load(Relaxed),
+            self.counts.uploads_with_checksum.load(Relaxed),
+        )
+    }
+
+    /// Requests that carried an object's bytes up, by the checksum header
+    /// they carried (lowercase name, or `none`).
+    pub fn uploads_by_checksum(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counts
+            .uploads_by_checksum
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Refuse (403) every S3 listing request for a page after the first.
     pub fn refuse_next_pages(&self, on: bool) {
         self.counts.refuse_next_pages.store(on, Relaxed);
@@ -348,7 +378,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         }
         // The request body, read here (object_store deletes with a bulk
         // `POST ?delete` whose body names the keys).
-        let body = http1::read_body(&mut from_client, &req_text, Message::Request)?;
+        let mut body = http1::read_body(&mut from_client, &req_text, Message::Request)?;
         let refused_key = counts
             .refuse_deletes_of
             .lock()
@@ -373,6 +403,28 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 body.len()
             )?;
             continue;
+        }
+        let upload = netfault::is_upload_body(&method, &target, body.len());
+        if upload {
+            counts.uploads.fetch_add(1, Relaxed);
+            let checksum = checksum_header(&req_text);
+            if checksum.is_some() {
+                counts.uploads_with_checksum.fetch_add(1, Relaxed);
+            }
+            *counts
+                .uploads_by_checksum
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(checksum.unwrap_or_else(|| "none".into()))
+                .or_default() += 1;
+        }
+        if let Some((f, Kind::AlterUpload)) = &fault {
+            // Its head (the Content-Length, any checksum) goes unchanged.
+            if upload && netfault::alter(&mut body) {
+                f.altered_upload(&target);
+            } else {
+                f.not_applied(Kind::AlterUpload);
+            }
         }
         to_server.write_all(&req)?;
         to_server.write_all(&body)?;
@@ -404,10 +456,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 &resp_text,
                 Message::Response,
             )?;
-            let mid = body.len() / 2;
-            if let Some(b) = body.get_mut(mid) {
-                *b ^= 0x01;
-            }
+            netfault::alter(&mut body);
             to_client.write_all(&resp)?;
             to_client.write_all(&body)?;
             continue;
@@ -489,6 +538,19 @@ fn cut_answer(
         _ => reset(to_client),
     }
     Ok(())
+}
+
+/// The header (lowercase name) of a checksum of its body that the server
+/// can check, if the request head carries one.
+fn checksum_header(head: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, _) = l.split_once(':')?;
+        let k = k.trim().to_ascii_lowercase();
+        ((k.starts_with("x-amz-checksum-") && k != "x-amz-checksum-algorithm")
+            || k == "content-md5"
+            || k == "x-ms-content-crc64")
+            .then_some(k)
+    })
 }
 
 /// Reset the connection (TCP RST) once its last handle is dropped.

@@ -1,12 +1,13 @@
 //! Seeded network faults for the proxy in [`crate::meter`]: which request
 //! breaks, and how, follows from a seed and the request itself — its
-//! method, path and query (less the parts a server makes up per run, such
-//! as an upload id), its Range, and how many times the same request was
+//! method, path and query (less the parts a server or a client makes up
+//! per run: an upload id, a continuation token, an Azure block id), its
+//! Range, and how many times the same request was
 //! seen before — never from the order in which concurrent requests happen
 //! to arrive. A run with the same seed breaks the same requests the same
 //! way, and a retry of a broken request is a new draw.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -36,6 +37,11 @@ pub enum Kind {
     /// The answer arrives whole, its length kept, with one byte of its
     /// body changed (not in [`Kind::ALL`]: only a checksum can catch it).
     Alter,
+    /// The body of an upload — a single PUT, an S3 UploadPart, an Azure
+    /// Put Block — reaches the server whole, its Content-Length kept, with
+    /// one byte changed (not in [`Kind::ALL`]: only a checksum the server
+    /// checks, or reading the object back, can catch it).
+    AlterUpload,
 }
 
 impl Kind {
@@ -84,6 +90,8 @@ pub struct NetFaults {
     methods: Vec<String>,
     seen: Mutex<HashMap<String, u64>>,
     injected: Mutex<BTreeMap<Kind, u64>>,
+    /// Request targets whose upload body was altered, in order.
+    altered: Mutex<Vec<String>>,
 }
 
 impl NetFaults {
@@ -99,6 +107,7 @@ impl NetFaults {
             methods: Vec::new(),
             seen: Mutex::default(),
             injected: Mutex::default(),
+            altered: Mutex::default(),
         }
     }
 
@@ -164,6 +173,35 @@ impl NetFaults {
         }
     }
 
+    /// A [`Kind::AlterUpload`] was applied to the request to `target`.
+    pub fn altered_upload(&self, target: &str) {
+        self.altered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(target.to_owned());
+    }
+
+    /// Request targets (path and query) whose upload body was altered.
+    pub fn altered_uploads(&self) -> Vec<String> {
+        self.altered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The keys whose upload bodies were altered: the paths of
+    /// [`NetFaults::altered_uploads`] under `prefix` (`/bucket/`,
+    /// `/account/container/`), percent-decoded.
+    pub fn altered_keys(&self, prefix: &str) -> BTreeSet<String> {
+        self.altered_uploads()
+            .iter()
+            .filter_map(|t| {
+                let path = t.split_once('?').map_or(t.as_str(), |(p, _)| p);
+                percent_decode(path.strip_prefix(prefix)?)
+            })
+            .collect()
+    }
+
     /// Faults injected so far, by kind.
     pub fn injected(&self) -> BTreeMap<Kind, u64> {
         self.injected
@@ -222,9 +260,60 @@ impl NetFaults {
     }
 }
 
-/// A request target without what a server makes up per run (upload ids,
-/// continuation tokens), so that the same request of another run with the
-/// same seed draws the same fault.
+/// Whether a `method` request to `target` with a body of `len` bytes
+/// carries an object's bytes: a single PUT (S3 PutObject, Azure Put Blob:
+/// no query), an S3 UploadPart (`partNumber=`) or an Azure Put Block
+/// (`comp=block`). Not a Put Block List, a copy (no body), a container
+/// creation or a metadata update: altering those changes what is asked,
+/// not the bytes stored.
+pub fn is_upload_body(method: &str, target: &str, len: usize) -> bool {
+    if method != "PUT" || len == 0 {
+        return false;
+    }
+    let Some((_, query)) = target.split_once('?') else {
+        return true;
+    };
+    query
+        .split('&')
+        .any(|p| p.starts_with("partNumber=") || p == "comp=block")
+}
+
+/// `%XX` escapes decoded (UTF-8); `None` if they do not make UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Change one byte of `body` (its middle), keeping its length; false if
+/// it is empty.
+pub fn alter(body: &mut [u8]) -> bool {
+    let mid = body.len() / 2;
+    body.get_mut(mid).map(|b| *b ^= 0x01).is_some()
+}
+
+/// A request target without what a server or a client makes up per run
+/// (upload ids, continuation tokens, object_store's random Azure block
+/// ids), so that the same request of another run with the same seed draws
+/// the same fault. The blocks of one blob then look alike: which of them
+/// breaks follows their order, how many of them break does not.
 fn stable_target(target: &str) -> String {
     let Some((path, query)) = target.split_once('?') else {
         return target.to_owned();
@@ -232,7 +321,14 @@ fn stable_target(target: &str) -> String {
     let kept: Vec<&str> = query
         .split('&')
         .map(|p| match p.split_once('=') {
-            Some((k, _)) if k == "uploadId" || k == "continuation-token" || k == "marker" => k,
+            Some((k, _))
+                if k == "uploadId"
+                    || k == "continuation-token"
+                    || k == "marker"
+                    || k == "blockid" =>
+            {
+                k
+            }
             _ => p,
         })
         .collect();
@@ -267,6 +363,57 @@ mod tests {
                 .count()
         };
         assert!(other > 0);
+    }
+
+    #[test]
+    fn only_bodies_that_carry_object_bytes_are_uploads() {
+        let up = |m: &str, t: &str| is_upload_body(m, t, 10);
+        assert!(up("PUT", "/dst/a/b.bin"));
+        assert!(up("PUT", "/dst/a?partNumber=3&uploadId=x"));
+        assert!(up(
+            "PUT",
+            "/devstoreaccount1/dst/a?comp=block&blockid=AAA%3D"
+        ));
+        assert!(!up("PUT", "/devstoreaccount1/dst/a?comp=blocklist"));
+        assert!(!up("PUT", "/devstoreaccount1/dst/a?comp=metadata"));
+        assert!(!up("PUT", "/devstoreaccount1/dst?restype=container"));
+        assert!(!up("POST", "/dst/a?uploadId=x"));
+        assert!(!up("GET", "/dst/a"));
+        assert!(!is_upload_body("PUT", "/dst/a", 0), "a copy has no body");
+    }
+
+    #[test]
+    fn an_altered_body_keeps_its_length_and_differs_in_one_byte() {
+        let before: Vec<u8> = (0..=255).collect();
+        let mut after = before.clone();
+        assert!(alter(&mut after));
+        assert_eq!(after.len(), before.len());
+        assert_eq!(before.iter().zip(&after).filter(|(a, b)| a != b).count(), 1);
+        assert!(!alter(&mut []));
+        let f = NetFaults::new(3, 1.0, &[Kind::AlterUpload], Dialect::Azure);
+        assert_eq!(f.decide("PUT", "/a", None), Some(Kind::AlterUpload));
+        f.altered_upload("/acct/dst/keys/with%20space%2Bplus%25.txt?comp=block&blockid=x");
+        f.altered_upload("/other/k");
+        assert_eq!(
+            f.altered_keys("/acct/dst/"),
+            BTreeSet::from(["keys/with space+plus%.txt".to_owned()])
+        );
+        assert_eq!(f.total(), 1);
+        f.not_applied(Kind::AlterUpload);
+        assert_eq!(f.total(), 0);
+    }
+
+    #[test]
+    fn ids_made_up_per_run_do_not_change_the_draw() {
+        let f = |id: &str| {
+            NetFaults::new(5, 0.5, &Kind::ALL, Dialect::Azure).decide(
+                "PUT",
+                &format!("/acct/dst/k?comp=block&blockid={id}"),
+                None,
+            )
+        };
+        let first = f("AAAA");
+        assert!((0..32).all(|i| f(&format!("B{i}")) == first));
     }
 
     #[test]

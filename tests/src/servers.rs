@@ -30,6 +30,18 @@ pub enum Kind {
     S3sFs,
 }
 
+/// One object as the server's own SDK read it back
+/// (`tests/support/sdk.py`): its raw key, the bytes read and their MD5.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SdkObject {
+    /// The key as listed, byte for byte.
+    pub key: String,
+    /// Bytes read.
+    pub size: u64,
+    /// MD5 of the bytes read (lowercase hex).
+    pub md5: String,
+}
+
 /// A running server; killed on drop.
 #[derive(Debug)]
 pub struct Server {
@@ -217,6 +229,33 @@ impl Server {
             bail!("put raw {key:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
+    }
+
+    /// Every object of `bucket`, listed and read through the server's own
+    /// SDK (boto3, azure-storage-blob), not object_store.
+    pub fn sdk_read_back(&self, bucket: &str) -> Result<Vec<SdkObject>> {
+        let kind = match self.kind {
+            Kind::Azurite => "az",
+            Kind::Moto | Kind::S3sFs => "s3",
+        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/sdk.py");
+        let out = Command::new(tool("PASSEUR_PYTHON")?)
+            .args([script, kind, &self.endpoint, bucket])
+            .output()?;
+        if !out.status.success() {
+            bail!("sdk read-back: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)?;
+                Ok(SdkObject {
+                    key: v["key"].as_str().context("no key")?.to_owned(),
+                    size: v["size"].as_u64().context("no size")?,
+                    md5: v["md5"].as_str().context("no md5")?.to_owned(),
+                })
+            })
+            .collect()
     }
 
     /// Multipart uploads open in `bucket` (moto only), as "key upload-id".

@@ -145,6 +145,17 @@ fn malformed_configs_exit_78_with_one_line_each() -> Result<()> {
             "expected a nonzero u32",
         ),
         (
+            "unknown upload checksum",
+            format!(
+                "{head}{}",
+                job("").replace(
+                    "[job.target]\n",
+                    "[job.target]\nupload-checksum = \"md5\"\n"
+                )
+            ),
+            "upload-checksum: unknown value \"md5\"",
+        ),
+        (
             "interval too short",
             format!("{head}{}", job("interval = \"10ms\"\n")),
             "interval: at least 1s",

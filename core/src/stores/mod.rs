@@ -3,6 +3,7 @@
 //! AWS_* / AZURE_* / GOOGLE_* variables object_store reads) or from options
 //! loaded from a config file; never from the command line, never printed.
 
+pub mod checksum;
 pub mod limits;
 pub mod probe;
 pub mod rawlist;
@@ -12,7 +13,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::client::HttpConnector;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -24,6 +24,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use serde::Deserialize;
 
 use crate::base::error::Error;
+use crate::stores::checksum::{S3Multipart, UploadChecksum, s3_builder_from_env};
 use crate::stores::limits::{PartPolicy, Provider};
 use crate::stores::rawlist::{RawLister, Signer};
 use crate::stores::throttle::{Connector, Pressure};
@@ -86,6 +87,8 @@ pub struct StoreOptions {
     pub multipart_threshold: Option<u64>,
     /// Cap on HTTP requests per second to this store (retries included).
     pub max_requests_per_second: Option<u32>,
+    /// The checksum every upload body carries (S3; default SHA-256).
+    pub upload_checksum: Option<UploadChecksum>,
 }
 
 /// What kind of store a URL names.
@@ -251,10 +254,13 @@ impl Store {
                 // Azure targets keep the in-process multipart upload.
                 let (kind, store, multipart): (_, Arc<dyn ObjectStore>, _) = match scheme {
                     "s3" => {
-                        let (s, r) = s3(bucket, opts, connector())?;
-                        let s = Arc::new(s);
+                        let (s, mp, r) = s3(bucket, opts, connector())?;
                         raw = Some(r);
-                        (StoreKind::S3, s.clone(), Some(s as Arc<dyn MultipartStore>))
+                        (
+                            StoreKind::S3,
+                            s as Arc<dyn ObjectStore>,
+                            Some(Arc::new(mp) as Arc<dyn MultipartStore>),
+                        )
                     }
                     "gs" => {
                         let s = Arc::new(
@@ -408,17 +414,19 @@ fn client(opts: &StoreOptions) -> ClientOptions {
     c
 }
 
+/// An S3 store, its multipart API (each upload sent with the checksum it
+/// was created with: see [`checksum`]) and its raw lister.
 fn s3(
     bucket: &str,
     opts: &StoreOptions,
     connector: Connector,
-) -> Result<(object_store::aws::AmazonS3, RawLister), Error> {
+) -> Result<(Arc<object_store::aws::AmazonS3>, S3Multipart, RawLister), Error> {
     use object_store::aws::AmazonS3ConfigKey as K;
     let invalid = |e: object_store::Error| Error::InvalidUrl {
         url: format!("s3://{bucket}"),
         reason: crate::base::error::error_chain(&e),
     };
-    let mut b = AmazonS3Builder::from_env()
+    let mut b = s3_builder_from_env()
         .with_bucket_name(bucket)
         .with_retry(retry(opts))
         .with_client_options(client(opts))
@@ -451,13 +459,22 @@ fn s3(
         (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
-    let store = b.build().map_err(invalid)?;
+    let checksum = opts.upload_checksum.unwrap_or_default();
+    let store = Arc::new(
+        match checksum.algorithm() {
+            Some(a) => b.clone().with_checksum_algorithm(a),
+            None => b.clone(),
+        }
+        .build()
+        .map_err(invalid)?,
+    );
     let signer = Signer::S3 {
         credentials: Arc::clone(store.credentials()),
         region,
     };
     let raw = raw_lister(&connector, opts, signer, base).map_err(invalid)?;
-    Ok((store, raw))
+    let multipart = S3Multipart::new(checksum, b, Arc::clone(&store));
+    Ok((store, multipart, raw))
 }
 
 fn azure(
