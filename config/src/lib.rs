@@ -123,7 +123,8 @@ pub struct StoreSection {
     pub connect_timeout: Option<Human>,
     /// Longest wait for bytes from the store (an answer, the next read).
     pub request_timeout: Option<Human>,
-    /// Check objects read in one GET against their MD5 ETag (S3 sources).
+    /// Check objects read against the MD5 the source publishes (an S3
+    /// ETag that is a plain MD5, an Azure blob's Content-MD5; default on).
     pub check_md5: Option<bool>,
     /// Preferred part size.
     pub part_size: Option<Size>,

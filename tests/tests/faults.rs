@@ -159,11 +159,12 @@ async fn run(sc: Scenario) -> Result<()> {
         let r = job.run()?;
         let s = r.summary().ok();
         eprintln!(
-            "{}: pass {passes}: exit {}, copied {:?}, failed {:?}, by kind {}",
+            "{}: pass {passes}: exit {}, copied {:?}, failed {:?}, uploads resumed {:?}, by kind {}",
             sc.name,
             r.code,
             r.stat("copied").ok(),
             r.stat("failed").ok(),
+            r.stat("uploads_resumed").ok(),
             s.as_ref()
                 .map_or(String::new(), |s| s["summary"]["failed_by_kind"]
                     .to_string())
@@ -492,20 +493,36 @@ async fn ten_percent_broken_on_both_sides_converges() -> Result<()> {
 }
 
 /// Bytes altered between the source and passeur, answers whole and of the
-/// right length: an S3 object read in one GET is checked against its MD5
-/// ETag, so an altered read fails its object (transient) instead of being
-/// recorded; the next pass reads it right. (Objects read in parts have no
-/// such checksum at an S3 source: `verify --deep` compares the target with
-/// what passeur read, so only the independent comparison with the source
-/// would see them — they are left out here.)
+/// right length, mixed with answers reset in the middle of their body (so
+/// that multipart uploads stop part-way and are resumed). Every object at
+/// an S3 source written in one PUT publishes its MD5 as ETag: read in one
+/// GET, or in ranged parts (the running MD5 is kept with every recorded
+/// part, so a resumed upload goes on from it), an altered read fails its
+/// object (transient) instead of being recorded, and a recorded upload is
+/// dropped; the next pass reads it right.
 #[tokio::test(flavor = "multi_thread")]
 async fn source_bytes_altered_on_the_way_are_caught_by_the_md5_etag() -> Result<()> {
     let mut sc = Scenario::new("source-altered", 1211, Kind::Moto, Kind::Moto).on(
         Side::Source,
         0.2,
-        &[Fault::Alter],
+        &[Fault::Alter, Fault::Alter, Fault::ResetResponse],
     );
-    sc.max_size = 1 << 20;
+    sc.max_passes = 8;
+    run(sc).await
+}
+
+/// The same at an Azure source: a blob written with Put Blob has a
+/// Content-MD5, which every GET answers with (`Content-MD5` whole,
+/// `x-ms-blob-content-md5` for a range); bytes that do not hash to it fail
+/// their object, whole or read in parts, fresh or resumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_source_bytes_altered_on_the_way_are_caught_by_content_md5() -> Result<()> {
+    let mut sc = Scenario::new("source-altered-azure", 1214, Kind::Azurite, Kind::Moto).on(
+        Side::Source,
+        0.2,
+        &[Fault::Alter, Fault::Alter, Fault::ResetResponse],
+    );
+    sc.max_passes = 8;
     run(sc).await
 }
 

@@ -97,9 +97,10 @@ pub enum Error {
         source: rocksdb::Error,
     },
     /// Bytes read from the source do not match the checksum the source
-    /// published for them (an S3 object's MD5 ETag): altered on the way.
+    /// published for them (an S3 object's MD5 ETag, an Azure blob's
+    /// Content-MD5): altered on the way.
     #[error(
-        "source bytes differ from the source's checksum ({what}: published {published}, read {read}); set check-md5 = false in [source] if the bucket's ETags are not MD5s (SSE-KMS, SSE-C)"
+        "source bytes differ from the source's checksum ({what}: published {published}, read {read}); set check-md5 = false in [source] if the source's MD5s are not of the bytes (S3 SSE-KMS or SSE-C ETags, an Azure Content-MD5 set wrong by its writer)"
     )]
     SourceIntegrity {
         /// Which checksum.
@@ -108,6 +109,16 @@ pub enum Error {
         published: String,
         /// What the bytes read hash to.
         read: String,
+    },
+    /// A part of a recorded upload, read again to carry the source's MD5
+    /// on, is not the bytes sent to the target before: one of the two
+    /// reads was altered on the way.
+    #[error(
+        "part {index} read again differs from the bytes sent for it before: a read was altered on the way; the upload starts over"
+    )]
+    SentPartDiffers {
+        /// The part, from 0.
+        index: u32,
     },
     /// The state directory holds something this passeur cannot read or
     /// that contradicts itself: refused, never re-initialised.
@@ -304,7 +315,7 @@ impl Error {
             // the object afresh.
             Error::CompletionUnconfirmed { .. } => FailureKind::Transient,
             // Bytes altered on the way: another read may well be right.
-            Error::SourceIntegrity { .. } => FailureKind::Transient,
+            Error::SourceIntegrity { .. } | Error::SentPartDiffers { .. } => FailureKind::Transient,
             _ => FailureKind::Permanent,
         }
     }
@@ -315,6 +326,15 @@ impl Error {
     /// (RocksDB's I/O error kind: a full disk, a file gone).
     pub fn is_state_io(&self) -> bool {
         matches!(self, Error::Db { source } if source.kind() == rocksdb::ErrorKind::IOError)
+    }
+
+    /// Whether bytes read failed a check of their integrity: an upload
+    /// holding them must not be completed, nor continued.
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            Error::SourceIntegrity { .. } | Error::SentPartDiffers { .. }
+        )
     }
 }
 

@@ -1,9 +1,11 @@
 //! The streaming digester: every byte of an object passes through it once,
-//! feeding the whole-object BLAKE3 and the content-defined chunker.
+//! feeding the whole-object BLAKE3, the content-defined chunker and, when
+//! the source published one, the MD5 it is checked against.
 
 use crate::base::error::Error;
 use crate::content::chunk::{ChunkParams, ChunkRef, Segmented};
 use crate::content::hash::Hash;
+use crate::content::published::{Md5Run, Published};
 
 /// What a digester found: the object's BLAKE3 and its chunks.
 pub(crate) struct Digested {
@@ -17,22 +19,29 @@ pub(crate) struct Digester {
     chunker: Segmented,
     pub(crate) chunks: Vec<ChunkRef>,
     pub(crate) total: u64,
+    /// The source's checksum of the object, and the MD5 running to it.
+    check: Option<(Published, Md5Run)>,
 }
 
 impl Digester {
     /// `parts`: the part size of a multipart object, whose parts are
     /// chunked independently (see [`Segmented`]); `None` for single PUTs.
-    pub(crate) fn new(p: ChunkParams, parts: Option<u64>) -> Self {
+    /// `published`: the checksum the bytes must match at the end.
+    pub(crate) fn new(p: ChunkParams, parts: Option<u64>, published: Option<Published>) -> Self {
         Self {
             hasher: blake3::Hasher::new(),
             chunker: Segmented::new(p, parts),
             chunks: Vec::new(),
             total: 0,
+            check: published.map(|p| (p, Md5Run::default())),
         }
     }
     pub(crate) fn update(&mut self, b: &[u8]) {
         self.hasher.update(b);
         self.chunker.push(b, &mut self.chunks);
+        if let Some((_, md5)) = &mut self.check {
+            md5.update(b);
+        }
         self.total += b.len() as u64;
     }
     pub(crate) fn finish(mut self, expected: u64) -> Result<Digested, Error> {
@@ -41,6 +50,9 @@ impl Digester {
                 "source changed while being read: expected {expected} bytes, got {}",
                 self.total
             )));
+        }
+        if let Some((published, md5)) = self.check {
+            md5.check(&published)?;
         }
         self.chunker.finish(&mut self.chunks);
         Ok(Digested {

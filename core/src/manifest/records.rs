@@ -80,6 +80,35 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Format 2: a record type that gained fields since format 1 (only
+/// [`PartDone`](super::PartDone) so far, which gained `md5_after`); its
+/// format-1 records still decode ([`decode_evolved`]).
+const RECORD_FORMAT_2: u8 = 2;
+
+/// Encode a value of a type that gained fields in format 2.
+pub fn encode_v2<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_FORMAT_2];
+    out.extend(postcard::to_allocvec(value).unwrap_or_default());
+    out
+}
+
+/// Decode a value of a type that gained fields in format 2: a format-1
+/// record decodes as `Old`, its layout then, and converts.
+pub fn decode_evolved<'a, T, Old>(bytes: &'a [u8]) -> Result<T, String>
+where
+    T: Deserialize<'a>,
+    Old: Deserialize<'a> + Into<T>,
+{
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, rest)) => postcard::from_bytes::<Old>(rest)
+            .map(Into::into)
+            .map_err(|e| e.to_string()),
+        Some((&RECORD_FORMAT_2, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((tag, _)) => Err(format!("unknown record format {tag}")),
+        None => Err("empty record".into()),
+    }
+}
+
 /// Decode a stored value.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     match bytes.split_first() {

@@ -66,6 +66,29 @@ pub struct PartDone {
     pub hash: PartHash,
     /// Its content-defined chunks (parts are chunked independently).
     pub chunks: Vec<ChunkRef>,
+    /// The state of the MD5 over the object's bytes up to the end of this
+    /// part, when the source publishes an MD5 the object is checked
+    /// against (see `content::published`); a resume goes on from it.
+    pub md5_after: Option<Vec<u8>>,
+}
+
+/// [`PartDone`] as format-1 records hold it (before `md5_after`).
+#[derive(Deserialize)]
+struct PartDoneV1 {
+    part_id: String,
+    hash: PartHash,
+    chunks: Vec<ChunkRef>,
+}
+
+impl From<PartDoneV1> for PartDone {
+    fn from(p: PartDoneV1) -> Self {
+        Self {
+            part_id: p.part_id,
+            hash: p.hash,
+            chunks: p.chunks,
+            md5_after: None,
+        }
+    }
 }
 
 /// `upload_parts` key prefix of one object: key length u32 BE ‖ key, so
@@ -133,7 +156,7 @@ impl Manifest {
             let index = <[u8; 4]>::try_from(index)
                 .map(u32::from_be_bytes)
                 .map_err(|_| Error::Corrupt(format!("upload part key of {key:?}")))?;
-            let part = records::decode(&v)
+            let part = records::decode_evolved::<PartDone, PartDoneV1>(&v)
                 .map_err(|e| Error::Corrupt(format!("part {index} of {key:?}: {e}")))?;
             out.insert(index, part);
         }
@@ -168,7 +191,7 @@ impl Manifest {
             .put_cf_opt(
                 cf(&self.db, CF_UPLOAD_PARTS)?,
                 part_key(key, index),
-                records::encode(part),
+                records::encode_v2(part),
                 &synced(),
             )
             .map_err(db_err)
@@ -225,7 +248,29 @@ mod tests {
                 hash: Hash::of(&[n]),
                 len: 1,
             }],
+            md5_after: n.is_multiple_of(2).then(|| vec![n; 89]),
         }
+    }
+
+    #[test]
+    fn parts_recorded_before_md5_after_still_decode() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = Manifest::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        #[derive(Serialize)]
+        struct V1<'a>(&'a str, &'a PartHash, &'a [ChunkRef]);
+        let p = part(3);
+        let old = records::encode(&V1(&p.part_id, &p.hash, &p.chunks));
+        let cf = cf(&m.db, CF_UPLOAD_PARTS).unwrap_or_else(|e| panic!("{e}"));
+        m.db.put_cf(cf, part_key("k", 3), old)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let parts = m.upload_parts("k").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            parts.get(&3),
+            Some(&PartDone {
+                md5_after: None,
+                ..p
+            })
+        );
     }
 
     #[test]

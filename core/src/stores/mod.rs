@@ -73,7 +73,8 @@ pub struct StoreOptions {
     /// answer to a request, its body sent, and between two reads of an
     /// answer's body. A slow transfer that keeps moving is never cut.
     pub request_timeout: Option<Duration>,
-    /// Check objects read in one GET against an MD5 ETag (S3; default on).
+    /// Check objects read against the MD5 the source publishes (S3 MD5
+    /// ETag, Azure Content-MD5; default on).
     pub check_md5: Option<bool>,
     /// Overrides of the provider's part policy.
     pub part_size: Option<u64>,
@@ -129,10 +130,10 @@ pub struct Store {
     pub local: Option<Arc<LocalFileSystem>>,
     /// The store's own list requests (S3, Azure): keys byte for byte.
     pub raw: Option<Arc<RawLister>>,
-    /// An object read in one GET whose ETag is a plain MD5 (S3 objects not
-    /// uploaded in parts) is checked against it (`check-md5`, default on
-    /// for S3; off for buckets encrypted with SSE-KMS or SSE-C, whose ETags
-    /// are not MD5s).
+    /// Objects read are checked against the MD5 the store publishes: an
+    /// S3 ETag that is a plain MD5 (objects not uploaded in parts), an
+    /// Azure blob's Content-MD5 (`check-md5`, default on; off for buckets
+    /// encrypted with SSE-KMS or SSE-C, whose ETags are not MD5s).
     pub check_md5: bool,
 }
 
@@ -279,7 +280,7 @@ impl Store {
                         )
                     }
                     _ => {
-                        let (s, r) = azure(bucket, opts, connector())?;
+                        let (s, r) = azure(bucket, opts, connector().noting_content_md5())?;
                         raw = Some(r);
                         (StoreKind::Azure, Arc::new(s), None)
                     }
@@ -316,7 +317,8 @@ impl Store {
             multipart,
             pressure,
             seeks: kind != StoreKind::Local && !(kind == StoreKind::Azure && opts.emulator),
-            check_md5: kind == StoreKind::S3 && opts.check_md5.unwrap_or(true),
+            check_md5: matches!(kind, StoreKind::S3 | StoreKind::Azure)
+                && opts.check_md5.unwrap_or(true),
             local: local_fs,
             raw: raw.map(|mut r| {
                 r.prefix = raw_prefix.unwrap_or_default();

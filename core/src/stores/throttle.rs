@@ -15,6 +15,11 @@
 //!   error whose status is private to it. The HTTP client notes the status
 //!   of every answer in a task-local cell that one object's transfer
 //!   scopes, so that transfer can name its failure throttled, not transient.
+//! - **What the answers publish** ([`content_md5`]): in the same cell, an
+//!   Azure store's GET and HEAD answers leave the blob's Content-MD5 (`Content-MD5`
+//!   for a whole blob, `x-ms-blob-content-md5` for a range), which
+//!   object_store does not expose, for the transfer that reads the blob to
+//!   check its bytes against.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -45,10 +50,52 @@ impl Pressure {
     }
 }
 
+/// What one transfer's HTTP answers said.
+#[derive(Default)]
+struct Answers {
+    /// Status of the last answer (0: none, or the request failed without one).
+    last: Cell<u16>,
+    /// The Content-MD5 the last GET or HEAD answer of an Azure store carried, with
+    /// the store it came from ([`store_id`]); `None` when it carried none.
+    content_md5: Cell<Option<(usize, [u8; 16])>>,
+}
+
 tokio::task_local! {
-    /// Status of the last HTTP answer in this task (0: none, or the
-    /// request failed without one).
-    static LAST_ANSWER: Cell<u16>;
+    static ANSWERS: Answers;
+}
+
+/// Which store an answer came from: its [`Pressure`], one per store.
+fn store_id(pressure: &Arc<Pressure>) -> usize {
+    Arc::as_ptr(pressure) as usize
+}
+
+/// The Content-MD5 the last GET or HEAD answer of the store counting
+/// `pressure` published, within [`watch_answers`]; `None` outside it, or when that
+/// answer carried none.
+pub(crate) fn content_md5(pressure: &Arc<Pressure>) -> Option<[u8; 16]> {
+    let id = store_id(pressure);
+    ANSWERS
+        .try_with(|a| a.content_md5.get())
+        .ok()
+        .flatten()
+        .and_then(|(from, md5)| (from == id).then_some(md5))
+}
+
+/// A blob's MD5 in a GET or HEAD answer: `x-ms-blob-content-md5` (the
+/// whole blob's, sent with ranged answers) or, for a whole answer,
+/// `Content-MD5`.
+fn answer_md5(resp: &HttpResponse) -> Option<[u8; 16]> {
+    use base64::Engine;
+    let h = resp.headers();
+    let v = h.get("x-ms-blob-content-md5").or_else(|| {
+        (resp.status().as_u16() == 200)
+            .then(|| h.get("content-md5"))
+            .flatten()
+    })?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.as_bytes())
+        .ok()?;
+    raw.try_into().ok()
 }
 
 /// Whether an HTTP status asks the client to slow down.
@@ -59,10 +106,10 @@ fn is_throttling(status: u16) -> bool {
 /// Run `fut`, and say whether the last HTTP answer it received asked to
 /// slow down (429 / 503).
 pub async fn watch_answers<T>(fut: impl Future<Output = T>) -> (T, bool) {
-    LAST_ANSWER
-        .scope(Cell::new(0), async {
+    ANSWERS
+        .scope(Answers::default(), async {
             let out = fut.await;
-            (out, is_throttling(LAST_ANSWER.with(Cell::get)))
+            (out, is_throttling(ANSWERS.with(|a| a.last.get())))
         })
         .await
 }
@@ -80,6 +127,8 @@ fn bucket(per_second: u64) -> DefaultDirectRateLimiter {
 pub(crate) struct Connector {
     rate: Option<Arc<DefaultDirectRateLimiter>>,
     pressure: Arc<Pressure>,
+    /// Note the Content-MD5 of GET answers (Azure).
+    content_md5: bool,
 }
 
 impl Connector {
@@ -88,6 +137,15 @@ impl Connector {
         Self {
             rate: requests_per_second.map(|r| Arc::new(bucket(r.into()))),
             pressure,
+            content_md5: false,
+        }
+    }
+
+    /// Also note the Content-MD5 of every GET and HEAD answer ([`content_md5`]).
+    pub(crate) fn noting_content_md5(self) -> Self {
+        Self {
+            content_md5: true,
+            ..self
         }
     }
 }
@@ -99,6 +157,7 @@ impl HttpConnector for Connector {
             inner,
             rate: self.rate.clone(),
             pressure: Arc::clone(&self.pressure),
+            content_md5: self.content_md5,
         }))
     }
 }
@@ -108,6 +167,7 @@ struct Service {
     inner: HttpClient,
     rate: Option<Arc<DefaultDirectRateLimiter>>,
     pressure: Arc<Pressure>,
+    content_md5: bool,
 }
 
 #[async_trait::async_trait]
@@ -116,10 +176,21 @@ impl HttpService for Service {
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }
+        let get = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
         let resp = self.inner.execute(req).await;
         let status = resp.as_ref().map_or(0, |r| r.status().as_u16());
         // Outside a transfer's scope (listings, probes) there is no cell.
-        let _ = LAST_ANSWER.try_with(|c| c.set(status));
+        let _ = ANSWERS.try_with(|a| {
+            a.last.set(status);
+            if let Ok(r) = &resp
+                && self.content_md5
+                && get
+                && (status == 200 || status == 206)
+            {
+                let md5 = answer_md5(r).map(|m| (store_id(&self.pressure), m));
+                a.content_md5.set(md5);
+            }
+        });
         let resp = resp?;
         if is_throttling(status) {
             self.pressure.throttled.fetch_add(1, Relaxed);

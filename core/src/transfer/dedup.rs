@@ -21,6 +21,7 @@ use crate::base::error::{Error, parse_key, store_err};
 use crate::content::chunk::Segmented;
 use crate::content::digest::{Digested, Digester};
 use crate::content::hash::Hash;
+use crate::content::published::Published;
 use crate::manifest::normalize_etag;
 use crate::transfer::ctx::{ByteStream, Ctx};
 
@@ -44,6 +45,7 @@ impl Ctx {
         part_size: u64,
         mut stream: ByteStream,
         attrs_digest: &Hash,
+        published: Option<Published>,
     ) -> Result<Large, Error> {
         // Peek until the first chunk is settled; the bytes go back in front
         // of the stream (and are counted by whoever consumes it).
@@ -90,7 +92,7 @@ impl Ctx {
             return Ok(Large::Upload(rejoined));
         }
         let mut stream = rejoined;
-        let mut dig = Digester::new(self.chunking, Some(part_size));
+        let mut dig = Digester::new(self.chunking, Some(part_size), published);
         let mut matched = 0;
         while self.read_next(&mut stream, &mut dig, size).await?.is_some() {
             while matched < dig.chunks.len() {

@@ -26,6 +26,7 @@ use crate::base::error::{Error, FailureKind, store_err};
 use crate::base::now_ms;
 use crate::content::digest::Digester;
 use crate::content::hash::Hash;
+use crate::content::published::Published;
 use crate::manifest::{ObjectState, SourceVersion, UploadHead, normalize_etag};
 use crate::stores::StoreKind;
 use crate::stores::throttle::watch_answers;
@@ -68,16 +69,18 @@ impl Ctx {
         for _ in 0..MAX_RESTARTS {
             match self.replicate_once(meta, &listed).await {
                 Ok(o) => return Ok(o),
-                Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Fail(e)) => {
+                    // Parts that failed a check must not be continued.
+                    if e.is_integrity() {
+                        self.drop_recorded_upload(key).await?;
+                    }
+                    return Err(e);
+                }
                 Err(Stop::Paused) => return Ok(Outcome::Paused),
                 Err(Stop::Restart(why)) => {
                     self.stats.uploads_restarted.fetch_add(1, Relaxed);
                     tracing::info!(key, reason = %why, "starting the object over");
-                    if let (Some(mp), Some(head)) =
-                        (&self.target.multipart, self.manifest.upload(key)?)
-                    {
-                        self.abandon(mp, key, &head).await?;
-                    }
+                    self.drop_recorded_upload(key).await?;
                     last = why;
                 }
             }
@@ -85,6 +88,14 @@ impl Ctx {
         Err(Error::SourceChanged(format!(
             "started over {MAX_RESTARTS} times, last because: {last}; retried next pass"
         )))
+    }
+
+    /// Abort and forget `key`'s recorded upload, if it has one.
+    async fn drop_recorded_upload(&self, key: &str) -> Result<(), Error> {
+        if let (Some(mp), Some(head)) = (&self.target.multipart, self.manifest.upload(key)?) {
+            self.abandon(mp, key, &head).await?;
+        }
+        Ok(())
     }
 
     fn is_replicated(&self, key: &str, listed: &SourceVersion) -> Result<bool, Error> {
@@ -110,9 +121,8 @@ impl Ctx {
             }
             let (in_flight, need) = self.parts_budget(head.part_size);
             let _permit = self.budget(need).await?;
-            return self
-                .upload_resume(mp, &meta.location, &head, in_flight)
-                .await;
+            // Boxed: a rare path, kept out of every object's future.
+            return Box::pin(self.upload_resume(mp, &meta.location, &head, in_flight)).await;
         }
         let Some(open) = self.open(meta).await? else {
             return Ok(Outcome::Vanished);
@@ -121,6 +131,7 @@ impl Ctx {
         let attributes = self.target_attributes(key, &open.got, &version);
         let attrs_digest = attrs::digest(&attributes);
         let if_match = open.got.meta.e_tag.clone();
+        let published = self.published(if_match.as_deref());
         let stream = self.rest_of(&meta.location, open.plan, open.got);
         let object = Object {
             loc: &meta.location,
@@ -128,10 +139,15 @@ impl Ctx {
             attributes,
             attrs_digest,
             in_flight: open.in_flight,
+            published,
         };
         match open.plan {
             Plan::Single => Ok(self.copy_single(object, stream).await?),
-            Plan::Multipart(layout) => self.copy_multipart(object, layout, if_match, stream).await,
+            // Boxed: objects of a part or more are few and large; the
+            // future of every small object stays small.
+            Plan::Multipart(layout) => {
+                Box::pin(self.copy_multipart(object, layout, if_match, stream)).await
+            }
         }
     }
 
@@ -180,12 +196,11 @@ impl Ctx {
     async fn copy_single(&self, o: Object<'_>, mut stream: ByteStream) -> Result<Outcome, Error> {
         let size = o.version.size;
         let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut dig = Digester::new(self.chunking, None);
+        let mut dig = Digester::new(self.chunking, None, o.published);
         while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
             buf.extend_from_slice(&b);
         }
         let digest = dig.finish(size)?;
-        self.check_md5(o.version.etag.as_deref(), &buf)?;
         let held = match self
             .manifest
             .content_holder(&digest.blake3, size, &o.attrs_digest)?
@@ -222,34 +237,6 @@ impl Ctx {
         self.record(o.loc, r, Commit::Object, outcome).await
     }
 
-    /// An object read whole from a source that publishes MD5 ETags: its
-    /// bytes must hash to the ETag (one without a `-` is an MD5 of the
-    /// object; with one, of its parts).
-    fn check_md5(&self, etag: Option<&str>, bytes: &[u8]) -> Result<(), Error> {
-        use md5::Digest;
-        let Some(published) = etag
-            .map(|e| e.trim_matches('"'))
-            .filter(|_| self.source.check_md5)
-        else {
-            return Ok(());
-        };
-        if published.len() != 32 || !published.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(());
-        }
-        let read: String = md5::Md5::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if read.eq_ignore_ascii_case(published) {
-            return Ok(());
-        }
-        Err(Error::SourceIntegrity {
-            what: "MD5 ETag",
-            published: published.to_owned(),
-            read,
-        })
-    }
-
     /// A large object: a server-side copy of identical content when the
     /// target holds it, else a multipart upload (recorded part by part
     /// where the target has the low-level multipart API).
@@ -263,7 +250,14 @@ impl Ctx {
     ) -> Result<Outcome, Stop> {
         let size = layout.size;
         let stream = match self
-            .dedup_large(o.loc, size, layout.part_size, stream, &o.attrs_digest)
+            .dedup_large(
+                o.loc,
+                size,
+                layout.part_size,
+                stream,
+                &o.attrs_digest,
+                o.published,
+            )
             .await?
         {
             Large::Copied(digest, etag) => {
@@ -290,11 +284,26 @@ impl Ctx {
                 started_ms: now_ms(),
             };
             return self
-                .upload_fresh(mp, o.loc, head, o.attributes, o.in_flight, stream)
+                .upload_fresh(
+                    mp,
+                    o.loc,
+                    head,
+                    o.attributes,
+                    o.in_flight,
+                    stream,
+                    o.published,
+                )
                 .await;
         }
         let (digest, target_etag) = self
-            .upload_unrecorded(o.loc, layout, o.in_flight, stream, o.attributes)
+            .upload_unrecorded(
+                o.loc,
+                layout,
+                o.in_flight,
+                stream,
+                o.attributes,
+                o.published,
+            )
             .await?;
         let r = Replicated {
             source: o.version,
@@ -326,6 +335,8 @@ struct Object<'a> {
     attrs_digest: Hash,
     /// Parts in flight, for a multipart upload.
     in_flight: usize,
+    /// The MD5 the source publishes for it, which its bytes must match.
+    published: Option<Published>,
 }
 
 /// The version a read found: the listed one, unless the object changed

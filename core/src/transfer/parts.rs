@@ -3,7 +3,8 @@
 //! of the object's [`Parts`] layout, hash and chunk each part on its own
 //! (so a resumed upload never needs the finished parts' bytes), and hand
 //! each part to a sender with at most `in_flight` sends running while the
-//! next part is read.
+//! next part is read. When the source published an MD5 of the object, it
+//! runs over the parts in order, and each part carries its state.
 //!
 //! Two senders use it: [`Ctx::upload_unrecorded`] (object_store's
 //! in-process multipart upload: Azure and local targets; a crash loses the
@@ -11,6 +12,7 @@
 //! confirms is recorded, synced, and a later run continues at the missing
 //! ones).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -25,6 +27,7 @@ use crate::content::chunk::{ChunkParams, ChunkRef, Segmented};
 use crate::content::digest::Digested;
 use crate::content::hash::Hash;
 use crate::content::parthash::{self, PartHasher};
+use crate::content::published::{Md5Run, Published};
 use crate::manifest::PartHash;
 use crate::transfer::ctx::{ByteStream, Ctx, Stop};
 use crate::transfer::plan::Parts;
@@ -40,6 +43,30 @@ pub(crate) struct Part {
     pub(crate) hash: PartHash,
     /// Its content-defined chunks.
     pub(crate) chunks: Vec<ChunkRef>,
+    /// The state of the running MD5 after this part.
+    pub(crate) md5_after: Option<Vec<u8>>,
+    /// The target holds it already (read again for the running MD5 only):
+    /// nothing to send, only its record's MD5 state is new.
+    pub(crate) held: bool,
+}
+
+/// One run of the part pipeline: which parts the stream holds, which of
+/// them the target already has, and how many may be in flight.
+pub(crate) struct PartsRun {
+    pub(crate) layout: Parts,
+    /// Parts whose bytes the stream holds, ascending.
+    pub(crate) todo: Vec<u64>,
+    /// Of those, parts the target already holds, by index with their
+    /// BLAKE3 share: read again only to carry the running MD5 on; their
+    /// bytes must still be the ones sent (else the object fails).
+    pub(crate) held: BTreeMap<u64, PartHash>,
+    pub(crate) in_flight: usize,
+    /// When the pass is asked to stop, let the parts in flight finish and
+    /// return [`Stop::Paused`] (uploads whose parts are recorded).
+    pub(crate) pausable: bool,
+    /// The MD5 of the object's bytes before the first part of `todo`,
+    /// when the source may publish one.
+    pub(crate) md5: Option<Md5Run>,
 }
 
 /// Hash and chunk part `index` of `layout` on its own.
@@ -62,6 +89,8 @@ fn prepare(layout: Parts, index: u64, data: Bytes, chunking: ChunkParams) -> Res
         data,
         hash,
         chunks,
+        md5_after: None,
+        held: false,
     })
 }
 
@@ -92,22 +121,25 @@ pub(crate) fn merge(
 pub(crate) type Sent<'a> = BoxFuture<'a, Result<(), Stop>>;
 
 impl Ctx {
-    /// Send parts `todo` (ascending) of `layout` from `stream`, which holds
-    /// exactly their bytes in order. `pausable`: when the pass is asked to
-    /// stop, let the parts in flight finish and return [`Stop::Paused`]
-    /// (for uploads whose parts are recorded). A source longer or shorter
-    /// than the layout, or a read refused because the source changed, is a
-    /// [`Stop::Restart`].
-    #[tracing::instrument(level = "debug", skip_all, fields(parts = todo.len(), in_flight = in_flight))]
+    /// Send the parts of `run` from `stream`, which holds exactly their
+    /// bytes in order (those the target holds are only read). A source
+    /// longer or shorter than the layout, or a read refused because the
+    /// source changed, is a [`Stop::Restart`]. The running MD5 at the end.
+    #[tracing::instrument(level = "debug", skip_all, fields(parts = run.todo.len(), in_flight = run.in_flight))]
     pub(crate) async fn send_parts<'a>(
         &self,
-        layout: Parts,
-        todo: Vec<u64>,
+        run: PartsRun,
         mut stream: ByteStream,
-        in_flight: usize,
-        pausable: bool,
         mut send: impl FnMut(Part) -> Sent<'a>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Option<Md5Run>, Stop> {
+        let PartsRun {
+            layout,
+            todo,
+            held: held_parts,
+            in_flight,
+            pausable,
+            mut md5,
+        } = run;
         let expected: u64 = todo.iter().map(|&i| layout.len(i)).sum();
         let mut received = 0u64;
         let mut todo = todo.into_iter().peekable();
@@ -167,7 +199,23 @@ impl Ctx {
                 }
                 todo.next();
                 let data = buf.split_to(want).freeze();
-                pending.push(send(prepare(layout, index, data, self.chunking)?));
+                let md5_after = md5.as_mut().map(|m| {
+                    m.update(&data);
+                    m.state()
+                });
+                let part = prepare(layout, index, data, self.chunking)?;
+                let held = match held_parts.get(&index) {
+                    Some(sent) if *sent != part.hash => {
+                        return Err(Stop::Fail(Error::SentPartDiffers { index: part.index }));
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                pending.push(send(Part {
+                    md5_after,
+                    held,
+                    ..part
+                }));
             }
             if last {
                 break;
@@ -181,7 +229,7 @@ impl Ctx {
                 "source shorter than when it was listed".into(),
             ));
         }
-        Ok(())
+        Ok(md5)
     }
 
     /// Upload `stream` (the whole object) with object_store's in-process
@@ -194,6 +242,7 @@ impl Ctx {
         in_flight: usize,
         stream: ByteStream,
         attributes: Attributes,
+        published: Option<Published>,
     ) -> Result<(Digested, Option<String>), Stop> {
         let opts = PutMultipartOptions {
             attributes,
@@ -206,27 +255,33 @@ impl Ctx {
             .await
             .map_err(|e| store_err("start multipart upload", e))?;
         let mut shares = Vec::new();
+        let run = PartsRun {
+            layout,
+            todo: (0..layout.count()).collect(),
+            held: BTreeMap::new(),
+            in_flight,
+            pausable: false,
+            md5: published.map(|_| Md5Run::default()),
+        };
         let sent = self
-            .send_parts(
-                layout,
-                (0..layout.count()).collect(),
-                stream,
-                in_flight,
-                false,
-                |part| {
-                    let n = part.data.len() as u64;
-                    let put = upload.put_part(PutPayload::from(part.data));
-                    shares.push((part.hash, part.chunks));
-                    let stats = Arc::clone(&self.stats);
-                    Box::pin(async move {
-                        put.await.map_err(|e| store_err("upload part", e))?;
-                        stats.bytes_written.fetch_add(n, Relaxed);
-                        Ok(())
-                    })
-                },
-            )
+            .send_parts(run, stream, |part| {
+                let n = part.data.len() as u64;
+                let put = upload.put_part(PutPayload::from(part.data));
+                shares.push((part.hash, part.chunks));
+                let stats = Arc::clone(&self.stats);
+                Box::pin(async move {
+                    put.await.map_err(|e| store_err("upload part", e))?;
+                    stats.bytes_written.fetch_add(n, Relaxed);
+                    Ok(())
+                })
+            })
             .await;
-        let digest = sent.and_then(|()| Ok(merge(shares, layout.size)?));
+        // Nothing is completed that does not hash to the source's MD5.
+        let checked = sent.and_then(|md5| match (md5, published) {
+            (Some(m), Some(p)) => Ok(m.check(&p)?),
+            _ => Ok(()),
+        });
+        let digest = checked.and_then(|()| Ok(merge(shares, layout.size)?));
         let digest = match digest {
             Ok(d) => d,
             Err(e) => {

@@ -23,7 +23,10 @@ use object_store::{GetOptions, GetRange, GetResult};
 use crate::base::error::Error;
 use crate::base::error::store_err;
 use crate::content::digest::Digester;
+use crate::content::published::Published;
 use crate::manifest::{SourceVersion, normalize_etag};
+use crate::stores::StoreKind;
+use crate::stores::throttle::content_md5;
 use crate::transfer::ctx::{ByteStream, Ctx};
 use crate::transfer::plan::{Parts, Plan};
 
@@ -39,6 +42,33 @@ pub(crate) fn changed(e: &object_store::Error) -> bool {
 }
 
 impl Ctx {
+    /// The MD5 the source publishes for the version being read, if it
+    /// publishes one and `check-md5` is on: an S3 ETag that is a plain MD5
+    /// (`etag`), or the Content-MD5 an Azure source's last GET or HEAD
+    /// answer carried in this transfer.
+    pub(crate) fn published(&self, etag: Option<&str>) -> Option<Published> {
+        if !self.source.check_md5 {
+            return None;
+        }
+        match self.source.kind {
+            StoreKind::S3 => etag.and_then(Published::from_etag),
+            StoreKind::Azure => content_md5(&self.source.pressure).map(|md5| Published {
+                what: "Content-MD5",
+                md5,
+            }),
+            StoreKind::Local | StoreKind::Gcs => None,
+        }
+    }
+
+    /// Whether the source may publish an MD5 of the version with `etag`
+    /// (an Azure blob's Content-MD5 is known only once read).
+    pub(crate) fn may_publish(&self, etag: Option<&str>) -> bool {
+        match self.source.kind {
+            StoreKind::Azure => self.source.check_md5,
+            _ => self.published(etag).is_some(),
+        }
+    }
+
     /// The first GET of an object listed with `size` bytes: whole for a
     /// single PUT, its first part for multipart. `None`: it is gone.
     pub(crate) async fn open_source(

@@ -11,6 +11,16 @@
 //! and before completing, a HEAD must still show it (for servers that ignore
 //! If-Match). Otherwise the upload is aborted and the object starts over.
 //!
+//! Bytes checked against the source's MD5 (an S3 ETag, an Azure
+//! Content-MD5): the MD5 runs over the parts in order and its state after
+//! each part is recorded with the part. A resume goes on from the state of
+//! the part before the first missing one, and reads again the parts after
+//! it that the target holds (at most the parts that were in flight):
+//! their bytes must be the ones sent (BLAKE3 of the part), and their
+//! records get the new state. Before completing, the last part's state
+//! must come to the MD5 the source publishes (HEAD); an upload whose bytes
+//! fail either check is dropped, never completed nor continued.
+//!
 //! An upload the target no longer knows (S3 and GCS answer 404
 //! NoSuchUpload: aborted by an `AbortIncompleteMultipartUpload` lifecycle
 //! rule, or by hand) is forgotten and the object starts over, whether a
@@ -37,18 +47,22 @@ use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultipartOptions};
 
+use std::collections::BTreeMap;
+
 use crate::base::error::{Error, error_chain, parse_key, store_err};
 use crate::content::digest::Digested;
 use crate::content::hash::Hash;
+use crate::content::published::{Md5Run, Published};
 use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
 use crate::transfer::ctx::{ByteStream, Ctx, Outcome, Stop, listed_version};
-use crate::transfer::parts::merge;
+use crate::transfer::parts::{PartsRun, merge};
 use crate::transfer::plan::Parts;
 use crate::transfer::record::{Commit, Replicated, blocking};
 
 impl Ctx {
-    /// Start a resumable upload of `stream` (the whole object, one GET).
+    /// Start a resumable upload of `stream` (the whole object, one GET);
+    /// `published`: the source's MD5 of it, if any.
     #[allow(clippy::too_many_arguments, reason = "the fields of one upload")]
     pub(crate) async fn upload_fresh(
         &self,
@@ -58,6 +72,7 @@ impl Ctx {
         attributes: Attributes,
         in_flight: usize,
         stream: ByteStream,
+        published: Option<Published>,
     ) -> Result<Outcome, Stop> {
         let key = loc.as_ref();
         let path = mp.path(loc);
@@ -82,15 +97,16 @@ impl Ctx {
             let _ = mp.api().abort_multipart(&path, &head.upload_id).await;
             return Err(e.into());
         }
-        self.send_recorded(
-            mp,
-            loc,
-            &head,
-            (0..head.parts()).collect(),
-            stream,
+        let run = PartsRun {
+            layout: layout_of(&head),
+            todo: (0..head.parts()).collect(),
+            held: BTreeMap::new(),
             in_flight,
-        )
-        .await?;
+            pausable: true,
+            md5: published.map(|_| Md5Run::default()),
+        };
+        self.send_recorded(mp, loc, &head, run, BTreeMap::new(), stream)
+            .await?;
         self.finish_upload(mp, loc, &head).await
     }
 
@@ -115,11 +131,35 @@ impl Ctx {
         self.stats.uploads_resumed.fetch_add(1, Relaxed);
         self.stats.bytes_resumed.fetch_add(have, Relaxed);
         tracing::info!(key = %loc, parts_done = done.len(), parts = n, "resuming multipart upload");
-        let missing: Vec<u64> = (0..n)
-            .filter(|i| u32::try_from(*i).is_ok_and(|i| !done.contains_key(&i)))
+        let first_missing =
+            (0..n).find(|i| u32::try_from(*i).is_ok_and(|i| !done.contains_key(&i)));
+        // The running MD5 goes on from the part before the first missing
+        // one; without it (records of an older passeur) it is not run.
+        let md5 = match first_missing {
+            None => None,
+            Some(0) => self
+                .may_publish(head.source.etag.as_deref())
+                .then(Md5Run::default),
+            Some(k) => done
+                .get(&u32::try_from(k - 1).unwrap_or(u32::MAX))
+                .and_then(|p| p.md5_after.as_deref())
+                .and_then(Md5Run::resume),
+        };
+        // Parts to read: the missing ones; with the MD5, every part from
+        // the first missing one on (those the target holds, only hashed).
+        let todo: Vec<u64> = (first_missing.unwrap_or(n)..n)
+            .filter(|&i| md5.is_some() || u32::try_from(i).is_ok_and(|i| !done.contains_key(&i)))
             .collect();
-        // One ranged GET per missing part, each If-Match the recorded ETag.
-        let ranges = missing
+        let mut held = BTreeMap::new();
+        let mut held_ids = BTreeMap::new();
+        for (&i, p) in &done {
+            if todo.contains(&u64::from(i)) {
+                held.insert(u64::from(i), p.hash.clone());
+                held_ids.insert(i, p.part_id.clone());
+            }
+        }
+        // One ranged GET per part, each If-Match the recorded ETag.
+        let ranges = todo
             .iter()
             .map(|&i| {
                 let (s, e) = head.range(i);
@@ -127,32 +167,51 @@ impl Ctx {
             })
             .collect();
         let stream = self.ranged(loc, ranges, head.if_match.clone(), head.source.size);
-        self.send_recorded(mp, loc, head, missing, stream, in_flight)
+        let run = PartsRun {
+            layout: layout_of(head),
+            todo,
+            held,
+            in_flight,
+            pausable: true,
+            md5,
+        };
+        self.send_recorded(mp, loc, head, run, held_ids, stream)
             .await?;
         self.finish_upload(mp, loc, head).await
     }
 
-    /// Send parts `todo` of the recorded upload `head` from `stream`; each
-    /// part the target confirms is recorded (synced) as it completes.
+    /// Send the parts of `run` of the recorded upload `head` from
+    /// `stream`; each part the target confirms is recorded (synced) as it
+    /// completes. A part the target holds (its id in `held_ids`) only has
+    /// its record's MD5 state renewed.
     async fn send_recorded(
         &self,
         mp: &Multipart,
         loc: &Path,
         head: &UploadHead,
-        todo: Vec<u64>,
+        run: PartsRun,
+        held_ids: BTreeMap<u32, String>,
         stream: ByteStream,
-        in_flight: usize,
     ) -> Result<(), Stop> {
         let key = loc.as_ref();
         let path = mp.path(loc);
-        let layout = Parts {
-            size: head.source.size,
-            part_size: head.part_size,
-        };
+        let held_ids = &held_ids;
         let sent = self
-            .send_parts(layout, todo, stream, in_flight, true, |part| {
+            .send_parts(run, stream, |part| {
                 let path = &path;
                 Box::pin(async move {
+                    if part.held {
+                        let done = PartDone {
+                            part_id: held_ids.get(&part.index).cloned().unwrap_or_default(),
+                            hash: part.hash,
+                            chunks: part.chunks,
+                            md5_after: part.md5_after,
+                        };
+                        let (key, index) = (key.to_owned(), part.index);
+                        blocking(&self.manifest, move |m| m.record_part(&key, index, &done))
+                            .await?;
+                        return Ok(());
+                    }
                     let n = part.data.len() as u64;
                     let put = mp
                         .api()
@@ -175,6 +234,7 @@ impl Ctx {
                         part_id: confirmed.content_id,
                         hash: part.hash,
                         chunks: part.chunks,
+                        md5_after: part.md5_after,
                     };
                     self.record_part(key, part.index, n, done).await?;
                     Ok(())
@@ -184,7 +244,7 @@ impl Ctx {
         if matches!(sent, Err(Stop::Paused)) {
             tracing::info!(key, "upload paused; the next run continues it");
         }
-        sent
+        sent.map(drop)
     }
 
     /// All parts are recorded: check the source is still the version they
@@ -211,12 +271,28 @@ impl Ctx {
             ))
             .into());
         }
-        match self.source.inner.head(loc).await {
-            Ok(m) if head.source.same_as(&listed_version(&m)) => {}
+        // After the HEAD: an Azure source's Content-MD5 comes with it.
+        let published = match self.source.inner.head(loc).await {
+            Ok(m) if head.source.same_as(&listed_version(&m)) => self.published(m.e_tag.as_deref()),
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {
                 return Err(Stop::Restart("source changed while being copied".into()));
             }
             Err(e) => return Err(store_err("check source", e).into()),
+        };
+        if let Some(published) = published {
+            let states: Option<Vec<&[u8]>> =
+                parts.values().map(|p| p.md5_after.as_deref()).collect();
+            match states.and_then(|s| s.last().copied()).map(Md5Run::resume) {
+                Some(Some(md5)) => md5.check(&published)?,
+                Some(None) => {
+                    return Err(Error::Corrupt(format!("MD5 state of {key:?}'s last part")).into());
+                }
+                None => tracing::warn!(
+                    key,
+                    what = published.what,
+                    "not checked against the source's MD5: parts recorded without its running state (an older passeur)"
+                ),
+            }
         }
         let mut ids = Vec::with_capacity(parts.len());
         let mut shares = Vec::with_capacity(parts.len());
@@ -425,4 +501,12 @@ enum Held {
     Same(Option<String>),
     /// Something else, or nothing, or a failed read: what, for the error.
     Other(String),
+}
+
+/// The part layout a recorded upload was started with.
+fn layout_of(head: &UploadHead) -> Parts {
+    Parts {
+        size: head.source.size,
+        part_size: head.part_size,
+    }
 }
