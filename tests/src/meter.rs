@@ -47,6 +47,14 @@ pub struct Counts {
     pub hold_heads: AtomicBool,
     /// HEAD requests that waited.
     pub held_heads: AtomicU64,
+    /// While set, requests whose target (path and query) holds this text
+    /// wait before reaching the server.
+    pub hold_matching: Mutex<Option<String>>,
+    /// Requests that waited for `hold_matching`.
+    pub held_matching: AtomicU64,
+    /// While set, object GET answers to a Range holding this text come
+    /// with one byte of their body changed.
+    pub alter_range: Mutex<Option<String>>,
     /// Answer 404 NoSuchUpload where moto answers 500 to a request naming
     /// an upload id (see [`Meter::s3_no_such_upload`]).
     pub no_such_upload: AtomicBool,
@@ -268,6 +276,26 @@ impl Meter {
             .clone()
     }
 
+    /// Hold requests whose target holds `text` (`None`: let them go).
+    pub fn hold_matching(&self, text: Option<&str>) {
+        *lock(&self.counts.hold_matching) = text.map(str::to_owned);
+    }
+
+    /// Wait until `n` requests were held by [`Meter::hold_matching`].
+    pub fn wait_held(&self, n: u64, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.counts.held_matching.load(Relaxed) < n {
+            anyhow::ensure!(Instant::now() < deadline, "no request held in {limit:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Alter one byte of object GET answers to a Range holding `text`.
+    pub fn alter_range(&self, text: Option<&str>) {
+        *lock(&self.counts.alter_range) = text.map(str::to_owned);
+    }
+
     /// Refuse (403) every S3 listing request for a page after the first.
     pub fn refuse_next_pages(&self, on: bool) {
         self.counts.refuse_next_pages.store(on, Relaxed);
@@ -319,6 +347,17 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         {
             counts.held.fetch_add(1, Relaxed);
             while counts.hold_ranged.load(Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let held = |c: &Counts| {
+            lock(&c.hold_matching)
+                .as_deref()
+                .is_some_and(|t| target.contains(t))
+        };
+        if held(counts) {
+            counts.held_matching.fetch_add(1, Relaxed);
+            while held(counts) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
@@ -445,10 +484,12 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         }
         let no_body = http1::bodiless(&method, status);
         let object = method == "GET" && !target.contains('?') && (200..300).contains(&status);
+        let range = header(&req_text, "range").unwrap_or_default();
+        let alter = lock(&counts.alter_range)
+            .as_deref()
+            .is_some_and(|t| range.contains(t));
         // Only object bodies are altered (a listing altered names other keys).
-        if let Some((_, Kind::Alter)) = &fault
-            && object
-        {
+        if (alter || matches!(&fault, Some((_, Kind::Alter)))) && object {
             let mut body = Vec::new();
             copier(counts, object).body(
                 &mut from_server,
@@ -556,4 +597,9 @@ fn checksum_header(head: &str) -> Option<String> {
 /// Reset the connection (TCP RST) once its last handle is dropped.
 fn reset(conn: &TcpStream) {
     let _ = socket2::SockRef::from(conn).set_linger(Some(Duration::ZERO));
+}
+
+/// A mutex of the proxy's, poisoned or not.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
