@@ -172,17 +172,13 @@ impl Meter {
 
     /// Forget the first and last object byte seen so far.
     pub fn reset_window(&self) {
-        *self.counts.window.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.counts.window) = None;
     }
 
     /// Time from the first to the last object body byte since the last
     /// [`Meter::reset_window`]; `None` if none passed.
     pub fn window(&self) -> Option<Duration> {
-        self.counts
-            .window
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|(first, last)| last - first)
+        lock(&self.counts.window).map(|(first, last)| last - first)
     }
 
     /// Make HEAD requests wait (`true`) or let them through (`false`): a
@@ -196,7 +192,7 @@ impl Meter {
     /// returns the schedule, which counts what it injected.
     pub fn break_requests(&self, faults: Option<NetFaults>) -> Option<Arc<NetFaults>> {
         let f = faults.map(Arc::new);
-        *self.counts.faults.lock().unwrap_or_else(|p| p.into_inner()) = f.clone();
+        *lock(&self.counts.faults) = f.clone();
         f
     }
 
@@ -250,11 +246,7 @@ impl Meter {
 
     /// Refuse (403) every delete naming `part` (`None`: stop).
     pub fn refuse_deletes_of(&self, part: Option<&str>) {
-        *self
-            .counts
-            .refuse_deletes_of
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = part.map(str::to_owned);
+        *lock(&self.counts.refuse_deletes_of) = part.map(str::to_owned);
     }
 
     /// Requests that carried an object's bytes up, and how many of them
@@ -269,11 +261,7 @@ impl Meter {
     /// Requests that carried an object's bytes up, by the checksum header
     /// they carried (lowercase name, or `none`).
     pub fn uploads_by_checksum(&self) -> std::collections::BTreeMap<String, u64> {
-        self.counts
-            .uploads_by_checksum
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.counts.uploads_by_checksum).clone()
     }
 
     /// Hold requests whose target holds `text` (`None`: let them go).
@@ -322,7 +310,7 @@ fn copier(counts: &Counts, object: bool) -> BodyCopier<'_> {
     BodyCopier::watched(move |bytes: &[u8]| {
         counts.object_bytes.fetch_add(bytes.len() as u64, Relaxed);
         let now = Instant::now();
-        let mut window = counts.window.lock().unwrap_or_else(|p| p.into_inner());
+        let mut window = lock(&counts.window);
         *window = Some(window.map_or((now, now), |(first, _)| (first, now)));
     })
 }
@@ -367,15 +355,10 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        let fault = counts
-            .faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .and_then(|f| {
-                let k = f.decide(&method, &target, header(&req_text, "range").as_deref())?;
-                Some((f, k))
-            });
+        let fault = lock(&counts.faults).clone().and_then(|f| {
+            let k = f.decide(&method, &target, header(&req_text, "range").as_deref())?;
+            Some((f, k))
+        });
         match &fault {
             Some((_, Kind::ResetRequest)) => {
                 // Half the body reaches the proxy, none the server.
@@ -418,11 +401,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         // The request body, read here (object_store deletes with a bulk
         // `POST ?delete` whose body names the keys).
         let mut body = http1::read_body(&mut from_client, &req_text, Message::Request)?;
-        let refused_key = counts
-            .refuse_deletes_of
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let refused_key = lock(&counts.refuse_deletes_of).clone();
         let refuse_delete = refused_key.is_some_and(|k| {
             (method == "DELETE" && target.contains(&k))
                 || (method == "POST"
@@ -450,10 +429,7 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
             if checksum.is_some() {
                 counts.uploads_with_checksum.fetch_add(1, Relaxed);
             }
-            *counts
-                .uploads_by_checksum
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            *lock(&counts.uploads_by_checksum)
                 .entry(checksum.unwrap_or_else(|| "none".into()))
                 .or_default() += 1;
         }

@@ -120,6 +120,96 @@ pub(crate) fn merge(
 /// How a send of one part ends.
 pub(crate) type Sent<'a> = BoxFuture<'a, Result<(), Stop>>;
 
+/// Cuts the parts of a [`PartsRun`] out of the source's buffers, in order.
+struct Cutter {
+    layout: Parts,
+    todo: std::iter::Peekable<std::vec::IntoIter<u64>>,
+    held: BTreeMap<u64, PartHash>,
+    md5: Option<Md5Run>,
+    chunking: ChunkParams,
+    buf: BytesMut,
+    /// Bytes the stream should hold, and has given so far.
+    expected: u64,
+    received: u64,
+}
+
+impl Cutter {
+    fn new(run: PartsRun, chunking: ChunkParams) -> Self {
+        let layout = run.layout;
+        Self {
+            expected: run.todo.iter().map(|&i| layout.len(i)).sum(),
+            layout,
+            todo: run.todo.into_iter().peekable(),
+            held: run.held,
+            md5: run.md5,
+            chunking,
+            buf: BytesMut::new(),
+            received: 0,
+        }
+    }
+
+    /// Take the next buffer of the stream.
+    fn take(&mut self, b: &[u8]) -> Result<(), Stop> {
+        self.received += b.len() as u64;
+        if self.received > self.expected {
+            return Err(Stop::Restart(
+                "source longer than when it was listed".into(),
+            ));
+        }
+        if self.buf.is_empty()
+            && let Some(&index) = self.todo.peek()
+        {
+            // One allocation per part, not a doubling series.
+            self.buf
+                .reserve(usize::try_from(self.layout.len(index)).unwrap_or(0));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    /// The next part, once all its bytes are in: hashed, chunked, with the
+    /// running MD5's state after it; a part the target holds must hash as
+    /// the one sent.
+    fn next_part(&mut self) -> Result<Option<Part>, Stop> {
+        let Some(&index) = self.todo.peek() else {
+            return Ok(None);
+        };
+        let want = usize::try_from(self.layout.len(index)).unwrap_or(usize::MAX);
+        if self.buf.len() < want {
+            return Ok(None);
+        }
+        self.todo.next();
+        let data = self.buf.split_to(want).freeze();
+        let md5_after = self.md5.as_mut().map(|m| {
+            m.update(&data);
+            m.state()
+        });
+        let part = prepare(self.layout, index, data, self.chunking)?;
+        let held = match self.held.get(&index) {
+            Some(sent) if *sent != part.hash => {
+                return Err(Stop::Fail(Error::SentPartDiffers { index: part.index }));
+            }
+            Some(_) => true,
+            None => false,
+        };
+        Ok(Some(Part {
+            md5_after,
+            held,
+            ..part
+        }))
+    }
+
+    /// Every part was cut: the running MD5.
+    fn finish(mut self) -> Result<Option<Md5Run>, Stop> {
+        if self.todo.peek().is_some() {
+            return Err(Stop::Restart(
+                "source shorter than when it was listed".into(),
+            ));
+        }
+        Ok(self.md5)
+    }
+}
+
 impl Ctx {
     /// Send the parts of `run` from `stream`, which holds exactly their
     /// bytes in order (those the target holds are only read). A source
@@ -132,28 +222,18 @@ impl Ctx {
         mut stream: ByteStream,
         mut send: impl FnMut(Part) -> Sent<'a>,
     ) -> Result<Option<Md5Run>, Stop> {
-        let PartsRun {
-            layout,
-            todo,
-            held: held_parts,
-            in_flight,
-            pausable,
-            mut md5,
-        } = run;
-        let expected: u64 = todo.iter().map(|&i| layout.len(i)).sum();
-        let mut received = 0u64;
-        let mut todo = todo.into_iter().peekable();
-        let mut buf = BytesMut::new();
+        let (in_flight, pausable) = (run.in_flight.max(1), run.pausable);
+        let mut cutter = Cutter::new(run, self.chunking);
         let mut pending = FuturesUnordered::new();
         loop {
             // Read on only while a part slot is free: bytes read but not yet
             // confirmed stay within `in_flight` parts, what a crash can cost.
-            while pending.len() >= in_flight.max(1) {
+            while pending.len() >= in_flight {
                 if let Some(r) = pending.next().await {
                     r?;
                 }
             }
-            if pausable && buf.is_empty() && *self.stop.borrow() {
+            if pausable && cutter.buf.is_empty() && *self.stop.borrow() {
                 while let Some(r) = pending.next().await {
                     r?;
                 }
@@ -175,61 +255,21 @@ impl Ctx {
                     Stop::Fail(store_err("read source", e))
                 }
             })?;
-            let last = next.is_none();
-            if let Some(b) = next {
+            if let Some(b) = &next {
                 self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-                received += b.len() as u64;
-                if received > expected {
-                    return Err(Stop::Restart(
-                        "source longer than when it was listed".into(),
-                    ));
-                }
-                if buf.is_empty()
-                    && let Some(&index) = todo.peek()
-                {
-                    // One allocation per part, not a doubling series.
-                    buf.reserve(usize::try_from(layout.len(index)).unwrap_or(0));
-                }
-                buf.extend_from_slice(&b);
+                cutter.take(b)?;
             }
-            while let Some(&index) = todo.peek() {
-                let want = usize::try_from(layout.len(index)).unwrap_or(usize::MAX);
-                if buf.len() < want {
-                    break;
-                }
-                todo.next();
-                let data = buf.split_to(want).freeze();
-                let md5_after = md5.as_mut().map(|m| {
-                    m.update(&data);
-                    m.state()
-                });
-                let part = prepare(layout, index, data, self.chunking)?;
-                let held = match held_parts.get(&index) {
-                    Some(sent) if *sent != part.hash => {
-                        return Err(Stop::Fail(Error::SentPartDiffers { index: part.index }));
-                    }
-                    Some(_) => true,
-                    None => false,
-                };
-                pending.push(send(Part {
-                    md5_after,
-                    held,
-                    ..part
-                }));
+            while let Some(part) = cutter.next_part()? {
+                pending.push(send(part));
             }
-            if last {
+            if next.is_none() {
                 break;
             }
         }
         while let Some(r) = pending.next().await {
             r?;
         }
-        if todo.peek().is_some() {
-            return Err(Stop::Restart(
-                "source shorter than when it was listed".into(),
-            ));
-        }
-        Ok(md5)
+        cutter.finish()
     }
 
     /// Upload `stream` (the whole object) with object_store's in-process
