@@ -3,6 +3,7 @@
 //! AWS_* / AZURE_* / GOOGLE_* variables object_store reads) or from options
 //! loaded from a config file; never from the command line, never printed.
 
+pub mod body;
 pub mod checksum;
 pub mod limits;
 pub mod probe;

@@ -26,6 +26,7 @@ use crate::content::digest::Digester;
 use crate::content::published::Published;
 use crate::manifest::{SourceVersion, normalize_etag};
 use crate::stores::StoreKind;
+use crate::stores::body::body;
 use crate::stores::throttle::content_md5;
 use crate::transfer::ctx::{ByteStream, Ctx};
 use crate::transfer::plan::{Parts, Plan};
@@ -119,12 +120,12 @@ impl Ctx {
         let size = first.meta.size;
         let if_match = first.meta.e_tag.clone();
         let Plan::Multipart(parts) = plan else {
-            return self.capped(first.into_stream());
+            return self.capped(body(first));
         };
         let parts = Parts { size, ..parts };
         let ranges = (1..parts.count()).map(|i| parts.range(i)).collect();
         let rest = self.part_reads(loc, ranges, if_match, size);
-        self.capped(first.into_stream().chain(rest).boxed())
+        self.capped(body(first).chain(rest).boxed())
     }
 
     /// Lazily read `ranges` one GET each, If-Match `if_match`, under the
@@ -166,7 +167,7 @@ impl Ctx {
                             source: format!("size is now {}, was {size}", got.meta.size).into(),
                         });
                     }
-                    Ok(got.into_stream())
+                    Ok(body(got))
                 }
             })
             .try_flatten()
@@ -195,7 +196,7 @@ impl Ctx {
                 "source changed while being copied; retried next pass".into(),
             ));
         }
-        Ok(self.capped(got.into_stream()))
+        Ok(self.capped(body(got)))
     }
 
     /// The next buffer of an object of `size` bytes, counted and fed to the

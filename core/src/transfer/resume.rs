@@ -55,6 +55,7 @@ use crate::content::hash::Hash;
 use crate::content::published::{Md5Run, Published};
 use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
+use crate::stores::body::body;
 use crate::transfer::ctx::{ByteStream, Ctx, Outcome, Stop, listed_version};
 use crate::transfer::parts::{PartsRun, merge};
 use crate::transfer::plan::Parts;
@@ -386,7 +387,7 @@ impl Ctx {
         let etag = got.meta.e_tag.clone();
         let mut h = blake3::Hasher::new();
         let mut read = 0u64;
-        let mut s = got.into_stream();
+        let mut s = body(got);
         while let Some(b) = s.next().await {
             match b {
                 Ok(b) => {

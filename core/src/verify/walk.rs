@@ -15,6 +15,7 @@ use crate::base::error::{Error, parse_key, store_err};
 use crate::content::hash::Hash;
 use crate::manifest::{DeepVerified, FoundTree, Manifest, ObjectRecord, normalize_etag};
 use crate::stores::Store;
+use crate::stores::body::body;
 use crate::stores::throttle::Bandwidth;
 
 /// A verification under way.
@@ -286,7 +287,7 @@ async fn read_back(
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store_err("read back from the target", e)),
         };
-        let mut stream = got.into_stream();
+        let mut stream = body(got);
         let mut h = blake3::Hasher::new();
         let mut n = 0u64;
         while let Some(b) = stream.next().await {
