@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
+use passeur_core::manifest::{Manifest, PartDone};
 use passeur_tests::dataset::{self, Checks, Obj};
 use passeur_tests::job::StoreJob;
 use passeur_tests::meter::Meter;
@@ -19,7 +20,17 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const PART: usize = 5 * 1024 * 1024;
 
-async fn altered_before_a_stop(source: Kind, dialect: Dialect) -> Result<()> {
+/// One object of five parts, copied to moto; its first run read every
+/// part altered and was stopped after two parts (its upload paused).
+struct Paused {
+    objs: Vec<Obj>,
+    proxy: Meter,
+    job: StoreJob,
+    moto: Server,
+    _src: Server,
+}
+
+async fn paused_with_altered_parts(source: Kind, dialect: Dialect) -> Result<Paused> {
     let mut rng = StdRng::seed_from_u64(77);
     let mut v = vec![0u8; 4 * PART + 333];
     rng.fill(&mut v[..]);
@@ -61,9 +72,26 @@ async fn altered_before_a_stop(source: Kind, dialect: Dialect) -> Result<()> {
         moto.open_uploads("dst")?.len() == 1,
         "the paused upload stays open"
     );
-
     // Faults off: the rest of the parts read right, the recorded ones not.
     proxy.break_requests(None);
+    Ok(Paused {
+        objs,
+        proxy,
+        job,
+        moto,
+        _src: src,
+    })
+}
+
+async fn altered_before_a_stop(source: Kind, dialect: Dialect) -> Result<()> {
+    // Every field bound: the servers and the proxy live to the end.
+    let Paused {
+        objs,
+        proxy: _proxy,
+        job,
+        moto,
+        _src,
+    } = paused_with_altered_parts(source, dialect).await?;
     let second = job.run()?;
     ensure!(
         second.code == 1 && second.stat("failed")? == 1 && second.stat("uploads_resumed")? == 1,
@@ -119,6 +147,42 @@ async fn s3_source_altered_parts_before_a_stop_fail_the_resumed_upload() -> Resu
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_source_altered_parts_before_a_stop_fail_the_resumed_upload() -> Result<()> {
     altered_before_a_stop(Kind::Azurite, Dialect::Azure).await
+}
+
+/// Parts recorded without the running MD5's state (a build before it, or
+/// `check-md5` turned on since) cannot be checked against the source's
+/// MD5: the upload is never completed from them, the object starts over
+/// and is read whole (the recorded parts here hold altered bytes).
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_recorded_without_the_md5_state_are_not_completed() -> Result<()> {
+    let p = paused_with_altered_parts(Kind::Moto, Dialect::S3).await?;
+    {
+        let m = Manifest::open(&p.job.state)?;
+        for (i, part) in m.upload_parts("big/altered.bin")? {
+            let part = PartDone {
+                md5_after: None,
+                ..part
+            };
+            m.record_part("big/altered.bin", i, &part)?;
+        }
+    }
+    let second = p.job.run()?;
+    ensure!(
+        second.code == 0 && second.stat("uploads_restarted")? >= 1,
+        "exit {}, restarted {:?}\n{}",
+        second.code,
+        second.stat("uploads_restarted").ok(),
+        second.stderr
+    );
+    ensure!(p.moto.open_uploads("dst")?.is_empty(), "uploads left open");
+    dataset::verify(
+        p.moto.client("dst")?.as_ref(),
+        &p.objs,
+        Checks::BYTES,
+        Some(&p.job.state),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Six parts, four in flight; the target holds back the upload of part 1

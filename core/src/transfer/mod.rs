@@ -294,15 +294,7 @@ impl Ctx {
                 started_ms: now_ms(),
             };
             return self
-                .upload_fresh(
-                    mp,
-                    o.loc,
-                    head,
-                    o.attributes,
-                    o.in_flight,
-                    stream,
-                    o.published,
-                )
+                .upload_fresh(mp, o.loc, head, o.attributes, o.in_flight, stream)
                 .await;
         }
         let (digest, target_etag) = self

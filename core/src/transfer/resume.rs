@@ -52,7 +52,7 @@ use std::collections::BTreeMap;
 use crate::base::error::{Error, error_chain, parse_key, store_err};
 use crate::content::digest::Digested;
 use crate::content::hash::Hash;
-use crate::content::published::{Md5Run, Published};
+use crate::content::published::Md5Run;
 use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
 use crate::stores::body::body;
@@ -62,8 +62,10 @@ use crate::transfer::plan::Parts;
 use crate::transfer::record::{Commit, Replicated, blocking};
 
 impl Ctx {
-    /// Start a resumable upload of `stream` (the whole object, one GET);
-    /// `published`: the source's MD5 of it, if any.
+    /// Start a resumable upload of `stream` (the whole object, one GET).
+    /// The source's MD5 runs over it whenever the source may publish one
+    /// (an Azure blob's is known only when read): a resume then always
+    /// finds the state it goes on from.
     #[allow(clippy::too_many_arguments, reason = "the fields of one upload")]
     pub(crate) async fn upload_fresh(
         &self,
@@ -73,7 +75,6 @@ impl Ctx {
         attributes: Attributes,
         in_flight: usize,
         stream: ByteStream,
-        published: Option<Published>,
     ) -> Result<Outcome, Stop> {
         let key = loc.as_ref();
         let path = mp.path(loc);
@@ -104,7 +105,9 @@ impl Ctx {
             held: BTreeMap::new(),
             in_flight,
             pausable: true,
-            md5: published.map(|_| Md5Run::default()),
+            md5: self
+                .may_publish(head.source.etag.as_deref())
+                .then(Md5Run::default),
         };
         self.send_recorded(mp, loc, &head, run, BTreeMap::new(), stream)
             .await?;
@@ -122,6 +125,30 @@ impl Ctx {
     ) -> Result<Outcome, Stop> {
         let done = self.manifest.upload_parts(loc.as_ref())?;
         let n = head.parts();
+        let first_missing = (0..n)
+            .find(|i| u32::try_from(*i).is_ok_and(|i| !done.contains_key(&i)))
+            .unwrap_or(n);
+        // The running MD5 goes on from the state recorded with the part
+        // before the first missing one. Parts recorded without it (by an
+        // older passeur, or with check-md5 off) cannot be checked: start over.
+        let md5 = if !self.may_publish(head.source.etag.as_deref()) {
+            None
+        } else if first_missing == 0 {
+            Some(Md5Run::default())
+        } else {
+            let state = u32::try_from(first_missing - 1)
+                .ok()
+                .and_then(|i| done.get(&i))
+                .and_then(|p| p.md5_after.as_deref())
+                .and_then(Md5Run::resume);
+            let Some(state) = state else {
+                return Err(Stop::Restart(
+                    "its parts were recorded without the running MD5 of the source's checksum"
+                        .into(),
+                ));
+            };
+            Some(state)
+        };
         let have: u64 = done
             .keys()
             .map(|&i| {
@@ -132,23 +159,9 @@ impl Ctx {
         self.stats.uploads_resumed.fetch_add(1, Relaxed);
         self.stats.bytes_resumed.fetch_add(have, Relaxed);
         tracing::info!(key = %loc, parts_done = done.len(), parts = n, "resuming multipart upload");
-        let first_missing =
-            (0..n).find(|i| u32::try_from(*i).is_ok_and(|i| !done.contains_key(&i)));
-        // The running MD5 goes on from the part before the first missing
-        // one; without it (records of an older passeur) it is not run.
-        let md5 = match first_missing {
-            None => None,
-            Some(0) => self
-                .may_publish(head.source.etag.as_deref())
-                .then(Md5Run::default),
-            Some(k) => done
-                .get(&u32::try_from(k - 1).unwrap_or(u32::MAX))
-                .and_then(|p| p.md5_after.as_deref())
-                .and_then(Md5Run::resume),
-        };
         // Parts to read: the missing ones; with the MD5, every part from
         // the first missing one on (those the target holds, only hashed).
-        let todo: Vec<u64> = (first_missing.unwrap_or(n)..n)
+        let todo: Vec<u64> = (first_missing..n)
             .filter(|&i| md5.is_some() || u32::try_from(i).is_ok_and(|i| !done.contains_key(&i)))
             .collect();
         let mut held = BTreeMap::new();
@@ -283,17 +296,17 @@ impl Ctx {
         if let Some(published) = published {
             let states: Option<Vec<&[u8]>> =
                 parts.values().map(|p| p.md5_after.as_deref()).collect();
-            match states.and_then(|s| s.last().copied()).map(Md5Run::resume) {
-                Some(Some(md5)) => md5.check(&published)?,
-                Some(None) => {
-                    return Err(Error::Corrupt(format!("MD5 state of {key:?}'s last part")).into());
-                }
-                None => tracing::warn!(
-                    key,
-                    what = published.what,
-                    "not checked against the source's MD5: parts recorded without its running state (an older passeur)"
-                ),
-            }
+            // Never completed unchecked: without a state, start over.
+            let Some(md5) = states
+                .and_then(|s| s.last().copied())
+                .and_then(Md5Run::resume)
+            else {
+                return Err(Stop::Restart(
+                    "its parts were recorded without the running MD5 of the source's checksum"
+                        .into(),
+                ));
+            };
+            md5.check(&published)?;
         }
         let mut ids = Vec::with_capacity(parts.len());
         let mut shares = Vec::with_capacity(parts.len());
