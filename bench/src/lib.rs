@@ -2,6 +2,7 @@
 //! and seeding many small objects through the S3 API; a synthetic S3
 //! bucket ([`synth`]) for more objects than the emulators can hold.
 
+pub mod measure;
 pub mod synth;
 
 use std::process::Command;

@@ -36,6 +36,19 @@ pub fn header(head: &str, name: &str) -> Option<String> {
     })
 }
 
+/// `head` without its `name` header lines.
+pub fn without_header(head: &str, name: &str) -> String {
+    head.split_inclusive("\r\n")
+        .enumerate()
+        .filter(|(i, l)| {
+            *i == 0
+                || l.split_once(':')
+                    .is_none_or(|(k, _)| !k.trim().eq_ignore_ascii_case(name))
+        })
+        .map(|(_, l)| l)
+        .collect()
+}
+
 /// A request head's method and target (empty if missing).
 pub fn request_line(head: &str) -> (String, String) {
     let mut first = head.split_whitespace();
@@ -192,4 +205,17 @@ pub fn read_body(r: &mut impl BufRead, head: &str, message: Message) -> Result<V
     let mut body = Vec::new();
     BodyCopier::default().body(r, &mut body, head, message)?;
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn without_header_drops_only_that_header() {
+        let head =
+            "PUT /b/k HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(
+            super::without_header(head, "expect"),
+            "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
 }

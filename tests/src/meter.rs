@@ -321,13 +321,20 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
     let mut to_client = client;
     let mut from_server = BufReader::new(server.try_clone()?);
     let mut to_server = server;
-    while let Some(req) = read_head(&mut from_client)? {
+    while let Some(mut req) = read_head(&mut from_client)? {
         let req_text = String::from_utf8_lossy(&req).into_owned();
         let (method, target) = http1::request_line(&req_text);
         counts.requests.fetch_add(1, Relaxed);
         let delay = counts.delay_ms.load(Relaxed);
         if delay > 0 {
             std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
+        // The proxy reads a body whole before forwarding it: it answers an
+        // `Expect: 100-continue` itself, and the server never sees one (its
+        // interim answer would be taken for the final one).
+        if header(&req_text, "expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
+            to_client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            req = http1::without_header(&req_text, "expect").into_bytes();
         }
         if method == "GET"
             && header(&req_text, "range").is_some()

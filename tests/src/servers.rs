@@ -285,6 +285,11 @@ impl Server {
             .collect())
     }
 
+    /// The server's process id (its CPU time is in `/proc/PID/stat`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The URL passeur uses for `bucket/prefix` on this server.
     pub fn url(&self, bucket_and_prefix: &str) -> String {
         match self.kind {

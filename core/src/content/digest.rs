@@ -1,9 +1,11 @@
 //! The streaming digester: every byte of an object passes through it once,
 //! feeding the whole-object BLAKE3, the content-defined chunker and, when
-//! the source published one, the MD5 it is checked against.
+//! the source published one, the MD5 it is checked against; and
+//! [`hash_and_chunk`], the same work on bytes held whole in memory (a
+//! part), on two cores.
 
 use crate::base::error::Error;
-use crate::content::chunk::{ChunkParams, ChunkRef, Segmented};
+use crate::content::chunk::{ChunkParams, ChunkRef, Segmented, chunk_slice};
 use crate::content::hash::Hash;
 use crate::content::published::{Md5Run, Published};
 
@@ -59,5 +61,58 @@ impl Digester {
             blake3: self.hasher.finalize().into(),
             chunks: self.chunks,
         })
+    }
+}
+
+/// Below this many bytes, hashing and chunking stay on one thread (a
+/// thread costs tens of microseconds; 1 MiB takes a few hundred).
+const PARALLEL_FROM: usize = 1024 * 1024;
+
+/// Hash `data` with `hash` and cut it into content-defined chunks, each
+/// chunk hashed: the two halves of the work run on two threads (the
+/// caller's and a scoped one), so a part costs the time of the slower half
+/// rather than of both. Blocking: call it off the async workers.
+pub fn hash_and_chunk<H: Send>(
+    data: &[u8],
+    chunking: ChunkParams,
+    hash: impl FnOnce(&[u8]) -> H + Send,
+) -> (H, Vec<ChunkRef>) {
+    let mut chunks = Vec::new();
+    if data.len() < PARALLEL_FROM {
+        chunk_slice(chunking, data, &mut chunks);
+        return (hash(data), chunks);
+    }
+    let h = std::thread::scope(|s| {
+        let hashing = s.spawn(|| hash(data));
+        chunk_slice(chunking, data, &mut chunks);
+        hashing.join()
+    });
+    match h {
+        Ok(h) => (h, chunks),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_threads_give_what_the_streaming_digester_gives() {
+        let p = ChunkParams::default();
+        let data: Vec<u8> = (0..3 * PARALLEL_FROM as u64 + 12_345)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 29) as u8)
+            .collect();
+        for len in [0, 1, PARALLEL_FROM - 1, PARALLEL_FROM, data.len()] {
+            let bytes = &data[..len];
+            let mut d = Digester::new(p, None, None);
+            for piece in bytes.chunks(65_536) {
+                d.update(piece);
+            }
+            let want = d.finish(len as u64).expect("digest");
+            let (h, chunks) = hash_and_chunk(bytes, p, Hash::of);
+            assert_eq!(h, want.blake3, "{len} bytes");
+            assert_eq!(chunks, want.chunks, "{len} bytes");
+        }
     }
 }

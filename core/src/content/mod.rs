@@ -4,7 +4,7 @@
 //! against a checksum the source published. Knows no store and no manifest.
 
 pub mod chunk;
-pub(crate) mod digest;
+pub mod digest;
 pub mod hash;
 pub mod parthash;
 pub(crate) mod published;

@@ -293,8 +293,9 @@ impl Ctx {
                 attrs_digest: o.attrs_digest,
                 started_ms: now_ms(),
             };
+            let md5 = o.published.is_some();
             return self
-                .upload_fresh(mp, o.loc, head, o.attributes, o.in_flight, stream)
+                .upload_fresh(mp, o.loc, head, o.attributes, (o.in_flight, md5), stream)
                 .await;
         }
         let (digest, target_etag) = self

@@ -1,7 +1,8 @@
 //! The one part pipeline of every multipart upload, fresh or resumed,
 //! recorded or not: read the source stream, cut it at the part boundaries
 //! of the object's [`Parts`] layout, hash and chunk each part on its own
-//! (so a resumed upload never needs the finished parts' bytes), and hand
+//! (so a resumed upload never needs the finished parts' bytes; on the
+//! blocking pool, the hash and the chunks on two threads), and hand
 //! each part to a sender with at most `in_flight` sends running while the
 //! next part is read. When the source published an MD5 of the object, it
 //! runs over the parts in order, and each part carries its state.
@@ -21,10 +22,11 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
 use object_store::{Attributes, PutMultipartOptions, PutPayload};
+use tokio::task::JoinHandle;
 
 use crate::base::error::{Error, store_err};
-use crate::content::chunk::{ChunkParams, ChunkRef, Segmented};
-use crate::content::digest::Digested;
+use crate::content::chunk::{ChunkParams, ChunkRef};
+use crate::content::digest::{Digested, hash_and_chunk};
 use crate::content::hash::Hash;
 use crate::content::parthash::{self, PartHasher};
 use crate::content::published::{Md5Run, Published};
@@ -69,29 +71,53 @@ pub(crate) struct PartsRun {
     pub(crate) md5: Option<Md5Run>,
 }
 
-/// Hash and chunk part `index` of `layout` on its own.
-fn prepare(layout: Parts, index: u64, data: Bytes, chunking: ChunkParams) -> Result<Part, Error> {
+/// One part cut from the stream, not yet hashed.
+struct Cut {
+    index: u64,
+    data: Bytes,
+    /// The share of the whole-object BLAKE3 the target's copy has, when
+    /// the target holds this part already.
+    held: Option<PartHash>,
+}
+
+/// A part hashed and chunked, with the running MD5 after it.
+type Prepared = Result<(Part, Option<Md5Run>), Stop>;
+
+/// Hash and chunk part `cut` of `layout` on its own (two threads), with
+/// the running MD5 carried over it; a part the target holds must hash as
+/// the one sent. Blocking: runs on the blocking pool.
+fn prepare(layout: Parts, cut: Cut, chunking: ChunkParams, mut md5: Option<Md5Run>) -> Prepared {
+    let Cut { index, data, held } = cut;
     let range = layout.range(index);
-    let hash = if range.start == 0 && range.end == layout.size {
-        PartHash::Whole(Hash::of(&data))
-    } else {
-        let mut h = PartHasher::new(layout.size, range.start, range.end)?;
-        h.update(&data);
-        PartHash::Subtrees(h.finish()?)
-    };
-    let mut chunks = Vec::new();
-    let mut c = Segmented::new(chunking, None);
-    c.push(&data, &mut chunks);
-    c.finish(&mut chunks);
+    let (hash, chunks) = hash_and_chunk(&data, chunking, |data| {
+        if range.start == 0 && range.end == layout.size {
+            Ok(PartHash::Whole(Hash::of(data)))
+        } else {
+            let mut h = PartHasher::new(layout.size, range.start, range.end)?;
+            h.update(data);
+            Ok::<_, Error>(PartHash::Subtrees(h.finish()?))
+        }
+    });
+    let hash = hash?;
     let index = u32::try_from(index).map_err(|_| Error::PartOutOfRange(index))?;
-    Ok(Part {
+    let md5_after = md5.as_mut().map(|m| {
+        m.update(&data);
+        m.state()
+    });
+    let held = match held {
+        Some(sent) if sent != hash => return Err(Stop::Fail(Error::SentPartDiffers { index })),
+        Some(_) => true,
+        None => false,
+    };
+    let part = Part {
         index,
         data,
         hash,
         chunks,
-        md5_after: None,
-        held: false,
-    })
+        md5_after,
+        held,
+    };
+    Ok((part, md5))
 }
 
 /// The whole object's BLAKE3 and chunk list from its parts' shares, in
@@ -126,7 +152,6 @@ struct Cutter {
     todo: std::iter::Peekable<std::vec::IntoIter<u64>>,
     held: BTreeMap<u64, PartHash>,
     md5: Option<Md5Run>,
-    chunking: ChunkParams,
     buf: BytesMut,
     /// Bytes the stream should hold, and has given so far.
     expected: u64,
@@ -134,7 +159,7 @@ struct Cutter {
 }
 
 impl Cutter {
-    fn new(run: PartsRun, chunking: ChunkParams) -> Self {
+    fn new(run: PartsRun) -> Self {
         let layout = run.layout;
         Self {
             expected: run.todo.iter().map(|&i| layout.len(i)).sum(),
@@ -142,7 +167,6 @@ impl Cutter {
             todo: run.todo.into_iter().peekable(),
             held: run.held,
             md5: run.md5,
-            chunking,
             buf: BytesMut::new(),
             received: 0,
         }
@@ -167,36 +191,19 @@ impl Cutter {
         Ok(())
     }
 
-    /// The next part, once all its bytes are in: hashed, chunked, with the
-    /// running MD5's state after it; a part the target holds must hash as
-    /// the one sent.
-    fn next_part(&mut self) -> Result<Option<Part>, Stop> {
-        let Some(&index) = self.todo.peek() else {
-            return Ok(None);
-        };
+    /// The next part, once all its bytes are in.
+    fn next_cut(&mut self) -> Option<Cut> {
+        let &index = self.todo.peek()?;
         let want = usize::try_from(self.layout.len(index)).unwrap_or(usize::MAX);
         if self.buf.len() < want {
-            return Ok(None);
+            return None;
         }
         self.todo.next();
-        let data = self.buf.split_to(want).freeze();
-        let md5_after = self.md5.as_mut().map(|m| {
-            m.update(&data);
-            m.state()
-        });
-        let part = prepare(self.layout, index, data, self.chunking)?;
-        let held = match self.held.get(&index) {
-            Some(sent) if *sent != part.hash => {
-                return Err(Stop::Fail(Error::SentPartDiffers { index: part.index }));
-            }
-            Some(_) => true,
-            None => false,
-        };
-        Ok(Some(Part {
-            md5_after,
-            held,
-            ..part
-        }))
+        Some(Cut {
+            index,
+            data: self.buf.split_to(want).freeze(),
+            held: self.held.remove(&index),
+        })
     }
 
     /// Every part was cut: the running MD5.
@@ -223,47 +230,65 @@ impl Ctx {
         mut send: impl FnMut(Part) -> Sent<'a>,
     ) -> Result<Option<Md5Run>, Stop> {
         let (in_flight, pausable) = (run.in_flight.max(1), run.pausable);
-        let mut cutter = Cutter::new(run, self.chunking);
+        let mut cutter = Cutter::new(run);
         let mut pending = FuturesUnordered::new();
+        // The part being hashed and chunked on the blocking pool (one at a
+        // time: the running MD5 goes through the parts in order). It holds
+        // a part slot, as the sends do.
+        let mut preparing: Option<JoinHandle<Prepared>> = None;
+        let mut ended = false;
         loop {
-            // Read on only while a part slot is free: bytes read but not yet
-            // confirmed stay within `in_flight` parts, what a crash can cost.
-            while pending.len() >= in_flight {
-                if let Some(r) = pending.next().await {
-                    r?;
+            if preparing.is_none() {
+                if let Some(cut) = cutter.next_cut() {
+                    let (layout, chunking, md5) = (cutter.layout, self.chunking, cutter.md5.take());
+                    preparing = Some(tokio::task::spawn_blocking(move || {
+                        prepare(layout, cut, chunking, md5)
+                    }));
+                } else if ended {
+                    break;
                 }
             }
-            if pausable && cutter.buf.is_empty() && *self.stop.borrow() {
+            if pausable && preparing.is_none() && cutter.buf.is_empty() && *self.stop.borrow() {
                 while let Some(r) = pending.next().await {
                     r?;
                 }
                 return Err(Stop::Paused);
             }
-            // Parts keep uploading while the next one is read.
-            let next = tokio::select! {
+            // Read on only while a part slot is free: bytes read but not yet
+            // confirmed stay within `in_flight` parts, what a crash can cost.
+            let reading = !ended && pending.len() + usize::from(preparing.is_some()) < in_flight;
+            // Parts keep uploading while the next one is hashed and read.
+            tokio::select! {
                 biased;
-                Some(r) = pending.next(), if !pending.is_empty() => {
-                    r?;
-                    continue;
+                Some(r) = pending.next(), if !pending.is_empty() => r?,
+                done = async {
+                    match preparing.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if preparing.is_some() => {
+                    preparing = None;
+                    let (part, md5) = done.map_err(|_| Stop::Fail(Error::ShuttingDown))??;
+                    cutter.md5 = md5;
+                    pending.push(send(part));
                 }
-                n = stream.next() => n,
-            };
-            let next = next.transpose().map_err(|e| {
-                if changed(&e) {
-                    Stop::Restart(format!("source changed while being copied: {e}"))
-                } else {
-                    Stop::Fail(store_err("read source", e))
+                next = stream.next(), if reading => {
+                    let next = next.transpose().map_err(|e| {
+                        if changed(&e) {
+                            Stop::Restart(format!("source changed while being copied: {e}"))
+                        } else {
+                            Stop::Fail(store_err("read source", e))
+                        }
+                    })?;
+                    match next {
+                        Some(b) => {
+                            self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
+                            cutter.take(&b)?;
+                        }
+                        None => ended = true,
+                    }
                 }
-            })?;
-            if let Some(b) = &next {
-                self.stats.bytes_read.fetch_add(b.len() as u64, Relaxed);
-                cutter.take(b)?;
-            }
-            while let Some(part) = cutter.next_part()? {
-                pending.push(send(part));
-            }
-            if next.is_none() {
-                break;
+                else => break,
             }
         }
         while let Some(r) = pending.next().await {

@@ -1,8 +1,9 @@
 //! Reading the source: single objects in one GET; multipart objects as
-//! one ranged GET per part, issued only when the previous part has been
-//! consumed, so that a crash or a stop wastes at most the parts in flight
-//! (a whole-object GET lets the network stack read megabytes ahead), and
-//! every range after the first carries If-Match the first one's ETag.
+//! one ranged GET per part, up to `parts_in_flight` of them sent ahead of
+//! the part being read (their round trips overlap; their bodies wait in
+//! the sockets until read), so that a crash or a stop wastes at most the
+//! parts in flight and what the sockets hold, and every range after the
+//! first carries If-Match the first one's ETag.
 //!
 //! The bandwidth cap is a property of every source stream made here (the
 //! first GET and the parts after it, a re-read after a dedup attempt, the
@@ -58,15 +59,6 @@ impl Ctx {
                 md5,
             }),
             StoreKind::Local | StoreKind::Gcs => None,
-        }
-    }
-
-    /// Whether the source may publish an MD5 of the version with `etag`
-    /// (an Azure blob's Content-MD5 is known only once read).
-    pub(crate) fn may_publish(&self, etag: Option<&str>) -> bool {
-        match self.source.kind {
-            StoreKind::Azure => self.source.check_md5,
-            _ => self.published(etag).is_some(),
         }
     }
 
@@ -141,7 +133,11 @@ impl Ctx {
         self.capped(self.part_reads(loc, ranges, if_match, size))
     }
 
-    /// [`Ctx::ranged`] without the cap.
+    /// [`Ctx::ranged`] without the cap. The GETs of the next
+    /// `parts_in_flight` ranges are sent while the current one is read, so
+    /// their round trips overlap it; only their answers' heads are awaited
+    /// early (a body is read when its turn comes, so what is buffered ahead
+    /// is the socket's, not the memory budget's).
     fn part_reads(
         &self,
         loc: &Path,
@@ -152,7 +148,7 @@ impl Ctx {
         let store = Arc::clone(&self.source.inner);
         let loc = loc.clone();
         futures::stream::iter(ranges)
-            .then(move |r| {
+            .map(move |r| {
                 let (store, loc, if_match) = (Arc::clone(&store), loc.clone(), if_match.clone());
                 async move {
                     let opts = GetOptions {
@@ -170,6 +166,7 @@ impl Ctx {
                     Ok(body(got))
                 }
             })
+            .buffered(self.parts_in_flight.max(1))
             .try_flatten()
             .boxed()
     }

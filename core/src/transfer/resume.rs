@@ -52,7 +52,7 @@ use std::collections::BTreeMap;
 use crate::base::error::{Error, error_chain, parse_key, store_err};
 use crate::content::digest::Digested;
 use crate::content::hash::Hash;
-use crate::content::published::Md5Run;
+use crate::content::published::{Md5Run, Published};
 use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
 use crate::stores::body::body;
@@ -62,18 +62,18 @@ use crate::transfer::plan::Parts;
 use crate::transfer::record::{Commit, Replicated, blocking};
 
 impl Ctx {
-    /// Start a resumable upload of `stream` (the whole object, one GET).
-    /// The source's MD5 runs over it whenever the source may publish one
-    /// (an Azure blob's is known only when read): a resume then always
-    /// finds the state it goes on from.
-    #[allow(clippy::too_many_arguments, reason = "the fields of one upload")]
+    /// Start a resumable upload of `stream` (the whole object, one GET),
+    /// `in_flight` parts at a time. With `md5` (the source published an
+    /// MD5 of the object: an S3 ETag that is one, an Azure blob's
+    /// Content-MD5 in the first GET's answer) it runs over the parts and
+    /// each recorded part keeps its state, so a resume goes on from it.
     pub(crate) async fn upload_fresh(
         &self,
         mp: &Multipart,
         loc: &Path,
         head: UploadHead,
         attributes: Attributes,
-        in_flight: usize,
+        (in_flight, md5): (usize, bool),
         stream: ByteStream,
     ) -> Result<Outcome, Stop> {
         let key = loc.as_ref();
@@ -105,13 +105,26 @@ impl Ctx {
             held: BTreeMap::new(),
             in_flight,
             pausable: true,
-            md5: self
-                .may_publish(head.source.etag.as_deref())
-                .then(Md5Run::default),
+            md5: md5.then(Md5Run::default),
         };
         self.send_recorded(mp, loc, &head, run, BTreeMap::new(), stream)
             .await?;
         self.finish_upload(mp, loc, &head).await
+    }
+
+    /// The MD5 the source publishes of the version `head` copies, after a
+    /// HEAD of it (an Azure blob's Content-MD5 comes with the answer); a
+    /// source that changed or vanished restarts the upload.
+    async fn source_md5(&self, loc: &Path, head: &UploadHead) -> Result<Option<Published>, Stop> {
+        match self.source.inner.head(loc).await {
+            Ok(m) if head.source.same_as(&listed_version(&m)) => {
+                Ok(self.published(m.e_tag.as_deref()))
+            }
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                Err(Stop::Restart("source changed while being copied".into()))
+            }
+            Err(e) => Err(store_err("check source", e).into()),
+        }
     }
 
     /// Continue a recorded upload at its missing parts.
@@ -131,7 +144,7 @@ impl Ctx {
         // The running MD5 goes on from the state recorded with the part
         // before the first missing one. Parts recorded without it (by an
         // older passeur, or with check-md5 off) cannot be checked: start over.
-        let md5 = if !self.may_publish(head.source.etag.as_deref()) {
+        let md5 = if self.source_md5(loc, head).await?.is_none() {
             None
         } else if first_missing == 0 {
             Some(Md5Run::default())
@@ -285,15 +298,7 @@ impl Ctx {
             ))
             .into());
         }
-        // After the HEAD: an Azure source's Content-MD5 comes with it.
-        let published = match self.source.inner.head(loc).await {
-            Ok(m) if head.source.same_as(&listed_version(&m)) => self.published(m.e_tag.as_deref()),
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
-                return Err(Stop::Restart("source changed while being copied".into()));
-            }
-            Err(e) => return Err(store_err("check source", e).into()),
-        };
-        if let Some(published) = published {
+        if let Some(published) = self.source_md5(loc, head).await? {
             let states: Option<Vec<&[u8]>> =
                 parts.values().map(|p| p.md5_after.as_deref()).collect();
             // Never completed unchecked: without a state, start over.

@@ -1,0 +1,178 @@
+//! Benchmark: passeur against rclone on the workloads of the mission, side
+//! by side in one run: large objects (Azurite → s3s-fs, directory → s3s-fs,
+//! tmpfs → tmpfs, and Azurite → s3s-fs behind proxies adding
+//! `BENCH_LATENCY_MS` per request), small objects, a million tiny files
+//! (first pass, no-op re-pass, peak RSS in one directory and in 1,000), and
+//! passeur's chunk + hash pipeline against `b3sum --num-threads 1`.
+//!
+//! Each tool gets a fresh target (and passeur a fresh state) per run; runs
+//! alternate between the tools; every target is read back independently
+//! (keys and sizes every run, BLAKE3 of every byte on the first).
+//! Medians of `BENCH_RUNS` (default 3); prints a markdown table and writes
+//! every run to `BENCH_JSON`. `BENCH_ONLY=a,b` runs the named workloads,
+//! `BENCH_TINY` (default 1,000,000) sizes the tiny-file workloads.
+//! `bench/perf.sh` builds it (release) and runs it.
+
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+mod perf_io;
+mod perf_work;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use passeur_bench::measure::Row;
+use passeur_core::content::chunk::ChunkParams;
+use passeur_core::content::digest::hash_and_chunk;
+use passeur_core::content::parthash::PartHasher;
+
+use crate::perf_work::Bench;
+
+/// The part size the pipeline cuts objects into here (the default for
+/// S3 targets).
+const PART: usize = 8 << 20;
+
+fn env_num(name: &str, default: u64) -> Result<u64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().with_context(|| format!("{name}={v}")))
+        .transpose()
+        .map(|v| v.unwrap_or(default))
+}
+
+/// `bench-perf hash-file PATH`: the chunk + hash pipeline over one file, as
+/// a multipart transfer runs it: read in parts on one thread, each part
+/// hashed (its share of the whole-object BLAKE3) and chunked on two.
+fn hash_file(path: &str) -> Result<()> {
+    use std::io::Read;
+    let size = std::fs::metadata(path)?.len();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(1);
+    let owned = path.to_owned();
+    let reader = std::thread::spawn(move || -> Result<()> {
+        let mut f = std::fs::File::open(owned)?;
+        let mut at = 0u64;
+        loop {
+            let mut part = Vec::with_capacity(PART);
+            (&mut f).take(PART as u64).read_to_end(&mut part)?;
+            if part.is_empty() {
+                return Ok(());
+            }
+            let n = part.len() as u64;
+            if tx.send((at, part)).is_err() {
+                return Ok(());
+            }
+            at += n;
+        }
+    });
+    let (mut chunks, mut subtrees) = (0usize, 0usize);
+    for (at, part) in rx {
+        let end = at + part.len() as u64;
+        let (h, c) = hash_and_chunk(&part, ChunkParams::default(), |d| {
+            let mut h = PartHasher::new(size, at, end)?;
+            h.update(d);
+            h.finish()
+        });
+        subtrees += h?.len();
+        chunks += c.len();
+    }
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    eprintln!("{size} bytes: {chunks} chunks, {subtrees} subtrees");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, cmd, path] = &args[..]
+        && cmd == "hash-file"
+    {
+        return hash_file(path);
+    }
+    if args.len() > 1 {
+        bail!("usage: bench-perf            (see bench/README.md)");
+    }
+    let runs = usize::try_from(env_num("BENCH_RUNS", 3)?)?.max(1);
+    let tiny = usize::try_from(env_num("BENCH_TINY", 1_000_000)?)?;
+    let latency = env_num("BENCH_LATENCY_MS", 50)?;
+    let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let json = std::env::var_os("BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("passeur-bench-perf.json"));
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == name));
+
+    let started = Instant::now();
+    let mut b = Bench::new(runs)?;
+    let mut rows: Vec<Row> = Vec::new();
+    let report = |rows: &mut Vec<Row>, got: Vec<Row>| {
+        for r in got {
+            eprintln!("{}", r.markdown());
+            rows.push(r);
+        }
+    };
+    if wanted("large-azure-s3") {
+        let r = b.large_azure_s3(4, 128, None)?;
+        report(&mut rows, r);
+    }
+    if wanted("large-fs-s3") {
+        let r = b.large_fs_s3(8, 128)?;
+        report(&mut rows, r);
+    }
+    if wanted("large-local") {
+        let r = b.large_local(8, 256)?;
+        report(&mut rows, r);
+    }
+    if wanted("large-latency") {
+        let r = b.large_azure_s3(4, 128, Some(latency))?;
+        report(&mut rows, r);
+    }
+    if wanted("small-fs-s3") {
+        let r = b.small_fs_s3(20_000)?;
+        report(&mut rows, r);
+    }
+    if wanted("small-azure-s3") {
+        let r = b.small_azure_s3(5_000)?;
+        report(&mut rows, r);
+    }
+    if wanted("small-local") {
+        let r = b.small_local(50_000)?;
+        report(&mut rows, r);
+    }
+    if wanted("tiny-flat") {
+        let r = b.tiny(tiny, 1)?;
+        report(&mut rows, r);
+    }
+    if wanted("tiny-dirs") {
+        let r = b.tiny(tiny, 1000)?;
+        report(&mut rows, r);
+    }
+    if wanted("tiny-flat-tenth") {
+        let r = b.tiny(tiny / 10, 1)?;
+        report(&mut rows, r);
+    }
+    if wanted("chunk-hash") {
+        let r = b.chunk_hash(1024)?;
+        report(&mut rows, vec![r]);
+    }
+
+    println!(
+        "passeur vs rclone, release builds, medians of {runs} (ratio = passeur / peer wall time; {latency} ms added per request in large-latency)\n"
+    );
+    println!("{}", Row::header());
+    for r in &rows {
+        println!("{}", r.markdown());
+    }
+    let doc = serde_json::json!({
+        "runs": runs,
+        "latency_ms": latency,
+        "tiny": tiny,
+        "seconds": started.elapsed().as_secs_f64(),
+        "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+    });
+    std::fs::write(&json, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nevery run: {}", json.display());
+    Ok(())
+}

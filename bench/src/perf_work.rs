@@ -1,0 +1,578 @@
+//! The workloads of `bench-perf`: their sources, the commands of both
+//! tools, fresh targets per run, each read back (`perf_io`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use futures::StreamExt;
+use passeur_bench::measure::{Cost, Row, Runs, cpu_of, timed};
+use passeur_bench::{mixed_keys, rclone_remote};
+use passeur_tests::meter::Meter;
+use passeur_tests::passeur_command;
+use passeur_tests::servers::{Kind, Server};
+
+use crate::perf_io::{Expect, bytes, expect_of, profiled, put, read_dir, read_store, tracing_line};
+
+/// Where a workload reads.
+enum Src {
+    Dir(PathBuf),
+    /// An Azurite container, at `endpoint` (the server or a proxy).
+    Azure {
+        container: String,
+        endpoint: String,
+    },
+}
+
+/// Where a workload writes; a fresh bucket or directory per run.
+#[derive(Clone)]
+enum Dst {
+    Dir(PathBuf),
+    /// The s3s-fs bucket `bucket`, reached at `endpoint`.
+    S3 {
+        bucket: String,
+        endpoint: String,
+    },
+}
+
+/// Shared servers, scratch space and settings.
+pub struct Bench {
+    runs: usize,
+    work: tempfile::TempDir,
+    shm: tempfile::TempDir,
+    s3: Server,
+    az: Option<Server>,
+    seeded: BTreeSet<String>,
+    rt: tokio::runtime::Runtime,
+    seq: usize,
+}
+
+impl Bench {
+    pub fn new(runs: usize) -> Result<Self> {
+        let shm_root = Path::new("/dev/shm");
+        let shm = if shm_root.is_dir() {
+            tempfile::tempdir_in(shm_root)?
+        } else {
+            tempfile::tempdir()?
+        };
+        Ok(Self {
+            runs,
+            work: tempfile::tempdir()?,
+            shm,
+            s3: Server::start(Kind::S3sFs)?,
+            az: None,
+            seeded: BTreeSet::new(),
+            rt: tokio::runtime::Runtime::new()?,
+            seq: 0,
+        })
+    }
+
+    fn azurite(&mut self) -> Result<&Server> {
+        if self.az.is_none() {
+            self.az = Some(Server::start(Kind::Azurite)?);
+        }
+        self.az.as_ref().context("Azurite")
+    }
+
+    /// Seed Azurite container `name` with `objects` (once per run of the
+    /// benchmark), large ones in 8 MiB blocks.
+    fn seed_azure(&mut self, name: &str, objects: &[(String, Vec<u8>)]) -> Result<()> {
+        if self.seeded.contains(name) {
+            return Ok(());
+        }
+        let az = self.azurite()?;
+        az.create_bucket(name)?;
+        let client = az.client(name)?;
+        self.rt.block_on(async {
+            let puts = futures::stream::iter(objects)
+                .map(|(k, b)| put(client.as_ref(), k, b))
+                .buffer_unordered(16);
+            let done: Vec<Result<()>> = puts.collect().await;
+            done.into_iter().collect::<Result<()>>()
+        })?;
+        self.seeded.insert(name.to_owned());
+        Ok(())
+    }
+
+    fn fresh(&mut self, dst: &Dst) -> Result<Dst> {
+        self.seq += 1;
+        Ok(match dst {
+            Dst::Dir(base) => Dst::Dir(base.join(format!("run{}", self.seq))),
+            Dst::S3 { endpoint, .. } => {
+                let bucket = format!("dst{}", self.seq);
+                self.s3.create_bucket(&bucket)?;
+                Dst::S3 {
+                    bucket,
+                    endpoint: endpoint.clone(),
+                }
+            }
+        })
+    }
+
+    fn drop_target(&self, dst: &Dst) -> Result<()> {
+        let dir = match dst {
+            Dst::Dir(d) => d.clone(),
+            Dst::S3 { bucket, .. } => self.s3.data.path().join(bucket),
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    /// CPU seconds s3s-fs and Azurite have used so far.
+    fn servers_apart(&self) -> (f64, f64) {
+        let az = self.az.as_ref().map_or(0.0, |a| cpu_of(a.pid()));
+        (cpu_of(self.s3.pid()), az)
+    }
+
+    /// `c` timed, with the servers' CPU meanwhile.
+    fn run(&self, c: &Command) -> Result<Cost> {
+        let before = self.servers_apart();
+        let mut cost = timed(c, &self.work.path().join("time"))?;
+        let after = self.servers_apart();
+        cost.servers_cpu = after.0 + after.1 - before.0 - before.1;
+        tracing_line(c, cost.wall, after.0 - before.0, after.1 - before.1);
+        Ok(cost)
+    }
+
+    fn passeur(&self, src: &Src, dst: &Dst, state: &Path) -> Result<Command> {
+        let mut cfg = String::new();
+        let src_url = match src {
+            Src::Dir(d) => d.display().to_string(),
+            Src::Azure {
+                container,
+                endpoint,
+            } => {
+                cfg += &format!(
+                    "[source]\nendpoint = \"{endpoint}\"\nemulator = true\nallow-http = true\n"
+                );
+                format!("az://{container}")
+            }
+        };
+        let dst_url = match dst {
+            Dst::Dir(d) => d.display().to_string(),
+            Dst::S3 { bucket, endpoint } => {
+                cfg += &format!(
+                    "[target]\n{}{}\n",
+                    self.s3.config().replace(&self.s3.endpoint, endpoint),
+                    std::env::var("BENCH_TARGET_OPTIONS").unwrap_or_default()
+                );
+                format!("s3://{bucket}")
+            }
+        };
+        let file = state.with_extension("toml");
+        std::fs::write(&file, cfg)?;
+        let c = passeur_command(&[
+            "sync",
+            "--source",
+            &src_url,
+            "--target",
+            &dst_url,
+            "--state",
+            &state.to_string_lossy(),
+            "--config",
+            &file.to_string_lossy(),
+            "--output",
+            "json",
+        ])?;
+        Ok(profiled(c, state))
+    }
+
+    fn rclone(src: &Src, dst: &Dst, extra: &[&str]) -> Command {
+        let mut c = Command::new("rclone");
+        c.arg("copy").args(extra);
+        match src {
+            Src::Dir(d) => {
+                c.arg(d);
+            }
+            Src::Azure {
+                container,
+                endpoint,
+            } => {
+                c.env("RCLONE_CONFIG_AZ_TYPE", "azureblob")
+                    .env("RCLONE_CONFIG_AZ_USE_EMULATOR", "true")
+                    .env(
+                        "RCLONE_CONFIG_AZ_ENDPOINT",
+                        format!("{endpoint}/devstoreaccount1"),
+                    )
+                    .arg(format!("az:{container}"));
+            }
+        }
+        match dst {
+            Dst::Dir(d) => {
+                c.arg(d);
+            }
+            Dst::S3 { bucket, endpoint } => {
+                rclone_remote(&mut c, "s3", endpoint);
+                c.arg(format!("s3:{bucket}"));
+            }
+        }
+        c
+    }
+
+    /// Read `dst` back: exactly the keys and sizes of `want`; with `full`,
+    /// every byte's BLAKE3 too.
+    fn check(&self, dst: &Dst, want: &Expect, full: bool) -> Result<()> {
+        let got: Expect = match dst {
+            Dst::Dir(d) => read_dir(d, full)?,
+            Dst::S3 { bucket, .. } => {
+                let client = self.s3.client(bucket)?;
+                self.rt.block_on(read_store(client.as_ref(), full))?
+            }
+        };
+        ensure!(
+            got.len() == want.len(),
+            "target holds {} keys, {} expected",
+            got.len(),
+            want.len()
+        );
+        for (k, (size, hash)) in want {
+            let Some((s, h)) = got.get(k) else {
+                anyhow::bail!("{k}: missing at the target");
+            };
+            ensure!(s == size, "{k}: {s} bytes at the target, {size} expected");
+            ensure!(!full || h == hash, "{k}: bytes differ at the target");
+        }
+        Ok(())
+    }
+
+    /// Copy `src` to a fresh `dst` with each tool, alternating, `runs`
+    /// times; read every target back. With `alt`, rclone also runs with
+    /// those options instead of `extra`, reported as a second row
+    /// (`NAME-alt`) sharing passeur's runs.
+    fn pair(
+        &mut self,
+        row: Row,
+        (src, dst): (&Src, &Dst),
+        extra: &[&str],
+        alt: Option<(&str, &[&str])>,
+        want: &Expect,
+    ) -> Result<Vec<Row>> {
+        let mut row = row;
+        let mut other = alt.map(|(what, _)| Row {
+            name: format!("{}-alt", row.name),
+            peer_name: format!("rclone copy, {what}"),
+            goal: None,
+            ..row.clone()
+        });
+        for run in 0..self.runs {
+            let d = self.fresh(dst)?;
+            let state = self.work.path().join(format!("state{}", self.seq));
+            let c = self.passeur(src, &d, &state)?;
+            let cost = self
+                .run(&c)
+                .with_context(|| format!("{}: passeur", row.name))?;
+            self.check(&d, want, run == 0)
+                .with_context(|| format!("{}: passeur's target", row.name))?;
+            row.passeur.0.push(cost);
+            self.drop_target(&d)?;
+            std::fs::remove_dir_all(&state)?;
+
+            let mut peers = vec![(extra, &mut row)];
+            if let (Some((_, opts)), Some(o)) = (alt, other.as_mut()) {
+                o.passeur.0.push(cost);
+                peers.push((opts, o));
+            }
+            for (opts, r) in peers {
+                let d = self.fresh(dst)?;
+                let cost = self
+                    .run(&Self::rclone(src, &d, opts))
+                    .with_context(|| format!("{}: {}", r.name, r.peer_name))?;
+                self.check(&d, want, run == 0)
+                    .with_context(|| format!("{}: rclone's target", r.name))?;
+                r.peer.0.push(cost);
+                self.drop_target(&d)?;
+            }
+        }
+        Ok(std::iter::once(row).chain(other).collect())
+    }
+
+    fn row(name: &str, what: String, bytes: u64, goal: f64) -> Row {
+        Row {
+            name: name.into(),
+            what,
+            bytes,
+            goal: Some(goal),
+            rss_goal: None,
+            passeur: Runs::default(),
+            peer: Runs::default(),
+            peer_name: "rclone copy".into(),
+        }
+    }
+
+    fn write_dir(dir: &Path, objects: &[(String, Vec<u8>)]) -> Result<()> {
+        for (k, b) in objects {
+            let p = dir.join(k);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(p, b)?;
+        }
+        Ok(())
+    }
+
+    fn large_objects(n: usize, mib: usize) -> (Vec<(String, Vec<u8>)>, Expect) {
+        let mut want = Expect::new();
+        let objects: Vec<(String, Vec<u8>)> = (0..n)
+            .map(|i| {
+                let k = format!("big/object-{i}.bin");
+                let b = bytes("large", i, mib << 20);
+                expect_of(&mut want, &k, &b);
+                (k, b)
+            })
+            .collect();
+        (objects, want)
+    }
+
+    /// `n` objects of `mib` MiB from Azurite to s3s-fs; with `latency`,
+    /// both behind a proxy adding that many milliseconds per request.
+    pub fn large_azure_s3(
+        &mut self,
+        n: usize,
+        mib: usize,
+        latency: Option<u64>,
+    ) -> Result<Vec<Row>> {
+        let (objects, want) = Self::large_objects(n, mib);
+        let container = format!("large{n}x{mib}");
+        self.seed_azure(&container, &objects)?;
+        drop(objects);
+        let az = self.azurite()?.endpoint.clone();
+        let (meters, name, what) = match latency {
+            Some(ms) => {
+                let (a, s) = (Meter::start(&az)?, Meter::start(&self.s3.endpoint)?);
+                a.delay(ms);
+                s.delay(ms);
+                let what = format!("{n} × {mib} MiB, Azurite → s3s-fs, {ms} ms per request");
+                (Some((a, s)), "large-latency", what)
+            }
+            None => (
+                None,
+                "large-azure-s3",
+                format!("{n} × {mib} MiB, Azurite → s3s-fs"),
+            ),
+        };
+        let (src_ep, dst_ep) = match &meters {
+            Some((a, s)) => (a.endpoint.clone(), s.endpoint.clone()),
+            None => (az, self.s3.endpoint.clone()),
+        };
+        let src = Src::Azure {
+            container,
+            endpoint: src_ep,
+        };
+        let dst = Dst::S3 {
+            bucket: String::new(),
+            endpoint: dst_ep,
+        };
+        let row = Self::row(name, what, (n * mib) as u64 * (1 << 20), 0.8);
+        self.pair(
+            row,
+            (&src, &dst),
+            &[],
+            Some((
+                "multipart like passeur",
+                &["--s3-upload-cutoff", "8Mi", "--s3-chunk-size", "8Mi"],
+            )),
+            &want,
+        )
+    }
+
+    /// `n` objects of `mib` MiB from a directory to s3s-fs (rclone with
+    /// `--transfers 16`).
+    pub fn large_fs_s3(&mut self, n: usize, mib: usize) -> Result<Vec<Row>> {
+        let (objects, want) = Self::large_objects(n, mib);
+        let dir = self.work.path().join("large-src");
+        Self::write_dir(&dir, &objects)?;
+        drop(objects);
+        let what = format!("{n} × {mib} MiB, directory → s3s-fs");
+        let row = Self::row("large-fs-s3", what, (n * mib) as u64 * (1 << 20), 0.8);
+        let dst = Dst::S3 {
+            bucket: String::new(),
+            endpoint: self.s3.endpoint.clone(),
+        };
+        let mp = &[
+            "--transfers",
+            "16",
+            "--s3-upload-cutoff",
+            "8Mi",
+            "--s3-chunk-size",
+            "8Mi",
+        ];
+        let alt: Option<(&str, &[&str])> = Some(("multipart like passeur", mp));
+        let src = Src::Dir(dir.clone());
+        let r = self.pair(row, (&src, &dst), &["--transfers", "16"], alt, &want);
+        std::fs::remove_dir_all(dir)?;
+        r
+    }
+
+    /// `n` objects of `mib` MiB from one tmpfs directory to another.
+    pub fn large_local(&mut self, n: usize, mib: usize) -> Result<Vec<Row>> {
+        let (objects, want) = Self::large_objects(n, mib);
+        let dir = self.shm.path().join("src");
+        Self::write_dir(&dir, &objects)?;
+        drop(objects);
+        let what = format!("{n} × {mib} MiB, tmpfs → tmpfs");
+        let row = Self::row("large-local", what, (n * mib) as u64 * (1 << 20), 0.8);
+        let dst = Dst::Dir(self.shm.path().join("dst"));
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], None, &want);
+        std::fs::remove_dir_all(dir)?;
+        r
+    }
+
+    fn small_objects(n: usize, size: impl Fn(usize) -> usize) -> (Vec<(String, Vec<u8>)>, Expect) {
+        let mut want = Expect::new();
+        let objects = mixed_keys(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let b = bytes("small", i, size(i));
+                expect_of(&mut want, &k, &b);
+                (k, b)
+            })
+            .collect();
+        (objects, want)
+    }
+
+    /// `n` objects of 4 KiB (a mixed layout) from a directory to s3s-fs.
+    pub fn small_fs_s3(&mut self, n: usize) -> Result<Vec<Row>> {
+        let (objects, want) = Self::small_objects(n, |_| 4096);
+        let dir = self.work.path().join("small-src");
+        Self::write_dir(&dir, &objects)?;
+        let row = Self::row(
+            "small-fs-s3",
+            format!("{n} × 4 KiB, directory → s3s-fs"),
+            (n * 4096) as u64,
+            0.5,
+        );
+        let dst = Dst::S3 {
+            bucket: String::new(),
+            endpoint: self.s3.endpoint.clone(),
+        };
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], None, &want);
+        std::fs::remove_dir_all(dir)?;
+        r
+    }
+
+    /// `n` objects of 1–64 KiB (a mixed layout) from Azurite to s3s-fs.
+    pub fn small_azure_s3(&mut self, n: usize) -> Result<Vec<Row>> {
+        let size = |i: usize| 1024 + (i * 7919) % (63 * 1024);
+        let (objects, want) = Self::small_objects(n, size);
+        let bytes: usize = objects.iter().map(|(_, b)| b.len()).sum();
+        self.seed_azure("small", &objects)?;
+        let src = Src::Azure {
+            container: "small".into(),
+            endpoint: self.azurite()?.endpoint.clone(),
+        };
+        let what = format!("{n} objects of 1–64 KiB, Azurite → s3s-fs");
+        let row = Self::row("small-azure-s3", what, bytes as u64, 0.5);
+        let dst = Dst::S3 {
+            bucket: String::new(),
+            endpoint: self.s3.endpoint.clone(),
+        };
+        self.pair(row, (&src, &dst), &[], None, &want)
+    }
+
+    /// The first copy of `n` local files of 1–4 KiB (a mixed layout) to a
+    /// local directory.
+    pub fn small_local(&mut self, n: usize) -> Result<Vec<Row>> {
+        let (objects, want) = Self::small_objects(n, |i| 1024 + (i * 37) % 3072);
+        let bytes: usize = objects.iter().map(|(_, b)| b.len()).sum();
+        let dir = self.work.path().join("local-src");
+        Self::write_dir(&dir, &objects)?;
+        let what = format!("first copy of {n} files of 1–4 KiB, directory → directory");
+        let row = Self::row("small-local", what, bytes as u64, 0.5);
+        let dst = Dst::Dir(self.work.path().join("local-dst"));
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], None, &want);
+        std::fs::remove_dir_all(dir)?;
+        r
+    }
+
+    /// `n` files of 100 bytes in `dirs` directories, directory →
+    /// directory: the first pass and a no-op pass after it, both tools;
+    /// passeur's peak RSS against its goal.
+    pub fn tiny(&mut self, n: usize, dirs: usize) -> Result<Vec<Row>> {
+        let dir = self.work.path().join(format!("tiny-{n}-{dirs}"));
+        let mut want = Expect::new();
+        eprintln!("creating {n} files in {dirs} directories...");
+        for d in 0..dirs {
+            std::fs::create_dir_all(dir.join(format!("d{d:04}")))?;
+        }
+        for i in 0..n {
+            let k = format!("d{:04}/obj-{i:08}", i % dirs);
+            let b = bytes("tiny", i, 100);
+            std::fs::write(dir.join(&k), &b)?;
+            expect_of(&mut want, &k, &b);
+        }
+        let label = if dirs == 1 {
+            format!("{n} files, one directory")
+        } else {
+            format!("{n} files in {dirs} directories")
+        };
+        let name = format!("tiny-{n}-{}", if dirs == 1 { "flat" } else { "dirs" });
+        let mut first = Self::row(&name, format!("{label}, first pass"), (n * 100) as u64, 1.0);
+        first.rss_goal = Some(150.0);
+        let mut again = Self::row(
+            &format!("{name}-again"),
+            format!("{label}, no-op pass"),
+            0,
+            1.0,
+        );
+        again.rss_goal = Some(150.0);
+        let base = Dst::Dir(self.work.path().join("tiny-dst"));
+        let src = Src::Dir(dir.clone());
+        for run in 0..self.runs {
+            for tool in ["passeur", "rclone"] {
+                let d = self.fresh(&base)?;
+                let state = self.work.path().join(format!("state{}", self.seq));
+                let c = match tool {
+                    "passeur" => self.passeur(&src, &d, &state)?,
+                    _ => Self::rclone(&src, &d, &[]),
+                };
+                let once = self.run(&c).with_context(|| format!("{name}: {tool}"))?;
+                let twice = self
+                    .run(&c)
+                    .with_context(|| format!("{name}: {tool} again"))?;
+                let (a, b) = match tool {
+                    "passeur" => (&mut first.passeur, &mut again.passeur),
+                    _ => (&mut first.peer, &mut again.peer),
+                };
+                a.0.push(once);
+                b.0.push(twice);
+                self.check(&d, &want, run == 0)
+                    .with_context(|| format!("{name}: {tool}'s target"))?;
+                self.drop_target(&d)?;
+                if state.exists() {
+                    std::fs::remove_dir_all(&state)?;
+                }
+            }
+        }
+        std::fs::remove_dir_all(dir)?;
+        Ok(vec![first, again])
+    }
+
+    /// passeur's chunk + hash pipeline (`bench-perf hash-file`) against
+    /// `b3sum --num-threads 1` on the same `mib` MiB in tmpfs.
+    pub fn chunk_hash(&mut self, mib: usize) -> Result<Row> {
+        let file = self.shm.path().join("hash.bin");
+        std::fs::write(&file, bytes("hash", 0, mib << 20))?;
+        let mut row = Self::row(
+            "chunk-hash",
+            format!("{mib} MiB in tmpfs, 8 MiB parts"),
+            (mib as u64) << 20,
+            2.0,
+        );
+        row.peer_name = "b3sum --num-threads 1".into();
+        let scratch = self.work.path().join("time");
+        let mut own = Command::new(std::env::current_exe()?);
+        own.arg("hash-file").arg(&file);
+        let mut b3 = Command::new("b3sum");
+        b3.args(["--num-threads", "1", "--no-names"]).arg(&file);
+        for _ in 0..self.runs {
+            row.passeur.0.push(timed(&own, &scratch)?);
+            row.peer.0.push(timed(&b3, &scratch)?);
+        }
+        std::fs::remove_file(file)?;
+        Ok(row)
+    }
+}
