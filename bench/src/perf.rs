@@ -10,7 +10,8 @@
 //! (keys and sizes every run, BLAKE3 of every byte on the first).
 //! Medians of `BENCH_RUNS` (default 3); prints a markdown table and writes
 //! every run to `BENCH_JSON`. `BENCH_ONLY=a,b` runs the named workloads,
-//! `BENCH_TINY` (default 1,000,000) sizes the tiny-file workloads.
+//! `BENCH_TINY` (default 1,000,000) sizes the tiny-file workloads and
+//! `BENCH_TINY_RUNS` (default 1: minutes each) repeats them.
 //! `bench/perf.sh` builds it (release) and runs it.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
@@ -95,6 +96,7 @@ fn main() -> Result<()> {
     }
     let runs = usize::try_from(env_num("BENCH_RUNS", 3)?)?.max(1);
     let tiny = usize::try_from(env_num("BENCH_TINY", 1_000_000)?)?;
+    let tiny_runs = usize::try_from(env_num("BENCH_TINY_RUNS", 1)?)?.max(1);
     let latency = env_num("BENCH_LATENCY_MS", 50)?;
     let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
         .ok()
@@ -105,7 +107,7 @@ fn main() -> Result<()> {
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == name));
 
     let started = Instant::now();
-    let mut b = Bench::new(runs)?;
+    let mut b = Bench::new(runs, tiny_runs)?;
     let mut rows: Vec<Row> = Vec::new();
     let report = |rows: &mut Vec<Row>, got: Vec<Row>| {
         for r in got {

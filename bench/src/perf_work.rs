@@ -39,6 +39,8 @@ enum Dst {
 /// Shared servers, scratch space and settings.
 pub struct Bench {
     runs: usize,
+    /// Runs of the tiny-file workloads (minutes each).
+    tiny_runs: usize,
     work: tempfile::TempDir,
     shm: tempfile::TempDir,
     s3: Server,
@@ -49,7 +51,7 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub fn new(runs: usize) -> Result<Self> {
+    pub fn new(runs: usize, tiny_runs: usize) -> Result<Self> {
         let shm_root = Path::new("/dev/shm");
         let shm = if shm_root.is_dir() {
             tempfile::tempdir_in(shm_root)?
@@ -58,6 +60,7 @@ impl Bench {
         };
         Ok(Self {
             runs,
+            tiny_runs,
             work: tempfile::tempdir()?,
             shm,
             s3: Server::start(Kind::S3sFs)?,
@@ -521,7 +524,7 @@ impl Bench {
         again.rss_goal = Some(150.0);
         let base = Dst::Dir(self.work.path().join("tiny-dst"));
         let src = Src::Dir(dir.clone());
-        for run in 0..self.runs {
+        for run in 0..self.tiny_runs {
             for tool in ["passeur", "rclone"] {
                 let d = self.fresh(&base)?;
                 let state = self.work.path().join(format!("state{}", self.seq));
