@@ -1,9 +1,11 @@
-//! A local-directory target's files are fsynced, with their directory,
-//! before the manifest records them (ARCHITECTURE.md, durability policy):
-//! after a power cut the manifest must not say *complete* for a file whose
-//! bytes never reached the disk. Observed independently of passeur with
-//! `strace` (installed by scripts/setup.sh): every target file, of every
-//! shape, is fsynced by path.
+//! A local-directory target's files reach the disk, with their directory
+//! entries, before the manifest records them (ARCHITECTURE.md, durability
+//! policy): after a power cut the manifest must not say *complete* for a
+//! file whose bytes never reached the disk. Observed independently of
+//! passeur with `strace` (installed by scripts/setup.sh): every target
+//! file, of every shape, is either fsynced by path with its directory, or
+//! renamed into place before a `syncfs` of the target's filesystem starts
+//! and that `syncfs` succeeds.
 
 use std::process::Command;
 
@@ -14,7 +16,7 @@ use passeur_tests::passeur_bin;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 #[test]
-fn local_target_files_and_their_directories_are_fsynced() -> Result<()> {
+fn local_target_files_and_their_directories_reach_the_disk() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(8);
     let mut objs = Vec::new();
     // Empty, small, one part, and multipart unaligned (5 MiB parts).
@@ -52,7 +54,7 @@ fn local_target_files_and_their_directories_are_fsynced() -> Result<()> {
             "-qq",
             "-y",
             "-e",
-            "trace=fsync,fdatasync",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
             "-e",
             "signal=none",
             "-o",
@@ -76,19 +78,8 @@ fn local_target_files_and_their_directories_are_fsynced() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let trace = std::fs::read_to_string(&log)?;
+    let calls = Calls::parse(&trace);
     let dst = std::fs::canonicalize(&dst)?;
-    // `fsync(7</dir/file>) = 0`, or split by another thread's call into
-    // `fsync(7</dir/file> <unfinished ...>` and `<... fsync resumed>`.
-    let synced = |p: &std::path::Path| {
-        let (done, split) = (
-            format!("<{}>)", p.display()),
-            format!("<{}> <unfinished", p.display()),
-        );
-        trace.lines().any(|l| {
-            (l.contains("fsync(") || l.contains("fdatasync("))
-                && (l.contains(&done) || l.contains(&split))
-        })
-    };
     for o in &objs {
         let file = dst.join(&o.key);
         ensure!(
@@ -96,18 +87,97 @@ fn local_target_files_and_their_directories_are_fsynced() -> Result<()> {
             "{}: bytes differ at the target",
             o.key
         );
+        let dir = file.parent().context("parent")?;
+        let by_path = calls.fsynced(&file) && calls.fsynced(dir);
         ensure!(
-            synced(&file),
-            "{} was never fsynced; fsyncs seen:\n{}",
+            by_path || calls.synced_after_rename(&file, &dst),
+            "{} reached neither an fsync (with its directory) nor a syncfs after its rename; calls seen:\n{}",
             file.display(),
             trace
                 .lines()
-                .filter(|l| l.contains("sync("))
+                .filter(|l| l.contains("sync") || l.contains("rename"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        let dir = file.parent().context("parent")?;
-        ensure!(synced(dir), "directory {} was never fsynced", dir.display());
     }
     Ok(())
+}
+
+/// The traced calls in order, each with where it started and, if it
+/// succeeded, where it ended (strace splits a call that another thread's
+/// call interrupts into `name(args <unfinished ...>` and
+/// `<... name resumed>) = 0`, on lines that start with the thread's id).
+#[derive(Debug)]
+struct Call {
+    name: String,
+    args: String,
+    start: usize,
+    ok_at: Option<usize>,
+}
+
+struct Calls(Vec<Call>);
+
+impl Calls {
+    fn parse(trace: &str) -> Self {
+        let mut calls: Vec<Call> = Vec::new();
+        let mut open: std::collections::HashMap<String, usize> = Default::default();
+        for (i, line) in trace.lines().enumerate() {
+            let (pid, rest) = line.split_once(' ').unwrap_or(("", line));
+            let rest = rest.trim_start();
+            let ok = rest.trim_end().ends_with("= 0");
+            if rest.starts_with("<...") {
+                if let Some(c) = open.remove(pid) {
+                    calls[c].ok_at = ok.then_some(i);
+                }
+                continue;
+            }
+            let Some((name, args)) = rest.split_once('(') else {
+                continue;
+            };
+            let unfinished = rest.ends_with("<unfinished ...>");
+            if unfinished {
+                open.insert(pid.to_owned(), calls.len());
+            }
+            calls.push(Call {
+                name: name.to_owned(),
+                args: args.to_owned(),
+                start: i,
+                ok_at: (ok && !unfinished).then_some(i),
+            });
+        }
+        Self(calls)
+    }
+
+    /// `p` fsynced (or fdatasynced) by path, successfully.
+    fn fsynced(&self, p: &std::path::Path) -> bool {
+        let shown = format!("<{}>", p.display());
+        self.0.iter().any(|c| {
+            (c.name == "fsync" || c.name == "fdatasync")
+                && c.args.starts_with(|ch: char| ch.is_ascii_digit())
+                && c.args.contains(&shown)
+                && c.ok_at.is_some()
+        })
+    }
+
+    /// `file` renamed into place, and a `syncfs` of a descriptor under
+    /// `root` started after that rename ended and succeeded.
+    fn synced_after_rename(&self, file: &std::path::Path, root: &std::path::Path) -> bool {
+        let to = format!("\"{}\")", file.display());
+        let to_at = format!("\"{}\",", file.display());
+        let renamed = self.0.iter().filter_map(|c| {
+            let hit =
+                c.name.starts_with("rename") && (c.args.contains(&to) || c.args.contains(&to_at));
+            hit.then_some(c.ok_at).flatten()
+        });
+        let Some(renamed) = renamed.max() else {
+            return false;
+        };
+        let fd_root = format!("<{}", root.display());
+        self.0.iter().any(|c| {
+            c.name == "syncfs"
+                && c.args.contains(&fd_root)
+                && c.start > renamed
+                && c.ok_at.is_some()
+        })
+    }
 }

@@ -195,6 +195,10 @@ impl Manifest {
             table.set_block_cache(&cache);
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            // Most lookups of a first pass are for keys and contents not
+            // recorded yet: a Bloom filter answers them without reading a
+            // data block (10 bits per key, about 1 % false positives).
+            table.set_bloom_filter(10.0, false);
             o.set_block_based_table_factory(&table);
             if name == CF_CHUNKS {
                 o.set_merge_operator_associative("chunk_refs", records::merge_chunk_refs);
@@ -487,6 +491,21 @@ impl Manifest {
     /// Make everything written so far durable (fsync the WAL).
     pub fn sync(&self) -> Result<(), Error> {
         self.db.flush_wal(true).map_err(db_err)
+    }
+
+    /// Make everything written so far durable and move the memtables to
+    /// table files (end of a pass): the next open replays no write-ahead
+    /// log, which after a first pass over 10⁶ objects is most of a no-op
+    /// pass's start.
+    pub fn settle(&self) -> Result<(), Error> {
+        self.sync()?;
+        let cfs = ALL_CFS
+            .iter()
+            .filter_map(|name| self.db.cf_handle(name))
+            .collect::<Vec<_>>();
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+            .map_err(db_err)
     }
 }
 

@@ -2,19 +2,20 @@
 //! file's answer out as the open file and, asked for a stream, reads it
 //! 8 KiB per blocking call: a 256 MiB object costs 32,768 hand-offs to the
 //! blocking pool and as many `read` calls, most of a local copy's system
-//! time. Here a local file is read in pieces of [`LOCAL_READ`] through
-//! tokio's file (one blocking call per piece); other stores' answers are
-//! already streams and pass through.
+//! time. Here a local file is read in pieces of [`LOCAL_READ`], each in one
+//! blocking call straight into the buffer handed on (the first with its
+//! seek): a small file is one hand-off, and the range's length says where
+//! to stop (no call to find the end). Other stores' answers are already
+//! streams and pass through.
 
-use std::io::SeekFrom;
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::stream::{BoxStream, StreamExt};
 use object_store::{GetResult, GetResultPayload};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 /// Bytes read from a local file per blocking call.
 pub const LOCAL_READ: usize = 1 << 20;
@@ -27,33 +28,92 @@ pub fn body(got: GetResult) -> BoxStream<'static, Result<Bytes, object_store::Er
     }
 }
 
-/// `range` of an open local file, [`LOCAL_READ`] bytes at a time.
+/// Where the read of a local range stands.
+struct Reading {
+    file: Arc<std::fs::File>,
+    /// Offset of the next piece, or `None` before the first (not sought).
+    at: Option<u64>,
+    end: u64,
+}
+
+/// `range` of an open local file, [`LOCAL_READ`] bytes at a time. A file
+/// that ends before the range does fails (it changed while read).
 fn local(
     file: std::fs::File,
     path: PathBuf,
     range: Range<u64>,
 ) -> BoxStream<'static, Result<Bytes, object_store::Error>> {
-    let open = async move {
-        let mut f = tokio::fs::File::from_std(file);
-        f.seek(SeekFrom::Start(range.start)).await?;
-        let len = range.end.saturating_sub(range.start);
-        Ok::<_, std::io::Error>(ReaderStream::with_capacity(f.take(len), LOCAL_READ))
+    let path = Arc::new(path);
+    let start = Reading {
+        file: Arc::new(file),
+        at: None,
+        end: range.end,
     };
-    futures::stream::once(open)
-        .try_flatten()
-        .map_err(move |e| object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(std::io::Error::new(
-                e.kind(),
-                format!("read {}: {e}", path.display()),
-            )),
-        })
-        .boxed()
+    futures::stream::unfold(Some(start), move |state| {
+        let path = Arc::clone(&path);
+        let begin = range.start;
+        async move {
+            let mut r = state?;
+            let from = r.at.unwrap_or(begin);
+            if from >= r.end {
+                return None;
+            }
+            let len = usize::try_from(r.end - from).map_or(LOCAL_READ, |n| n.min(LOCAL_READ));
+            let (file, seek) = (Arc::clone(&r.file), r.at.is_none());
+            let piece =
+                tokio::task::spawn_blocking(move || read_piece(&file, seek.then_some(from), len))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match piece {
+                Ok(b) => {
+                    r.at = Some(from + b.len() as u64);
+                    Some((Ok(b), Some(r)))
+                }
+                Err(e) => Some((Err(local_err(&path, e)), None)),
+            }
+        }
+    })
+    .boxed()
+}
+
+/// `len` bytes from the file's position (after seeking to `seek`), in one
+/// buffer; fewer only at an error.
+fn read_piece(mut file: &std::fs::File, seek: Option<u64>, len: usize) -> std::io::Result<Bytes> {
+    if let Some(at) = seek {
+        file.seek(SeekFrom::Start(at))?;
+    }
+    let mut buf = BytesMut::zeroed(len);
+    let mut got = 0;
+    while got < len {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ended {} bytes early", len - got),
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn local_err(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(std::io::Error::new(
+            e.kind(),
+            format!("read {}: {e}", path.display()),
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::TryStreamExt;
     use object_store::local::LocalFileSystem;
     use object_store::path::Path;
     use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
@@ -91,5 +151,24 @@ mod tests {
             assert!(pieces.len() <= want.len().div_ceil(LOCAL_READ) + 1);
             assert_eq!(pieces.concat(), want);
         }
+    }
+
+    #[tokio::test]
+    async fn a_local_file_shorter_than_its_range_fails_by_name() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fs = LocalFileSystem::new_with_prefix(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let p = Path::from("short.bin");
+        fs.put(&p, PutPayload::from(vec![7u8; 100]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = fs.get(&p).await.unwrap_or_else(|e| panic!("{e}"));
+        // Cut short after it was opened: the range still says 100 bytes.
+        std::fs::write(dir.path().join("short.bin"), [7u8; 40]).unwrap_or_else(|e| panic!("{e}"));
+        let r: Result<Vec<Bytes>, _> = body(got).try_collect().await;
+        let e = r.expect_err("a short file must fail").to_string();
+        assert!(
+            e.contains("short.bin") && e.contains("60 bytes early"),
+            "{e}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod checksum;
+pub mod durable;
 pub mod limits;
 pub mod probe;
 pub mod rawlist;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 use crate::base::error::Error;
 use crate::stores::checksum::{S3Multipart, UploadChecksum, s3_builder_from_env};
+use crate::stores::durable::Durability;
 use crate::stores::limits::{PartPolicy, Provider};
 use crate::stores::rawlist::{RawLister, Signer};
 use crate::stores::throttle::{Connector, Pressure};
@@ -127,8 +129,9 @@ pub struct Store {
     /// GCS startOffset, Azure startFrom; not Azurite, which object_store
     /// filters client-side): parallel range listing pays off.
     pub seeks: bool,
-    /// A local directory's filesystem, to make written files durable.
-    pub local: Option<Arc<LocalFileSystem>>,
+    /// A local directory's files are made durable before they are
+    /// recorded.
+    pub local: Option<Arc<Durability>>,
     /// The store's own list requests (S3, Azure): keys byte for byte.
     pub raw: Option<Arc<RawLister>>,
     /// Objects read are checked against the MD5 the store publishes: an
@@ -329,27 +332,14 @@ impl Store {
     }
 
     /// Make an object just written durable before it is recorded: a local
-    /// directory's file and its directory are fsynced (object stores
-    /// acknowledge only what they stored durably).
+    /// directory's file and its directory entry reach the disk (see
+    /// [`durable`]); object stores acknowledge only what they stored
+    /// durably.
     pub async fn make_durable(&self, key: &Path) -> Result<(), Error> {
-        let Some(fs) = &self.local else {
-            return Ok(());
-        };
-        let file = fs.path_to_filesystem(key).map_err(Error::Store)?;
-        let sync = move || -> std::io::Result<()> {
-            std::fs::File::open(&file)?.sync_all()?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        tokio::task::spawn_blocking(sync)
-            .await
-            .map_err(|_| Error::ShuttingDown)?
-            .map_err(|source| Error::Io {
-                what: format!("fsync {key}"),
-                source,
-            })
+        match &self.local {
+            Some(d) => d.make_durable(key).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -366,7 +356,7 @@ pub enum LocalDir {
 
 /// A local directory store and the name it goes by: its canonical path,
 /// so that `dir` and `./dir` are the same job for the state directory.
-type Local = (Arc<dyn ObjectStore>, Option<Arc<LocalFileSystem>>, String);
+type Local = (Arc<dyn ObjectStore>, Option<Arc<Durability>>, String);
 
 fn local(p: &std::path::Path, dir: LocalDir) -> Result<Local, Error> {
     let shown = p.to_string_lossy().into_owned();
@@ -388,7 +378,8 @@ fn local(p: &std::path::Path, dir: LocalDir) -> Result<Local, Error> {
             reason: crate::base::error::error_chain(&e),
         })?,
     );
-    Ok((Arc::clone(&fs) as Arc<dyn ObjectStore>, Some(fs), name))
+    let durable = Durability::new(Arc::clone(&fs), p);
+    Ok((fs as Arc<dyn ObjectStore>, Some(Arc::new(durable)), name))
 }
 
 fn retry(opts: &StoreOptions) -> RetryConfig {

@@ -54,7 +54,7 @@ impl Default for PassOptions {
     fn default() -> Self {
         Self {
             dry_run: false,
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
             memory_budget: 1024 * 1024 * 1024,
             parts_in_flight: 4,
             chunking: ChunkParams::default(),
@@ -66,6 +66,15 @@ impl Default for PassOptions {
         }
     }
 }
+
+/// Objects a pass replicates at once unless configured: enough to cover
+/// the round trips of small objects on a link 20–100 ms away (each costs
+/// at least a read and a write), and for a local directory target to
+/// share each `syncfs` among many objects. Memory stays bounded by the
+/// memory budget, and the window halves while a store throttles. 8 made a
+/// first pass over 10⁵ tiny local files 1.5 × slower than 64 (20.1 s
+/// against 13.4 s; rclone 13.7 s), 32 sat between them, 128 gained nothing.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// A failed object and why.
 #[derive(Debug, Clone, Serialize)]

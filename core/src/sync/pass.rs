@@ -280,7 +280,7 @@ impl<'a> Pass<'a> {
             self.leave_checkpoint(listing_complete, interrupted && tally.listing_intact())?;
         }
         let root = self.manifest.merkle_root()?;
-        self.manifest.sync()?;
+        self.manifest.settle()?;
         Ok(PassSummary {
             stats: stats.snapshot(),
             failures: tally.failures,
