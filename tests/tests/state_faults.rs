@@ -17,7 +17,7 @@ use passeur_core::sync::run_pass;
 use passeur_tests::dataset::{self, Obj};
 use passeur_tests::faulty::{Failure, Fault, Op};
 use passeur_tests::rig::{PART, Rig};
-use passeur_tests::{Run, sync};
+use passeur_tests::{Run, passeur_command, sync};
 
 fn objects(n: usize) -> Vec<Obj> {
     (0..n)
@@ -96,6 +96,17 @@ fn a_damaged_state_directory_is_refused_and_left_as_it_is() -> Result<()> {
     let d = dst.to_string_lossy().into_owned();
     let first = sync(&s, &d, &state, None)?;
     ensure!(first.code == 0, "{}", first.stderr);
+    // A pass ends by moving its records into table files; one killed in
+    // its middle leaves them in the write-ahead log, as a crash does.
+    let changed: Vec<Obj> = objs
+        .iter()
+        .map(|o| Obj {
+            data: dataset::body(&o.key, o.data.len() as u64 + 1, 1).into(),
+            ..o.clone()
+        })
+        .collect();
+    dataset::write_dir(&src, &changed)?;
+    kill_mid_pass(&s, &d, &state, &work.path().join("slow.toml"))?;
     let pristine = tempfile::tempdir()?;
     let copy = |from: &Path, to: &Path| -> Result<()> {
         let st = Command::new("cp")
@@ -128,7 +139,9 @@ fn a_damaged_state_directory_is_refused_and_left_as_it_is() -> Result<()> {
         }),
         ("write-ahead log", |dir| {
             // Records in the middle of the log damaged (not a torn tail,
-            // which a crash leaves and recovery may drop).
+            // which a crash leaves and recovery may drop: RocksDB takes
+            // damage in the log's last 32 KiB block for one, so the log
+            // spans more than two blocks and the damage sits in the first).
             let log = std::fs::read_dir(dir)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "log"))
@@ -136,7 +149,7 @@ fn a_damaged_state_directory_is_refused_and_left_as_it_is() -> Result<()> {
                 .context("no write-ahead log")?;
             let mut bytes = std::fs::read(&log)?;
             let n = bytes.len();
-            ensure!(n > 4096, "log of {n} bytes");
+            ensure!(n > 2 * 32 * 1024, "log of {n} bytes");
             for b in &mut bytes[n / 3..n / 3 + 64] {
                 *b ^= 0xff;
             }
@@ -164,6 +177,41 @@ fn a_damaged_state_directory_is_refused_and_left_as_it_is() -> Result<()> {
             "{what}: the state directory was changed by a run that refused it"
         );
     }
+    Ok(())
+}
+
+/// Start a pass paced to 16 KiB/s and SIGKILL it once its write-ahead log
+/// holds more than 72 KiB of records.
+fn kill_mid_pass(src: &str, dst: &str, state: &Path, cfg: &Path) -> Result<()> {
+    std::fs::write(cfg, "[transfer]\nbandwidth-limit = \"16KiB\"\n")?;
+    let mut child = passeur_command(&["sync", "--source", src, "--target", dst])?
+        .arg("--state")
+        .arg(state)
+        .arg("--config")
+        .arg(cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let logged = || -> u64 {
+        std::fs::read_dir(state)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+            .max()
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while logged() <= 72 * 1024 {
+        if std::time::Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("the paced pass ended or stalled before logging 72 KiB");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()?;
     Ok(())
 }
 
