@@ -195,10 +195,6 @@ impl Manifest {
             table.set_block_cache(&cache);
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            // Most lookups of a first pass are for keys and contents not
-            // recorded yet: a Bloom filter answers them without reading a
-            // data block (10 bits per key, about 1 % false positives).
-            table.set_bloom_filter(10.0, false);
             o.set_block_based_table_factory(&table);
             if name == CF_CHUNKS {
                 o.set_merge_operator_associative("chunk_refs", records::merge_chunk_refs);
