@@ -76,13 +76,15 @@ impl Durability {
 
     /// Make `key`, just written, durable with its directory entry.
     pub async fn make_durable(&self, key: &Path) -> Result<(), Error> {
-        let file = self.fs.path_to_filesystem(key).map_err(Error::Store)?;
-        let io_err = |what: String| move |source| Error::Io { what, source };
         let Some(g) = &self.group else {
+            let file = self.fs.path_to_filesystem(key).map_err(Error::Store)?;
             return tokio::task::spawn_blocking(move || fsync_with_dir(&file))
                 .await
                 .map_err(|_| Error::ShuttingDown)?
-                .map_err(io_err(format!("fsync {key}")));
+                .map_err(|source| Error::Io {
+                    what: format!("fsync {key}"),
+                    source,
+                });
         };
         // The file is written: every `syncfs` that starts from now on
         // covers it.
