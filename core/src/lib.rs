@@ -11,12 +11,14 @@
 //! | 1 | [`manifest`] | the RocksDB record of what the target holds |
 //! | 1 | [`stores`] | where bytes live: URL → object store, target limits, HTTP wrapper |
 //! | 2 | [`scan`] | what a pass lists: ordered key ranges, checkpoints, delete candidates |
+//! | 2 | [`feed`] | what the Azure change feed says changed: segments, Avro chunks, events |
 //! | 3 | [`transfer`] | one object: plan → read → chunk and hash → upload or copy → record |
 //! | 4 | [`verify`] | the target against the manifest |
 //! | 5 | [`sync`] | the pass: list → replicate with bounded concurrency → deletes |
 
 pub mod base;
 pub mod content;
+pub mod feed;
 pub mod manifest;
 pub mod scan;
 pub mod stores;

@@ -224,6 +224,15 @@ pub enum Error {
     /// retries ran out.
     #[error("{0} (the store kept answering 429/503: throttled)")]
     Throttled(#[source] Box<Error>),
+    /// The Azure change feed holds what passeur cannot read: a damaged or
+    /// unknown chunk file, a manifest it cannot parse, a gap.
+    #[error("change feed {path}: {detail}")]
+    ChangeFeed {
+        /// The feed file (path in the `$blobchangefeed` container).
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The runtime is shutting down: a task or the memory budget closed.
     #[error("shutting down")]
     ShuttingDown,
