@@ -26,6 +26,27 @@ pub struct Cursor {
     pub shards: Vec<ShardPos>,
 }
 
+/// Tag in front of an encoded cursor: its layout's version.
+const CURSOR_TAG: u8 = 1;
+
+impl Cursor {
+    /// Bytes for the manifest (`meta` `feed_cursor`): tag ‖ postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![CURSOR_TAG];
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    /// A cursor from [`Cursor::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        match bytes.split_first() {
+            Some((&CURSOR_TAG, rest)) => postcard::from_bytes(rest)
+                .map_err(|e| Error::Corrupt(format!("change-feed cursor: {e}"))),
+            _ => Err(Error::Corrupt("change-feed cursor: unknown layout".into())),
+        }
+    }
+}
+
 /// One shard's position.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPos {

@@ -291,3 +291,27 @@ async fn a_missing_chunk_file_or_a_torn_one_is_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn a_cursor_survives_the_manifest() {
+    let dir = tempfile::tempdir().expect("test fixture");
+    let m = crate::manifest::Manifest::open(dir.path()).expect("test fixture");
+    assert!(m.feed_cursor().expect("test fixture").is_none());
+    let c = Cursor {
+        segment_ms: at_hour(21).segment_ms,
+        shards: vec![
+            ShardPos {
+                chunk: 2,
+                offset: 7940,
+            },
+            ShardPos::default(),
+        ],
+    };
+    m.set_feed_cursor(&c.encode()).expect("test fixture");
+    drop(m);
+    let m = crate::manifest::Manifest::open(dir.path()).expect("test fixture");
+    let back = m.feed_cursor().expect("test fixture").expect("saved");
+    assert_eq!(Cursor::decode(&back).expect("test fixture"), c);
+    assert!(Cursor::decode(&[9, 1, 2]).is_err());
+    assert!(Cursor::decode(&[]).is_err());
+}

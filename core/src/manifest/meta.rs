@@ -5,8 +5,8 @@
 use rocksdb::WriteBatch;
 
 use super::{
-    CF_META, KEY_CHUNKING, KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE, KEY_TARGET, Manifest,
-    cf, db_err,
+    CF_META, KEY_CHUNKING, KEY_FEED_CURSOR, KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE,
+    KEY_TARGET, Manifest, cf, db_err,
 };
 use crate::base::error::Error;
 use crate::content::chunk::ChunkParams;
@@ -46,6 +46,23 @@ impl Manifest {
             None => self.db.delete_cf(meta, KEY_LISTING_CHECKPOINT),
         }
         .map_err(db_err)
+    }
+
+    /// Where reading of the change feed stopped (`feed::Cursor`, encoded
+    /// by the feed: this layer keeps its bytes).
+    pub fn feed_cursor(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.db
+            .get_cf(cf(&self.db, CF_META)?, KEY_FEED_CURSOR)
+            .map_err(db_err)
+    }
+
+    /// Save the change-feed cursor, durably (the WAL is synced): it is
+    /// moved only past events whose keys are settled.
+    pub fn set_feed_cursor(&self, cursor: &[u8]) -> Result<(), Error> {
+        self.db
+            .put_cf(cf(&self.db, CF_META)?, KEY_FEED_CURSOR, cursor)
+            .map_err(db_err)?;
+        self.sync()
     }
 
     /// Tie the directory to one job: its source, target and chunking

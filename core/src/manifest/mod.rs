@@ -82,6 +82,7 @@ const KEY_TARGET: &[u8] = b"target_url";
 const KEY_CHUNKING: &[u8] = b"chunking";
 const KEY_LISTING_CHECKPOINT: &[u8] = b"listing_checkpoint";
 const KEY_LISTING_CUTS: &[u8] = b"listing_cuts";
+const KEY_FEED_CURSOR: &[u8] = b"feed_cursor";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db { source: e }
