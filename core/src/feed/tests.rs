@@ -97,6 +97,45 @@ fn a_chunk_resumes_at_a_block_and_waits_for_an_append_in_progress() {
 }
 
 #[test]
+fn a_schema_version_4_chunk_decodes_with_its_own_schema() {
+    let bytes = fixture("v4-2020-07-31/log/00/2020/07/31/1900/00000.avro");
+    let r = read_chunk(&bytes, 0, usize::MAX).expect("decodes");
+    assert_eq!((r.events.len(), r.controls, r.next), (70, 0, 46_407));
+    let count = |k: Kind| r.events.iter().filter(|e| e.kind == k).count();
+    assert_eq!(count(Kind::Created), 28);
+    assert_eq!(count(Kind::SnapshotCreated), 21);
+    assert_eq!(count(Kind::PropertiesUpdated), 21);
+    assert!(
+        r.events
+            .iter()
+            .filter(|e| e.kind == Kind::PropertiesUpdated)
+            .all(|e| e.api == "SetBlobMetadata")
+    );
+    let first = &r.events[0];
+    assert_eq!(first.container, "changefeed-test");
+    assert_eq!(first.blob, "blob-86cced49-4ece-430a-bed6-c7093c6dc51c");
+    assert_eq!((first.etag.as_str(), first.size), ("0x8D83583ECA4585D", 49));
+    assert_eq!(
+        first.sequencer,
+        "00000000000000000000000000004077000000000022eee4"
+    );
+    let last = &r.events[69];
+    assert_eq!(last.container, "azure-webjobs-hosts");
+    assert_eq!(
+        last.blob,
+        "timers/changefeedgenerator2020073011454/ChangefeedGenerator.Function1.Run/status"
+    );
+    // Six blocks: 20 records at 2434, then 10 each from 14972.
+    let one = read_chunk(&bytes, 0, 1).expect("decodes");
+    assert_eq!((one.events.len(), one.next), (20, 14_972));
+    let v4 = Segment::parse(&fixture(
+        "v4-2020-07-31/idx/segments/2020/07/31/1900/meta.json",
+    ))
+    .expect("parses");
+    assert_eq!(v4.shard_prefixes(), ["log/00/2020/07/31/1900/"]);
+}
+
+#[test]
 fn damage_inside_a_chunk_is_refused_by_offset() {
     let mut bytes = fixture(&format!("{HOUR}/01/2022/11/28/2100/00000.avro"));
     let last = bytes.len() - 1;
