@@ -4,6 +4,7 @@
 
 pub mod dataset;
 pub mod faulty;
+pub mod feedgen;
 pub mod http1;
 pub mod job;
 pub mod meter;
