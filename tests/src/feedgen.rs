@@ -37,6 +37,8 @@ pub struct Change {
 #[derive(Debug)]
 pub struct FeedFiles {
     schema: Schema,
+    /// The schema of the records' `data` field (its `api` enum).
+    data_schema: Schema,
     template: Vec<(String, Value)>,
 }
 
@@ -93,19 +95,20 @@ impl FeedFiles {
         let Some(Value::Record(template)) = records.into_iter().next() else {
             bail!("recorded chunk's first record is not a record");
         };
-        Ok(Self {
-            schema: header.schema,
-            template,
-        })
-    }
-
-    fn record(&self, c: &Change) -> Result<Value> {
-        let data_schema = record_fields(&self.schema)?
+        let data_schema = record_fields(&header.schema)?
             .iter()
             .find(|f| f.name == "data")
             .context("no data")?
             .schema
             .clone();
+        Ok(Self {
+            schema: header.schema,
+            data_schema,
+            template,
+        })
+    }
+
+    fn record(&self, c: &Change) -> Result<Value> {
         let mut fields = self.template.clone();
         set(
             &mut fields,
@@ -128,7 +131,7 @@ impl FeedFiles {
         let Value::Record(d) = &mut data.1 else {
             bail!("data is not a record");
         };
-        set(d, "api", symbol(&data_schema, "api", c.api)?)?;
+        set(d, "api", symbol(&self.data_schema, "api", c.api)?)?;
         set(d, "etag", Value::String(c.etag.clone()))?;
         set(d, "contentLength", Value::Long(c.size))?;
         set(d, "sequencer", Value::String(c.sequencer.clone()))?;

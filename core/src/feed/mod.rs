@@ -39,6 +39,13 @@ pub struct ChunkRead {
 /// blocks from offset `from` (0: from the first block) up to the last
 /// complete one, or up to the block that brings them to `limit` events.
 pub fn read_chunk(bytes: &[u8], from: usize, limit: usize) -> Result<ChunkRead, avro::Damage> {
+    if from > bytes.len() {
+        // Blocks already read are gone: rewritten or truncated.
+        return Err(format!(
+            "{} bytes, shorter than the {from} already read: rewritten or truncated",
+            bytes.len()
+        ));
+    }
     let Some(header) = avro::Header::parse(bytes)? else {
         return Ok(ChunkRead::default());
     };

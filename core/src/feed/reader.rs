@@ -17,34 +17,14 @@ use crate::base::error::{Error, store_err};
 /// Where reading stopped: the segment being read and, per shard, the
 /// chunk file and the offset of its next unread block. Kept in the
 /// manifest; a crash re-reads at most the blocks after it (events are
-/// hints: reading one twice costs a HEAD).
+/// hints: reading one twice costs a HEAD). Stored by
+/// [`Manifest::set_feed_cursor`](crate::manifest::Manifest::set_feed_cursor).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     /// Begin of the segment being read (ms since the epoch).
     pub segment_ms: i64,
     /// Per shard, in the segment's order.
     pub shards: Vec<ShardPos>,
-}
-
-/// Tag in front of an encoded cursor: its layout's version.
-const CURSOR_TAG: u8 = 1;
-
-impl Cursor {
-    /// Bytes for the manifest (`meta` `feed_cursor`): tag ‖ postcard.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![CURSOR_TAG];
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
-    }
-
-    /// A cursor from [`Cursor::encode`]'s bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        match bytes.split_first() {
-            Some((&CURSOR_TAG, rest)) => postcard::from_bytes(rest)
-                .map_err(|e| Error::Corrupt(format!("change-feed cursor: {e}"))),
-            _ => Err(Error::Corrupt("change-feed cursor: unknown layout".into())),
-        }
-    }
 }
 
 /// One shard's position.
@@ -66,7 +46,7 @@ pub struct Polled {
     /// Where the next poll starts.
     pub cursor: Cursor,
     /// `lastConsumable` as read: every event before it has been read.
-    pub consumable_until: Option<DateTime<Utc>>,
+    pub consumable_until: DateTime<Utc>,
 }
 
 /// The `$blobchangefeed` container of an account.
@@ -170,7 +150,7 @@ impl FeedReader {
             .ok_or_else(|| feed_err(SEGMENTS_JSON, "cursor out of range"))?;
         let mut out = Polled {
             cursor: cursor.clone(),
-            consumable_until: Some(meta.last_consumable),
+            consumable_until: meta.last_consumable,
             ..Polled::default()
         };
         for (begin, path) in self.segments(from).await? {

@@ -6,7 +6,7 @@ use rocksdb::WriteBatch;
 
 use super::{
     CF_META, KEY_CHUNKING, KEY_FEED_CURSOR, KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE,
-    KEY_TARGET, Manifest, cf, db_err,
+    KEY_TARGET, Manifest, cf, db_err, records,
 };
 use crate::base::error::Error;
 use crate::content::chunk::ChunkParams;
@@ -48,19 +48,28 @@ impl Manifest {
         .map_err(db_err)
     }
 
-    /// Where reading of the change feed stopped (`feed::Cursor`, encoded
-    /// by the feed: this layer keeps its bytes).
-    pub fn feed_cursor(&self) -> Result<Option<Vec<u8>>, Error> {
-        self.db
+    /// Where reading of the change feed stopped (a `feed::Cursor`; this
+    /// layer stores it as every record, without knowing its type).
+    pub fn feed_cursor<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        let v = self
+            .db
             .get_cf(cf(&self.db, CF_META)?, KEY_FEED_CURSOR)
-            .map_err(db_err)
+            .map_err(db_err)?;
+        v.map(|v| {
+            records::decode(&v).map_err(|e| Error::Corrupt(format!("change-feed cursor: {e}")))
+        })
+        .transpose()
     }
 
     /// Save the change-feed cursor, durably (the WAL is synced): it is
     /// moved only past events whose keys are settled.
-    pub fn set_feed_cursor(&self, cursor: &[u8]) -> Result<(), Error> {
+    pub fn set_feed_cursor<T: serde::Serialize>(&self, cursor: &T) -> Result<(), Error> {
         self.db
-            .put_cf(cf(&self.db, CF_META)?, KEY_FEED_CURSOR, cursor)
+            .put_cf(
+                cf(&self.db, CF_META)?,
+                KEY_FEED_CURSOR,
+                records::encode(cursor),
+            )
             .map_err(db_err)?;
         self.sync()
     }
