@@ -222,9 +222,23 @@ pub struct SyncArgs {
     /// 'PREFIX/**').
     #[arg(long, value_name = "PREFIX")]
     pub trash_prefix: Option<String>,
+    /// Instead of listing the source, replicate the keys its change feed
+    /// named since the job's last pass read it (Azure sources; the job's
+    /// first full pass anchors the feed). Exit 0 only when every change
+    /// the feed holds up to its lastConsumable is at the target.
+    #[arg(long, value_enum, value_name = "FEED")]
+    pub changes: Option<Changes>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
+}
+
+/// Change sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Changes {
+    /// The Azure Blob change feed (`$blobchangefeed`) of the source's
+    /// account.
+    AzureChangeFeed,
 }
 
 /// `passeur demo`.

@@ -96,6 +96,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> u8 {
             delete: false,
             max_delete_fraction: 0.1,
             trash_prefix: None,
+            changes: None,
             output: Output::Auto,
         })
         .await;

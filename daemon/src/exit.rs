@@ -42,6 +42,9 @@ pub fn for_error(e: &Error) -> u8 {
         // An I/O error of the database mid-pass: a full disk, a file gone.
         e if e.is_state_io() => STATE_DIR,
         Error::SchemaMismatch { .. } => SCHEMA,
+        // A change feed with a gap or a damaged file: nothing past it was
+        // replicated; a full pass is the way on.
+        Error::ChangeFeed { .. } => INCOMPLETE,
         _ => SOFTWARE,
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use passeur_core::base::stats::{Snapshot, Stats};
+use passeur_core::sync::changes::ChangesSummary;
 use passeur_core::sync::{Event, PassSummary};
 use passeur_core::transfer::Outcome;
 
@@ -153,6 +154,23 @@ impl Reporter {
         }
     }
 
+    /// Print the final summary of a change pass to stdout.
+    pub fn changes_summary(&self, s: &ChangesSummary) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        let elapsed = self.started.elapsed();
+        let text = match self.mode {
+            Mode::Json => {
+                let v = serde_json::json!({"event": "summary", "kind": "changes", "elapsed_s": elapsed.as_secs_f64(), "complete": s.complete(), "summary": s});
+                format!("{v}\n")
+            }
+            Mode::Plain | Mode::Bar => human_changes(s, elapsed),
+        };
+        // A closed stdout is not worth a panic.
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    }
+
     /// Print the final summary to stdout.
     pub fn summary(&self, s: &PassSummary) {
         if let Some(b) = &self.bar {
@@ -170,6 +188,78 @@ impl Reporter {
         // A closed stdout is not worth a panic.
         let _ = out.write_all(text.as_bytes());
     }
+}
+
+/// A change pass's summary, as `summary` prints a pass's.
+fn human_changes(s: &ChangesSummary, elapsed: Duration) -> String {
+    let st = &s.stats;
+    let status = if s.complete() {
+        "complete"
+    } else {
+        "INCOMPLETE"
+    };
+    let mut t = format!(
+        "change pass {status} in {:.1}s (Azure change feed; keys the feed did not name were not looked at)\n",
+        elapsed.as_secs_f64()
+    );
+    t.push_str(&format!(
+        "feed: {} events read, {}; every recorded change before {} is at the target{}\n",
+        s.events,
+        if s.caught_up {
+            "read up to lastConsumable"
+        } else {
+            "NOT read to its end"
+        },
+        s.consumable_until.as_deref().unwrap_or("(none read)"),
+        if s.pending > 0 {
+            " except pending keys"
+        } else {
+            ""
+        }
+    ));
+    t.push_str(&format!(
+        "keys: {} looked at, {} copied, {} unchanged, {} deduplicated, {} gone from the source, {} deleted, {} failed\n",
+        s.keys, st.copied, st.unchanged, st.deduplicated, s.gone, st.deleted, st.failed
+    ));
+    if s.pending > 0 {
+        t.push_str(&format!(
+            "pending: {} keys not at the target, the oldest change since {}; tried again by the next change pass\n",
+            s.pending,
+            s.pending_since.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(why) = &s.deletes_refused {
+        t.push_str(&format!("deletes refused: {why}\n"));
+    }
+    if st.excluded > 0 {
+        t.push_str(&format!(
+            "excluded: {} changed keys left out by --include / --exclude\n",
+            st.excluded
+        ));
+    }
+    if st.would_copy > 0 {
+        t.push_str(&format!(
+            "dry run: {} objects would be copied\n",
+            st.would_copy
+        ));
+    }
+    t.push_str(&format!(
+        "bytes: {} read, {} written, {} saved by server-side copy\n",
+        st.bytes_read, st.bytes_written, st.bytes_saved
+    ));
+    t.push_str(&format!("merkle root: {}\n", s.merkle_root));
+    if s.interrupted {
+        t.push_str("interrupted: the feed cursor stays before the batch in progress\n");
+    }
+    for f in &s.failures {
+        t.push_str(&format!(
+            "failed ({}): {:?}: {}\n",
+            f.kind.as_str(),
+            f.key,
+            f.reason
+        ));
+    }
+    t
 }
 
 fn human_summary(s: &PassSummary, elapsed: Duration) -> String {

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use passeur_config::SyncConfig;
 use passeur_core::base::stats::Stats;
+use passeur_core::feed::ChangeSource;
 use passeur_core::manifest::Manifest;
 use passeur_core::stores::{LocalDir, Store};
+use passeur_core::sync::changes::run_changes;
 use passeur_core::sync::run_pass;
 
 use crate::cli::SyncArgs;
@@ -93,6 +95,41 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
     let shutdown = async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     };
+    if args.changes.is_some() {
+        let feed = match ChangeSource::open(&args.source, &cfg.source.to_options()) {
+            Ok(f) => f,
+            Err(e) => return fail(exit::for_error(&e), &format!("--changes: {e}")),
+        };
+        let pass = run_changes(
+            source,
+            target,
+            manifest,
+            &opts,
+            &feed,
+            Arc::clone(&stats),
+            |e: &passeur_core::sync::Event| reporter.event(e),
+            shutdown,
+        );
+        let result = drive(pass, &reporter, &stop_tx, &mut requests).await;
+        handle.close();
+        return match result {
+            Some(Ok(summary)) => {
+                reporter.changes_summary(&summary);
+                if summary.interrupted {
+                    exit::INTERRUPTED
+                } else if summary.complete() {
+                    exit::OK
+                } else {
+                    exit::INCOMPLETE
+                }
+            }
+            Some(Err(e)) => fail(exit::for_error(&e), &e.to_string()),
+            None => fail(
+                exit::INTERRUPTED,
+                "interrupted; keys in progress were not recorded and the feed cursor did not move",
+            ),
+        };
+    }
     let pass = run_pass(
         source,
         target,
@@ -102,28 +139,14 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
         |e: &passeur_core::sync::Event| reporter.event(e),
         shutdown,
     );
-    let mut pass = std::pin::pin!(pass);
-    let mut ticker = tokio::time::interval(reporter.interval());
-    ticker.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut pass => break r,
-            _ = ticker.tick() => reporter.tick(),
-            req = requests.next() => match req {
-                Some(Request::Stop) => {
-                    eprintln!("passeur: stopping after the objects in progress (signal again to quit now)");
-                    let _ = stop_tx.send(true);
-                }
-                // `sync` does not listen for SIGHUP.
-                Some(Request::Reload) => {}
-                Some(Request::Quit) | None => {
-                    handle.close();
-                    return fail(exit::INTERRUPTED, "interrupted; objects in progress were not recorded and will be copied again");
-                }
-            },
-        }
-    };
+    let result = drive(pass, &reporter, &stop_tx, &mut requests).await;
     handle.close();
+    let Some(result) = result else {
+        return fail(
+            exit::INTERRUPTED,
+            "interrupted; objects in progress were not recorded and will be copied again",
+        );
+    };
     match result {
         Ok(summary) => {
             reporter.summary(&summary);
@@ -136,5 +159,33 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
             }
         }
         Err(e) => fail(exit::for_error(&e), &e.to_string()),
+    }
+}
+
+/// Run `pass` to its end, printing progress; the first stop request asks
+/// it to stop, the second gives up on it (`None`).
+async fn drive<T>(
+    pass: impl std::future::Future<Output = T>,
+    reporter: &Reporter,
+    stop_tx: &tokio::sync::watch::Sender<bool>,
+    requests: &mut (impl futures::Stream<Item = Request> + Unpin),
+) -> Option<T> {
+    let mut pass = std::pin::pin!(pass);
+    let mut ticker = tokio::time::interval(reporter.interval());
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut pass => return Some(r),
+            _ = ticker.tick() => reporter.tick(),
+            req = requests.next() => match req {
+                Some(Request::Stop) => {
+                    eprintln!("passeur: stopping after the objects in progress (signal again to quit now)");
+                    let _ = stop_tx.send(true);
+                }
+                // `sync` does not listen for SIGHUP.
+                Some(Request::Reload) => {}
+                Some(Request::Quit) | None => return None,
+            },
+        }
     }
 }

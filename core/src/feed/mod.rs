@@ -17,9 +17,11 @@ pub mod avro;
 pub mod event;
 pub mod reader;
 pub mod segments;
+pub mod source;
 
 pub use event::{Event, Kind};
 pub use reader::{Cursor, FeedReader, Polled, ShardPos};
+pub use source::ChangeSource;
 
 /// What one read of a chunk file found from some block on.
 #[derive(Debug, Default)]

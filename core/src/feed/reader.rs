@@ -45,8 +45,11 @@ pub struct Polled {
     pub controls: usize,
     /// Where the next poll starts.
     pub cursor: Cursor,
-    /// `lastConsumable` as read: every event before it has been read.
+    /// `lastConsumable` as read: every event before it has been read,
+    /// unless `limited`.
     pub consumable_until: DateTime<Utc>,
+    /// The limit stopped the poll: there is more to read now.
+    pub limited: bool,
 }
 
 /// The `$blobchangefeed` container of an account.
@@ -124,6 +127,39 @@ impl FeedReader {
         Ok(found)
     }
 
+    /// Refuse a cursor the feed no longer reaches: Azure deletes segments
+    /// older than the feed's retention, oldest first, so the feed still
+    /// holds every change after `cursor` only if it holds a segment that
+    /// begins at or before it (the cursor's own segment, when the cursor
+    /// is inside one). Otherwise changes in between may be lost — retention
+    /// passed the cursor, or the feed was enabled after the full pass that
+    /// anchored it started — and only a complete full pass (which moves
+    /// the cursor past them) makes the feed usable again.
+    pub async fn check_reach(&self, cursor: &Cursor) -> Result<(), Error> {
+        let at = DateTime::<Utc>::from_timestamp_millis(cursor.segment_ms)
+            .ok_or_else(|| feed_err(SEGMENTS_PREFIX, "cursor out of range"))?;
+        let found = self.named(SEGMENTS_PREFIX, segment_hour).await?;
+        let oldest = found.iter().map(|(t, _)| *t).min();
+        let reached = if cursor.shards.is_empty() {
+            oldest.is_some_and(|t| t <= at)
+        } else {
+            found.iter().any(|(t, _)| *t == at)
+        };
+        if reached {
+            return Ok(());
+        }
+        let held = match oldest {
+            Some(t) => format!("its oldest segment begins at {t}"),
+            None => "it holds no segment".to_owned(),
+        };
+        Err(feed_err(
+            SEGMENTS_PREFIX,
+            format!(
+                "gap: the cursor is at {at} and {held}: changes in between may be lost (retention passed the cursor, or the feed was enabled after the last complete full pass started); a complete full pass moves the cursor past the gap"
+            ),
+        ))
+    }
+
     /// A shard's chunk files in number order, refused when the numbers
     /// have a hole (a chunk file missing: events lost).
     pub async fn chunks(&self, shard: &str) -> Result<Vec<(u32, String)>, Error> {
@@ -177,6 +213,7 @@ impl FeedReader {
                 let full = self.read_shard(shard, &mut at, limit, &mut out).await?;
                 out.cursor.shards[i] = at;
                 if !full {
+                    out.limited = true;
                     return Ok(out);
                 }
             }

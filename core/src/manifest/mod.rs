@@ -17,6 +17,7 @@ pub mod diff;
 pub mod merkle;
 mod meta;
 mod missing;
+mod pending;
 pub mod records;
 pub mod uploads;
 mod verified;
@@ -29,6 +30,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, W
 use crate::base::error::Error;
 use crate::content::chunk::ChunkRef;
 use crate::content::hash::Hash;
+pub use pending::Pending;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 pub use uploads::{PartDone, PartHash, UploadHead};
 pub use verified::{DeepVerified, FoundTree};
@@ -56,7 +58,8 @@ const CF_DEEP_VERIFIED: &str = "deep_verified";
 const CF_VERIFY_LEAF: &str = "verify_leaf";
 const CF_LISTED: &str = "listed";
 const CF_COUNTERS: &str = "counters";
-const ALL_CFS: [&str; 16] = [
+const CF_CHANGES_PENDING: &str = "changes_pending";
+const ALL_CFS: [&str; 17] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -73,6 +76,7 @@ const ALL_CFS: [&str; 16] = [
     CF_VERIFY_LEAF,
     CF_LISTED,
     CF_COUNTERS,
+    CF_CHANGES_PENDING,
 ];
 /// `counters` key: records in `objects`, kept in the same batches.
 const COUNT_OBJECTS: &[u8] = b"objects";

@@ -158,7 +158,7 @@ impl Ctx {
     /// Delete one key at the target (copied to `trash/<key>` first; a
     /// trashed object already there is not overwritten: the key fails).
     #[tracing::instrument(level = "debug", skip_all, fields(key = key))]
-    async fn delete_one(&self, trash: Option<&str>, key: &str) -> Result<(), Error> {
+    pub(crate) async fn delete_one(&self, trash: Option<&str>, key: &str) -> Result<(), Error> {
         let loc = parse_key(key)?;
         let _writing = self.gate.begin_write(key).await;
         if let Some(trash) = trash {

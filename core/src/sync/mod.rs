@@ -2,6 +2,7 @@
 //! with bounded concurrency, and report what happened. The listing is never
 //! collected in memory; failures of single objects do not stop the pass.
 
+pub mod changes;
 pub mod deletes;
 mod pass;
 
@@ -162,6 +163,13 @@ pub async fn run_pass(
     target.probe().await?;
     // Only a job whose stores answer claims the state directory.
     manifest.bind(&source.url, &target.url, &opts.chunking)?;
+    // An Azure source's change feed is read from the start of the job's
+    // first full pass, and after a complete one, from its start.
+    let started_ms = crate::base::now_ms();
+    let anchors = source.kind == crate::stores::StoreKind::Azure && !opts.dry_run;
+    if anchors {
+        changes::anchor_if_absent(&manifest, started_ms)?;
+    }
     // Set only by a stop request: resumable uploads pause at a part boundary
     // (a listing error lets them finish).
     let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
@@ -203,5 +211,9 @@ pub async fn run_pass(
     while let Ok(part) = parts_rx.try_recv() {
         on_event(&Event::Part(part));
     }
-    pass.finish(tally, interrupted).await
+    let summary = pass.finish(tally, interrupted).await?;
+    if anchors && summary.complete() {
+        changes::after_complete_pass(&manifest, started_ms)?;
+    }
+    Ok(summary)
 }

@@ -338,9 +338,9 @@ pub(super) enum Done {
 #[derive(Default)]
 pub(super) struct Tally {
     /// Failed objects (at most [`MAX_FAILURES_KEPT`]).
-    failures: Vec<Failure>,
+    pub(super) failures: Vec<Failure>,
     /// Every failure, counted by kind.
-    failed_by_kind: BTreeMap<FailureKind, u64>,
+    pub(super) failed_by_kind: BTreeMap<FailureKind, u64>,
     /// The first listing error.
     listing_error: Option<String>,
     /// Keys the listing gave out of order.
@@ -358,7 +358,7 @@ impl Tally {
     }
 
     /// Keep a failed key with its kind and reason.
-    fn fail(&mut self, key: &str, e: &Error) {
+    pub(super) fn fail(&mut self, key: &str, e: &Error) {
         *self.failed_by_kind.entry(e.kind()).or_default() += 1;
         if self.failures.len() < MAX_FAILURES_KEPT {
             self.failures.push(Failure {
@@ -371,7 +371,7 @@ impl Tally {
 }
 
 /// Count one object's outcome (and its bytes, once done).
-fn count(stats: &Stats, r: &Result<Outcome, Error>, size: u64) {
+pub(super) fn count(stats: &Stats, r: &Result<Outcome, Error>, size: u64) {
     match r {
         Ok(Outcome::Copied) => &stats.copied,
         Ok(Outcome::Unchanged) => &stats.unchanged,
