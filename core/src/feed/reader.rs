@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -138,7 +138,10 @@ impl FeedReader {
     pub async fn check_reach(&self, cursor: &Cursor) -> Result<(), Error> {
         let at = DateTime::<Utc>::from_timestamp_millis(cursor.segment_ms)
             .ok_or_else(|| feed_err(SEGMENTS_PREFIX, "cursor out of range"))?;
-        let found = self.named(SEGMENTS_PREFIX, segment_hour).await?;
+        let mut found = self.named(SEGMENTS_PREFIX, segment_hour).await?;
+        // Azure keeps an empty placeholder hour at 1601-01-01 (the Windows
+        // epoch): it says nothing about what retention removed.
+        found.retain(|(t, _)| t.year() > 1601);
         let oldest = found.iter().map(|(t, _)| *t).min();
         let reached = if cursor.shards.is_empty() {
             oldest.is_some_and(|t| t <= at)

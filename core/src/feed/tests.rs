@@ -316,6 +316,32 @@ async fn refusal(feed: &FeedReader) -> String {
 }
 
 #[tokio::test]
+async fn a_cursor_the_feed_no_longer_reaches_is_a_gap() {
+    let (_dir, feed) = feed_dir("Finalized");
+    // The hour held, and any boundary after it: reached.
+    for h in [21, 22, 23] {
+        feed.check_reach(&at_hour(h)).await.expect("reached");
+    }
+    // Before the oldest hour held (the 1601 placeholder does not count):
+    // retention may have removed changes after the cursor.
+    let e = feed
+        .check_reach(&at_hour(20))
+        .await
+        .expect_err("gap")
+        .to_string();
+    assert!(
+        e.contains("gap") && e.contains("2022-11-28 21:00:00"),
+        "{e}"
+    );
+    // Inside an hour the feed does not hold.
+    let mut inside = at_hour(22);
+    inside.shards = vec![ShardPos::default()];
+    feed.check_reach(&inside).await.expect_err("gap");
+    inside.segment_ms = at_hour(21).segment_ms;
+    feed.check_reach(&inside).await.expect("its own hour");
+}
+
+#[tokio::test]
 async fn a_missing_chunk_file_or_a_torn_one_is_refused_by_name() {
     let (dir, feed) = feed_dir("Finalized");
     let shard = dir.path().join("log/01/2022/11/28/2100");
