@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use passeur_core::base::filter::KeyFilter;
+use passeur_core::feed::ChangeSource;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
 use passeur_core::sync::deletes::{DeletePolicy, check_trash_prefix};
@@ -80,6 +81,26 @@ pub struct JobConfig {
     /// Deletes at the target.
     #[serde(default)]
     pub delete: DeleteSection,
+    /// A change source read between full passes (Azure sources:
+    /// `"azure-change-feed"`); none: full passes only.
+    #[serde(default)]
+    pub changes: Option<ChangeFeed>,
+    /// How often the change source is read between full passes (then
+    /// `interval` can be hours).
+    #[serde(default = "default_changes_interval")]
+    pub changes_interval: Human,
+}
+
+/// Change sources a job can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeFeed {
+    /// The Azure Blob change feed of the source's account.
+    AzureChangeFeed,
+}
+
+fn default_changes_interval() -> Human {
+    Human(Duration::from_secs(60))
 }
 
 fn default_interval() -> Human {
@@ -208,6 +229,16 @@ impl DaemonConfig {
             if job.interval.0 < Duration::from_secs(1) {
                 say("interval: at least 1s".into());
             }
+            if job.changes.is_some() {
+                if job.changes_interval.0 < Duration::from_secs(1) {
+                    say("changes-interval: at least 1s".into());
+                }
+                if let Some(url) = &job.source.url
+                    && let Err(e) = ChangeSource::open(url, &job.source.to_options())
+                {
+                    say(e.to_string());
+                }
+            }
             if let Err(e) = job.chunking.params() {
                 say(format!("chunking: {e}"));
             }
@@ -264,6 +295,27 @@ mod tests {
         ] {
             assert!(all.contains(want), "{want:?} missing from:\n{all}");
         }
+    }
+
+    #[test]
+    fn only_azure_sources_follow_a_change_feed() {
+        let job = |source: &str| {
+            format!(
+                "state-dir = \"/s\"\n[[job]]\nname = \"j\"\nchanges = \"azure-change-feed\"\nchanges-interval = \"30s\"\n[job.source]\nurl = \"{source}\"\naccount = \"a\"\n[job.target]\nurl = \"s3://b\"\n"
+            )
+        };
+        let c = DaemonConfig::parse(&job("az://data/p"), Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let j = c.jobs[0].get_ref();
+        assert_eq!(j.changes, Some(ChangeFeed::AzureChangeFeed));
+        assert_eq!(j.changes_interval.0, Duration::from_secs(30));
+        let e = DaemonConfig::parse(&job("s3://a"), Path::new("t.toml")).expect_err("s3");
+        assert!(
+            e.to_string().contains("az://") || format!("{e:?}").contains("az://"),
+            "{e:?}"
+        );
+        let bad = job("az://data").replace("azure-change-feed", "s3-events");
+        assert!(DaemonConfig::parse(&bad, Path::new("t.toml")).is_err());
     }
 
     #[test]

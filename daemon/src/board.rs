@@ -1,7 +1,9 @@
 //! What the service reports about itself: per job, the pass running now
 //! (live counters), the last finished pass, totals since start, and the
 //! replication lag (time since the start of the last complete pass: every
-//! change the source had by then is at the target). Rendered as the JSON
+//! change the source had by then is at the target), and for jobs that
+//! follow a change feed, the change lag (time since the moment before which
+//! every change the feed recorded is at the target). Rendered as the JSON
 //! of `passeur status` and as Prometheus text for `/metrics`.
 
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use passeur_core::base::stats::{Snapshot, Stats};
 use passeur_core::sync::PassSummary;
+use passeur_core::sync::changes::ChangesSummary;
 use serde::Serialize;
 
 fn epoch_s(t: SystemTime) -> f64 {
@@ -61,6 +64,19 @@ pub struct Totals {
     pub throttled: u64,
 }
 
+impl Totals {
+    /// Count a finished pass's objects and bytes (full or change pass).
+    fn add(&mut self, st: &Snapshot) {
+        self.copied += st.copied;
+        self.deduplicated += st.deduplicated;
+        self.deleted += st.deleted;
+        self.failed += st.failed;
+        self.bytes_read += st.bytes_read;
+        self.bytes_written += st.bytes_written;
+        self.throttled += st.throttled;
+    }
+}
+
 #[derive(Debug, Default)]
 struct JobState {
     running: Option<(Arc<Stats>, SystemTime)>,
@@ -68,6 +84,62 @@ struct JobState {
     last_complete_start: Option<SystemTime>,
     next_pass: Option<SystemTime>,
     totals: Totals,
+    changes: Option<ChangesState>,
+}
+
+/// A job's change feed, as the board keeps it.
+#[derive(Debug, Default)]
+struct ChangesState {
+    /// Every change the feed recorded before this is at the target.
+    replicated_until: Option<SystemTime>,
+    /// Keys pending after the last change pass, and the oldest change.
+    pending: u64,
+    pending_since: Option<SystemTime>,
+    last: Option<LastChanges>,
+    error: Option<String>,
+    next: Option<SystemTime>,
+}
+
+/// A finished change pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastChanges {
+    /// Start, seconds since the Unix epoch.
+    pub started: f64,
+    /// End, seconds since the Unix epoch.
+    pub ended: f64,
+    /// Every change up to the feed's `lastConsumable` is at the target.
+    pub complete: bool,
+    /// Events read.
+    pub events: u64,
+    /// Keys looked at.
+    pub keys: u64,
+    /// Objects copied.
+    pub copied: u64,
+    /// Objects deleted at the target.
+    pub deleted: u64,
+    /// Keys that failed.
+    pub failed: u64,
+}
+
+/// A job's change feed, as served.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangesStatus {
+    /// Seconds since the moment before which every change the feed
+    /// recorded is at the target (the feed's own delay included); null
+    /// before the first change pass or complete full pass.
+    pub lag_s: Option<f64>,
+    /// That moment, seconds since the Unix epoch.
+    pub replicated_until: Option<f64>,
+    /// Keys pending (failed; tried again by the next change pass).
+    pub pending: u64,
+    /// Age in seconds of the oldest change of a pending key.
+    pub oldest_pending_s: Option<f64>,
+    /// The last finished change pass.
+    pub last: Option<LastChanges>,
+    /// Why the last change pass could not run (a gap in the feed…).
+    pub error: Option<String>,
+    /// Next change pass, seconds since the Unix epoch.
+    pub next: Option<f64>,
 }
 
 /// One job's status, as served.
@@ -87,6 +159,8 @@ pub struct JobStatus {
     pub next_pass: Option<f64>,
     /// Since the service started.
     pub totals: Totals,
+    /// The change feed the job follows, if it follows one.
+    pub changes: Option<ChangesStatus>,
 }
 
 /// The pass running now.
@@ -136,17 +210,15 @@ impl Board {
         self.with(job, |j| {
             let started = j.running.take().map_or_else(SystemTime::now, |(_, t)| t);
             let st = &s.stats;
-            let t = &mut j.totals;
-            t.passes += 1;
-            t.copied += st.copied;
-            t.deduplicated += st.deduplicated;
-            t.deleted += st.deleted;
-            t.failed += st.failed;
-            t.bytes_read += st.bytes_read;
-            t.bytes_written += st.bytes_written;
-            t.throttled += st.throttled;
+            j.totals.passes += 1;
+            j.totals.add(st);
             if s.complete() {
                 j.last_complete_start = Some(started);
+                // A complete pass saw every change made before it began.
+                if let Some(c) = &mut j.changes {
+                    c.replicated_until = c.replicated_until.max(Some(started));
+                    c.error = None;
+                }
             }
             j.last = Some(LastPass {
                 started: epoch_s(started),
@@ -172,6 +244,60 @@ impl Board {
             j.running = None;
             j.totals.pass_errors += 1;
             j.next_pass = Some(next);
+        });
+    }
+
+    /// The job follows a change feed.
+    pub fn follows_changes(&self, job: &str) {
+        self.with(job, |j| {
+            j.changes.get_or_insert_with(ChangesState::default);
+        });
+    }
+
+    /// A change pass ended with a summary.
+    pub fn changes_finished(&self, job: &str, s: &ChangesSummary, next: SystemTime) {
+        self.with(job, |j| {
+            let started = j.running.take().map_or_else(SystemTime::now, |(_, t)| t);
+            let st = &s.stats;
+            j.totals.add(st);
+            let c = j.changes.get_or_insert_with(ChangesState::default);
+            let at = |rfc: &Option<String>| {
+                rfc.as_deref()
+                    .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
+                    .map(SystemTime::from)
+            };
+            c.pending = s.pending;
+            c.pending_since = at(&s.pending_since);
+            if s.caught_up && !s.interrupted {
+                let mut until = at(&s.consumable_until);
+                if let (Some(u), Some(p)) = (until, c.pending_since) {
+                    until = Some(u.min(p));
+                }
+                c.replicated_until = c.replicated_until.max(until);
+            }
+            c.error = None;
+            c.next = Some(next);
+            c.last = Some(LastChanges {
+                started: epoch_s(started),
+                ended: epoch_s(SystemTime::now()),
+                complete: s.complete(),
+                events: s.events,
+                keys: s.keys,
+                copied: st.copied,
+                deleted: st.deleted,
+                failed: st.failed,
+            });
+        });
+    }
+
+    /// A change pass could not run (the feed unreadable, a gap).
+    pub fn changes_failed(&self, job: &str, error: &str, next: SystemTime) {
+        self.with(job, |j| {
+            j.running = None;
+            j.totals.pass_errors += 1;
+            let c = j.changes.get_or_insert_with(ChangesState::default);
+            c.error = Some(error.to_owned());
+            c.next = Some(next);
         });
     }
 
@@ -210,6 +336,19 @@ impl Board {
                     last_pass: j.last.clone(),
                     next_pass: j.next_pass.map(epoch_s),
                     totals: j.totals.clone(),
+                    changes: j.changes.as_ref().map(|c| {
+                        let age =
+                            |t: SystemTime| now.duration_since(t).map_or(0.0, |d| d.as_secs_f64());
+                        ChangesStatus {
+                            lag_s: c.replicated_until.map(age),
+                            replicated_until: c.replicated_until.map(epoch_s),
+                            pending: c.pending,
+                            oldest_pending_s: c.pending_since.map(age),
+                            last: c.last.clone(),
+                            error: c.error.clone(),
+                            next: c.next.map(epoch_s),
+                        }
+                    }),
                 }
             })
             .collect()
@@ -291,6 +430,24 @@ impl Board {
             "gauge",
             "Seconds since the start of the last complete pass.",
             &|j| j.lag_s,
+        );
+        family(
+            "change_lag_seconds",
+            "gauge",
+            "Seconds since the moment before which every change the change feed recorded is at the target.",
+            &|j| j.changes.as_ref().and_then(|c| c.lag_s),
+        );
+        family(
+            "changes_pending",
+            "gauge",
+            "Keys named by the change feed and not at the target (failed; tried again).",
+            &|j| j.changes.as_ref().map(|c| c.pending as f64),
+        );
+        family(
+            "change_oldest_pending_seconds",
+            "gauge",
+            "Age of the oldest change of a pending key.",
+            &|j| j.changes.as_ref().and_then(|c| c.oldest_pending_s),
         );
         family("pass_running", "gauge", "1 while a pass runs.", &|j| {
             Some(if j.current.is_some() { 1.0 } else { 0.0 })

@@ -1,5 +1,6 @@
 //! `passeur run`: the service. Jobs run one pass after another, each
-//! waiting its interval between passes. SIGTERM/SIGINT stop it (uploads
+//! waiting its interval between passes; a job that follows a change feed
+//! runs a change pass every `changes-interval` between its full passes. SIGTERM/SIGINT stop it (uploads
 //! pause at a part boundary; exit 0 within `stop-timeout`; a second signal
 //! exits at once); SIGHUP reads the configuration again and swaps it in
 //! between passes, or keeps the running one if the new file is invalid.
@@ -14,8 +15,10 @@ use futures::{Stream, StreamExt};
 use passeur_config::ConfigError;
 use passeur_config::daemon::{DaemonConfig, JobConfig};
 use passeur_core::base::stats::Stats;
+use passeur_core::feed::ChangeSource;
 use passeur_core::manifest::Manifest;
 use passeur_core::stores::{LocalDir, Store};
+use passeur_core::sync::changes::{ChangesSummary, run_changes};
 use passeur_core::sync::{Event, PassOptions, PassSummary, run_pass};
 
 use crate::board::Board;
@@ -33,6 +36,12 @@ struct Job {
     opts: PassOptions,
     next: Instant,
     passes: u64,
+    /// The change feed the job follows, and when it is read next.
+    feed: Option<ChangeSource>,
+    next_changes: Instant,
+    /// The feed could not be followed since the last change pass that
+    /// ran (one full pass is brought forward per such streak).
+    feed_blocked: bool,
 }
 
 /// Why opening the jobs failed: exit code and one line.
@@ -92,7 +101,20 @@ async fn open_jobs(cfg: &DaemonConfig) -> Result<Vec<Job>, Fatal> {
     let mut jobs = Vec::new();
     for spanned in &cfg.jobs {
         let o = open_job(cfg, spanned.get_ref(), false).await?;
+        let feed = match o.cfg.changes {
+            None => None,
+            Some(passeur_config::daemon::ChangeFeed::AzureChangeFeed) => Some(
+                ChangeSource::open(
+                    o.cfg.source.url.as_deref().unwrap_or_default(),
+                    &o.cfg.source.to_options(),
+                )
+                .map_err(|e| (exit::for_error(&e), format!("job {:?}: {e}", o.cfg.name)))?,
+            ),
+        };
         jobs.push(Job {
+            feed,
+            next_changes: Instant::now(),
+            feed_blocked: false,
             cfg: o.cfg,
             source: o.source,
             target: o.target,
@@ -189,7 +211,7 @@ pub async fn run(
         }
     };
     let board = Board::default();
-    board.set_jobs(&job_names(&jobs));
+    show_jobs(&board, &jobs);
     let server = match cfg.metrics_address {
         Some(addr) => match StatusServer::start(addr, board.clone()).await {
             Ok(s) => Some(s),
@@ -214,7 +236,7 @@ pub async fn run(
                         tracing::warn!("metrics-address changes take effect at the next start");
                     }
                     cfg = new;
-                    board.set_jobs(&job_names(&jobs));
+                    show_jobs(&board, &jobs);
                     tracing::info!(
                         event = "reload",
                         outcome = "applied",
@@ -236,11 +258,17 @@ pub async fn run(
             notifier.ready(&format!("{} jobs ready", jobs.len()));
         }
         for job in &mut jobs {
-            if job.next > Instant::now() {
+            let now = Instant::now();
+            let kind = if job.next <= now {
+                PassKind::Full
+            } else if job.feed.is_some() && job.next_changes <= now {
+                PassKind::Changes
+            } else {
                 continue;
-            }
+            };
             let end = run_one(
                 job,
+                kind,
                 &board,
                 &notifier,
                 &mut requests,
@@ -254,7 +282,13 @@ pub async fn run(
                 break 'service code;
             }
         }
-        let until = jobs.iter().map(|j| j.next).min();
+        let until = jobs
+            .iter()
+            .map(|j| match j.feed {
+                Some(_) => j.next.min(j.next_changes),
+                None => j.next,
+            })
+            .min();
         let status = match until {
             Some(t) => format!(
                 "idle; next pass in {}s",
@@ -287,8 +321,13 @@ pub async fn run(
     code
 }
 
-fn job_names(jobs: &[Job]) -> Vec<String> {
-    jobs.iter().map(|j| j.cfg.name.clone()).collect()
+/// Tell the board which jobs run, and which follow a change feed.
+fn show_jobs(board: &Board, jobs: &[Job]) {
+    let names: Vec<String> = jobs.iter().map(|j| j.cfg.name.clone()).collect();
+    board.set_jobs(&names);
+    for j in jobs.iter().filter(|j| j.feed.is_some()) {
+        board.follows_changes(&j.cfg.name);
+    }
 }
 
 /// Read the configuration again; `None` (logged) when it is invalid.
@@ -314,12 +353,28 @@ enum PassEnd {
     Stopped(u8),
 }
 
+/// Which pass a job runs now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PassKind {
+    /// Lists the whole source.
+    Full,
+    /// Reads the change feed.
+    Changes,
+}
+
+/// What a pass of either kind returned.
+enum Ran {
+    Full(Result<PassSummary, passeur_core::Error>),
+    Changes(Result<ChangesSummary, passeur_core::Error>),
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "the service loop's state, passed down"
 )]
 async fn run_one(
     job: &mut Job,
+    kind: PassKind,
     board: &Board,
     notifier: &Notifier,
     requests: &mut (impl Stream<Item = Request> + Unpin),
@@ -328,29 +383,63 @@ async fn run_one(
     path: &Path,
     pending_reload: &mut Option<DaemonConfig>,
 ) -> PassEnd {
-    job.passes += 1;
     let name = job.cfg.name.clone();
-    notifier.status(&format!("job {name}: pass {} running", job.passes));
+    if kind == PassKind::Full {
+        job.passes += 1;
+        notifier.status(&format!("job {name}: pass {} running", job.passes));
+    } else {
+        notifier.status(&format!("job {name}: change pass running"));
+    }
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
     board.pass_started(&name, Arc::clone(&stats));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let pass = run_pass(
+    let on_event = |e: &Event| {
+        if let Event::Part(p) = e {
+            tracing::debug!(event = "part", job = %name, key = %p.key, part = p.part, size = p.size, "part recorded");
+        }
+    };
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let (source, target, manifest) = (
         job.source.clone(),
         job.target.clone(),
         Arc::clone(&job.manifest),
-        &job.opts,
-        Arc::clone(&stats),
-        |e| {
-            if let Event::Part(p) = e {
-                tracing::debug!(event = "part", job = %name, key = %p.key, part = p.part, size = p.size, "part recorded");
-            }
-        },
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        },
     );
-    let mut pass = std::pin::pin!(pass);
+    let pass: std::pin::Pin<Box<dyn std::future::Future<Output = Ran> + Send + '_>> =
+        match (kind, &job.feed) {
+            (PassKind::Changes, Some(feed)) => Box::pin(async {
+                Ran::Changes(
+                    run_changes(
+                        source,
+                        target,
+                        manifest,
+                        &job.opts,
+                        feed,
+                        Arc::clone(&stats),
+                        on_event,
+                        shutdown,
+                    )
+                    .await,
+                )
+            }),
+            _ => Box::pin(async {
+                Ran::Full(
+                    run_pass(
+                        source,
+                        target,
+                        manifest,
+                        &job.opts,
+                        Arc::clone(&stats),
+                        on_event,
+                        shutdown,
+                    )
+                    .await,
+                )
+            }),
+        };
+    let mut pass = pass;
     let mut deadline: Option<Instant> = None;
     let result = loop {
         let wake = tokio::select! {
@@ -388,7 +477,20 @@ async fn run_one(
             }
         }
     };
+    drop(pass);
     let took = started.elapsed();
+    job.next_changes = Instant::now() + job.cfg.changes_interval.0;
+    let result = match result {
+        Ran::Full(r) => r,
+        Ran::Changes(r) => {
+            changes_ended(job, board, notifier, r, took);
+            return if deadline.is_some() {
+                PassEnd::Stopped(exit::OK)
+            } else {
+                PassEnd::Done
+            };
+        }
+    };
     job.next = Instant::now() + job.cfg.interval.0;
     let next = SystemTime::now() + job.cfg.interval.0;
     match result {
@@ -427,4 +529,71 @@ async fn run_one(
         return PassEnd::Stopped(exit::OK);
     }
     PassEnd::Done
+}
+
+/// Report a change pass's end. A feed the cursor cannot follow (a gap, a
+/// damaged file) brings the full pass forward once: only it can repair
+/// what the feed lost (and a complete one moves the cursor past a gap);
+/// while the feed stays blocked, full passes keep their interval.
+fn changes_ended(
+    job: &mut Job,
+    board: &Board,
+    notifier: &Notifier,
+    result: Result<ChangesSummary, passeur_core::Error>,
+    took: Duration,
+) {
+    let name = &job.cfg.name;
+    let next = SystemTime::now() + job.cfg.changes_interval.0;
+    match result {
+        Ok(s) => {
+            job.feed_blocked = false;
+            board.changes_finished(name, &s, next);
+            let st = &s.stats;
+            let line = format!(
+                "job {name}: change pass {} in {:.1}s: {} events, {} keys, {} copied, {} unchanged, {} deleted, {} failed, {} pending; every change before {} at the target",
+                if s.complete() {
+                    "complete"
+                } else {
+                    "incomplete"
+                },
+                took.as_secs_f64(),
+                s.events,
+                s.keys,
+                st.copied,
+                st.unchanged,
+                st.deleted,
+                st.failed,
+                s.pending,
+                s.consumable_until.as_deref().unwrap_or("(nothing read)"),
+            );
+            tracing::info!(
+                event = "changes",
+                job = %name,
+                complete = s.complete(),
+                events = s.events,
+                copied = st.copied,
+                failed = st.failed,
+                pending = s.pending,
+                "{line}"
+            );
+            for f in s.failures.iter().take(20) {
+                tracing::warn!(job = %name, key = %f.key, kind = f.kind.as_str(), reason = %f.reason, "object failed");
+            }
+            if let Some(why) = &s.deletes_refused {
+                tracing::warn!(job = %name, "deletes refused: {why}");
+            }
+            notifier.status(&line);
+        }
+        Err(e) => {
+            board.changes_failed(name, &e.to_string(), next);
+            if matches!(e, passeur_core::Error::ChangeFeed { .. }) && !job.feed_blocked {
+                tracing::error!(job = %name, error = %e, "the change feed cannot be followed: running a full pass now");
+                job.feed_blocked = true;
+                job.next = Instant::now();
+            } else {
+                tracing::error!(job = %name, error = %e, "change pass failed; retrying after changes-interval");
+            }
+            notifier.status(&format!("job {name}: change pass failed: {e}"));
+        }
+    }
 }

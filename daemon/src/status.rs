@@ -74,6 +74,9 @@ fn human(jobs: &serde_json::Value) -> String {
         if let Some(n) = j["next_pass"].as_f64() {
             out.push_str(&format!("  next pass {}\n", ago(n)));
         }
+        if let Some(c) = j.get("changes").filter(|c| !c.is_null()) {
+            changes(&mut out, c);
+        }
         let t = &j["totals"];
         out.push_str(&format!(
             "  since start: {} passes, {} copied, {} deleted, {} failed, {} bytes written\n",
@@ -81,6 +84,42 @@ fn human(jobs: &serde_json::Value) -> String {
         ));
     }
     out
+}
+
+/// The change-feed lines of a job's status.
+fn changes(out: &mut String, c: &serde_json::Value) {
+    let lag = c["lag_s"]
+        .as_f64()
+        .map_or("not known yet".to_owned(), |l| format!("{l:.0}s"));
+    out.push_str(&format!(
+        "  change feed: change lag {lag}, {} keys pending{}\n",
+        c["pending"],
+        c["oldest_pending_s"]
+            .as_f64()
+            .map_or(String::new(), |a| format!(" (oldest change {a:.0}s ago)"))
+    ));
+    if let Some(l) = c.get("last").filter(|l| !l.is_null()) {
+        out.push_str(&format!(
+            "  last change pass: {}, ended {}: {} events, {} keys, {} copied, {} deleted, {} failed\n",
+            if l["complete"].as_bool() == Some(true) {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
+            ago(l["ended"].as_f64().unwrap_or(0.0)),
+            l["events"],
+            l["keys"],
+            l["copied"],
+            l["deleted"],
+            l["failed"]
+        ));
+    }
+    if let Some(e) = c["error"].as_str() {
+        out.push_str(&format!("    change feed blocked: {e}\n"));
+    }
+    if let Some(n) = c["next"].as_f64() {
+        out.push_str(&format!("  next change pass {}\n", ago(n)));
+    }
 }
 
 /// Run `passeur status`; returns the exit code.

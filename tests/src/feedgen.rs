@@ -6,10 +6,14 @@
 //! `$blobchangefeed` container next to the blob changes they describe.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use apache_avro::types::Value;
 use apache_avro::{Schema, Writer};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use object_store::path::Path as OsPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use passeur_core::feed::avro::Header;
 
 /// One change to describe.
@@ -166,5 +170,104 @@ impl FeedFiles {
             shards.len(),
             paths.join(",")
         )
+    }
+}
+
+/// Writes a feed into a store (Azurite's `$blobchangefeed`).
+#[derive(Debug)]
+pub struct FeedWriter {
+    store: Arc<dyn ObjectStore>,
+    files: FeedFiles,
+}
+
+impl FeedWriter {
+    /// A writer into `store`.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Result<Self> {
+        Ok(Self {
+            store,
+            files: FeedFiles::new()?,
+        })
+    }
+
+    /// Write the closed hour beginning at `begin`: `shards[s][c]` is chunk
+    /// file `c` of shard `s`, one Avro block per inner list. `skip`: chunk
+    /// numbers left out (a hole).
+    pub async fn hour(
+        &self,
+        begin: DateTime<Utc>,
+        shards: &[Vec<Vec<Vec<Change>>>],
+        skip: &[u32],
+    ) -> Result<()> {
+        let dir = format!(
+            "{:04}/{:02}/{:02}/{:02}00",
+            begin.year(),
+            begin.month(),
+            begin.day(),
+            begin.hour()
+        );
+        let mut prefixes = Vec::new();
+        for (s, chunks) in shards.iter().enumerate() {
+            let prefix = format!("log/{s:02}/{dir}/");
+            let mut n = 0u32;
+            for blocks in chunks {
+                while skip.contains(&n) {
+                    n += 1;
+                }
+                let path = OsPath::from(format!("{prefix}{n:05}.avro"));
+                self.store
+                    .put(&path, PutPayload::from(self.files.chunk(blocks)?))
+                    .await?;
+                n += 1;
+            }
+            prefixes.push(prefix);
+        }
+        let json = FeedFiles::segment_json(
+            &begin.format("%Y-%m-%dT%H:00:00.000Z").to_string(),
+            "Finalized",
+            &prefixes,
+        );
+        self.store
+            .put(
+                &OsPath::from(format!("idx/segments/{dir}/meta.json")),
+                PutPayload::from(json.into_bytes()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn consumable_until(&self, t: DateTime<Utc>) -> Result<()> {
+        let json = FeedFiles::segments_json(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+        self.store
+            .put(
+                &OsPath::from("meta/segments.json"),
+                PutPayload::from(json.into_bytes()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// One event in container `src` (or `container:blob`), `minute` minutes
+/// into the hour `begin`, its ETag and sequencer made of `seq`.
+pub fn ev(event: &'static str, blob: &str, seq: u64, begin: DateTime<Utc>, minute: i64) -> Change {
+    let api = match event {
+        "BlobDeleted" => "DeleteBlob",
+        "Control" => "ControlEvent",
+        _ => "PutBlob",
+    };
+    let (container, blob) = blob.split_once(':').unwrap_or(("src", blob));
+    Change {
+        event,
+        api,
+        container: container.into(),
+        blob: blob.into(),
+        etag: format!("0x8DAD1899{seq:07X}"),
+        size: 1,
+        sequencer: format!("{seq:048x}"),
+        // Seven digits of fractions, as Azure writes them.
+        time: format!(
+            "{}0Z",
+            (begin + chrono::Duration::minutes(minute)).format("%Y-%m-%dT%H:%M:%S%.6f")
+        ),
     }
 }

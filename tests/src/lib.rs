@@ -204,3 +204,34 @@ pub fn command_of(args: &[String]) -> Result<Command> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     passeur_command(&args)
 }
+
+/// Wait until `f` answers true, checking every 50 ms; an error after
+/// `limit` names `what`.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut f: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while !f()? {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 GET of `path` at `addr`: the whole answer, head and body.
+pub fn http_get(addr: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}

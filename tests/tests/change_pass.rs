@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use passeur_core::feed::Cursor;
 use passeur_core::manifest::Manifest;
 use passeur_tests::Run;
-use passeur_tests::feedgen::{Change, FeedFiles};
+use passeur_tests::feedgen::{FeedWriter, ev};
 use passeur_tests::job::StoreJob;
 use passeur_tests::servers::{Kind, Server};
 
@@ -39,8 +39,7 @@ struct Rig {
     job: StoreJob,
     src: Arc<dyn ObjectStore>,
     dst: Arc<dyn ObjectStore>,
-    feed: Arc<dyn ObjectStore>,
-    files: FeedFiles,
+    feed: FeedWriter,
 }
 
 impl Rig {
@@ -67,8 +66,7 @@ impl Rig {
         Ok(Self {
             src: azurite.client("src")?,
             dst: target.client("dst")?,
-            feed: azurite.client("$blobchangefeed")?,
-            files: FeedFiles::new()?,
+            feed: FeedWriter::new(azurite.client("$blobchangefeed")?)?,
             azurite,
             _target: target,
             job,
@@ -104,63 +102,6 @@ impl Rig {
             .context("no feed cursor after a full pass")
     }
 
-    /// Write the closed hour beginning at `begin`: `shards[s][c]` is chunk
-    /// file `c` of shard `s`, one Avro block per inner list. `skip`: chunk
-    /// numbers left out (a hole).
-    async fn hour(
-        &self,
-        begin: DateTime<Utc>,
-        shards: &[Vec<Vec<Vec<Change>>>],
-        skip: &[u32],
-    ) -> Result<()> {
-        let dir = format!(
-            "{:04}/{:02}/{:02}/{:02}00",
-            begin.year(),
-            begin.month(),
-            begin.day(),
-            begin.hour()
-        );
-        let mut prefixes = Vec::new();
-        for (s, chunks) in shards.iter().enumerate() {
-            let prefix = format!("log/{s:02}/{dir}/");
-            let mut n = 0u32;
-            for blocks in chunks {
-                while skip.contains(&n) {
-                    n += 1;
-                }
-                let path = OsPath::from(format!("{prefix}{n:05}.avro"));
-                self.feed
-                    .put(&path, PutPayload::from(self.files.chunk(blocks)?))
-                    .await?;
-                n += 1;
-            }
-            prefixes.push(prefix);
-        }
-        let json = FeedFiles::segment_json(
-            &begin.format("%Y-%m-%dT%H:00:00.000Z").to_string(),
-            "Finalized",
-            &prefixes,
-        );
-        self.feed
-            .put(
-                &OsPath::from(format!("idx/segments/{dir}/meta.json")),
-                PutPayload::from(json.into_bytes()),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn consumable_until(&self, t: DateTime<Utc>) -> Result<()> {
-        let json = FeedFiles::segments_json(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
-        self.feed
-            .put(
-                &OsPath::from("meta/segments.json"),
-                PutPayload::from(json.into_bytes()),
-            )
-            .await?;
-        Ok(())
-    }
-
     /// Every object of the target, read with the test's own client:
     /// key → BLAKE3 of its bytes.
     async fn target_objects(&self) -> Result<BTreeMap<String, String>> {
@@ -188,30 +129,6 @@ fn bytes(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
-}
-
-/// One event, `minute` minutes into the hour `begin`.
-fn ev(event: &'static str, blob: &str, seq: u64, begin: DateTime<Utc>, minute: i64) -> Change {
-    let api = match event {
-        "BlobDeleted" => "DeleteBlob",
-        "Control" => "ControlEvent",
-        _ => "PutBlob",
-    };
-    let (container, blob) = blob.split_once(':').unwrap_or(("src", blob));
-    Change {
-        event,
-        api,
-        container: container.into(),
-        blob: blob.into(),
-        etag: format!("0x8DAD1899{seq:07X}"),
-        size: 1,
-        sequencer: format!("{seq:048x}"),
-        // Seven digits of fractions, as Azure writes them.
-        time: format!(
-            "{}0Z",
-            (begin + chrono::Duration::minutes(minute)).format("%Y-%m-%dT%H:%M:%S%.6f")
-        ),
-    }
 }
 
 fn begin_of(c: &Cursor) -> Result<DateTime<Utc>> {
@@ -313,8 +230,10 @@ async fn a_change_pass_replicates_what_the_feed_names_and_only_that() -> Result<
             .chain([ev("BlobDeleted", last, 40, h, 6)])
             .collect(),
     ]];
-    rig.hour(h, &[shard0, shard1, shard2], &[]).await?;
-    rig.consumable_until(h + chrono::Duration::hours(1)).await?;
+    rig.feed.hour(h, &[shard0, shard1, shard2], &[]).await?;
+    rig.feed
+        .consumable_until(h + chrono::Duration::hours(1))
+        .await?;
 
     let r = rig.change_pass()?;
     ensure!(r.code == 0, "change pass: {}", report(&r));
@@ -367,16 +286,19 @@ async fn a_key_that_fails_stays_pending_and_a_hole_in_the_feed_is_refused() -> R
     // A blob name object_store cannot carry unchanged, and a plain one.
     rig.azurite.put_raw("src", "odd//name", "x")?;
     rig.put("b.txt", bytes(2, 10)).await?;
-    rig.hour(
-        h,
-        &[vec![vec![vec![
-            ev("BlobCreated", "odd//name", 1, h, 1),
-            ev("BlobCreated", "b.txt", 2, h, 1),
-        ]]]],
-        &[],
-    )
-    .await?;
-    rig.consumable_until(h + chrono::Duration::hours(1)).await?;
+    rig.feed
+        .hour(
+            h,
+            &[vec![vec![vec![
+                ev("BlobCreated", "odd//name", 1, h, 1),
+                ev("BlobCreated", "b.txt", 2, h, 1),
+            ]]]],
+            &[],
+        )
+        .await?;
+    rig.feed
+        .consumable_until(h + chrono::Duration::hours(1))
+        .await?;
     let r = rig.change_pass()?;
     ensure!(
         r.code == 1 && r.stdout.contains("odd//name"),
@@ -404,16 +326,18 @@ async fn a_key_that_fails_stays_pending_and_a_hole_in_the_feed_is_refused() -> R
     let before = rig.cursor()?;
     rig.put("c.txt", bytes(3, 10)).await?;
     rig.put("d.txt", bytes(4, 10)).await?;
-    rig.hour(
-        h1,
-        &[vec![
-            vec![vec![ev("BlobCreated", "c.txt", 3, h1, 1)]],
-            vec![vec![ev("BlobCreated", "d.txt", 4, h1, 2)]],
-        ]],
-        &[1],
-    )
-    .await?;
-    rig.consumable_until(h1 + chrono::Duration::hours(1))
+    rig.feed
+        .hour(
+            h1,
+            &[vec![
+                vec![vec![ev("BlobCreated", "c.txt", 3, h1, 1)]],
+                vec![vec![ev("BlobCreated", "d.txt", 4, h1, 2)]],
+            ]],
+            &[1],
+        )
+        .await?;
+    rig.feed
+        .consumable_until(h1 + chrono::Duration::hours(1))
         .await?;
     let r = rig.change_pass()?;
     ensure!(

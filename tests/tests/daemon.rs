@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::{Run, passeur, passeur_command};
+use passeur_tests::{Run, http_get, passeur, passeur_command, wait_until};
 
 fn signal(child: &Child, sig: &str) -> Result<()> {
     let ok = std::process::Command::new("kill")
@@ -19,15 +19,6 @@ fn signal(child: &Child, sig: &str) -> Result<()> {
         .status()?
         .success();
     ensure!(ok, "kill -{sig} failed");
-    Ok(())
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while !f()? {
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     Ok(())
 }
 
@@ -478,18 +469,6 @@ fn event(line: &str) -> Result<String> {
         .ok()
         .and_then(|v| v["fields"]["event"].as_str().map(str::to_owned))
         .unwrap_or_default())
-}
-
-fn http_get(addr: &str, path: &str) -> Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
 }
 
 #[test]
