@@ -90,6 +90,16 @@ pub struct VerifyArgs {
     /// Print the JSON report on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Incremental: cutover's final pass is the job's change feed up to
+    /// now (the freeze) plus its pending keys, and verification looks only
+    /// at the keys changed since the last verification that found the
+    /// whole target equal. The report says what it relied on.
+    #[arg(long, conflicts_with = "repair")]
+    pub changes: bool,
+    /// With cutover --changes: how long to wait for the feed's
+    /// lastConsumable to pass the freeze (Azure moves it hourly).
+    #[arg(long, value_name = "DURATION", default_value = "75m", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 /// `passeur manifest …`.

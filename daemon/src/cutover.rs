@@ -12,10 +12,11 @@ use futures::StreamExt;
 use passeur_config::daemon::DaemonConfig;
 use passeur_core::base::stats::Stats;
 use passeur_core::sync::{PassSummary, run_pass};
-use passeur_core::verify::{MismatchKind, VerifyOptions, VerifyReport, verify};
+use passeur_core::verify::{MismatchKind, VerifyOptions, VerifyReport, verify, verify_changed};
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
+use crate::cutover_changes::{FinalChanges, run_final_changes};
 use crate::exit;
 use crate::run::{Opened, open_job};
 
@@ -48,7 +49,14 @@ struct Report {
     started: String,
     ended: String,
     verified: bool,
+    /// `full`: the final pass listed the whole source and verification
+    /// the whole target; `changes`: the final pass read the change feed
+    /// and verification looked at the keys changed since the last one.
+    kind: &'static str,
+    /// What an incremental cutover or verification took on trust.
+    relied_on: Vec<String>,
     final_pass: Option<FinalPass>,
+    final_changes: Option<FinalChanges>,
     /// With --repair: keys whose records were forgotten (cutover: copied
     /// again by a second final pass, then verified again).
     repaired: Vec<String>,
@@ -114,16 +122,47 @@ async fn run_final_pass(opened: &Opened, job: &str) -> Result<FinalPass, u8> {
     }
 }
 
-/// The verification; `Err` is the exit code, its line already printed.
-async fn run_verify(opened: &Opened, opts: &VerifyOptions) -> Result<VerifyReport, u8> {
+/// The verification (of the changed keys only, with `changes`); `Err` is
+/// the exit code, its line already printed.
+async fn run_verify(
+    opened: &Opened,
+    opts: &VerifyOptions,
+    changes: bool,
+) -> Result<VerifyReport, u8> {
     eprintln!(
-        "passeur: verifying {} ({})...",
+        "passeur: verifying {} ({}{})...",
         opened.target.url,
-        if opts.deep { "deep" } else { "fast" }
+        if opts.deep { "deep" } else { "fast" },
+        if changes { ", changed keys only" } else { "" }
     );
-    verify(&opened.target, &opened.manifest, opts)
-        .await
-        .map_err(|e| could_not_run(exit::for_error(&e), &format!("verification: {e}")))
+    let r = if changes {
+        verify_changed(&opened.target, &opened.manifest, opts).await
+    } else {
+        verify(&opened.target, &opened.manifest, opts).await
+    };
+    r.map_err(|e| could_not_run(exit::for_error(&e), &format!("verification: {e}")))
+}
+
+/// What an incremental cutover or verification took on trust.
+fn relied_on(changes: Option<&FinalChanges>, v: &VerifyReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(c) = changes {
+        out.push(format!(
+            "the Azure change feed recorded every change made at the source before the freeze ({}); it was read up to {} with no gap detected, and keys it did not name were not looked at",
+            c.freeze,
+            c.summary.consumable_until.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(i) = &v.incremental {
+        out.push(format!(
+            "the {}{} verification of {} found the whole target equal (root {}); objects passeur has not written or deleted since were not looked at again (a change made at the target by another client is not seen)",
+            if i.basis_deep { "deep" } else { "fast" },
+            if i.basis_incremental { ", itself incremental," } else { "" },
+            i.basis_at,
+            i.basis_root
+        ));
+    }
+    out
 }
 
 /// Run `cutover` (with a final pass) or `verify` (without).
@@ -190,14 +229,44 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
             "--repair needs the state directory: stop the service first",
         );
     }
+    if args.changes && final_pass && job.changes.is_none() {
+        return could_not_run(
+            exit::USAGE,
+            &format!(
+                "job {:?} follows no change feed (changes = \"azure-change-feed\"): --changes has nothing to read; run a full cutover",
+                job.name
+            ),
+        );
+    }
+    if args.changes {
+        match opened.manifest.last_verified() {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return could_not_run(
+                    exit::CONFIG,
+                    &format!(
+                        "job {:?}: no verification of the whole target is recorded yet: run a full {name} once; --changes relies on it",
+                        job.name
+                    ),
+                );
+            }
+            Err(e) => return could_not_run(exit::for_error(&e), &e.to_string()),
+        }
+    }
     let mut pass = None;
-    if final_pass {
+    let mut changes = None;
+    if final_pass && args.changes {
+        match run_final_changes(&opened, &job.name, started, args.wait).await {
+            Ok(c) => changes = Some(c),
+            Err(code) => return code,
+        }
+    } else if final_pass {
         match run_final_pass(&opened, &job.name).await {
             Ok(p) => pass = Some(p),
             Err(code) => return code,
         }
     }
-    let mut verification = match run_verify(&opened, &vopts).await {
+    let mut verification = match run_verify(&opened, &vopts, args.changes).await {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -224,13 +293,14 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
                 Ok(p) => pass = Some(p),
                 Err(code) => return code,
             }
-            verification = match run_verify(&opened, &vopts).await {
+            verification = match run_verify(&opened, &vopts, false).await {
                 Ok(v) => v,
                 Err(code) => return code,
             };
         }
     }
-    let pass_ok = pass.as_ref().is_none_or(|p| p.complete);
+    let pass_ok =
+        pass.as_ref().is_none_or(|p| p.complete) && changes.as_ref().is_none_or(|c| c.complete);
     let report = Report {
         command: name,
         passeur_version: env!("CARGO_PKG_VERSION"),
@@ -240,7 +310,10 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         started: humantime::format_rfc3339_seconds(started).to_string(),
         ended: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         verified: verification.verified() && pass_ok,
+        kind: if args.changes { "changes" } else { "full" },
+        relied_on: relied_on(changes.as_ref(), &verification),
         final_pass: pass,
+        final_changes: changes,
         repaired,
         repaired_same_content,
         verification,
@@ -282,8 +355,45 @@ fn human(r: &Report, path: &std::path::Path) -> String {
     } else {
         format!("NOT VERIFIED: {} mismatches", v.mismatch_count)
     };
-    t.push_str(&format!("{} of job {:?}: {verdict}\n", r.command, r.job));
+    t.push_str(&format!(
+        "{} of job {:?}{}: {verdict}\n",
+        r.command,
+        r.job,
+        if r.kind == "changes" {
+            " (incremental: changes only)"
+        } else {
+            ""
+        }
+    ));
     t.push_str(&format!("target: {}\n", r.target));
+    if let Some(c) = &r.final_changes {
+        let s = &c.summary;
+        t.push_str(&format!(
+            "final change pass: {:.1}s (waited {:.0}s for the feed), freeze {}, feed read to {}: {} events, {} keys, {} copied, {} deleted, {} failed, {} pending{}\n",
+            c.seconds,
+            c.waited_s,
+            c.freeze,
+            s.consumable_until.as_deref().unwrap_or("-"),
+            s.events,
+            s.keys,
+            s.stats.copied,
+            s.stats.deleted,
+            s.stats.failed,
+            s.pending,
+            if c.complete { "" } else { " (incomplete)" }
+        ));
+        for f in s.failures.iter().take(20) {
+            t.push_str(&format!(
+                "  failed ({}): {:?}: {}\n",
+                f.kind.as_str(),
+                f.key,
+                f.reason
+            ));
+        }
+    }
+    for why in &r.relied_on {
+        t.push_str(&format!("relied on: {why}\n"));
+    }
     if let Some(p) = &r.final_pass {
         let s = &p.summary.stats;
         t.push_str(&format!(
@@ -320,11 +430,22 @@ fn human(r: &Report, path: &std::path::Path) -> String {
             ));
         }
     }
+    if let Some(i) = &v.incremental {
+        t.push_str(&format!(
+            "verification of the changed keys: {} looked at, changed since {}\n",
+            i.keys_checked, i.basis_at
+        ));
+    }
     t.push_str(&format!(
-        "verification ({}): {:.1}s, {} objects ({} bytes) in the manifest, {} at the target\n",
+        "verification ({}): {:.1}s, {} {}objects ({} bytes) in the manifest, {} at the target\n",
         if v.deep { "deep" } else { "fast" },
         v.seconds,
         v.objects,
+        if v.incremental.is_some() {
+            "changed "
+        } else {
+            ""
+        },
         v.bytes,
         v.target_objects
     ));

@@ -12,6 +12,7 @@ mod board;
 mod cli;
 mod config_cmd;
 mod cutover;
+mod cutover_changes;
 mod demo;
 pub mod exit;
 mod manifest_cmd;

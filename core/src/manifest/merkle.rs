@@ -10,7 +10,9 @@
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
-use super::{CF_MERKLE_DIRTY, CF_MERKLE_LEAF, CF_MERKLE_NODE, cf, db_err};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{CF_MERKLE_DIRTY, CF_MERKLE_LEAF, CF_MERKLE_NODE, CF_UNVERIFIED, cf, db_err};
 use crate::base::error::Error;
 use crate::content::hash::Hash;
 
@@ -60,7 +62,8 @@ fn node_key(level: u8, index: u16) -> [u8; 3] {
     [level, a, b]
 }
 
-/// Stage a leaf insert or update in `batch`.
+/// Stage a leaf insert or update in `batch` (and mark the key changed
+/// since the last complete verification).
 pub(super) fn stage_leaf(db: &DB, batch: &mut WriteBatch, key: &str, size: u64, content: &Hash) {
     let bucket = bucket_of(key);
     if let (Some(leaf), Some(dirty)) = (db.cf_handle(CF_MERKLE_LEAF), db.cf_handle(CF_MERKLE_DIRTY))
@@ -72,9 +75,10 @@ pub(super) fn stage_leaf(db: &DB, batch: &mut WriteBatch, key: &str, size: u64, 
         );
         batch.put_cf(dirty, bucket.to_be_bytes(), []);
     }
+    stage_unverified(db, batch, key);
 }
 
-/// Stage a leaf removal in `batch`.
+/// Stage a leaf removal in `batch` (the key changed, too).
 pub(super) fn stage_remove(db: &DB, batch: &mut WriteBatch, key: &str) {
     let bucket = bucket_of(key);
     if let (Some(leaf), Some(dirty)) = (db.cf_handle(CF_MERKLE_LEAF), db.cf_handle(CF_MERKLE_DIRTY))
@@ -82,6 +86,64 @@ pub(super) fn stage_remove(db: &DB, batch: &mut WriteBatch, key: &str) {
         batch.delete_cf(leaf, leaf_key(bucket, key));
         batch.put_cf(dirty, bucket.to_be_bytes(), []);
     }
+    stage_unverified(db, batch, key);
+}
+
+fn stage_unverified(db: &DB, batch: &mut WriteBatch, key: &str) {
+    if let Some(unverified) = db.cf_handle(CF_UNVERIFIED) {
+        batch.put_cf(unverified, key.as_bytes(), []);
+    }
+}
+
+/// The root of the tree whose leaves are the stored ones with `subs`
+/// applied (key → its leaf, or `None`: no leaf), computed from the stored
+/// nodes, which must be current ([`recompute`] first): only the buckets of
+/// the substituted keys are rehashed, and nothing is written.
+pub(super) fn root_with(db: &DB, subs: &BTreeMap<String, Option<Hash>>) -> Result<Hash, Error> {
+    let mut by_bucket: BTreeMap<u16, Vec<(&String, &Option<Hash>)>> = BTreeMap::new();
+    for (k, v) in subs {
+        by_bucket.entry(bucket_of(k)).or_default().push((k, v));
+    }
+    let mut fresh = HashMap::new();
+    let mut parents = BTreeSet::new();
+    for (b, changed) in by_bucket {
+        let mut leaves: BTreeMap<String, Hash> = bucket_leaves(db, b)?.into_iter().collect();
+        for (k, v) in changed {
+            match v {
+                Some(h) => leaves.insert(k.clone(), *h),
+                None => leaves.remove(k),
+            };
+        }
+        fresh.insert((2u8, b), node_hash(leaves.values()));
+        parents.insert(b >> 8);
+    }
+    ancestors(db, &mut fresh, &parents)
+}
+
+/// With the `fresh` buckets (level 2) rehashed, rehash their `parents`
+/// (level 1, added to `fresh`) and return the root; every other node is
+/// read as stored.
+fn ancestors(
+    db: &DB,
+    fresh: &mut HashMap<(u8, u16), Hash>,
+    parents: &BTreeSet<u16>,
+) -> Result<Hash, Error> {
+    let read = |level: u8, i: u16, fresh: &HashMap<(u8, u16), Hash>| {
+        fresh
+            .get(&(level, i))
+            .copied()
+            .map_or_else(|| node(db, level, i), Ok)
+    };
+    for &p in parents {
+        let kids = (0..256u16)
+            .map(|i| read(2, (p << 8) | i, fresh))
+            .collect::<Result<Vec<_>, _>>()?;
+        fresh.insert((1, p), node_hash(&kids));
+    }
+    let kids = (0..256u16)
+        .map(|i| read(1, i, fresh))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(node_hash(&kids))
 }
 
 /// Read one node: level 0 is the root (index 0), level 1 has 256 nodes,
@@ -166,8 +228,8 @@ pub(super) fn recompute(db: &DB) -> Result<Hash, Error> {
         return node(db, 0, 0);
     }
     let mut batch = WriteBatch::default();
-    let mut parents = std::collections::BTreeSet::new();
-    let mut fresh = std::collections::HashMap::new();
+    let mut parents = BTreeSet::new();
+    let mut fresh = HashMap::new();
     for &b in &dirty {
         let leaves = bucket_leaves(db, b)?;
         let h = node_hash(leaves.iter().map(|(_, h)| h));
@@ -176,24 +238,12 @@ pub(super) fn recompute(db: &DB) -> Result<Hash, Error> {
         batch.delete_cf(dirty_cf, b.to_be_bytes());
         parents.insert(b >> 8);
     }
-    let read = |level: u8, i: u16, fresh: &std::collections::HashMap<(u8, u16), Hash>| {
-        fresh
-            .get(&(level, i))
-            .copied()
-            .map_or_else(|| node(db, level, i), Ok)
-    };
+    let root = ancestors(db, &mut fresh, &parents)?;
     for &p in &parents {
-        let kids = (0..256u16)
-            .map(|i| read(2, (p << 8) | i, &fresh))
-            .collect::<Result<Vec<_>, _>>()?;
-        let h = node_hash(&kids);
-        batch.put_cf(node_cf, node_key(1, p), h.as_bytes());
-        fresh.insert((1, p), h);
+        if let Some(h) = fresh.get(&(1, p)) {
+            batch.put_cf(node_cf, node_key(1, p), h.as_bytes());
+        }
     }
-    let kids = (0..256u16)
-        .map(|i| read(1, i, &fresh))
-        .collect::<Result<Vec<_>, _>>()?;
-    let root = node_hash(&kids);
     batch.put_cf(node_cf, node_key(0, 0), root.as_bytes());
     db.write(batch).map_err(db_err)?;
     Ok(root)

@@ -19,6 +19,7 @@ mod meta;
 mod missing;
 mod pending;
 pub mod records;
+mod unverified;
 pub mod uploads;
 mod verified;
 
@@ -32,6 +33,7 @@ use crate::content::chunk::ChunkRef;
 use crate::content::hash::Hash;
 pub use pending::Pending;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+pub use unverified::LastVerified;
 pub use uploads::{PartDone, PartHash, UploadHead};
 pub use verified::{DeepVerified, FoundTree};
 
@@ -59,7 +61,8 @@ const CF_VERIFY_LEAF: &str = "verify_leaf";
 const CF_LISTED: &str = "listed";
 const CF_COUNTERS: &str = "counters";
 const CF_CHANGES_PENDING: &str = "changes_pending";
-const ALL_CFS: [&str; 17] = [
+const CF_UNVERIFIED: &str = "unverified";
+const ALL_CFS: [&str; 18] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -77,6 +80,7 @@ const ALL_CFS: [&str; 17] = [
     CF_LISTED,
     CF_COUNTERS,
     CF_CHANGES_PENDING,
+    CF_UNVERIFIED,
 ];
 /// `counters` key: records in `objects`, kept in the same batches.
 const COUNT_OBJECTS: &[u8] = b"objects";
@@ -87,6 +91,7 @@ const KEY_CHUNKING: &[u8] = b"chunking";
 const KEY_LISTING_CHECKPOINT: &[u8] = b"listing_checkpoint";
 const KEY_LISTING_CUTS: &[u8] = b"listing_cuts";
 const KEY_FEED_CURSOR: &[u8] = b"feed_cursor";
+const KEY_LAST_VERIFIED: &[u8] = b"last_verified";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db { source: e }

@@ -141,3 +141,53 @@ fn the_object_count_is_exact_through_overwrites_removals_and_reopening() -> Resu
     assert_eq!(m.object_count()?, 70);
     Ok(())
 }
+
+#[test]
+fn a_found_tree_of_changed_keys_has_the_root_of_the_changed_manifest() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
+    let m = Manifest::open(dir.path())?;
+    for i in 0..50u8 {
+        let k = format!("k{i:02}");
+        m.commit_object(&k, &rec(1, &[i]), &chunk(&[i]))?;
+    }
+    let before = m.merkle_root()?;
+    m.note_verified(&LastVerified {
+        root: before.to_hex(),
+        at_ms: 1,
+        deep: false,
+        incremental: false,
+    })?;
+    assert!(
+        m.unverified_keys()?.is_empty(),
+        "cleared by the verification"
+    );
+
+    // Nothing found changed: the stored root.
+    let keys = vec!["k03".to_owned(), "k07".to_owned(), "k60".to_owned()];
+    let mut t = m.changed_tree(&keys);
+    t.add("k03", 1, &Hash::of(&[3]))?;
+    t.add("k07", 1, &Hash::of(&[7]))?;
+    assert_eq!(t.root()?, before, "k60 absent, the others as recorded");
+
+    // The manifest changes: one key rewritten, one removed, one new.
+    m.commit_object("k03", &rec(2, b"new"), &chunk(b"new"))?;
+    m.remove_object("k07")?;
+    m.commit_object("k60", &rec(1, b"x"), &chunk(b"x"))?;
+    assert_eq!(m.unverified_keys()?, keys, "marked in the records' batches");
+    let after = m.merkle_root()?;
+    // Found as recorded: the new root, from only their buckets.
+    let mut t = m.changed_tree(&keys);
+    t.add("k03", 2, &Hash::of(b"new"))?;
+    t.add("k60", 1, &Hash::of(b"x"))?;
+    assert_eq!(t.root()?, after);
+    assert_eq!(after, m.merkle_root_from_leaves()?);
+    // Found otherwise: another root.
+    let mut t = m.changed_tree(&keys);
+    t.add("k03", 2, &Hash::of(b"old"))?;
+    t.add("k60", 1, &Hash::of(b"x"))?;
+    assert_ne!(t.root()?, after);
+    Ok(())
+}

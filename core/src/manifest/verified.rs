@@ -12,13 +12,13 @@
 //!
 //! And what `--repair` forgets ([`Manifest::forget_damaged`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use rocksdb::{DB, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::merkle::{bucket_of, leaf_hash, root_of_leaves};
+use super::merkle::{bucket_of, leaf_hash, root_of_leaves, root_with};
 use super::{CF_DEEP_VERIFIED, CF_MERKLE_LEAF, CF_VERIFY_LEAF, Manifest, cf, db_err, records};
 use crate::base::error::Error;
 use crate::content::hash::Hash;
@@ -45,6 +45,9 @@ const BATCH: usize = 10_000;
 enum Scratch<'a> {
     /// The manifest's `verify_leaf` column family.
     Manifest(&'a DB),
+    /// Only the keys changed since the last complete verification were
+    /// looked at: their leaves (none until found) over the manifest's own.
+    Changes(&'a DB, BTreeMap<String, Option<Hash>>),
     /// A temporary database, removed on drop.
     Own(Option<DB>, PathBuf),
 }
@@ -79,12 +82,16 @@ impl FoundTree<'_> {
         let mut k = bucket_of(key).to_be_bytes().to_vec();
         k.extend_from_slice(key.as_bytes());
         let leaf = leaf_hash(key, size, content);
-        match &self.scratch {
+        match &mut self.scratch {
             Scratch::Manifest(db) => {
                 self.batch
                     .put_cf(cf(db, CF_VERIFY_LEAF)?, k, leaf.as_bytes());
             }
             Scratch::Own(..) => self.batch.put(k, leaf.as_bytes()),
+            Scratch::Changes(_, subs) => {
+                subs.insert(key.to_owned(), Some(leaf));
+                return Ok(());
+            }
         }
         self.staged += 1;
         if self.staged >= BATCH {
@@ -99,7 +106,7 @@ impl FoundTree<'_> {
         let db: &DB = match &self.scratch {
             Scratch::Manifest(db) => db,
             Scratch::Own(Some(db), _) => db,
-            Scratch::Own(None, _) => return Ok(()),
+            Scratch::Own(None, _) | Scratch::Changes(..) => return Ok(()),
         };
         db.write_without_wal(batch).map_err(db_err)
     }
@@ -112,6 +119,7 @@ impl FoundTree<'_> {
                 root_of_leaves(db.iterator_cf(cf(db, CF_VERIFY_LEAF)?, IteratorMode::Start))
             }
             Scratch::Own(Some(db), _) => root_of_leaves(db.iterator(IteratorMode::Start)),
+            Scratch::Changes(db, subs) => root_with(db, subs),
             Scratch::Own(None, _) => Err(Error::Corrupt("scratch database closed".into())),
         }
     }
@@ -142,6 +150,18 @@ impl Manifest {
             batch: WriteBatch::default(),
             staged: 0,
         })
+    }
+
+    /// A found-tree over the manifest's own leaves in which only `keys`
+    /// are looked at: each has no leaf until found. For a verification of
+    /// the keys changed since the last complete one (the stored nodes must
+    /// be current: [`Manifest::merkle_root`] first).
+    pub fn changed_tree(&self, keys: &[String]) -> FoundTree<'_> {
+        FoundTree {
+            scratch: Scratch::Changes(&self.db, keys.iter().map(|k| (k.clone(), None)).collect()),
+            batch: WriteBatch::default(),
+            staged: 0,
+        }
     }
 
     /// Whether this manifest was opened read-only (nothing is recorded).

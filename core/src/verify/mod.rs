@@ -25,13 +25,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::StreamExt;
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
 
-use crate::base::error::{Error, store_err};
+use crate::base::error::{Error, parse_key, store_err};
 use crate::base::filter::KeyFilter;
 use crate::content::hash::Hash;
-use crate::manifest::Manifest;
+use crate::manifest::{LastVerified, Manifest};
 use crate::stores::Store;
 use crate::stores::throttle::Bandwidth;
 use walk::Walk;
@@ -138,6 +138,25 @@ pub struct VerifyReport {
     /// The manifest was a read-only snapshot (the service held it): objects
     /// replicated since show as extra, and deep checks are not recorded.
     pub state_snapshot: bool,
+    /// Only the keys changed since an earlier verification were looked at:
+    /// which one it relied on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+}
+
+/// What a verification of the changed keys alone relied on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Incremental {
+    /// When the verification it relies on ended (RFC 3339).
+    pub basis_at: String,
+    /// The root that verification found equal at the target (hex).
+    pub basis_root: String,
+    /// Whether it read bytes back.
+    pub basis_deep: bool,
+    /// Whether it was itself incremental (a chain back to a full one).
+    pub basis_incremental: bool,
+    /// Keys changed since, each looked at (HEAD; deep: read back).
+    pub keys_checked: u64,
 }
 
 impl VerifyReport {
@@ -165,7 +184,13 @@ pub async fn verify(
     target.probe().await?;
     let manifest_root = manifest_root(manifest)?;
     let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
-    let mut walk = Walk::new(target, manifest, opts, bandwidth.as_ref())?;
+    let mut walk = Walk::new(
+        target,
+        manifest,
+        opts,
+        bandwidth.as_ref(),
+        manifest.found_tree()?,
+    )?;
     let mut listing = target_listing(target, manifest, opts).await?;
     let mut records = manifest.objects();
     let mut next_rec = records.next().transpose()?;
@@ -198,7 +223,102 @@ pub async fn verify(
             (None, None) => break,
         }
     }
-    walk.finish(manifest_root, started).await
+    let report = walk.finish(manifest_root, started).await?;
+    note(manifest, &report, opts, false)?;
+    Ok(report)
+}
+
+/// A verification that found the target equal is the basis of the next
+/// incremental one (never with a sample: not every object was read).
+fn note(
+    manifest: &Manifest,
+    report: &VerifyReport,
+    opts: &VerifyOptions,
+    incremental: bool,
+) -> Result<(), Error> {
+    if report.verified() {
+        manifest.note_verified(&LastVerified {
+            root: report.manifest_root.clone(),
+            at_ms: crate::base::now_ms(),
+            deep: opts.deep && opts.sample.is_none(),
+            incremental,
+        })?;
+    }
+    Ok(())
+}
+
+/// Verify only the keys whose records changed since the last verification
+/// that found the whole target equal (`unverified`), each looked at with a
+/// HEAD (deep: read back); the found root is that verification's tree with
+/// those keys' leaves as found. Objects not changed by passeur since are
+/// not looked at again: the report says what it relied on. Refused without
+/// such a verification, and on a read-only snapshot.
+#[tracing::instrument(level = "debug", skip_all, fields(target = %target.url, deep = opts.deep))]
+pub async fn verify_changed(
+    target: &Store,
+    manifest: &Manifest,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, Error> {
+    let started = Instant::now();
+    if manifest.is_read_only() {
+        return Err(Error::InvalidOption(
+            "verifying the changed keys needs the state directory: stop the service first".into(),
+        ));
+    }
+    let Some(basis) = manifest.last_verified()? else {
+        return Err(Error::InvalidOption(
+            "no verification of the whole target is recorded yet: run a full cutover or verify once; --changes verifies what changed since".into(),
+        ));
+    };
+    target.probe().await?;
+    // The stored root, brought up to date (not recomputed from every leaf:
+    // that scan grows with the dataset; the last full verification did it).
+    let manifest_root = manifest.merkle_root()?;
+    let keys = manifest.unverified_keys()?;
+    let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
+    let mut walk = Walk::new(
+        target,
+        manifest,
+        opts,
+        bandwidth.as_ref(),
+        manifest.changed_tree(&keys),
+    )?;
+    let heads = futures::stream::iter(keys.iter().filter(|k| walk.mine(k)).cloned())
+        .map(|key| async move {
+            let loc = parse_key(&key)?;
+            let found = match target.inner.head(&loc).await {
+                Ok(m) => Some(m),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => return Err(store_err("look at the target", e)),
+            };
+            Ok((key, found))
+        })
+        .buffered(opts.concurrency.max(1))
+        .collect::<Vec<Result<_, Error>>>()
+        .await;
+    let mut checked = 0;
+    for item in heads {
+        let (key, found) = item?;
+        checked += 1;
+        match (manifest.object(&key)?, found) {
+            (Some(rec), Some(meta)) => walk.compare(key, rec, &meta).await?,
+            (Some(rec), None) => walk.missing(key, &rec),
+            (None, Some(meta)) => walk.extra(&meta)?,
+            (None, None) => {}
+        }
+    }
+    let mut report = walk.finish(manifest_root, started).await?;
+    report.incremental = Some(Incremental {
+        basis_at: chrono::DateTime::from_timestamp_millis(basis.at_ms)
+            .unwrap_or_default()
+            .to_rfc3339(),
+        basis_root: basis.root,
+        basis_deep: basis.deep,
+        basis_incremental: basis.incremental,
+        keys_checked: checked,
+    });
+    note(manifest, &report, opts, true)?;
+    Ok(report)
 }
 
 /// The manifest's root recomputed from its leaves, checked against the

@@ -39,6 +39,7 @@ impl<'a> Walk<'a> {
         manifest: &'a Manifest,
         opts: &'a VerifyOptions,
         bandwidth: Option<&'a Bandwidth>,
+        tree: FoundTree<'a>,
     ) -> Result<Self, Error> {
         let trash = opts
             .trash_prefix
@@ -50,7 +51,7 @@ impl<'a> Walk<'a> {
             opts,
             trash,
             bandwidth,
-            tree: manifest.found_tree()?,
+            tree,
             report: VerifyReport {
                 deep: opts.deep,
                 state_snapshot: manifest.is_read_only(),
@@ -62,7 +63,7 @@ impl<'a> Walk<'a> {
 
     /// Whether a target key is the job's: within its filters, outside
     /// the trash.
-    fn mine(&self, key: &str) -> bool {
+    pub(super) fn mine(&self, key: &str) -> bool {
         self.opts.filter.accepts(key) && self.trash.as_deref().is_none_or(|t| !key.starts_with(t))
     }
 
