@@ -372,3 +372,25 @@ async fn a_key_that_fails_stays_pending_and_a_hole_in_the_feed_is_refused() -> R
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_source_account_without_a_change_feed_is_named_in_one_line() -> Result<()> {
+    let azurite = Server::start(Kind::Azurite)?;
+    azurite.create_bucket("src")?;
+    let target = Server::start(Kind::S3sFs)?;
+    target.create_bucket("dst")?;
+    let job = StoreJob::new(&azurite, &azurite.endpoint, &target, "", 4)?;
+    let r = job.run()?;
+    ensure!(r.code == 0, "full pass: {}", report(&r));
+    let mut cmd = job.command()?;
+    cmd.args(["--changes", "azure-change-feed"]);
+    let r = Run::from_output(cmd.output()?);
+    ensure!(
+        r.code == 1
+            && r.stderr.lines().count() == 1
+            && r.stderr.contains("is the change feed enabled"),
+        "{}",
+        report(&r)
+    );
+    Ok(())
+}

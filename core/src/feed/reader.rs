@@ -65,6 +65,32 @@ impl std::fmt::Debug for FeedReader {
     }
 }
 
+/// A feed file or the feed container not found is the feed's problem (not
+/// enabled on the account, or a file removed under the reader), named;
+/// other store errors are the store's.
+fn absent(path: &str, e: object_store::Error, op: &'static str) -> Error {
+    // A listing of a container that does not exist is not a NotFound in
+    // object_store's Azure client: only Azure's error code tells.
+    let missing_container = crate::base::error::error_chain(&e)
+        .to_ascii_lowercase()
+        .contains("containernotfound");
+    match e {
+        _ if missing_container => feed_err(
+            path,
+            "not found: is the change feed enabled on the source account? (Azure creates $blobchangefeed and meta/segments.json once it is)",
+        ),
+        object_store::Error::NotFound { .. } => feed_err(
+            path,
+            if path == SEGMENTS_JSON || path.is_empty() || path.starts_with("idx") {
+                "not found: is the change feed enabled on the source account? (Azure creates $blobchangefeed and meta/segments.json once it is)"
+            } else {
+                "not found: removed while being read (retention?)"
+            },
+        ),
+        e => store_err(op, e),
+    }
+}
+
 fn feed_err(path: &str, detail: impl Into<String>) -> Error {
     Error::ChangeFeed {
         path: path.to_owned(),
@@ -85,10 +111,10 @@ impl FeedReader {
             .store
             .get(&loc)
             .await
-            .map_err(|e| store_err("read change feed", e))?;
+            .map_err(|e| absent(path, e, "read change feed"))?;
         got.bytes()
             .await
-            .map_err(|e| store_err("read change feed", e))
+            .map_err(|e| absent(path, e, "read change feed"))
     }
 
     /// `meta/segments.json`.
@@ -106,7 +132,7 @@ impl FeedReader {
         let prefix = Path::from(prefix.trim_end_matches('/'));
         self.store
             .list(Some(&prefix))
-            .map_err(|e| store_err("list change feed", e))
+            .map_err(|e| absent(prefix.as_ref(), e, "list change feed"))
             .try_filter_map(|m| async move {
                 let p = m.location.to_string();
                 Ok(name(&p).map(|t| (t, p)))

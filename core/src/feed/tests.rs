@@ -386,3 +386,18 @@ fn a_cursor_survives_the_manifest() {
     assert!(crate::manifest::records::decode::<Cursor>(&[9, 1, 2]).is_err());
     assert!(crate::manifest::records::decode::<Cursor>(&[]).is_err());
 }
+
+#[tokio::test]
+async fn a_feed_never_written_is_named_as_such() {
+    let feed = FeedReader::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
+    for e in [
+        feed.meta().await.expect_err("no segments.json"),
+        feed.poll(&at_hour(21), 10).await.expect_err("no feed"),
+    ] {
+        assert!(
+            matches!(e, crate::base::error::Error::ChangeFeed { .. })
+                && e.to_string().contains("is the change feed enabled"),
+            "{e}"
+        );
+    }
+}
