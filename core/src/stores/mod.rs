@@ -139,6 +139,8 @@ pub struct Store {
     /// Azure blob's Content-MD5 (`check-md5`, default on; off for buckets
     /// encrypted with SSE-KMS or SSE-C, whose ETags are not MD5s).
     pub check_md5: bool,
+    /// When this store (and its clones) last answered a probe.
+    pub probed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// A store's low-level multipart API (upload ids and part ids that a new
@@ -213,6 +215,7 @@ impl Store {
             check_md5: false,
             local: None,
             raw: None,
+            probed: Arc::default(),
         }
     }
 
@@ -328,6 +331,7 @@ impl Store {
                 r.prefix = raw_prefix.unwrap_or_default();
                 Arc::new(r)
             }),
+            probed: Arc::default(),
         })
     }
 

@@ -4,7 +4,8 @@
 //! failure that can pass is asked again a few times before it ends the
 //! run.
 
-use std::time::Duration;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use crate::base::error::{Error, classify_probe};
 use crate::stores::Store;
@@ -17,6 +18,10 @@ pub const PROBE_RETRY_WAITS: [Duration; 3] = [
     Duration::from_secs(2),
 ];
 
+/// How long a store's answer to a probe counts: one command's steps (open,
+/// pass, verification) share it; a service's passes minutes apart do not.
+pub const PROBE_FRESH: Duration = Duration::from_secs(30);
+
 impl Store {
     /// Check the store answers and the container exists, classifying the
     /// failure (missing container, access denied, unreachable). A failure
@@ -24,11 +29,24 @@ impl Store {
     /// answer was read, a 5xx or 429 object_store's retries did not see
     /// through) is asked again after each of [`PROBE_RETRY_WAITS`]; a
     /// missing container or refused credentials are answers, given at once.
+    ///
+    /// A store (or a clone) that answered a probe less than
+    /// [`PROBE_FRESH`] ago is not asked again: a command that opens its
+    /// stores, then runs a pass and a verification, lists each once (on
+    /// Azurite a listing scans the whole container).
     pub async fn probe(&self) -> Result<(), Error> {
+        let last = *self.probed.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < PROBE_FRESH) {
+            return Ok(());
+        }
         let mut waits = PROBE_RETRY_WAITS.iter();
         loop {
             let err = match self.inner.list_with_delimiter(None).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    *self.probed.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Instant::now());
+                    return Ok(());
+                }
                 Err(e) => classify_probe(&self.url, e),
             };
             match (&err, waits.next()) {
