@@ -36,16 +36,22 @@ impl Manifest {
     }
 
     /// Keys written or removed since the last verification that found the
-    /// target equal, in key order. Held in memory: they are the changes
-    /// of one cutover window.
-    pub fn unverified_keys(&self) -> Result<Vec<String>, Error> {
-        self.db
+    /// target equal, in key order, or `None` when there are more than
+    /// `limit`: they are held in memory (the changes of one cutover window;
+    /// before the first whole verification, every key of the dataset).
+    pub fn unverified_keys(&self, limit: usize) -> Result<Option<Vec<String>>, Error> {
+        let mut out = Vec::new();
+        for item in self
+            .db
             .iterator_cf(cf(&self.db, CF_UNVERIFIED)?, IteratorMode::Start)
-            .map(|item| {
-                item.map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
-                    .map_err(db_err)
-            })
-            .collect()
+        {
+            let (k, _) = item.map_err(db_err)?;
+            if out.len() == limit {
+                return Ok(None);
+            }
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(Some(out))
     }
 
     /// A verification found the target equal to the manifest: record it

@@ -247,6 +247,10 @@ fn note(
     Ok(())
 }
 
+/// Changed keys a verification of the changes alone holds in memory (about
+/// 100 MB of keys); beyond, a full verification is asked for.
+pub const MAX_CHANGED_KEYS: usize = 1_000_000;
+
 /// Verify only the keys whose records changed since the last verification
 /// that found the whole target equal (`unverified`), each looked at with a
 /// HEAD (deep: read back); the found root is that verification's tree with
@@ -274,7 +278,11 @@ pub async fn verify_changed(
     // The stored root, brought up to date (not recomputed from every leaf:
     // that scan grows with the dataset; the last full verification did it).
     let manifest_root = manifest.merkle_root()?;
-    let keys = manifest.unverified_keys()?;
+    let Some(keys) = manifest.unverified_keys(MAX_CHANGED_KEYS)? else {
+        return Err(Error::InvalidOption(format!(
+            "more than {MAX_CHANGED_KEYS} keys changed since the last verification of the whole target: run a full verification (or cutover)"
+        )));
+    };
     let bandwidth = opts.bandwidth_limit.map(Bandwidth::new);
     let mut walk = Walk::new(
         target,
