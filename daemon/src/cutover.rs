@@ -382,6 +382,11 @@ fn human(r: &Report, path: &std::path::Path) -> String {
             s.pending,
             if c.complete { "" } else { " (incomplete)" }
         ));
+        if !c.read_to_freeze {
+            t.push_str(
+                "  the feed was NOT read to the freeze: an hour before it is not closed yet; run again later, or a full cutover\n",
+            );
+        }
         for f in s.failures.iter().take(20) {
             t.push_str(&format!(
                 "  failed ({}): {:?}: {}\n",

@@ -198,6 +198,18 @@ impl FeedWriter {
         shards: &[Vec<Vec<Vec<Change>>>],
         skip: &[u32],
     ) -> Result<()> {
+        self.hour_with(begin, shards, skip, "Finalized").await
+    }
+
+    /// As [`FeedWriter::hour`], the hour's manifest saying `status`
+    /// (`Publishing`: Azure is still writing it).
+    pub async fn hour_with(
+        &self,
+        begin: DateTime<Utc>,
+        shards: &[Vec<Vec<Vec<Change>>>],
+        skip: &[u32],
+        status: &str,
+    ) -> Result<()> {
         let dir = format!(
             "{:04}/{:02}/{:02}/{:02}00",
             begin.year(),
@@ -223,7 +235,7 @@ impl FeedWriter {
         }
         let json = FeedFiles::segment_json(
             &begin.format("%Y-%m-%dT%H:00:00.000Z").to_string(),
-            "Finalized",
+            status,
             &prefixes,
         );
         self.store
@@ -235,6 +247,7 @@ impl FeedWriter {
         Ok(())
     }
 
+    /// `meta/segments.json` with `lastConsumable` at `t`.
     pub async fn consumable_until(&self, t: DateTime<Utc>) -> Result<()> {
         let json = FeedFiles::segments_json(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
         self.store

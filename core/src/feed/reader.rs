@@ -45,8 +45,8 @@ pub struct Polled {
     pub controls: usize,
     /// Where the next poll starts.
     pub cursor: Cursor,
-    /// `lastConsumable` as read: every event before it has been read,
-    /// unless `limited`.
+    /// Every event before this has been read, unless `limited`:
+    /// `lastConsumable`, or the begin of an earlier hour not closed yet.
     pub consumable_until: DateTime<Utc>,
     /// The limit stopped the poll: there is more to read now.
     pub limited: bool,
@@ -227,6 +227,9 @@ impl FeedReader {
                 ));
             }
             if !seg.consumable(meta.last_consumable) {
+                // Not closed yet (or past lastConsumable): nothing from its
+                // begin on was read, whatever lastConsumable says.
+                out.consumable_until = out.consumable_until.min(begin);
                 break;
             }
             let shards = seg.shard_prefixes();

@@ -306,6 +306,13 @@ async fn an_hour_still_published_is_not_read() {
     let p = poll_all(&feed, &at_hour(21)).await;
     assert!(p.events.is_empty());
     assert_eq!(p.cursor, at_hour(21), "the cursor waits at the open hour");
+    // lastConsumable says 22:00, but the 21:00 hour was not read: the poll
+    // vouches only for what came before it.
+    assert_eq!(
+        p.consumable_until.timestamp_millis(),
+        at_hour(21).segment_ms,
+        "read up to the hour it stopped at, not up to lastConsumable"
+    );
 }
 
 async fn refusal(feed: &FeedReader) -> String {
