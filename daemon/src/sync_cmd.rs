@@ -115,13 +115,7 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
         return match result {
             Some(Ok(summary)) => {
                 reporter.changes_summary(&summary);
-                if summary.interrupted {
-                    exit::INTERRUPTED
-                } else if summary.complete() {
-                    exit::OK
-                } else {
-                    exit::INCOMPLETE
-                }
+                ended(summary.interrupted, summary.complete())
             }
             Some(Err(e)) => fail(exit::for_error(&e), &e.to_string()),
             None => fail(
@@ -150,15 +144,20 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
     match result {
         Ok(summary) => {
             reporter.summary(&summary);
-            if summary.interrupted {
-                exit::INTERRUPTED
-            } else if summary.complete() {
-                exit::OK
-            } else {
-                exit::INCOMPLETE
-            }
+            ended(summary.interrupted, summary.complete())
         }
         Err(e) => fail(exit::for_error(&e), &e.to_string()),
+    }
+}
+
+/// The exit code of a pass that ran to its end or was stopped.
+fn ended(interrupted: bool, complete: bool) -> u8 {
+    if interrupted {
+        exit::INTERRUPTED
+    } else if complete {
+        exit::OK
+    } else {
+        exit::INCOMPLETE
     }
 }
 

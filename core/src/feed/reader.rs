@@ -71,23 +71,19 @@ impl std::fmt::Debug for FeedReader {
 fn absent(path: &str, e: object_store::Error, op: &'static str) -> Error {
     // A listing of a container that does not exist is not a NotFound in
     // object_store's Azure client: only Azure's error code tells.
-    let missing_container = crate::base::error::error_chain(&e)
+    let no_container = crate::base::error::error_chain(&e)
         .to_ascii_lowercase()
         .contains("containernotfound");
-    match e {
-        _ if missing_container => feed_err(
+    let not_found = matches!(e, object_store::Error::NotFound { .. });
+    if no_container || (not_found && path == SEGMENTS_JSON) {
+        feed_err(
             path,
             "not found: is the change feed enabled on the source account? (Azure creates $blobchangefeed and meta/segments.json once it is)",
-        ),
-        object_store::Error::NotFound { .. } => feed_err(
-            path,
-            if path == SEGMENTS_JSON || path.is_empty() || path.starts_with("idx") {
-                "not found: is the change feed enabled on the source account? (Azure creates $blobchangefeed and meta/segments.json once it is)"
-            } else {
-                "not found: removed while being read (retention?)"
-            },
-        ),
-        e => store_err(op, e),
+        )
+    } else if not_found {
+        feed_err(path, "not found: removed while being read (retention?)")
+    } else {
+        store_err(op, e)
     }
 }
 

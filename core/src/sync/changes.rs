@@ -11,7 +11,7 @@
 //! pending (`changes_pending`, tried again first by every change pass). A
 //! stopped pass leaves the cursor where it was: its events are read again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -137,6 +137,11 @@ struct Changes<'a> {
     keys: u64,
     gone: u64,
     deletes_refused: Option<String>,
+    /// Keys recorded in `changes_pending`.
+    pending: HashSet<String>,
+    /// Objects the manifest held when the pass started (the delete guard's
+    /// base).
+    replica_at_start: u64,
     /// The trash folder of this pass's deletes.
     trash: Option<String>,
 }
@@ -189,7 +194,7 @@ impl Changes<'_> {
                 } else if !self.opts.dry_run {
                     // Nothing to do at the target (or deletes are off: the
                     // replica keeps it, as a full pass would).
-                    self.manifest.clear_pending(&key)?;
+                    self.settled(&key)?;
                 }
                 return Ok(());
             }
@@ -204,8 +209,8 @@ impl Changes<'_> {
         stats.listed_bytes.fetch_add(size, Relaxed);
         if !self.opts.dry_run {
             match &r {
-                Ok(_) => self.manifest.clear_pending(&key)?,
-                Err(e) => self.manifest.note_pending(&key, since_ms, &e.to_string())?,
+                Ok(_) => self.settled(&key)?,
+                Err(e) => self.unsettled(&key, since_ms, &e.to_string())?,
             }
         }
         if let Err(e) = &r {
@@ -217,24 +222,41 @@ impl Changes<'_> {
         Ok(())
     }
 
+    /// `key` is at the target (or needs nothing there): no longer pending.
+    /// Only keys recorded as pending are written to.
+    fn settled(&mut self, key: &str) -> Result<(), Error> {
+        if self.pending.remove(key) {
+            self.manifest.clear_pending(key)?;
+        }
+        Ok(())
+    }
+
+    /// `key` is not at the target: pending since `since_ms`.
+    fn unsettled(&mut self, key: &str, since_ms: i64, reason: &str) -> Result<(), Error> {
+        self.pending.insert(key.to_owned());
+        self.manifest.note_pending(key, since_ms, reason)
+    }
+
     /// Delete at the target the keys of one batch gone from the source,
-    /// unless more than the policy's fraction of the replica would go at
-    /// once (then they stay pending: a full pass decides).
+    /// unless this change pass would then have deleted more than the
+    /// policy's fraction of the replica it started with, as a full pass
+    /// may not (then they stay pending: a full pass decides).
     async fn delete_gone(&mut self, gone: Vec<(String, i64)>) -> Result<(), Error> {
         if gone.is_empty() {
             return Ok(());
         }
-        let total = self.manifest.object_count()?.max(1);
+        let total = self.replica_at_start.max(1);
         let policy = &self.opts.deletes;
-        if gone.len() as f64 > policy.max_fraction * total as f64 {
+        let would = self.ctx.stats.deleted.load(Relaxed) + gone.len() as u64;
+        if would as f64 > policy.max_fraction * total as f64 {
             let why = format!(
-                "{} of {total} objects would be deleted by one batch of changes, above max-delete-fraction {}: nothing deleted",
-                gone.len(),
-                policy.max_fraction
+                "{would} of {total} objects would be deleted by this change pass, above max-delete-fraction {}: {} keys not deleted",
+                policy.max_fraction,
+                gone.len()
             );
             tracing::warn!("{why}");
             for (key, since) in &gone {
-                self.manifest.note_pending(key, *since, &why)?;
+                self.unsettled(key, *since, &why)?;
             }
             self.deletes_refused.get_or_insert(why);
             return Ok(());
@@ -251,14 +273,14 @@ impl Changes<'_> {
             match self.ctx.delete_one(trash.as_deref(), &key).await {
                 Ok(()) => {
                     self.manifest.remove_object(&key)?;
-                    self.manifest.clear_pending(&key)?;
+                    self.settled(&key)?;
                     self.ctx.stats.deleted.fetch_add(1, Relaxed);
                     tracing::info!(key, "deleted at the target (the feed saw it go)");
                 }
                 Err(e) => {
                     tracing::warn!(key, error = %e, "delete at the target failed");
                     self.ctx.stats.failed.fetch_add(1, Relaxed);
-                    self.manifest.note_pending(&key, since, &e.to_string())?;
+                    self.unsettled(&key, since, &e.to_string())?;
                     self.tally.fail(&key, &e);
                 }
             }
@@ -305,6 +327,7 @@ pub async fn run_changes(
         .into_iter()
         .map(|(k, p)| (k, p.since_ms))
         .collect();
+    let pending = keys.keys().cloned().collect();
     if !opts.dry_run {
         for m in ctx.sweep_uploads().await? {
             keys.entry(m.location.to_string()).or_insert_with(now_ms);
@@ -327,6 +350,8 @@ pub async fn run_changes(
         keys: 0,
         gone: 0,
         deletes_refused: None,
+        pending,
+        replica_at_start: manifest.object_count()?,
         trash: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -291,7 +291,9 @@ pub async fn verify_changed(
         bandwidth.as_ref(),
         manifest.changed_tree(&keys),
     )?;
-    let heads = futures::stream::iter(keys.iter().filter(|k| walk.mine(k)).cloned())
+    // As the full walk: every record is compared; a key only at the target
+    // counts as extra if it is the job's (`Walk::extra` decides).
+    let heads = futures::stream::iter(keys.iter().cloned())
         .map(|key| async move {
             let loc = parse_key(&key)?;
             let found = match target.inner.head(&loc).await {

@@ -63,7 +63,7 @@ impl<'a> Walk<'a> {
 
     /// Whether a target key is the job's: within its filters, outside
     /// the trash.
-    pub(super) fn mine(&self, key: &str) -> bool {
+    fn mine(&self, key: &str) -> bool {
         self.opts.filter.accepts(key) && self.trash.as_deref().is_none_or(|t| !key.starts_with(t))
     }
 
