@@ -253,6 +253,21 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
             Err(e) => return could_not_run(exit::for_error(&e), &e.to_string()),
         }
     }
+    if args.changes && final_pass {
+        match opened.manifest.feed_covered() {
+            Ok(true) => {}
+            Ok(false) => {
+                return could_not_run(
+                    exit::CONFIG,
+                    &format!(
+                        "job {:?}: no complete full pass has run since the change feed was anchored: keys changed before it may be missing from the manifest, where neither the feed nor --changes looks; run a full cutover",
+                        job.name
+                    ),
+                );
+            }
+            Err(e) => return could_not_run(exit::for_error(&e), &e.to_string()),
+        }
+    }
     let mut pass = None;
     let mut changes = None;
     if final_pass && args.changes {

@@ -21,7 +21,7 @@ use passeur_tests::{Run, passeur};
 use serde_json::Value;
 
 struct Rig {
-    _az: Server,
+    az: Server,
     _s3: Server,
     work: tempfile::TempDir,
     cfg: PathBuf,
@@ -64,7 +64,7 @@ impl Rig {
             src: az.client("src")?,
             dst: s3.client("dst")?,
             feed: FeedWriter::new(az.client("$blobchangefeed")?)?,
-            _az: az,
+            az,
             _s3: s3,
             work,
             cfg,
@@ -342,5 +342,36 @@ async fn an_incremental_cutover_refuses_a_feed_it_could_not_read_to_the_freeze()
     ensure!(r.code == 0 && rep["kind"] == "full", "{}", show(&r));
     let target = read_all(rig.dst.as_ref()).await?;
     ensure!(target == read_all(rig.src.as_ref()).await?, "{target:?}");
+    Ok(())
+}
+
+/// The incremental cutover relies on a complete full pass having anchored
+/// the feed: a key the first full pass failed to copy (and that changes no
+/// more) is in neither the feed nor the manifest, and a verification of
+/// the target against the manifest cannot see it missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incremental_cutover_needs_a_complete_full_pass_before_it() -> Result<()> {
+    let rig = Rig::start()?;
+    rig.put("a.txt", bytes(1, 10)).await?;
+    rig.az.put_raw("src", "odd//name", "x")?;
+    let (r, rep) = rig.run("cutover", &[])?;
+    ensure!(
+        r.code == 1 && rep["verification"]["mismatch_count"] == 0,
+        "the final pass fails the key, the target equals the manifest: {}",
+        show(&r)
+    );
+    // A feed on for hours, with nothing after the cursor.
+    rig.feed
+        .hour(Utc::now() - Hours::hours(3), &[], &[])
+        .await?;
+    rig.feed
+        .consumable_until(Utc::now() + Hours::hours(1))
+        .await?;
+    let (r, _) = rig.run("cutover", &["--changes"])?;
+    ensure!(
+        r.code == 78 && r.stderr.contains("no complete full pass"),
+        "refused: {}",
+        show(&r)
+    );
     Ok(())
 }

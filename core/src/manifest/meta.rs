@@ -5,8 +5,8 @@
 use rocksdb::WriteBatch;
 
 use super::{
-    CF_META, KEY_CHUNKING, KEY_FEED_CURSOR, KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE,
-    KEY_TARGET, Manifest, cf, db_err, records,
+    CF_META, KEY_CHUNKING, KEY_FEED_COVERED, KEY_FEED_CURSOR, KEY_LISTING_CHECKPOINT, KEY_SCHEMA,
+    KEY_SOURCE, KEY_TARGET, Manifest, cf, db_err, records,
 };
 use crate::base::error::Error;
 use crate::content::chunk::ChunkParams;
@@ -69,6 +69,30 @@ impl Manifest {
                 cf(&self.db, CF_META)?,
                 KEY_FEED_CURSOR,
                 records::encode(cursor),
+            )
+            .map_err(db_err)?;
+        self.sync()
+    }
+
+    /// Whether a complete full pass has run since the feed cursor was
+    /// anchored: every source change before the cursor is then in the
+    /// manifest (or was settled by that pass), and the feed covers the rest.
+    pub fn feed_covered(&self) -> Result<bool, Error> {
+        Ok(self
+            .db
+            .get_cf(cf(&self.db, CF_META)?, KEY_FEED_COVERED)
+            .map_err(db_err)?
+            .is_some_and(|v| v.as_slice() == [1]))
+    }
+
+    /// Record whether the feed covers the source (see
+    /// [`Manifest::feed_covered`]), durably.
+    pub fn set_feed_covered(&self, covered: bool) -> Result<(), Error> {
+        self.db
+            .put_cf(
+                cf(&self.db, CF_META)?,
+                KEY_FEED_COVERED,
+                [u8::from(covered)],
             )
             .map_err(db_err)?;
         self.sync()

@@ -93,6 +93,9 @@ pub(super) fn anchor_ms(started_ms: i64) -> i64 {
 /// feed cursor at its start (the changes it may not see are after that).
 pub(super) fn anchor_if_absent(manifest: &Manifest, started_ms: i64) -> Result<(), Error> {
     if manifest.feed_cursor::<Cursor>()?.is_none() {
+        // Until a full pass completes, the manifest may lack keys changed
+        // before the anchor (one failed): the feed alone does not cover them.
+        manifest.set_feed_covered(false)?;
         manifest.set_feed_cursor(&Cursor {
             segment_ms: anchor_ms(started_ms),
             shards: Vec::new(),
@@ -114,7 +117,7 @@ pub(super) fn after_complete_pass(manifest: &Manifest, started_ms: i64) -> Resul
         })?,
     }
     manifest.clear_pending_before(started_ms)?;
-    Ok(())
+    manifest.set_feed_covered(true)
 }
 
 /// What looking at one key came to.
