@@ -68,6 +68,9 @@ pub struct Counts {
     /// body) are refused with 403 AccessDenied: a key the target will not
     /// let go of.
     pub refuse_deletes_of: std::sync::Mutex<Option<String>>,
+    /// The request line (method and target) of every listing request
+    /// (an S3 `list-type`, an Azure `comp=list`) seen so far.
+    pub listings: Mutex<Vec<String>>,
     /// Client connections open now.
     pub connections: AtomicU64,
     /// Requests that carried an object's bytes up (see
@@ -163,6 +166,11 @@ impl Meter {
     /// Requests seen so far (refused ones included).
     pub fn requests(&self) -> u64 {
         self.counts.requests.load(Relaxed)
+    }
+
+    /// The listing requests seen so far (`METHOD target`).
+    pub fn listings(&self) -> Vec<String> {
+        lock(&self.counts.listings).clone()
     }
 
     /// Body bytes of object reads so far.
@@ -325,6 +333,9 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         let req_text = String::from_utf8_lossy(&req).into_owned();
         let (method, target) = http1::request_line(&req_text);
         counts.requests.fetch_add(1, Relaxed);
+        if target.contains("list-type=") || target.contains("comp=list") {
+            lock(&counts.listings).push(format!("{method} {target}"));
+        }
         let delay = counts.delay_ms.load(Relaxed);
         if delay > 0 {
             std::thread::sleep(std::time::Duration::from_millis(delay));

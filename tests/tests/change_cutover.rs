@@ -16,6 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use passeur_core::feed::Cursor;
 use passeur_core::manifest::Manifest;
 use passeur_tests::feedgen::{FeedWriter, ev};
+use passeur_tests::meter::Meter;
 use passeur_tests::servers::{Kind, Server};
 use passeur_tests::{Run, passeur};
 use serde_json::Value;
@@ -30,15 +31,35 @@ struct Rig {
     src: Arc<dyn ObjectStore>,
     dst: Arc<dyn ObjectStore>,
     feed: FeedWriter,
+    /// Proxies passeur talks to the source and the target through, when
+    /// the test counts what it asks them.
+    meters: Option<(Meter, Meter)>,
 }
 
 impl Rig {
     fn start() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// With `metered`, passeur reaches both stores through a [`Meter`].
+    fn start_with(metered: bool) -> Result<Self> {
         let az = Server::start(Kind::Azurite)?;
         az.create_bucket("src")?;
         az.create_bucket("$blobchangefeed")?;
         let s3 = Server::start(Kind::S3sFs)?;
         s3.create_bucket("dst")?;
+        let meters = if metered {
+            Some((Meter::start(&az.endpoint)?, Meter::start(&s3.endpoint)?))
+        } else {
+            None
+        };
+        let (az_config, s3_config) = match &meters {
+            Some((a, s)) => (
+                az.config().replace(&az.endpoint, &a.endpoint),
+                s3.config().replace(&s3.endpoint, &s.endpoint),
+            ),
+            None => (az.config(), s3.config()),
+        };
         let work = tempfile::tempdir()?;
         let cfg = work.path().join("p.toml");
         std::fs::write(
@@ -46,8 +67,8 @@ impl Rig {
             format!(
                 "state-dir = \"{}\"\n[[job]]\nname = \"j\"\nchanges = \"azure-change-feed\"\n[job.source]\nurl = \"az://src\"\n{}[job.target]\nurl = \"s3://dst\"\n{}part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\n[job.delete]\nenabled = true\nmax-fraction = 0.5\n",
                 work.path().join("state").display(),
-                az.config(),
-                s3.config()
+                az_config,
+                s3_config
             ),
         )?;
         let sync_cfg = work.path().join("sync.toml");
@@ -55,8 +76,7 @@ impl Rig {
             &sync_cfg,
             format!(
                 "[source]\n{}[target]\n{}part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\n",
-                az.config(),
-                s3.config()
+                az_config, s3_config
             ),
         )?;
         Ok(Self {
@@ -68,6 +88,7 @@ impl Rig {
             _s3: s3,
             work,
             cfg,
+            meters,
         })
     }
 
@@ -119,6 +140,10 @@ impl Rig {
             .feed_cursor()?
             .context("no feed cursor")?;
         DateTime::from_timestamp_millis(c.segment_ms).context("cursor")
+    }
+
+    async fn put_owned(&self, key: String, bytes: Vec<u8>) -> Result<()> {
+        self.put(&key, bytes).await
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
@@ -373,5 +398,64 @@ async fn an_incremental_cutover_needs_a_complete_full_pass_before_it() -> Result
         "refused: {}",
         show(&r)
     );
+    Ok(())
+}
+
+/// What an incremental cutover asks the stores grows with what changed,
+/// not with the dataset: after a full cutover of more flat keys than one
+/// listing page holds, `cutover --changes` of one changed key lists
+/// neither the source's nor the target's objects (at most one listing of
+/// each, under a prefix: the probe), and the target read back equals the
+/// source.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incremental_cutover_does_not_list_the_dataset() -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    const N: usize = 1_200; // more than one S3 listing page (1,000)
+    let rig = Rig::start_with(true)?;
+    futures::stream::iter(0..N)
+        .map(|i| rig.put_owned(format!("f{i:04}.bin"), bytes(i as u8, 20 + i % 7)))
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let (r, _) = rig.run("cutover", &[])?;
+    ensure!(r.code == 0, "{}", show(&r));
+    let h = rig.cursor_hour()?;
+    let (src_meter, dst_meter) = rig.meters.as_ref().context("metered")?;
+    let before = (src_meter.listings().len(), dst_meter.listings().len());
+
+    rig.put("f0007.bin", bytes(70, 33)).await?;
+    rig.feed
+        .hour(
+            h,
+            &[vec![vec![vec![ev("BlobCreated", "f0007.bin", 1, h, 1)]]]],
+            &[],
+        )
+        .await?;
+    rig.feed
+        .consumable_until(Utc::now() + Hours::hours(1))
+        .await?;
+    let (r, rep) = rig.run("cutover", &["--changes"])?;
+    ensure!(
+        r.code == 0 && rep["kind"] == "changes" && rep["verified"] == true,
+        "{}",
+        show(&r)
+    );
+    let src_lists: Vec<String> = src_meter.listings()[before.0..]
+        .iter()
+        .filter(|l| l.contains("/src?"))
+        .cloned()
+        .collect();
+    let dst_lists = dst_meter.listings()[before.1..].to_vec();
+    for (store, lists) in [("source", &src_lists), ("target", &dst_lists)] {
+        ensure!(
+            lists.len() <= 1 && lists.iter().all(|l| l.contains("prefix=")),
+            "the incremental cutover listed the {store}'s objects: {lists:#?}"
+        );
+    }
+    let (source, target) = (
+        read_all(rig.src.as_ref()).await?,
+        read_all(rig.dst.as_ref()).await?,
+    );
+    ensure!(source.len() == N && source == target, "target differs");
     Ok(())
 }

@@ -1,14 +1,24 @@
 //! The check before a pass: the store answers, and its bucket, container
-//! or directory exists. One delimited listing, its failure classified
-//! (`classify_probe`: missing container, access denied, unreachable); a
-//! failure that can pass is asked again a few times before it ends the
-//! run.
+//! or directory exists. One delimited listing under [`PROBE_PREFIX`], its
+//! failure classified (`classify_probe`: missing container, access
+//! denied, unreachable); a failure that can pass is asked again a few
+//! times before it ends the run.
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+use object_store::path::Path;
+
 use crate::base::error::{Error, classify_probe};
 use crate::stores::Store;
+
+/// The prefix a probe lists under. A listing of the store's root would
+/// read every name of a flat container, page by page (object_store follows
+/// every continuation): at 10⁹ objects, hours before a pass or an
+/// incremental cutover begins. A listing under a prefix no dataset is
+/// expected to hold is one request, answered the same way about the
+/// container (missing, refused, unreachable) whatever it holds.
+pub const PROBE_PREFIX: &str = ".passeur-probe";
 
 /// How long [`Store::probe`] waits before asking again, after each failure
 /// that can pass: the first listing and three more, over 3.5 s.
@@ -40,8 +50,9 @@ impl Store {
             return Ok(());
         }
         let mut waits = PROBE_RETRY_WAITS.iter();
+        let prefix = Path::from(PROBE_PREFIX);
         loop {
-            let err = match self.inner.list_with_delimiter(None).await {
+            let err = match self.inner.list_with_delimiter(Some(&prefix)).await {
                 Ok(_) => {
                     *self.probed.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(Instant::now());
