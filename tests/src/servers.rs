@@ -115,9 +115,17 @@ impl Server {
     /// Start a server of `kind`; on a port lost to another socket before
     /// the server bound it, try again on another.
     pub fn start(kind: Kind) -> Result<Self> {
+        Self::start_with(kind, false)
+    }
+
+    /// As [`Server::start`]; with `in_memory`, Azurite keeps its metadata
+    /// in memory only: on disk it is one JSON document rewritten every few
+    /// seconds, and seeding the 10⁶ blobs of a benchmark slows to a few
+    /// hundred a second. Other kinds ignore it.
+    pub fn start_with(kind: Kind, in_memory: bool) -> Result<Self> {
         let mut last = None;
         for _ in 0..3 {
-            match Self::start_once(kind) {
+            match Self::start_once(kind, in_memory) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -125,7 +133,7 @@ impl Server {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("{kind:?} did not start")))
     }
 
-    fn start_once(kind: Kind) -> Result<Self> {
+    fn start_once(kind: Kind, in_memory: bool) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let port = free_port()?;
         let p = port.to_string();
@@ -133,15 +141,16 @@ impl Server {
         let mut cmd = match kind {
             Kind::Azurite => {
                 let mut c = Command::new(tool("PASSEUR_AZURITE")?);
-                c.args([
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    &p,
-                    "--location",
-                    &d,
-                ])
-                .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"]);
+                c.args(["--blobHost", "127.0.0.1", "--blobPort", &p]).args([
+                    "--silent",
+                    "--skipApiVersionCheck",
+                    "--disableTelemetry",
+                ]);
+                if in_memory {
+                    c.arg("--inMemoryPersistence");
+                } else {
+                    c.args(["--location", &d]);
+                }
                 c
             }
             Kind::Moto => {
