@@ -34,7 +34,7 @@ use passeur_core::feed::Cursor;
 use passeur_core::manifest::Manifest;
 use passeur_tests::feedgen::{FeedWriter, ev};
 use passeur_tests::meter::Meter;
-use passeur_tests::servers::{Kind, Server};
+use passeur_tests::servers::{Kind, Server, free_port};
 use passeur_tests::{passeur, passeur_command, wait_until};
 use rand::Rng;
 
@@ -138,22 +138,25 @@ fn one(delay_ms: u64, poll: &str, rounds: usize) -> Result<Row> {
 
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("p.toml");
+    // `passeur status` asks the running service here.
+    let addr = format!("127.0.0.1:{}", free_port()?);
     std::fs::write(
         &cfg,
         format!(
-            "state-dir = \"{}\"\n[[job]]\nname = \"j\"\ninterval = \"6h\"\nchanges = \"azure-change-feed\"\nchanges-interval = \"{poll}\"\n[job.source]\nurl = \"az://src\"\n{}[job.target]\nurl = \"s3://dst\"\n{}[job.delete]\nenabled = true\n",
+            "state-dir = \"{}\"\nmetrics-address = \"{addr}\"\n[[job]]\nname = \"j\"\ninterval = \"6h\"\nchanges = \"azure-change-feed\"\nchanges-interval = \"{poll}\"\n[job.source]\nurl = \"az://src\"\n{}[job.target]\nurl = \"s3://dst\"\n{}[job.delete]\nenabled = true\nmax-fraction = 1.0\n",
             dir.path().join("state").display(),
             az.config().replace(&az.endpoint, &az_meter.endpoint),
             s3.config().replace(&s3.endpoint, &s3_meter.endpoint),
         ),
     )?;
     let cfg_s = cfg.to_string_lossy().into_owned();
+    let log = dir.path().join("run.log");
     let mut child: Child = passeur_command(&["run", "--config", &cfg_s])?
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
         .spawn()?;
     let result = (|| -> Result<(Vec<f64>, u64)> {
-        wait_until("the first full pass", Duration::from_secs(300), || {
+        wait_until("the first full pass", Duration::from_secs(60), || {
             Ok(status(&cfg_s)?[0]["last_pass"]["complete"] == true)
         })?;
         let cursor: Cursor = Manifest::open_read_only(&dir.path().join("state/j"))?
@@ -168,7 +171,9 @@ fn one(delay_ms: u64, poll: &str, rounds: usize) -> Result<Row> {
             let t0 = rt.block_on(change_round(&src, &feed, h0, round))?;
             let want = expected(round)?;
             let limit = Duration::from_secs_f64(3.0 * poll_s + 120.0);
-            all.extend(rt.block_on(arrivals(dst.as_ref(), want, t0, limit))?);
+            let got = rt.block_on(arrivals(dst.as_ref(), want, t0, limit))?;
+            eprintln!("round {round}: {got:.1?} s after {:?}", chrono::Utc::now());
+            all.extend(got);
         }
         let full_passes = status(&cfg_s)?[0]["totals"]["passes"].as_u64().unwrap_or(0);
         Ok((all, full_passes))
@@ -177,7 +182,17 @@ fn one(delay_ms: u64, poll: &str, rounds: usize) -> Result<Row> {
         .args(["-TERM", &child.id().to_string()])
         .status();
     child.wait()?;
-    let (mut all, full_passes) = result?;
+    if let Some(keep) = std::env::var_os("BENCH_LOG") {
+        std::fs::copy(&log, keep)?;
+    }
+    let (mut all, full_passes) = result.map_err(|e| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        e.context(format!(
+            "passeur run said (last lines, newest first):\n{}",
+            tail.join("\n")
+        ))
+    })?;
     all.sort_by(f64::total_cmp);
     let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
     Ok(Row {

@@ -147,7 +147,10 @@ impl Server {
                     "--disableTelemetry",
                 ]);
                 if in_memory {
-                    c.arg("--inMemoryPersistence");
+                    // 10⁶ blobs' metadata fills node's default heap (about
+                    // 4 GiB): Azurite then only collects garbage.
+                    c.arg("--inMemoryPersistence")
+                        .env("NODE_OPTIONS", "--max-old-space-size=16384");
                 } else {
                     c.args(["--location", &d]);
                 }
