@@ -35,7 +35,7 @@ use passeur_core::manifest::Manifest;
 use passeur_tests::feedgen::{FeedWriter, ev};
 use passeur_tests::meter::Meter;
 use passeur_tests::servers::{Kind, Server, free_port};
-use passeur_tests::{passeur, passeur_command, wait_until};
+use passeur_tests::{passeur_command, status_json, wait_until};
 use rand::Rng;
 
 /// Sizes written each round: small objects, one of a few MiB, one above
@@ -50,14 +50,6 @@ fn body(round: usize, j: usize, len: usize) -> Vec<u8> {
         .finalize_xof()
         .fill(&mut out);
     out
-}
-
-fn status(cfg: &str) -> Result<serde_json::Value> {
-    let run = passeur(&["status", "--config", cfg, "--json"], &[])?;
-    if run.code != 0 {
-        return Ok(serde_json::Value::Null);
-    }
-    Ok(serde_json::from_str(&run.stdout)?)
 }
 
 /// One change to watch for at the target: the source's length and hash,
@@ -114,7 +106,7 @@ struct Row {
 }
 
 fn one(delay_ms: u64, poll: &str, rounds: usize) -> Result<Row> {
-    let poll_s = humantime_secs(poll)?;
+    let poll_s = poll_secs(poll)?;
     let az = Server::start(Kind::Azurite)?;
     az.create_bucket("src")?;
     az.create_bucket("$blobchangefeed")?;
@@ -157,7 +149,7 @@ fn one(delay_ms: u64, poll: &str, rounds: usize) -> Result<Row> {
         .spawn()?;
     let result = (|| -> Result<(Vec<f64>, u64)> {
         wait_until("the first full pass", Duration::from_secs(60), || {
-            Ok(status(&cfg_s)?[0]["last_pass"]["complete"] == true)
+            Ok(status_json(&cfg_s)?[0]["last_pass"]["complete"] == true)
         })?;
         let cursor: Cursor = Manifest::open_read_only(&dir.path().join("state/j"))?
             .feed_cursor()?
@@ -175,7 +167,9 @@ fn one(delay_ms: u64, poll: &str, rounds: usize) -> Result<Row> {
             eprintln!("round {round}: {got:.1?} s after {:?}", chrono::Utc::now());
             all.extend(got);
         }
-        let full_passes = status(&cfg_s)?[0]["totals"]["passes"].as_u64().unwrap_or(0);
+        let full_passes = status_json(&cfg_s)?[0]["totals"]["passes"]
+            .as_u64()
+            .unwrap_or(0);
         Ok((all, full_passes))
     })();
     let _ = std::process::Command::new("kill")
@@ -245,18 +239,11 @@ fn expected(round: usize) -> Result<BTreeMap<String, Expect>> {
     Ok(want)
 }
 
-/// Seconds of "10s", "1m", "500ms".
-fn humantime_secs(text: &str) -> Result<f64> {
-    let (num, unit) = text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len()));
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("poll interval {text:?}"))?;
-    Ok(match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => bail!("poll interval {text:?}: unit s, ms or m"),
-    })
+/// Seconds of a `changes-interval` such as "10s" or "1m".
+fn poll_secs(text: &str) -> Result<f64> {
+    Ok(humantime::parse_duration(text)
+        .with_context(|| format!("BENCH_POLL {text:?}"))?
+        .as_secs_f64())
 }
 
 fn main() -> Result<()> {
@@ -279,7 +266,7 @@ fn main() -> Result<()> {
         "| added latency per request | changes | median | p90 | max | max − poll interval | full passes |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let poll_s = humantime_secs(&poll)?;
+    let poll_s = poll_secs(&poll)?;
     for delay in delays {
         eprintln!("{delay} ms per request...");
         let r = one(delay, &poll, rounds)?;

@@ -205,6 +205,16 @@ pub fn command_of(args: &[String]) -> Result<Command> {
     passeur_command(&args)
 }
 
+/// `passeur status --json` of the service running `cfg`; `Null` while it
+/// does not answer (not started yet, or stopped).
+pub fn status_json(cfg: &str) -> Result<serde_json::Value> {
+    let run = passeur(&["status", "--config", cfg, "--json"], &[])?;
+    if run.code != 0 {
+        return Ok(serde_json::Value::Null);
+    }
+    Ok(serde_json::from_str(&run.stdout)?)
+}
+
 /// Wait until `f` answers true, checking every 50 ms; an error after
 /// `limit` names `what`.
 pub fn wait_until(

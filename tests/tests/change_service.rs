@@ -15,15 +15,7 @@ use passeur_core::feed::Cursor;
 use passeur_core::manifest::Manifest;
 use passeur_tests::feedgen::{FeedWriter, ev};
 use passeur_tests::servers::{Kind, Server, free_port};
-use passeur_tests::{http_get, passeur, passeur_command, wait_until};
-
-fn status(cfg: &str) -> Result<serde_json::Value> {
-    let run = passeur(&["status", "--config", cfg, "--json"], &[])?;
-    if run.code != 0 {
-        return Ok(serde_json::Value::Null);
-    }
-    Ok(serde_json::from_str(&run.stdout)?)
-}
+use passeur_tests::{http_get, passeur, passeur_command, status_json, wait_until};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_replicates_what_the_feed_names_between_full_passes() -> Result<()> {
@@ -61,7 +53,7 @@ async fn the_service_replicates_what_the_feed_names_between_full_passes() -> Res
         .spawn()?;
     let result = async {
         wait_until("the first full pass", Duration::from_secs(60), || {
-            Ok(status(&cfg_s)?[0]["last_pass"]["complete"] == true)
+            Ok(status_json(&cfg_s)?[0]["last_pass"]["complete"] == true)
         })?;
         ensure!(std::fs::read(dst.join("a.txt"))? == b"first");
         let cursor: Cursor = Manifest::open_read_only(&state.join("j"))?
@@ -88,7 +80,7 @@ async fn the_service_replicates_what_the_feed_names_between_full_passes() -> Res
         })?;
         let mut job = serde_json::Value::Null;
         wait_until("the change pass in status", Duration::from_secs(10), || {
-            job = status(&cfg_s)?[0].clone();
+            job = status_json(&cfg_s)?[0].clone();
             Ok(job["changes"]["last"]["copied"] == 1)
         })?;
         ensure!(
