@@ -7,6 +7,7 @@ pub mod faulty;
 pub mod feedgen;
 pub mod http1;
 pub mod job;
+pub mod mariadb;
 pub mod meter;
 pub mod netfault;
 pub mod rig;

@@ -42,6 +42,16 @@ pub struct SdkObject {
     pub md5: String,
 }
 
+/// Where Azurite keeps its blob metadata.
+enum Meta {
+    /// LokiJS, saved to its data directory.
+    Disk,
+    /// LokiJS, in memory only.
+    Memory,
+    /// A SQL database (`AZURITE_DB`).
+    Sql(String),
+}
+
 /// A running server; killed on drop.
 #[derive(Debug)]
 pub struct Server {
@@ -97,7 +107,7 @@ pub fn free_port() -> Result<u16> {
     bail!("no free port found")
 }
 
-fn wait_ready(port: u16, child: &mut Child, what: &str) -> Result<()> {
+pub(crate) fn wait_ready(port: u16, child: &mut Child, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -123,9 +133,19 @@ impl Server {
     /// seconds, and seeding the 10⁶ blobs of a benchmark slows to a few
     /// hundred a second. Other kinds ignore it.
     pub fn start_with(kind: Kind, in_memory: bool) -> Result<Self> {
+        Self::start_retrying(kind, &if in_memory { Meta::Memory } else { Meta::Disk })
+    }
+
+    /// Azurite with its blob metadata in `db` (see [`crate::mariadb`]);
+    /// the blobs' bytes stay in its data directory.
+    pub fn start_azurite_over(db: &crate::mariadb::MariaDb) -> Result<Self> {
+        Self::start_retrying(Kind::Azurite, &Meta::Sql(db.url.clone()))
+    }
+
+    fn start_retrying(kind: Kind, meta: &Meta) -> Result<Self> {
         let mut last = None;
         for _ in 0..3 {
-            match Self::start_once(kind, in_memory) {
+            match Self::start_once(kind, meta) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -133,7 +153,7 @@ impl Server {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("{kind:?} did not start")))
     }
 
-    fn start_once(kind: Kind, in_memory: bool) -> Result<Self> {
+    fn start_once(kind: Kind, meta: &Meta) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let port = free_port()?;
         let p = port.to_string();
@@ -146,13 +166,19 @@ impl Server {
                     "--skipApiVersionCheck",
                     "--disableTelemetry",
                 ]);
-                if in_memory {
+                match meta {
                     // 10⁶ blobs' metadata fills node's default heap (about
                     // 4 GiB): Azurite then only collects garbage.
-                    c.arg("--inMemoryPersistence")
-                        .env("NODE_OPTIONS", "--max-old-space-size=16384");
-                } else {
-                    c.args(["--location", &d]);
+                    Meta::Memory => {
+                        c.arg("--inMemoryPersistence")
+                            .env("NODE_OPTIONS", "--max-old-space-size=16384");
+                    }
+                    Meta::Disk => {
+                        c.args(["--location", &d]);
+                    }
+                    Meta::Sql(url) => {
+                        c.args(["--location", &d]).env("AZURITE_DB", url);
+                    }
                 }
                 c
             }
