@@ -247,6 +247,21 @@ impl Board {
         });
     }
 
+    /// What the state directory says of a job's last complete full pass
+    /// (it started at `started`: every change before it was at the target
+    /// when it ended), and when the next is due; live figures win.
+    pub fn restore(&self, job: &str, started: SystemTime, next: SystemTime) {
+        self.with(job, |j| {
+            j.last_complete_start = j.last_complete_start.max(Some(started));
+            if let Some(c) = &mut j.changes {
+                c.replicated_until = c.replicated_until.max(Some(started));
+            }
+            if j.running.is_none() {
+                j.next_pass = Some(next);
+            }
+        });
+    }
+
     /// The job follows a change feed.
     pub fn follows_changes(&self, job: &str) {
         self.with(job, |j| {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::cli::VerifyArgs;
 use crate::cutover_changes::{FinalChanges, run_final_changes};
 use crate::exit;
-use crate::run::{Opened, open_job};
+use crate::jobs::{Opened, open_job};
 
 /// Exit codes of these two commands: the table in `exit.rs`, where 0 means
 /// VERIFIED and 1 that the target differs or the final pass left work.

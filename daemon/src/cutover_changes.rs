@@ -13,7 +13,7 @@ use passeur_core::sync::changes::{ChangesSummary, run_changes};
 use serde::Serialize;
 
 use crate::exit;
-use crate::run::Opened;
+use crate::jobs::Opened;
 
 /// The final change pass as the report shows it.
 #[derive(Debug, Serialize)]

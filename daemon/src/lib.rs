@@ -15,6 +15,7 @@ mod cutover;
 mod cutover_changes;
 mod demo;
 pub mod exit;
+mod jobs;
 mod manifest_cmd;
 mod notify;
 mod output;

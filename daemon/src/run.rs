@@ -13,119 +13,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
 use passeur_config::ConfigError;
-use passeur_config::daemon::{DaemonConfig, JobConfig};
+use passeur_config::daemon::DaemonConfig;
 use passeur_core::base::stats::Stats;
-use passeur_core::feed::ChangeSource;
-use passeur_core::manifest::Manifest;
-use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::changes::{ChangesSummary, run_changes};
-use passeur_core::sync::{Event, PassOptions, PassSummary, run_pass};
+use passeur_core::sync::{Event, PassSummary, run_pass};
 
 use crate::board::Board;
 use crate::exit;
+use crate::jobs::{Job, open_jobs, show_jobs};
 use crate::notify::Notifier;
 use crate::serve::StatusServer;
 use crate::signals::Request;
-
-/// A job ready to run.
-struct Job {
-    cfg: JobConfig,
-    source: Store,
-    target: Store,
-    manifest: Arc<Manifest>,
-    opts: PassOptions,
-    next: Instant,
-    passes: u64,
-    /// The change feed the job follows, and when it is read next.
-    feed: Option<ChangeSource>,
-    next_changes: Instant,
-    /// The feed could not be followed since the last change pass that
-    /// ran (one full pass is brought forward per such streak).
-    feed_blocked: bool,
-}
-
-/// Why opening the jobs failed: exit code and one line.
-pub(crate) type Fatal = (u8, String);
-
-/// A job's stores (probed), state directory and pass options.
-pub(crate) struct Opened {
-    pub cfg: JobConfig,
-    pub source: Store,
-    pub target: Store,
-    pub manifest: Arc<Manifest>,
-    pub opts: PassOptions,
-}
-
-/// Open one job of the file: stores (probed) and state directory; with
-/// `snapshot`, a state directory another process holds opens read-only.
-pub(crate) async fn open_job(
-    cfg: &DaemonConfig,
-    c: &JobConfig,
-    snapshot: bool,
-) -> Result<Opened, Fatal> {
-    let name = c.name.clone();
-    let open = |url: &Option<String>, o: &passeur_config::StoreSection, dir| {
-        Store::open(url.as_deref().unwrap_or_default(), &o.to_options(), dir)
-            .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))
-    };
-    let source = open(&c.source.url, &c.source, LocalDir::MustExist)?;
-    let target = open(&c.target.url, &c.target, LocalDir::Create)?;
-    let opts = c
-        .pass_options()
-        .map_err(|e| (exit::CONFIG, format!("job {name:?}: {e}")))?;
-    let state = c.state(&cfg.state_dir);
-    let manifest = match Manifest::open(&state) {
-        Err(passeur_core::Error::StateInUse { .. }) if snapshot => {
-            tracing::warn!(job = %name, "the state directory is in use: verifying a read-only snapshot");
-            Manifest::open_read_only(&state)
-        }
-        other => other,
-    }
-    .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))?;
-    for store in [&source, &target] {
-        store
-            .probe()
-            .await
-            .map_err(|e| (exit::for_error(&e), format!("job {name:?}: {e}")))?;
-    }
-    Ok(Opened {
-        cfg: c.clone(),
-        source,
-        target,
-        manifest: Arc::new(manifest),
-        opts,
-    })
-}
-
-async fn open_jobs(cfg: &DaemonConfig) -> Result<Vec<Job>, Fatal> {
-    let mut jobs = Vec::new();
-    for spanned in &cfg.jobs {
-        let o = open_job(cfg, spanned.get_ref(), false).await?;
-        let feed = match o.cfg.changes {
-            None => None,
-            Some(passeur_config::daemon::ChangeFeed::AzureChangeFeed) => Some(
-                ChangeSource::open(
-                    o.cfg.source.url.as_deref().unwrap_or_default(),
-                    &o.cfg.source.to_options(),
-                )
-                .map_err(|e| (exit::for_error(&e), format!("job {:?}: {e}", o.cfg.name)))?,
-            ),
-        };
-        jobs.push(Job {
-            feed,
-            next_changes: Instant::now(),
-            feed_blocked: false,
-            cfg: o.cfg,
-            source: o.source,
-            target: o.target,
-            manifest: o.manifest,
-            opts: o.opts,
-            next: Instant::now(),
-            passes: 0,
-        });
-    }
-    Ok(jobs)
-}
 
 fn log_config_error(e: &ConfigError) {
     match e {
@@ -319,15 +217,6 @@ pub async fn run(
         s.shutdown().await;
     }
     code
-}
-
-/// Tell the board which jobs run, and which follow a change feed.
-fn show_jobs(board: &Board, jobs: &[Job]) {
-    let names: Vec<String> = jobs.iter().map(|j| j.cfg.name.clone()).collect();
-    board.set_jobs(&names);
-    for j in jobs.iter().filter(|j| j.feed.is_some()) {
-        board.follows_changes(&j.cfg.name);
-    }
 }
 
 /// Read the configuration again; `None` (logged) when it is invalid.

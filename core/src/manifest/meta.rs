@@ -5,8 +5,8 @@
 use rocksdb::WriteBatch;
 
 use super::{
-    CF_META, KEY_CHUNKING, KEY_FEED_COVERED, KEY_FEED_CURSOR, KEY_LISTING_CHECKPOINT, KEY_SCHEMA,
-    KEY_SOURCE, KEY_TARGET, Manifest, cf, db_err, records,
+    CF_META, KEY_CHUNKING, KEY_FEED_COVERED, KEY_FEED_CURSOR, KEY_LAST_COMPLETE_PASS,
+    KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE, KEY_TARGET, Manifest, cf, db_err, records,
 };
 use crate::base::error::Error;
 use crate::content::chunk::ChunkParams;
@@ -96,6 +96,47 @@ impl Manifest {
             )
             .map_err(db_err)?;
         self.sync()
+    }
+
+    /// When the last complete full pass started and ended (ms since the
+    /// Unix epoch): every change made at the source before its start was at
+    /// the target at its end. The service keeps its full-pass schedule
+    /// across restarts with it.
+    pub fn last_complete_pass(&self) -> Result<Option<(i64, i64)>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_META)?, KEY_LAST_COMPLETE_PASS)
+            .map_err(db_err)?;
+        v.map(|v| match <[u8; 16]>::try_from(&v[..]) {
+            Ok(b) => {
+                let (s, e) = b.split_at(8);
+                let ms = |x: &[u8]| <[u8; 8]>::try_from(x).map_or(0, i64::from_be_bytes);
+                Ok((ms(s), ms(e)))
+            }
+            Err(_) => Err(Error::Corrupt(format!(
+                "last complete pass: {} bytes",
+                v.len()
+            ))),
+        })
+        .transpose()
+    }
+
+    /// Record a full pass that completed (never an older one over a newer).
+    /// Not synced: lost in a crash, the older value only brings the next
+    /// full pass forward.
+    pub fn set_last_complete_pass(&self, started_ms: i64, ended_ms: i64) -> Result<(), Error> {
+        if self
+            .last_complete_pass()?
+            .is_some_and(|(s, _)| s > started_ms)
+        {
+            return Ok(());
+        }
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&started_ms.to_be_bytes());
+        v[8..].copy_from_slice(&ended_ms.to_be_bytes());
+        self.db
+            .put_cf(cf(&self.db, CF_META)?, KEY_LAST_COMPLETE_PASS, v)
+            .map_err(db_err)
     }
 
     /// Tie the directory to one job: its source, target and chunking

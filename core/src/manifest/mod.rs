@@ -93,6 +93,7 @@ const KEY_LISTING_CUTS: &[u8] = b"listing_cuts";
 const KEY_FEED_CURSOR: &[u8] = b"feed_cursor";
 const KEY_LAST_VERIFIED: &[u8] = b"last_verified";
 const KEY_FEED_COVERED: &[u8] = b"feed_covered";
+const KEY_LAST_COMPLETE_PASS: &[u8] = b"last_complete_pass";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db { source: e }

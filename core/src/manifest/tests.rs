@@ -197,3 +197,25 @@ fn a_found_tree_of_changed_keys_has_the_root_of_the_changed_manifest() -> Result
     assert_ne!(t.root()?, after);
     Ok(())
 }
+
+#[test]
+fn last_complete_pass_survives_reopen_and_never_moves_back() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
+    {
+        let m = Manifest::open(dir.path())?;
+        assert_eq!(m.last_complete_pass()?, None);
+        m.set_last_complete_pass(2_000, 5_000)?;
+        // A pass that started earlier and ended later (a slow one) does
+        // not hide the newer start.
+        m.set_last_complete_pass(1_000, 9_000)?;
+        assert_eq!(m.last_complete_pass()?, Some((2_000, 5_000)));
+    }
+    let m = Manifest::open(dir.path())?;
+    assert_eq!(m.last_complete_pass()?, Some((2_000, 5_000)));
+    m.set_last_complete_pass(3_000, 4_000)?;
+    assert_eq!(m.last_complete_pass()?, Some((3_000, 4_000)));
+    Ok(())
+}

@@ -215,5 +215,8 @@ pub async fn run_pass(
     if anchors && summary.complete() {
         changes::after_complete_pass(&manifest, started_ms)?;
     }
+    if summary.complete() && !opts.dry_run {
+        manifest.set_last_complete_pass(started_ms, crate::base::now_ms())?;
+    }
     Ok(summary)
 }
