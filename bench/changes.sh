@@ -5,6 +5,7 @@
 # for several dataset sizes. Not a test: prints a markdown table (goals:
 # cutover --changes under 5 s, flat in the dataset size).
 #   BENCH_SIZES=100000,1000000 BENCH_CHANGES=100 bench/changes.sh
+# BENCH_RCLONE=0 leaves rclone out (its first copy of 10⁶ blobs: ~30 min).
 # Azurite keeps its metadata in MariaDB (BENCH_AZURITE=sql, the default):
 # its own store scans every blob per request and stalls near 430,000.
 set -euo pipefail
