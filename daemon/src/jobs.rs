@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use passeur_config::daemon::{DaemonConfig, JobConfig};
 use passeur_core::feed::{ChangeSource, Cursor};
-use passeur_core::manifest::Manifest;
+use passeur_core::manifest::{LastCompletePass, Manifest};
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
 
@@ -99,22 +99,26 @@ fn at_ms(ms: i64) -> SystemTime {
 
 /// When a job's first full pass is due: now, unless it follows a feed that
 /// covers the source (a complete full pass since the cursor was anchored)
-/// and its last complete full pass ended less than `interval` ago.
+/// and its last complete full pass, run with the same key filter (a wider
+/// one selects keys that pass never looked at), ended less than `interval`
+/// ago.
 fn first_full_pass(
     o: &Opened,
     follows_feed: bool,
-    restored: Option<(SystemTime, SystemTime)>,
-) -> Result<Instant, passeur_core::Error> {
+    last: Option<LastCompletePass>,
+) -> Result<(Instant, Option<(SystemTime, SystemTime)>), passeur_core::Error> {
     let now = Instant::now();
-    let Some((_, ended)) = restored else {
-        return Ok(now);
+    let Some(last) = last.filter(|l| l.filter == o.opts.filter.fingerprint()) else {
+        return Ok((now, None));
     };
+    let restored = Some((at_ms(last.started_ms), at_ms(last.ended_ms)));
     if !follows_feed || !o.manifest.feed_covered()? || o.manifest.feed_cursor::<Cursor>()?.is_none()
     {
-        return Ok(now);
+        return Ok((now, restored));
     }
-    let due = ended + o.cfg.interval.0;
-    Ok(now + due.duration_since(SystemTime::now()).unwrap_or_default())
+    let due = at_ms(last.ended_ms) + o.cfg.interval.0;
+    let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+    Ok((now + wait, restored))
 }
 
 pub(crate) async fn open_jobs(cfg: &DaemonConfig) -> Result<Vec<Job>, Fatal> {
@@ -133,12 +137,8 @@ pub(crate) async fn open_jobs(cfg: &DaemonConfig) -> Result<Vec<Job>, Fatal> {
                 .map_err(fatal)?,
             ),
         };
-        let restored = o
-            .manifest
-            .last_complete_pass()
-            .map_err(fatal)?
-            .map(|(start, end)| (at_ms(start), at_ms(end)));
-        let next = first_full_pass(&o, feed.is_some(), restored).map_err(fatal)?;
+        let last = o.manifest.last_complete_pass().map_err(fatal)?;
+        let (next, restored) = first_full_pass(&o, feed.is_some(), last).map_err(fatal)?;
         if next > Instant::now() {
             tracing::info!(
                 job = %o.cfg.name,

@@ -232,5 +232,25 @@ async fn a_restarted_service_follows_the_feed_without_a_full_pass_first() -> Res
     let exit = stop(child)?;
     result?;
     ensure!(exit == Some(0), "exit {exit:?}");
+
+    // Another key filter selects other keys: the last complete pass says
+    // nothing of them, and the restart starts with a full pass.
+    let cfg = std::fs::read_to_string(cfg_s)?.replace(
+        "[job.source]",
+        "exclude = [\"matches-nothing/**\"]\n[job.source]",
+    );
+    std::fs::write(cfg_s, cfg)?;
+    let child = s.start()?;
+    let result = wait_until(
+        "the full pass after a filter change",
+        Duration::from_secs(60),
+        || {
+            Ok(std::fs::read(s.dst.join("unrecorded.txt"))
+                .is_ok_and(|b| b == b"only a full pass copies this"))
+        },
+    );
+    let exit = stop(child)?;
+    result?;
+    ensure!(exit == Some(0), "exit {exit:?}");
     Ok(())
 }

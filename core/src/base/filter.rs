@@ -54,6 +54,23 @@ impl KeyFilter {
         })
     }
 
+    /// A digest of the patterns: two filters with the same one select the
+    /// same keys (a pass complete under one is complete under the other).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for (tag, patterns) in [
+            (b"i", &self.include_patterns),
+            (b"e", &self.exclude_patterns),
+        ] {
+            for p in patterns {
+                h.update(tag)
+                    .update(&(p.len() as u64).to_le_bytes())
+                    .update(p.as_bytes());
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+
     /// Whether some key under `prefix/` may be replicated. Decided from the
     /// patterns' literal leading segments: `false` only when an exclude
     /// pattern `Q/**` (or `**`) covers the prefix (Q literal, the prefix

@@ -11,6 +11,15 @@ use super::{
 use crate::base::error::Error;
 use crate::content::chunk::ChunkParams;
 
+/// A full pass that completed (`Manifest::last_complete_pass`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastCompletePass {
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    /// `KeyFilter::fingerprint` of the filter it ran with.
+    pub filter: [u8; 32],
+}
+
 impl Manifest {
     /// The schema version recorded in the directory, if any.
     pub fn schema_version(&self) -> Result<Option<u32>, Error> {
@@ -99,19 +108,25 @@ impl Manifest {
     }
 
     /// When the last complete full pass started and ended (ms since the
-    /// Unix epoch): every change made at the source before its start was at
-    /// the target at its end. The service keeps its full-pass schedule
-    /// across restarts with it.
-    pub fn last_complete_pass(&self) -> Result<Option<(i64, i64)>, Error> {
+    /// Unix epoch), and the fingerprint of the key filter it ran with: every
+    /// change made at the source before its start to a key the filter
+    /// selects was at the target at its end. The service keeps its
+    /// full-pass schedule across restarts with it.
+    pub fn last_complete_pass(&self) -> Result<Option<LastCompletePass>, Error> {
         let v = self
             .db
             .get_cf(cf(&self.db, CF_META)?, KEY_LAST_COMPLETE_PASS)
             .map_err(db_err)?;
-        v.map(|v| match <[u8; 16]>::try_from(&v[..]) {
+        v.map(|v| match <[u8; 48]>::try_from(&v[..]) {
             Ok(b) => {
-                let (s, e) = b.split_at(8);
                 let ms = |x: &[u8]| <[u8; 8]>::try_from(x).map_or(0, i64::from_be_bytes);
-                Ok((ms(s), ms(e)))
+                let mut filter = [0u8; 32];
+                filter.copy_from_slice(&b[16..]);
+                Ok(LastCompletePass {
+                    started_ms: ms(&b[..8]),
+                    ended_ms: ms(&b[8..16]),
+                    filter,
+                })
             }
             Err(_) => Err(Error::Corrupt(format!(
                 "last complete pass: {} bytes",
@@ -124,16 +139,17 @@ impl Manifest {
     /// Record a full pass that completed (never an older one over a newer).
     /// Not synced: lost in a crash, the older value only brings the next
     /// full pass forward.
-    pub fn set_last_complete_pass(&self, started_ms: i64, ended_ms: i64) -> Result<(), Error> {
+    pub fn set_last_complete_pass(&self, pass: &LastCompletePass) -> Result<(), Error> {
         if self
             .last_complete_pass()?
-            .is_some_and(|(s, _)| s > started_ms)
+            .is_some_and(|p| p.started_ms > pass.started_ms)
         {
             return Ok(());
         }
-        let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&started_ms.to_be_bytes());
-        v[8..].copy_from_slice(&ended_ms.to_be_bytes());
+        let mut v = [0u8; 48];
+        v[..8].copy_from_slice(&pass.started_ms.to_be_bytes());
+        v[8..16].copy_from_slice(&pass.ended_ms.to_be_bytes());
+        v[16..].copy_from_slice(&pass.filter);
         self.db
             .put_cf(cf(&self.db, CF_META)?, KEY_LAST_COMPLETE_PASS, v)
             .map_err(db_err)

@@ -31,6 +31,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, W
 use crate::base::error::Error;
 use crate::content::chunk::ChunkRef;
 use crate::content::hash::Hash;
+pub use meta::LastCompletePass;
 pub use pending::Pending;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 pub use unverified::LastVerified;

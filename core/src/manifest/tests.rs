@@ -204,18 +204,23 @@ fn last_complete_pass_survives_reopen_and_never_moves_back() -> Result<(), Error
         what: "test set-up".into(),
         source,
     })?;
+    let pass = |started_ms, ended_ms, filter| super::LastCompletePass {
+        started_ms,
+        ended_ms,
+        filter,
+    };
     {
         let m = Manifest::open(dir.path())?;
         assert_eq!(m.last_complete_pass()?, None);
-        m.set_last_complete_pass(2_000, 5_000)?;
+        m.set_last_complete_pass(&pass(2_000, 5_000, [1; 32]))?;
         // A pass that started earlier and ended later (a slow one) does
         // not hide the newer start.
-        m.set_last_complete_pass(1_000, 9_000)?;
-        assert_eq!(m.last_complete_pass()?, Some((2_000, 5_000)));
+        m.set_last_complete_pass(&pass(1_000, 9_000, [2; 32]))?;
+        assert_eq!(m.last_complete_pass()?, Some(pass(2_000, 5_000, [1; 32])));
     }
     let m = Manifest::open(dir.path())?;
-    assert_eq!(m.last_complete_pass()?, Some((2_000, 5_000)));
-    m.set_last_complete_pass(3_000, 4_000)?;
-    assert_eq!(m.last_complete_pass()?, Some((3_000, 4_000)));
+    assert_eq!(m.last_complete_pass()?, Some(pass(2_000, 5_000, [1; 32])));
+    m.set_last_complete_pass(&pass(3_000, 4_000, [3; 32]))?;
+    assert_eq!(m.last_complete_pass()?, Some(pass(3_000, 4_000, [3; 32])));
     Ok(())
 }

@@ -216,7 +216,11 @@ pub async fn run_pass(
         changes::after_complete_pass(&manifest, started_ms)?;
     }
     if summary.complete() && !opts.dry_run {
-        manifest.set_last_complete_pass(started_ms, crate::base::now_ms())?;
+        manifest.set_last_complete_pass(&crate::manifest::LastCompletePass {
+            started_ms,
+            ended_ms: crate::base::now_ms(),
+            filter: opts.filter.fingerprint(),
+        })?;
     }
     Ok(summary)
 }
