@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use passeur_core::base::filter::KeyFilter;
+use passeur_core::base::shard::{self, Shard};
 use passeur_core::feed::ChangeSource;
 use passeur_core::stores::{LocalDir, Store};
 use passeur_core::sync::PassOptions;
@@ -69,6 +70,11 @@ pub struct JobConfig {
     /// Keys to leave out, even if included.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// `"K/N"`: this instance replicates shard K (from 0) of N, each with
+    /// its own state directory; K may be `ordinal`, the number ending the
+    /// host name (a StatefulSet's pod). None: every key.
+    #[serde(default)]
+    pub shard: Option<String>,
     /// Pause between the end of a pass and the start of the next.
     #[serde(default = "default_interval")]
     pub interval: Human,
@@ -137,7 +143,9 @@ impl JobConfig {
     /// Options of this job's passes.
     pub fn pass_options(&self) -> Result<PassOptions, String> {
         Ok(PassOptions {
-            filter: KeyFilter::new(&self.include, &self.exclude).map_err(|e| e.to_string())?,
+            filter: KeyFilter::new(&self.include, &self.exclude)
+                .map_err(|e| e.to_string())?
+                .with_shard(self.shard().map_err(|e| e.to_string())?),
             deletes: DeletePolicy {
                 enabled: self.delete.enabled,
                 max_fraction: self.delete.max_fraction,
@@ -145,6 +153,14 @@ impl JobConfig {
             },
             ..self.transfer.pass_options(&self.chunking)?
         })
+    }
+
+    /// The job's shard, if it is sharded.
+    pub fn shard(&self) -> Result<Option<Shard>, passeur_core::base::error::Error> {
+        self.shard
+            .as_deref()
+            .map(|s| Shard::parse(s, shard::hostname))
+            .transpose()
     }
 
     /// The job's state directory under `state_dir`.
@@ -255,6 +271,9 @@ impl DaemonConfig {
                     }
                 }
             }
+            if let Err(e) = job.shard() {
+                say(e.to_string());
+            }
             if !(0.0..=1.0).contains(&job.delete.max_fraction) {
                 say("delete.max-fraction: between 0 and 1".into());
             }
@@ -316,6 +335,32 @@ mod tests {
         );
         let bad = job("az://data").replace("azure-change-feed", "s3-events");
         assert!(DaemonConfig::parse(&bad, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn a_shard_is_checked_and_narrows_the_filter() {
+        let job = |shard: &str| {
+            format!(
+                "state-dir = \"/s\"\n[[job]]\nname = \"j\"\nshard = \"{shard}\"\n[job.source]\nurl = \"s3://a\"\n[job.target]\nurl = \"s3://b\"\n"
+            )
+        };
+        let c =
+            DaemonConfig::parse(&job("1/4"), Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let opts = c.jobs[0]
+            .get_ref()
+            .pass_options()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shard = opts.filter.shard().unwrap_or_else(|| panic!("no shard"));
+        assert_eq!((shard.index(), shard.count()), (1, 4));
+        let e = DaemonConfig::parse(&job("4/4"), Path::new("t.toml")).expect_err("4/4");
+        let ConfigError::Invalid { errors, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("job \"j\": invalid option: shard \"4/4\": index 4"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -219,6 +219,11 @@ pub struct SyncArgs {
     /// Leave out keys matching this glob, even if included; repeatable.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Replicate only shard K (from 0) of N: "K/N", K a number or
+    /// "ordinal" (the number ending the host name); each shard keeps its
+    /// own state directory.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
     /// Delete at the target what the source no longer has (object-store
     /// sources; after a complete listing).
     #[arg(long)]

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
 use passeur_config::daemon::DaemonConfig;
+use passeur_core::base::shard::Shard;
 use passeur_core::base::stats::Stats;
 use passeur_core::sync::{PassSummary, run_pass};
 use passeur_core::verify::{MismatchKind, VerifyOptions, VerifyReport, verify, verify_changed};
@@ -49,6 +50,10 @@ struct Report {
     started: String,
     ended: String,
     verified: bool,
+    /// `K/N` when the job is one shard of a dataset: only its keys were
+    /// replicated and verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
     /// `full`: the final pass listed the whole source and verification
     /// the whole target; `changes`: the final pass read the change feed
     /// and verification looked at the keys changed since the last one.
@@ -144,8 +149,19 @@ async fn run_verify(
 }
 
 /// What an incremental cutover or verification took on trust.
-fn relied_on(changes: Option<&FinalChanges>, v: &VerifyReport) -> Vec<String> {
+fn relied_on(
+    changes: Option<&FinalChanges>,
+    v: &VerifyReport,
+    shard: Option<&Shard>,
+) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(s) = shard {
+        out.push(format!(
+            "this job is shard {s} of the dataset: only its keys ({} of {} virtual shards) were replicated and verified; the other shards' keys are each shard's own cutover",
+            s.virtual_count(),
+            passeur_core::base::shard::VIRTUAL
+        ));
+    }
     if let Some(c) = changes {
         out.push(format!(
             "the Azure change feed recorded every change made at the source before the freeze ({}); it was read up to {} with no gap detected, and keys it did not name were not looked at",
@@ -325,8 +341,9 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         started: humantime::format_rfc3339_seconds(started).to_string(),
         ended: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         verified: verification.verified() && pass_ok,
+        shard: opened.opts.filter.shard().map(ToString::to_string),
         kind: if args.changes { "changes" } else { "full" },
-        relied_on: relied_on(changes.as_ref(), &verification),
+        relied_on: relied_on(changes.as_ref(), &verification, opened.opts.filter.shard()),
         final_pass: pass,
         final_changes: changes,
         repaired,
@@ -371,9 +388,13 @@ fn human(r: &Report, path: &std::path::Path) -> String {
         format!("NOT VERIFIED: {} mismatches", v.mismatch_count)
     };
     t.push_str(&format!(
-        "{} of job {:?}{}: {verdict}\n",
+        "{} of job {:?}{}{}: {verdict}\n",
         r.command,
         r.job,
+        r.shard
+            .as_ref()
+            .map(|s| format!(" (shard {s}: its keys only)"))
+            .unwrap_or_default(),
         if r.kind == "changes" {
             " (incremental: changes only)"
         } else {

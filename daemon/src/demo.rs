@@ -93,6 +93,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> u8 {
             listing_concurrency: None,
             include: Vec::new(),
             exclude: Vec::new(),
+            shard: None,
             delete: false,
             max_delete_fraction: 0.1,
             trash_prefix: None,

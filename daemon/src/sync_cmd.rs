@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use passeur_config::SyncConfig;
+use passeur_core::base::filter::KeyFilter;
+use passeur_core::base::shard::{self, Shard};
 use passeur_core::base::stats::Stats;
 use passeur_core::feed::ChangeSource;
 use passeur_core::manifest::Manifest;
@@ -40,8 +42,17 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
     if args.bandwidth_limit.is_some() {
         opts.bandwidth_limit = args.bandwidth_limit;
     }
-    opts.filter = match passeur_core::base::filter::KeyFilter::new(&args.include, &args.exclude) {
-        Ok(f) => f,
+    let shard = match args
+        .shard
+        .as_deref()
+        .map(|s| Shard::parse(s, shard::hostname))
+    {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return fail(exit::CONFIG, &e.to_string()),
+    };
+    opts.filter = match KeyFilter::new(&args.include, &args.exclude) {
+        Ok(f) => f.with_shard(shard),
         Err(e) => return fail(exit::CONFIG, &e.to_string()),
     };
     if !(0.0..=1.0).contains(&args.max_delete_fraction) {

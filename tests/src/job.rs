@@ -142,6 +142,15 @@ impl StoreJob {
         self
     }
 
+    /// Set `passeur sync` argument `name` to `value` for the next runs
+    /// (added when absent).
+    pub fn set_arg(&mut self, name: &str, value: &str) {
+        match self.args.iter().position(|a| a == name) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_owned(),
+            _ => self.args.extend([name.to_owned(), value.to_owned()]),
+        }
+    }
+
     /// The `passeur sync` command of this job.
     pub fn command(&self) -> Result<Command> {
         crate::command_of(&self.args)

@@ -2,11 +2,13 @@
 //! rclone's `--include` / `--exclude`: a key is replicated when it matches
 //! an include pattern (or there are none) and no exclude pattern. `*`
 //! stays within one path segment, `**` crosses segments, `{a,b}` and `[ab]`
-//! work as in a shell.
+//! work as in a shell. A sharded job's filter also keeps only the keys of
+//! its shard ([`crate::base::shard`]).
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::base::error::Error;
+use crate::base::shard::Shard;
 
 /// Which keys a job replicates.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +18,8 @@ pub struct KeyFilter {
     /// The patterns as given, to reason about whole prefixes.
     include_patterns: Vec<String>,
     exclude_patterns: Vec<String>,
+    /// This instance's shard of the key space, when the job is sharded.
+    shard: Option<Shard>,
 }
 
 /// Characters with a meaning in a glob.
@@ -51,7 +55,20 @@ impl KeyFilter {
             exclude: build(exclude, "exclude")?,
             include_patterns: include.to_vec(),
             exclude_patterns: exclude.to_vec(),
+            shard: None,
         })
+    }
+
+    /// The same filter, keeping only `shard`'s keys (`None`: all of them).
+    #[must_use]
+    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard.filter(|s| s.count() > 1);
+        self
+    }
+
+    /// The shard whose keys this filter keeps, if the job is sharded.
+    pub fn shard(&self) -> Option<&Shard> {
+        self.shard.as_ref()
     }
 
     /// A digest of the patterns: two filters with the same one select the
@@ -67,6 +84,11 @@ impl KeyFilter {
                     .update(&(p.len() as u64).to_le_bytes())
                     .update(p.as_bytes());
             }
+        }
+        if let Some(s) = &self.shard {
+            h.update(b"s")
+                .update(&s.index().to_le_bytes())
+                .update(&s.count().to_le_bytes());
         }
         *h.finalize().as_bytes()
     }
@@ -109,11 +131,12 @@ impl KeyFilter {
     pub fn accepts(&self, key: &str) -> bool {
         self.include.as_ref().is_none_or(|g| g.is_match(key))
             && !self.exclude.as_ref().is_some_and(|g| g.is_match(key))
+            && self.shard.as_ref().is_none_or(|s| s.owns(key))
     }
 
     /// Whether every key is replicated.
     pub fn is_empty(&self) -> bool {
-        self.include.is_none() && self.exclude.is_none()
+        self.include.is_none() && self.exclude.is_none() && self.shard.is_none()
     }
 }
 

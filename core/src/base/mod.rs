@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod shard;
 pub mod stats;
 
 /// Milliseconds since the Unix epoch (0 before it), as records store time.

@@ -1,0 +1,214 @@
+//! Shards (`--shard K/N`): four instances with their own state
+//! directories replicate one Azurite container to moto; together they read
+//! every object once and write it once, as one instance does, and the
+//! target holds every byte. Going from 4 to 8 shards re-reads only the
+//! keys of the virtual shards that changed owner. Counted by metering
+//! proxies in front of both servers, and read back from the target.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
+
+use anyhow::{Result, ensure};
+use passeur_core::base::shard::{owner, virtual_shard};
+use passeur_core::manifest::Manifest;
+use passeur_tests::dataset::{self, Checks, Obj};
+use passeur_tests::job::StoreJob;
+use passeur_tests::meter::Meter;
+use passeur_tests::passeur;
+use passeur_tests::servers::{Kind, Server};
+
+/// What one run cost, counted by the proxies.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Cost {
+    /// Object bytes read from the source.
+    read: u64,
+    /// Requests that carried object bytes to the target.
+    uploads: u64,
+}
+
+/// Run `job` to exit 0; what it read and wrote.
+fn run(job: &StoreJob, src: &Meter, dst: &Meter, what: &str) -> Result<Cost> {
+    let (r0, u0) = (src.object_bytes(), dst.counts.uploads.load(Relaxed));
+    let out = job.run()?;
+    ensure!(
+        out.code == 0,
+        "{what}: exit {}\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    Ok(Cost {
+        read: src.object_bytes() - r0,
+        uploads: dst.counts.uploads.load(Relaxed) - u0,
+    })
+}
+
+/// A job from the metered source to the metered target, as shard `k/n`
+/// (none: unsharded).
+fn job(
+    src: &Server,
+    sm: &Meter,
+    dst: &Server,
+    dm: &Meter,
+    shard: Option<&str>,
+) -> Result<StoreJob> {
+    let j = StoreJob::through(
+        src,
+        &sm.endpoint,
+        dst,
+        &dm.endpoint,
+        "part-size = \"5MiB\"\n",
+        16,
+    )?;
+    Ok(match shard {
+        Some(s) => j.with_args(&["--shard", s]),
+        None => j,
+    })
+}
+
+fn manifest_keys(job: &StoreJob) -> Result<BTreeSet<String>> {
+    let m = Manifest::open(&job.state)?;
+    m.objects().map(|r| Ok(r?.0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> Result<()> {
+    let objs: Vec<Obj> = dataset::standard(15, 400);
+    let total: u64 = objs.iter().map(|o| o.data.len() as u64).sum();
+    let azurite = Server::start(Kind::Azurite)?;
+    azurite.create_bucket("src")?;
+    dataset::seed(azurite.client("src")?.as_ref(), &objs).await?;
+    let src = Meter::start(&azurite.endpoint)?;
+
+    // One instance, for the figures four shards must add up to.
+    let single = Server::start(Kind::Moto)?;
+    single.create_bucket("dst")?;
+    let single_meter = Meter::start(&single.endpoint)?;
+    let alone = run(
+        &job(&azurite, &src, &single, &single_meter, None)?,
+        &src,
+        &single_meter,
+        "one instance",
+    )?;
+    ensure!(
+        alone.read == total,
+        "one instance read {} of {total} bytes",
+        alone.read
+    );
+
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("dst")?;
+    let dst = Meter::start(&moto.endpoint)?;
+    let mut four = Vec::new();
+    let mut sum = Cost::default();
+    for k in 0..4 {
+        let j = job(&azurite, &src, &moto, &dst, Some(&format!("{k}/4")))?;
+        let c = run(&j, &src, &dst, &format!("shard {k}/4"))?;
+        sum.read += c.read;
+        sum.uploads += c.uploads;
+        four.push(j);
+    }
+    // Every object read once and written once, in all.
+    ensure!(
+        sum == alone,
+        "four shards cost {sum:?}, one instance {alone:?}"
+    );
+    dataset::verify(moto.client("dst")?.as_ref(), &objs, Checks::BYTES, None).await?;
+    // Each key is in exactly one shard's manifest: its owner's.
+    let mut seen = BTreeSet::new();
+    for (k, j) in four.iter().enumerate() {
+        for key in manifest_keys(j)? {
+            ensure!(
+                owner(virtual_shard(&key), 4) == u16::try_from(k)?,
+                "shard {k}/4 recorded {key:?}, not its own"
+            );
+            ensure!(seen.insert(key.clone()), "{key:?} recorded twice");
+        }
+    }
+    ensure!(
+        seen.len() == objs.len(),
+        "{} of {} keys recorded",
+        seen.len(),
+        objs.len()
+    );
+
+    // Eight shards: 0–3 keep their state, 4–7 start empty. Only keys whose
+    // virtual shard changed owner are read again, each by its new owner.
+    let moved: Vec<&Obj> = objs
+        .iter()
+        .filter(|o| {
+            let v = virtual_shard(&o.key);
+            owner(v, 4) != owner(v, 8)
+        })
+        .collect();
+    ensure!(
+        !moved.is_empty() && moved.len() < objs.len(),
+        "{} of {} keys move: the dataset does not test a reshard",
+        moved.len(),
+        objs.len()
+    );
+    let mut eight = four;
+    for k in 4..8 {
+        eight.push(job(&azurite, &src, &moto, &dst, Some(&format!("{k}/8")))?);
+    }
+    for (k, j) in (0u16..).zip(eight.iter_mut()) {
+        j.set_arg("--shard", &format!("{k}/8"));
+        let c = run(j, &src, &dst, &format!("shard {k}/8"))?;
+        let want: u64 = moved
+            .iter()
+            .filter(|o| owner(virtual_shard(&o.key), 8) == k)
+            .map(|o| o.data.len() as u64)
+            .sum();
+        ensure!(
+            c.read == want,
+            "shard {k}/8 read {} bytes; the keys it gained hold {want}",
+            c.read
+        );
+        eprintln!("shard {k}/8: read {} bytes, {} uploads", c.read, c.uploads);
+    }
+    dataset::verify(moto.client("dst")?.as_ref(), &objs, Checks::BYTES, None).await?;
+    Ok(())
+}
+
+#[test]
+fn a_shard_that_cannot_be_is_refused_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (src, dst, state) = (
+        dir.path().join("s"),
+        dir.path().join("t"),
+        dir.path().join("st"),
+    );
+    std::fs::create_dir_all(&src)?;
+    for (shard, says) in [
+        ("4/4", "not below the number of shards"),
+        ("1/0", "1 to 1024"),
+        ("one/4", "K must be a number"),
+        ("3", "expected K/N"),
+    ] {
+        let out = passeur(
+            &[
+                "sync",
+                "--source",
+                &src.to_string_lossy(),
+                "--target",
+                &dst.to_string_lossy(),
+                "--state",
+                &state.to_string_lossy(),
+                "--shard",
+                shard,
+            ],
+            &[],
+        )?;
+        ensure!(
+            out.code == 78 && out.stderr.contains(says) && out.stderr.trim().lines().count() == 1,
+            "--shard {shard}: exit {}, {}",
+            out.code,
+            out.stderr
+        );
+        ensure!(
+            !dst.exists() && !state.exists(),
+            "--shard {shard}: something was created"
+        );
+    }
+    Ok(())
+}
