@@ -52,6 +52,8 @@ pub struct Totals {
     pub copied: u64,
     /// Objects materialised by server-side copy.
     pub deduplicated: u64,
+    /// Objects found at the target already and recorded, not written.
+    pub adopted: u64,
     /// Objects deleted at the target.
     pub deleted: u64,
     /// Objects that failed.
@@ -69,6 +71,7 @@ impl Totals {
     fn add(&mut self, st: &Snapshot) {
         self.copied += st.copied;
         self.deduplicated += st.deduplicated;
+        self.adopted += st.adopted;
         self.deleted += st.deleted;
         self.failed += st.failed;
         self.bytes_read += st.bytes_read;
@@ -403,6 +406,12 @@ impl Board {
             "counter",
             "Objects materialised by server-side copy.",
             &|j| f(j.totals.deduplicated),
+        );
+        family(
+            "objects_adopted_total",
+            "counter",
+            "Objects found at the target with the source's content, recorded without writing.",
+            &|j| f(j.totals.adopted),
         );
         family(
             "objects_deleted_total",

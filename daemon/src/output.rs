@@ -129,6 +129,7 @@ impl Reporter {
             Ok(Outcome::Unchanged) => return,
             Ok(Outcome::Copied) => "copied",
             Ok(Outcome::Deduplicated) => "deduplicated",
+            Ok(Outcome::Adopted) => "adopted",
             Ok(Outcome::WouldCopy) => "would-copy",
             Ok(Outcome::Vanished) => "vanished",
             Ok(Outcome::Paused) => "paused",
@@ -275,6 +276,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
         "objects: {} listed, {} copied, {} unchanged, {} deduplicated, {} failed\n",
         st.listed, st.copied, st.unchanged, st.deduplicated, st.failed
     ));
+    if st.adopted > 0 {
+        t.push_str(&format!(
+            "already at the target, unrecorded: {} objects read from both sides, equal, recorded without writing\n",
+            st.adopted
+        ));
+    }
     if let Some(k) = &s.resumed_after {
         t.push_str(&format!(
             "listing: continued after {k:?}, then around to it{}\n",

@@ -54,7 +54,14 @@ fn summary_line(name: &str, s: &PassSummary, took: Duration) -> String {
         st.failed,
         st.paused,
         st.bytes_written
-    )
+    ) + &if st.adopted > 0 {
+        format!(
+            "; {} found at the target already (recorded, not written)",
+            st.adopted
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// What the loop waits for between and during passes.

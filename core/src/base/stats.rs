@@ -18,6 +18,11 @@ pub struct Stats {
     pub unchanged: AtomicU64,
     /// Objects materialised by server-side copy.
     pub deduplicated: AtomicU64,
+    /// Objects found at the target with the source's bytes and attributes
+    /// though the manifest had no record of them: recorded, not written.
+    pub adopted: AtomicU64,
+    /// Object bytes read back from the target to compare (adoption).
+    pub bytes_compared: AtomicU64,
     /// Objects that failed.
     pub failed: AtomicU64,
     /// Objects listed but gone when read (deleted, or directory markers).
@@ -75,6 +80,10 @@ pub struct Snapshot {
     pub unchanged: u64,
     /// See [`Stats::deduplicated`].
     pub deduplicated: u64,
+    /// See [`Stats::adopted`].
+    pub adopted: u64,
+    /// See [`Stats::bytes_compared`].
+    pub bytes_compared: u64,
     /// See [`Stats::failed`].
     pub failed: u64,
     /// See [`Stats::vanished`].
@@ -125,6 +134,8 @@ impl Stats {
             copied: self.copied.load(Relaxed),
             unchanged: self.unchanged.load(Relaxed),
             deduplicated: self.deduplicated.load(Relaxed),
+            adopted: self.adopted.load(Relaxed),
+            bytes_compared: self.bytes_compared.load(Relaxed),
             failed: self.failed.load(Relaxed),
             vanished: self.vanished.load(Relaxed),
             would_copy: self.would_copy.load(Relaxed),
@@ -154,6 +165,7 @@ impl Snapshot {
         self.copied
             + self.unchanged
             + self.deduplicated
+            + self.adopted
             + self.failed
             + self.vanished
             + self.would_copy

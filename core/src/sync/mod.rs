@@ -174,7 +174,8 @@ pub async fn run_pass(
     // (a listing error lets them finish).
     let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
     let (parts_tx, mut parts_rx) = tokio::sync::mpsc::unbounded_channel();
-    let ctx = pass::pass_ctx(&source, target, &manifest, opts, &stats, pause_rx, parts_tx);
+    let mut ctx = pass::pass_ctx(&source, target, &manifest, opts, &stats, pause_rx, parts_tx);
+    ctx.adopt = !opts.dry_run && adopts(&manifest, opts, &ctx.target).await?;
     let unfinished = if opts.dry_run {
         Vec::new()
     } else {
@@ -223,4 +224,20 @@ pub async fn run_pass(
         })?;
     }
     Ok(summary)
+}
+
+/// Whether this pass looks for unrecorded keys at the target before
+/// writing them (`transfer::adopt`): no full pass under this filter has
+/// completed yet (a fresh or lost state directory, a new shard), and the
+/// target holds something (one listing request; a listing error counts as
+/// "something": the HEADs then tell).
+async fn adopts(manifest: &Manifest, opts: &PassOptions, target: &Store) -> Result<bool, Error> {
+    let known = manifest
+        .last_complete_pass()?
+        .is_some_and(|l| l.filter == opts.filter.fingerprint());
+    if known {
+        return Ok(false);
+    }
+    let mut listing = target.inner.list(None);
+    Ok(listing.next().await.is_some())
 }

@@ -376,6 +376,7 @@ pub(super) fn count(stats: &Stats, r: &Result<Outcome, Error>, size: u64) {
         Ok(Outcome::Copied) => &stats.copied,
         Ok(Outcome::Unchanged) => &stats.unchanged,
         Ok(Outcome::Deduplicated) => &stats.deduplicated,
+        Ok(Outcome::Adopted) => &stats.adopted,
         Ok(Outcome::Vanished) => &stats.vanished,
         Ok(Outcome::Paused) => &stats.paused,
         Ok(Outcome::WouldCopy) => &stats.would_copy,
@@ -463,6 +464,7 @@ pub(super) fn pass_ctx(
             .bandwidth_limit
             .map(|b| Arc::new(crate::stores::throttle::Bandwidth::new(b))),
         parts: Some(parts),
+        adopt: false,
     }
 }
 

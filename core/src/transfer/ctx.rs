@@ -48,6 +48,10 @@ pub struct Ctx {
     /// Where recorded parts are announced (the pass turns them into
     /// events), if anyone listens.
     pub parts: Option<tokio::sync::mpsc::UnboundedSender<PartRecorded>>,
+    /// Look for an unrecorded key at the target before writing it
+    /// (`transfer::adopt`): until the job's first complete full pass under
+    /// its filter, when the target is not empty.
+    pub adopt: bool,
 }
 
 /// A multipart part the target confirmed and the manifest recorded: what
@@ -71,6 +75,9 @@ pub enum Outcome {
     Copied,
     /// Materialised by server-side copy of identical content.
     Deduplicated,
+    /// Already at the target with the same bytes and attributes, though
+    /// unrecorded: read, compared and recorded, not written.
+    Adopted,
     /// Dry run: would be copied.
     WouldCopy,
     /// Listed but gone when read: deleted since the listing, or an S3

@@ -5,6 +5,7 @@
 //! The manifest is written only after the target confirmed the object, so a
 //! record always describes bytes that are really there.
 
+mod adopt;
 pub mod attrs;
 mod ctx;
 mod dedup;
@@ -142,7 +143,36 @@ impl Ctx {
         let attrs_digest = attrs::digest(&attributes);
         let if_match = open.got.meta.e_tag.clone();
         let published = self.published(if_match.as_deref());
-        let stream = self.rest_of(&meta.location, open.plan, open.got);
+        let plan = open.plan;
+        let mut stream = self.rest_of(&meta.location, plan, open.got);
+        if let Some(at) = self.adoptable(&meta.location, version.size).await? {
+            let parts = match plan {
+                Plan::Single => None,
+                Plan::Multipart(l) => Some(l.part_size),
+            };
+            let size = version.size;
+            if let Some(digest) = self
+                .same_at_target(
+                    &meta.location,
+                    (size, parts),
+                    stream,
+                    published,
+                    &attrs_digest,
+                )
+                .await?
+            {
+                let r = Replicated {
+                    source: version,
+                    digest,
+                    target_etag: at.e_tag,
+                    attrs_digest,
+                };
+                return Ok(self
+                    .record(&meta.location, r, Commit::Object, Outcome::Adopted)
+                    .await?);
+            }
+            stream = self.reopen(&meta.location, &version).await?;
+        }
         let object = Object {
             loc: &meta.location,
             version,
@@ -151,7 +181,7 @@ impl Ctx {
             in_flight: open.in_flight,
             published,
         };
-        match open.plan {
+        match plan {
             Plan::Single => Ok(self.copy_single(object, stream).await?),
             // Boxed: objects of a part or more are few and large; the
             // future of every small object stays small.
