@@ -5,6 +5,8 @@
 #     durability test watches fsyncs)
 #   - test servers, into a cache outside the checkout keyed by version:
 #     Azurite (npm), moto + azure-storage-blob (Python venv), s3s-fs (cargo)
+#   - kubernetes-validate (Python venv; Kubernetes' JSON schemas bundled, so
+#     the manifests under deploy/ are validated offline, without a cluster)
 # Usage: scripts/setup.sh [--system-only]
 set -euo pipefail
 
@@ -12,6 +14,7 @@ AZURITE_VERSION=3.37.0
 MOTO_VERSION=5.2.5
 AZURE_BLOB_VERSION=12.31.1
 S3S_FS_VERSION=0.14.1
+KUBE_VALIDATE_VERSION=1.37.0
 
 CACHE="${PASSEUR_CACHE:-$HOME/.cache/passeur}"
 SERVERS="$CACHE/servers"
@@ -64,11 +67,21 @@ if [ ! -x "$S3S_DIR/bin/s3s-fs" ]; then
     --target-dir "$CACHE/s3s-build"
 fi
 
+# kubernetes-validate: the deploy/ manifests against Kubernetes' schemas
+KV_DIR="$SERVERS/py-kubernetes-validate-$KUBE_VALIDATE_VERSION"
+if [ ! -x "$KV_DIR/bin/kubernetes-validate" ]; then
+  echo "setup: installing kubernetes-validate $KUBE_VALIDATE_VERSION" >&2
+  rm -rf "$KV_DIR"
+  python3 -m venv "$KV_DIR"
+  "$KV_DIR/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBE_VALIDATE_VERSION"
+fi
+
 # The test suite finds the servers through this file.
 cat > "$SERVERS/env" <<ENV
 PASSEUR_AZURITE=$AZ_DIR/node_modules/.bin/azurite-blob
 PASSEUR_MOTO=$PY_DIR/bin/moto_server
 PASSEUR_PYTHON=$PY_DIR/bin/python
 PASSEUR_S3S_FS=$S3S_DIR/bin/s3s-fs
+PASSEUR_KUBE_VALIDATE=$KV_DIR/bin/kubernetes-validate
 ENV
 echo "setup: servers ready" >&2

@@ -111,6 +111,26 @@ pub enum ManifestCommand {
     /// List the keys that differ between two manifests, each a state
     /// directory or an export (jsonl or csv); exit 0 same, 1 different.
     Diff(DiffArgs),
+    /// Merge the manifests of every shard of one dataset (their state
+    /// directories, readable while the services run): the dataset's one
+    /// Merkle root, equal to an unsharded manifest's; exit 0 merged, 2
+    /// could not (a shard missing or given twice, named).
+    Merge(MergeArgs),
+}
+
+/// `passeur manifest merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' state directories, one per shard, in any order.
+    #[arg(required = true)]
+    pub states: Vec<PathBuf>,
+    /// Also write the dataset's one export (JSON lines, key order, as
+    /// `manifest export` prints) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `passeur manifest export`.

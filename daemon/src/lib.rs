@@ -17,6 +17,7 @@ mod demo;
 pub mod exit;
 mod jobs;
 mod manifest_cmd;
+mod manifest_merge;
 mod notify;
 mod output;
 pub mod run;
@@ -44,6 +45,9 @@ pub fn main() -> ExitCode {
         }
         Command::Manifest(cli::ManifestCommand::Diff(a)) => {
             return ExitCode::from(manifest_cmd::diff_command(a));
+        }
+        Command::Manifest(cli::ManifestCommand::Merge(a)) => {
+            return ExitCode::from(manifest_merge::merge_command(a));
         }
         Command::Cutover(_) | Command::Verify(_) => false,
         Command::Sync(a) => a.output == Output::Json,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use passeur_core::manifest::Manifest;
 use passeur_core::manifest::diff::{DiffKind, diff};
+use passeur_core::manifest::{Manifest, ObjectRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DiffArgs, ExportArgs, ExportFormat};
@@ -20,12 +20,25 @@ const DIFFERENT: u8 = crate::exit::INCOMPLETE;
 
 /// One exported object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Row {
+pub(crate) struct Row {
     key: String,
     size: u64,
     blake3: String,
     source_etag: Option<String>,
     target_etag: Option<String>,
+}
+
+impl Row {
+    /// The exported row of one record.
+    pub(crate) fn of(key: String, rec: ObjectRecord) -> Self {
+        Row {
+            key,
+            size: rec.source.size,
+            blake3: rec.blake3.to_hex(),
+            source_etag: rec.source.etag,
+            target_etag: rec.target_etag,
+        }
+    }
 }
 
 fn could_not_run(msg: &str) -> u8 {
@@ -57,14 +70,8 @@ pub fn export(args: &ExportArgs) -> u8 {
 fn write_export(args: &ExportArgs) -> Result<(), String> {
     let manifest = Manifest::open_read_only(&args.state).map_err(|e| e.to_string())?;
     let rows = manifest.objects().map(|item| {
-        item.map(|(key, rec)| Row {
-            key,
-            size: rec.source.size,
-            blake3: rec.blake3.to_hex(),
-            source_etag: rec.source.etag,
-            target_etag: rec.target_etag,
-        })
-        .map_err(|e| e.to_string())
+        item.map(|(key, rec)| Row::of(key, rec))
+            .map_err(|e| e.to_string())
     });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -13,8 +13,8 @@ const LAYERS: [&str; 9] = [
 ];
 
 /// The stages of `transfer/`, lowest first (`mod.rs` orchestrates them all).
-const STAGES: [&str; 10] = [
-    "attrs", "gate", "ctx", "plan", "read", "parts", "record", "dedup", "resume", "mod",
+const STAGES: [&str; 11] = [
+    "attrs", "gate", "ctx", "plan", "read", "adopt", "parts", "record", "dedup", "resume", "mod",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -74,6 +74,43 @@ fn manifest_keys(job: &StoreJob) -> Result<BTreeSet<String>> {
     m.objects().map(|r| Ok(r?.0)).collect()
 }
 
+/// Every key recorded by exactly one of `shards` (shard k of their
+/// number): its owner; `total` keys in all.
+fn each_key_recorded_by_its_owner(shards: &[StoreJob], total: usize) -> Result<()> {
+    let n = u16::try_from(shards.len())?;
+    let mut seen = BTreeSet::new();
+    for (k, j) in (0u16..).zip(shards) {
+        for key in manifest_keys(j)? {
+            ensure!(
+                owner(virtual_shard(&key), n) == k,
+                "shard {k}/{n} records {key:?}, not its own"
+            );
+            ensure!(seen.insert(key.clone()), "{key:?} recorded twice");
+        }
+    }
+    ensure!(
+        seen.len() == total,
+        "{} of {total} keys recorded",
+        seen.len()
+    );
+    Ok(())
+}
+
+/// `passeur manifest merge --json` of `shards`' state directories, and
+/// `extra` arguments.
+fn merge(shards: &[StoreJob], extra: &[String]) -> Result<serde_json::Value> {
+    let mut args = vec!["manifest".to_owned(), "merge".into(), "--json".into()];
+    args.extend(
+        shards
+            .iter()
+            .map(|j| j.state.to_string_lossy().into_owned()),
+    );
+    args.extend_from_slice(extra);
+    let out = passeur(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])?;
+    ensure!(out.code == 0, "merge: exit {}\n{}", out.code, out.stderr);
+    Ok(serde_json::from_str(&out.stdout)?)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> Result<()> {
     let objs: Vec<Obj> = dataset::standard(15, 400);
@@ -87,12 +124,8 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
     let single = Server::start(Kind::Moto)?;
     single.create_bucket("dst")?;
     let single_meter = Meter::start(&single.endpoint)?;
-    let alone = run(
-        &job(&azurite, &src, &single, &single_meter, None)?,
-        &src,
-        &single_meter,
-        "one instance",
-    )?;
+    let single_job = job(&azurite, &src, &single, &single_meter, None)?;
+    let alone = run(&single_job, &src, &single_meter, "one instance")?;
     ensure!(
         alone.read == total,
         "one instance read {} of {total} bytes",
@@ -118,21 +151,40 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
     );
     dataset::verify(moto.client("dst")?.as_ref(), &objs, Checks::BYTES, None).await?;
     // Each key is in exactly one shard's manifest: its owner's.
-    let mut seen = BTreeSet::new();
-    for (k, j) in four.iter().enumerate() {
-        for key in manifest_keys(j)? {
-            ensure!(
-                owner(virtual_shard(&key), 4) == u16::try_from(k)?,
-                "shard {k}/4 recorded {key:?}, not its own"
-            );
-            ensure!(seen.insert(key.clone()), "{key:?} recorded twice");
-        }
-    }
+    each_key_recorded_by_its_owner(&four, objs.len())?;
+    // Merged, the four manifests are the one instance's: the same root,
+    // the same export line for line.
+    let export = four[0].work.path().join("merged.jsonl");
+    let merged = merge(
+        &four,
+        &["--export".into(), export.to_string_lossy().into_owned()],
+    )?;
+    let one_root = Manifest::open(&single_job.state)?.merkle_root()?.to_hex();
     ensure!(
-        seen.len() == objs.len(),
-        "{} of {} keys recorded",
-        seen.len(),
-        objs.len()
+        merged["root"] == one_root.as_str() && merged["shards"] == 4,
+        "merged {merged}, one instance's root {one_root}"
+    );
+    let one_export = passeur(
+        &["manifest", "export", &single_job.state.to_string_lossy()],
+        &[],
+    )?;
+    ensure!(
+        std::fs::read_to_string(&export)? == one_export.stdout,
+        "the merged export differs from the one instance's"
+    );
+    // Three of the four shards are not the dataset.
+    let three: Vec<String> = four[..3]
+        .iter()
+        .map(|j| j.state.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["manifest", "merge"];
+    args.extend(three.iter().map(String::as_str));
+    let refused = passeur(&args, &[])?;
+    ensure!(
+        refused.code == 2 && refused.stderr.contains("shard 3/4 is missing"),
+        "three shards merged: {} {}",
+        refused.code,
+        refused.stderr
     );
 
     // Eight shards: 0–3 keep their state, 4–7 start empty. Only keys whose
@@ -172,6 +224,15 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
         ensure!(c.uploads == 0, "shard {k}/8 wrote {} times", c.uploads);
     }
     dataset::verify(moto.client("dst")?.as_ref(), &objs, Checks::BYTES, None).await?;
+    // Each manifest now holds exactly its shard's keys: shards 0–3 forgot
+    // the keys they gave away.
+    each_key_recorded_by_its_owner(&eight, objs.len())?;
+
+    let merged = merge(&eight, &[])?;
+    ensure!(
+        merged["root"] == one_root.as_str() && merged["objects"] == objs.len(),
+        "eight shards merged {merged}, one instance's root {one_root}"
+    );
 
     // Every state directory lost; two objects were changed at the target
     // meanwhile (same sizes, other bytes: a small one and one of two

@@ -37,7 +37,7 @@ pub fn leaf_hash(key: &str, size: u64, content: &Hash) -> Hash {
 }
 
 /// Interior node hash over child hashes; all-zero when every child is.
-fn node_hash<'a>(children: impl IntoIterator<Item = &'a Hash>) -> Hash {
+pub(super) fn node_hash<'a>(children: impl IntoIterator<Item = &'a Hash>) -> Hash {
     let mut h = blake3::Hasher::new_derive_key(NODE_CONTEXT);
     let mut any = false;
     for c in children {

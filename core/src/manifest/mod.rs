@@ -19,6 +19,7 @@ mod meta;
 mod missing;
 mod pending;
 pub mod records;
+mod shard;
 mod unverified;
 pub mod uploads;
 mod verified;
@@ -34,6 +35,7 @@ use crate::content::hash::Hash;
 pub use meta::LastCompletePass;
 pub use pending::Pending;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
+pub use shard::{Merged, merge, shard_of};
 pub use unverified::LastVerified;
 pub use uploads::{PartDone, PartHash, UploadHead};
 pub use verified::{DeepVerified, FoundTree};
@@ -95,6 +97,7 @@ const KEY_FEED_CURSOR: &[u8] = b"feed_cursor";
 const KEY_LAST_VERIFIED: &[u8] = b"last_verified";
 const KEY_FEED_COVERED: &[u8] = b"feed_covered";
 const KEY_LAST_COMPLETE_PASS: &[u8] = b"last_complete_pass";
+const KEY_SHARD: &[u8] = b"shard";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db { source: e }

@@ -316,6 +316,9 @@ pub async fn run_changes(
     source.probe().await?;
     target.probe().await?;
     manifest.bind(&source.url, &target.url, &opts.chunking)?;
+    if !opts.dry_run {
+        manifest.keep_shard(opts.filter.shard())?;
+    }
     let mut cursor: Cursor = manifest.feed_cursor()?.ok_or_else(|| Error::ChangeFeed {
         path: SEGMENTS_PREFIX.to_owned(),
         detail: "no cursor yet: the first full pass of the job anchors the feed at its start; run one first".to_owned(),

@@ -163,6 +163,9 @@ pub async fn run_pass(
     target.probe().await?;
     // Only a job whose stores answer claims the state directory.
     manifest.bind(&source.url, &target.url, &opts.chunking)?;
+    if !opts.dry_run {
+        manifest.keep_shard(opts.filter.shard())?;
+    }
     // An Azure source's change feed is read from the start of the job's
     // first full pass, and after a complete one, from its start.
     let started_ms = crate::base::now_ms();
