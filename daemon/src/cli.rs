@@ -26,8 +26,9 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Final pass of a job, then verification of its target against the
-    /// manifest, with a report (exit 0 verified, 1 mismatches, 2 could not run).
-    Cutover(VerifyArgs),
+    /// manifest, with a report (exit 0 verified, 1 mismatches, 2 could not
+    /// run); `cutover merge` joins the reports of a sharded job's shards.
+    Cutover(CutoverArgs),
     /// Verify a job's target against the manifest, without a pass (exit 0
     /// verified, 1 mismatches, 2 could not run).
     Verify(VerifyArgs),
@@ -56,6 +57,43 @@ pub struct StatusArgs {
     #[arg(long, default_value = "/etc/passeur/passeur.toml")]
     pub config: PathBuf,
     /// Print the JSON the service serves.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `passeur cutover`: a cutover, or `merge` of the shards' reports.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CutoverArgs {
+    /// `merge`: the reports of every shard's cutover as one verdict.
+    #[command(subcommand)]
+    pub merge: Option<CutoverCommand>,
+    /// The cutover's options.
+    #[command(flatten)]
+    pub args: VerifyArgs,
+}
+
+/// `passeur cutover …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CutoverCommand {
+    /// Join the cutover reports of every shard of one job (`shard =
+    /// "K/N"`): exit 0 when every shard's report is present once and
+    /// VERIFIED, 1 when one is not verified, 2 when the reports are not
+    /// the whole dataset (a shard missing or twice, another job), named.
+    Merge(MergeReportsArgs),
+}
+
+/// `passeur cutover merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeReportsArgs {
+    /// The shards' JSON reports, one per shard, in any order.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the dataset's report (JSON: the verdict, each shard's
+    /// verdict and the BLAKE3 of each report file, for re-checking).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print the dataset's report on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
 }

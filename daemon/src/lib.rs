@@ -13,6 +13,7 @@ mod cli;
 mod config_cmd;
 mod cutover;
 mod cutover_changes;
+mod cutover_merge;
 mod demo;
 pub mod exit;
 mod jobs;
@@ -49,6 +50,10 @@ pub fn main() -> ExitCode {
         Command::Manifest(cli::ManifestCommand::Merge(a)) => {
             return ExitCode::from(manifest_merge::merge_command(a));
         }
+        Command::Cutover(cli::CutoverArgs {
+            merge: Some(cli::CutoverCommand::Merge(m)),
+            ..
+        }) => return ExitCode::from(cutover_merge::command(m)),
         Command::Cutover(_) | Command::Verify(_) => false,
         Command::Sync(a) => a.output == Output::Json,
         Command::Run(_) | Command::Status(_) => false,
@@ -99,7 +104,8 @@ pub fn main() -> ExitCode {
                 None => exit::SOFTWARE,
             },
             Command::Status(args) => status::show(&args).await,
-            Command::Cutover(args) => cutover::command(args, true).await,
+            // `cutover merge` returned above.
+            Command::Cutover(c) => cutover::command(c.args, true).await,
             Command::Verify(args) => cutover::command(args, false).await,
             Command::Config(_) | Command::Generate(_) | Command::Manifest(_) => exit::SOFTWARE,
         }
