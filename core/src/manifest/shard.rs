@@ -42,6 +42,11 @@ pub fn shard_of(m: &Manifest) -> Result<Shard, Error> {
 /// whole buckets), then the upper levels are hashed as one manifest's are.
 /// Refused unless `manifests` are each shard of one count exactly once.
 pub fn merge(manifests: &[Manifest]) -> Result<Merged, Error> {
+    if manifests.is_empty() {
+        return Err(Error::InvalidOption(
+            "no state directory to merge".to_owned(),
+        ));
+    }
     let shards = manifests
         .iter()
         .map(shard_of)
@@ -171,10 +176,7 @@ mod tests {
 
     #[test]
     fn a_new_shard_forgets_the_keys_it_gave_away() -> Result<(), Error> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Io {
-            what: "tempdir".into(),
-            source: e,
-        })?;
+        let dir = tmp()?;
         let m = Manifest::open(dir.path())?;
         let keys: Vec<String> = (0..500).map(|i| format!("k/{i}")).collect();
         for (i, k) in keys.iter().enumerate() {
@@ -195,10 +197,7 @@ mod tests {
         assert_eq!(m.keep_shard(Some(&four))?, 0);
         // Its tree is the tree of its keys alone.
         let root = m.merkle_root()?;
-        let other = tempfile::tempdir().map_err(|e| Error::Io {
-            what: "tempdir".into(),
-            source: e,
-        })?;
+        let other = tmp()?;
         let fresh = Manifest::open(other.path())?;
         for (i, k) in keys.iter().enumerate() {
             if four.owns(k) {
@@ -249,6 +248,7 @@ mod tests {
         assert!(e.contains("both shard 1/3"), "{e}");
         let e = merge(&[one]).expect_err("unsharded").to_string();
         assert!(e.contains("not a shard"), "{e}");
+        assert!(merge(&[]).is_err());
         Ok(())
     }
 }

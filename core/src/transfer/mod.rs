@@ -145,13 +145,16 @@ impl Ctx {
         let published = self.published(if_match.as_deref());
         let plan = open.plan;
         let mut stream = self.rest_of(&meta.location, plan, open.got);
-        if let Some(at) = self.adoptable(&meta.location, version.size).await? {
+        if self
+            .adoptable(&meta.location, version.size, &attrs_digest)
+            .await?
+        {
             let parts = match plan {
                 Plan::Single => None,
                 Plan::Multipart(l) => Some(l.part_size),
             };
             let size = version.size;
-            if let Some(digest) = self
+            if let Some((digest, target_etag)) = self
                 .same_at_target(
                     &meta.location,
                     (size, parts),
@@ -164,7 +167,7 @@ impl Ctx {
                 let r = Replicated {
                     source: version,
                     digest,
-                    target_etag: at.e_tag,
+                    target_etag,
                     attrs_digest,
                 };
                 return Ok(self
