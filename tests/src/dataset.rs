@@ -32,6 +32,19 @@ fn random(rng: &mut StdRng, len: usize) -> Bytes {
     Bytes::from(v)
 }
 
+impl Obj {
+    /// An object at `key` of `len` random bytes from `seed`, without
+    /// attributes.
+    pub fn random(key: &str, len: usize, seed: u64) -> Self {
+        Self {
+            key: key.to_owned(),
+            data: random(&mut StdRng::seed_from_u64(seed), len),
+            content_type: None,
+            meta: Vec::new(),
+        }
+    }
+}
+
 /// `size` bytes that depend on `key` and `generation` alone (a BLAKE3
 /// chain): a new generation is new content, the same one is the same bytes.
 pub fn body(key: &str, size: u64, generation: u8) -> Vec<u8> {

@@ -17,14 +17,12 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as OsPath;
 use passeur_tests::dataset::{self, Obj};
 use passeur_tests::job::StoreJob;
 use passeur_tests::meter::Meter;
 use passeur_tests::servers::{Kind, Server};
-use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const PART: usize = 5 * 1024 * 1024;
 const KEY: &str = "big/aborted.bin";
@@ -40,15 +38,7 @@ enum When {
 }
 
 async fn aborted_then_rerun(when: When, seed: u64) -> Result<()> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut data = vec![0u8; (PARTS - 1) * PART + 7];
-    rng.fill(&mut data[..]);
-    let obj = Obj {
-        key: KEY.into(),
-        data: Bytes::from(data),
-        content_type: None,
-        meta: Vec::new(),
-    };
+    let obj = Obj::random(KEY, (PARTS - 1) * PART + 7, seed);
     // One moto serves both buckets.
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;

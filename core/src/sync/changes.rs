@@ -328,14 +328,19 @@ pub async fn run_changes(
     let (parts_tx, mut parts_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = pass::pass_ctx(&source, target, &manifest, opts, &stats, pause_rx, parts_tx);
     // Keys to look at first: pending ones and unfinished uploads.
-    let mut keys: BTreeMap<String, i64> = manifest
-        .pending_keys()?
-        .into_iter()
-        .map(|(k, p)| (k, p.since_ms))
-        .collect();
+    let mut keys = BTreeMap::new();
+    for (key, p) in manifest.pending_keys()? {
+        // A key given to another shard, or filtered out, since it was
+        // noted is no longer this job's to replicate.
+        if opts.filter.accepts(&key) {
+            keys.insert(key, p.since_ms);
+        } else if !opts.dry_run {
+            manifest.clear_pending(&key)?;
+        }
+    }
     let pending = keys.keys().cloned().collect();
     if !opts.dry_run {
-        for m in ctx.sweep_uploads().await? {
+        for m in ctx.sweep_uploads(&opts.filter).await? {
             keys.entry(m.location.to_string()).or_insert_with(now_ms);
         }
     }

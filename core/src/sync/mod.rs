@@ -182,7 +182,7 @@ pub async fn run_pass(
     let unfinished = if opts.dry_run {
         Vec::new()
     } else {
-        ctx.sweep_uploads().await?
+        ctx.sweep_uploads(&opts.filter).await?
     };
     let pass = Pass::new(ctx, &manifest, opts)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -50,6 +50,7 @@ use object_store::{Attributes, GetOptions, ObjectMeta, ObjectStoreExt, PutMultip
 use std::collections::BTreeMap;
 
 use crate::base::error::{Error, error_chain, parse_key, store_err};
+use crate::base::filter::KeyFilter;
 use crate::content::digest::Digested;
 use crate::content::hash::Hash;
 use crate::content::published::{Md5Run, Published};
@@ -460,21 +461,32 @@ impl Ctx {
     }
 
     /// Start of a pass: uploads left by an earlier run whose source object
-    /// is gone or changed are aborted now (forgotten even if the target
-    /// refuses the abort: only a state directory failure stops the pass);
-    /// the others are returned (with the source's current metadata) to be
-    /// continued first. An upload whose source cannot be checked (its HEAD
+    /// is gone or changed, or whose key `filter` no longer accepts (given
+    /// to another shard, or filtered out: another writer may own it now),
+    /// are aborted now (forgotten even if the target refuses the abort:
+    /// only a state directory failure stops the pass); the others are
+    /// returned (with the source's current metadata) to be continued first. An upload whose source cannot be checked (its HEAD
     /// fails otherwise than not-found: a 403 on that key, an error that
     /// outlasts the retries) is logged and left recorded, untouched: the
     /// listing tries the object when it reaches it, and one key's failure
     /// must not stop every pass.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn sweep_uploads(&self) -> Result<Vec<ObjectMeta>, Error> {
+    pub async fn sweep_uploads(&self, filter: &KeyFilter) -> Result<Vec<ObjectMeta>, Error> {
         let Some(mp) = &self.target.multipart else {
             return Ok(Vec::new());
         };
         let (mut kept, mut aborted, mut unchecked) = (Vec::new(), 0, 0);
         for (key, head) in self.manifest.uploads()? {
+            if !filter.accepts(&key) {
+                tracing::info!(
+                    key,
+                    upload = %head.upload_id,
+                    "unfinished multipart upload of a key this job no longer replicates (another shard's, or filtered out): aborted, not continued"
+                );
+                self.abandon(mp, &key, &head).await?;
+                aborted += 1;
+                continue;
+            }
             let loc = parse_key(&key)?;
             let current = match self.source.inner.head(&loc).await {
                 Ok(m) => Some(m),
