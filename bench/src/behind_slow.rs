@@ -25,17 +25,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use passeur_bench::env_u64;
 use passeur_bench::synth::{Bucket, SLOW_KEY};
 use passeur_tests::LocalTargetJob;
 
 const GOAL_MIB: u64 = 150;
-
-fn env_u64(name: &str, default: u64) -> Result<u64> {
-    std::env::var(name).map_or(Ok(default), |v| {
-        v.parse()
-            .with_context(|| format!("{name}={v:?} is not a number"))
-    })
-}
 
 /// The pid of the only child of `pid` (passeur under GNU time).
 fn child_of(pid: u32) -> Option<u32> {

@@ -7,11 +7,20 @@ pub mod synth;
 
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use passeur_tests::servers::{S3_KEY, S3_SECRET};
+
+/// A benchmark setting from the environment: the number in `name`, or
+/// `default` when it is unset.
+pub fn env_u64(name: &str, default: u64) -> Result<u64> {
+    std::env::var(name).map_or(Ok(default), |v| {
+        v.parse()
+            .with_context(|| format!("{name}={v:?} is not a number"))
+    })
+}
 
 /// Configure rclone remote `NAME` (upper case in the variables) as the S3
 /// server at `endpoint`, through environment variables only.

@@ -15,22 +15,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
-use passeur_bench::{mixed_keys, rclone_remote, seed};
+use passeur_bench::{env_u64, mixed_keys, rclone_remote, seed};
 use passeur_tests::meter::Meter;
 use passeur_tests::servers::{Kind, Server};
 use passeur_tests::{Run, passeur_command};
 
-fn env(name: &str, default: u64) -> Result<u64> {
-    Ok(std::env::var(name)
-        .ok()
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(default))
-}
-
 fn main() -> Result<()> {
-    let n = usize::try_from(env("BENCH_OBJECTS", 50_000)?)?;
-    let latency = env("BENCH_LATENCY_MS", 30)?;
+    let n = usize::try_from(env_u64("BENCH_OBJECTS", 50_000)?)?;
+    let latency = env_u64("BENCH_LATENCY_MS", 30)?;
     let kind = match std::env::var("BENCH_SERVER").as_deref() {
         Ok("moto") => Kind::Moto,
         _ => Kind::S3sFs,

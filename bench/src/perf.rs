@@ -22,7 +22,8 @@ mod perf_work;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use passeur_bench::env_u64;
 use passeur_bench::measure::Row;
 use passeur_core::content::chunk::ChunkParams;
 use passeur_core::content::digest::hash_and_chunk;
@@ -33,14 +34,6 @@ use crate::perf_work::Bench;
 /// The part size the pipeline cuts objects into here (the default for
 /// S3 targets).
 const PART: usize = 8 << 20;
-
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().with_context(|| format!("{name}={v}")))
-        .transpose()
-        .map(|v| v.unwrap_or(default))
-}
 
 /// `bench-perf hash-file PATH`: the chunk + hash pipeline over one file, as
 /// a multipart transfer runs it: read in parts on one thread, each part
@@ -94,10 +87,10 @@ fn main() -> Result<()> {
     if args.len() > 1 {
         bail!("usage: bench-perf            (see bench/README.md)");
     }
-    let runs = usize::try_from(env_num("BENCH_RUNS", 3)?)?.max(1);
-    let tiny = usize::try_from(env_num("BENCH_TINY", 1_000_000)?)?;
-    let tiny_runs = usize::try_from(env_num("BENCH_TINY_RUNS", 1)?)?.max(1);
-    let latency = env_num("BENCH_LATENCY_MS", 50)?;
+    let runs = usize::try_from(env_u64("BENCH_RUNS", 3)?)?.max(1);
+    let tiny = usize::try_from(env_u64("BENCH_TINY", 1_000_000)?)?;
+    let tiny_runs = usize::try_from(env_u64("BENCH_TINY_RUNS", 1)?)?.max(1);
+    let latency = env_u64("BENCH_LATENCY_MS", 50)?;
     let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
         .ok()
         .map(|v| v.split(',').map(str::to_owned).collect());

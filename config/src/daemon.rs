@@ -75,6 +75,11 @@ pub struct JobConfig {
     /// host name (a StatefulSet's pod). None: every key.
     #[serde(default)]
     pub shard: Option<String>,
+    /// With `shard`: a file of the key ranges the shards divide the key
+    /// space into (`passeur manifest ranges`); each shard then lists only
+    /// its range. None: keys are hashed to shards.
+    #[serde(default)]
+    pub shard_ranges: Option<PathBuf>,
     /// Pause between the end of a pass and the start of the next.
     #[serde(default = "default_interval")]
     pub interval: Human,
@@ -157,10 +162,11 @@ impl JobConfig {
 
     /// The job's shard, if it is sharded.
     pub fn shard(&self) -> Result<Option<Shard>, passeur_core::base::error::Error> {
-        self.shard
-            .as_deref()
-            .map(|s| Shard::parse(s, shard::hostname))
-            .transpose()
+        shard::configured(
+            self.shard.as_deref(),
+            self.shard_ranges.as_deref(),
+            shard::hostname,
+        )
     }
 
     /// The job's state directory under `state_dir`.
@@ -361,6 +367,23 @@ mod tests {
             errors[0].contains("job \"j\": invalid option: shard \"4/4\": index 4"),
             "{errors:?}"
         );
+        // Range shards: the file must exist and cut N ranges; ranges
+        // without a shard are refused.
+        let with_ranges = |shard: &str| {
+            job(shard).replace(
+                "[job.source]",
+                "shard-ranges = \"/nonexistent/ranges.json\"\n[job.source]",
+            )
+        };
+        let e = DaemonConfig::parse(&with_ranges("1/4"), Path::new("t.toml")).expect_err("file");
+        assert!(
+            e.to_string().contains("/nonexistent/ranges.json")
+                || format!("{e:?}").contains("/nonexistent/ranges.json"),
+            "{e:?}"
+        );
+        let no_shard = with_ranges("1/4").replace("shard = \"1/4\"\n", "");
+        let e = DaemonConfig::parse(&no_shard, Path::new("t.toml")).expect_err("no shard");
+        assert!(format!("{e:?}").contains("without a shard"), "{e:?}");
     }
 
     #[test]

@@ -154,6 +154,26 @@ pub enum ManifestCommand {
     /// Merkle root, equal to an unsharded manifest's; exit 0 merged, 2
     /// could not (a shard missing or given twice, named).
     Merge(MergeArgs),
+    /// Learn the key ranges of range shards from the keys the given state
+    /// directories recorded (the previous listing): N ranges of nearly
+    /// equal key counts, written as a file every shard reads with
+    /// `--shard-ranges` / `shard-ranges`; exit 0 written, 2 could not.
+    Ranges(RangesArgs),
+}
+
+/// `passeur manifest ranges`.
+#[derive(Debug, clap::Args)]
+pub struct RangesArgs {
+    /// State directories holding the dataset's keys: one unsharded job's,
+    /// or every shard's (each contributes the keys it owns).
+    #[arg(required = true)]
+    pub states: Vec<PathBuf>,
+    /// How many ranges (shards).
+    #[arg(long, value_name = "N")]
+    pub shards: u16,
+    /// Where to write the ranges file (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `passeur manifest merge`.
@@ -282,6 +302,11 @@ pub struct SyncArgs {
     /// own state directory.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+    /// With --shard: divide the key space by the ranges in FILE (from
+    /// `passeur manifest ranges`), each shard listing only its range,
+    /// instead of hashing keys to shards.
+    #[arg(long, value_name = "FILE")]
+    pub shard_ranges: Option<PathBuf>,
     /// Delete at the target what the source no longer has (object-store
     /// sources; after a complete listing).
     #[arg(long)]

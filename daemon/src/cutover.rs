@@ -156,10 +156,21 @@ fn relied_on(
 ) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(s) = shard {
+        let part = match s.span() {
+            Some((after, until)) => format!(
+                "the keys after {} up to and including {} (ranges {})",
+                after.map_or("the first".to_owned(), |a| format!("{a:?}")),
+                until.map_or("the last".to_owned(), |u| format!("{u:?}")),
+                s.ranges().map(|r| r.digest()).unwrap_or_default()
+            ),
+            None => format!(
+                "{} of {} virtual shards",
+                s.virtual_count(),
+                passeur_core::base::shard::VIRTUAL
+            ),
+        };
         out.push(format!(
-            "this job is shard {s} of the dataset: only its keys ({} of {} virtual shards) were replicated and verified; the other shards' keys are each shard's own cutover",
-            s.virtual_count(),
-            passeur_core::base::shard::VIRTUAL
+            "this job is shard {s} of the dataset: only its keys ({part}) were replicated and verified; the other shards' keys are each shard's own cutover"
         ));
     }
     if let Some(c) = changes {
@@ -341,7 +352,7 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         started: humantime::format_rfc3339_seconds(started).to_string(),
         ended: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         verified: verification.verified() && pass_ok,
-        shard: opened.opts.filter.shard().map(ToString::to_string),
+        shard: opened.opts.filter.shard().map(Shard::describe),
         kind: if args.changes { "changes" } else { "full" },
         relied_on: relied_on(changes.as_ref(), &verification, opened.opts.filter.shard()),
         final_pass: pass,

@@ -107,6 +107,16 @@ fn read(path: &Path) -> Result<(ShardReport, String), String> {
 
 /// `K/N` of a report, or why it is not one shard's.
 fn shard_of(path: &Path, r: &ShardReport) -> Result<(u16, u16), String> {
+    let (kn, _) = cutting(path, r)?;
+    kn.split_once('/')
+        .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
+        .filter(|(k, n)| k < n)
+        .ok_or_else(|| format!("{}: shard {kn:?}", path.display()))
+}
+
+/// A report's shard as `K/N` and how the keys were divided (`None`:
+/// hashed; a range shard's ranges digest).
+fn cutting<'a>(path: &Path, r: &'a ShardReport) -> Result<(&'a str, Option<&'a str>), String> {
     let not = |why: &str| format!("{}: {why}", path.display());
     if r.command != "cutover" {
         return Err(not(&format!("a {} report, not a cutover's", r.command)));
@@ -115,10 +125,10 @@ fn shard_of(path: &Path, r: &ShardReport) -> Result<(u16, u16), String> {
         .shard
         .as_deref()
         .ok_or_else(|| not("the report of an unsharded job (no shard)"))?;
-    s.split_once('/')
-        .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
-        .filter(|(k, n)| k < n)
-        .ok_or_else(|| not(&format!("shard {s:?}")))
+    Ok(match s.split_once(" ranges ") {
+        Some((kn, digest)) => (kn, Some(digest)),
+        None => (s, None),
+    })
 }
 
 fn merge(paths: &[PathBuf]) -> Result<Merged, String> {
@@ -132,6 +142,14 @@ fn merge(paths: &[PathBuf]) -> Result<Merged, String> {
     let mut lines = Vec::new();
     for ((r, digest), path) in reports.iter().zip(paths) {
         let (k, count) = shard_of(path, r)?;
+        if cutting(path, r)?.1 != cutting(&paths[0], first)?.1 {
+            return Err(format!(
+                "{}: shard {:?}, the first report's is {:?}: every shard must divide the keys the same way (the same ranges file, or hashed)",
+                path.display(),
+                r.shard.as_deref().unwrap_or_default(),
+                first.shard.as_deref().unwrap_or_default()
+            ));
+        }
         if count != n {
             return Err(format!(
                 "{}: shard {k}/{count}, the first report is of {n} shards",

@@ -94,6 +94,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> u8 {
             include: Vec::new(),
             exclude: Vec::new(),
             shard: None,
+            shard_ranges: None,
             delete: false,
             max_delete_fraction: 0.1,
             trash_prefix: None,

@@ -19,6 +19,7 @@ pub mod exit;
 mod jobs;
 mod manifest_cmd;
 mod manifest_merge;
+mod manifest_ranges;
 mod notify;
 mod output;
 pub mod run;
@@ -49,6 +50,9 @@ pub fn main() -> ExitCode {
         }
         Command::Manifest(cli::ManifestCommand::Merge(a)) => {
             return ExitCode::from(manifest_merge::merge_command(a));
+        }
+        Command::Manifest(cli::ManifestCommand::Ranges(a)) => {
+            return ExitCode::from(manifest_ranges::command(a));
         }
         Command::Cutover(cli::CutoverArgs {
             merge: Some(cli::CutoverCommand::Merge(m)),

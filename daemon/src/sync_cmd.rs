@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use passeur_config::SyncConfig;
 use passeur_core::base::filter::KeyFilter;
-use passeur_core::base::shard::{self, Shard};
+use passeur_core::base::shard;
 use passeur_core::base::stats::Stats;
 use passeur_core::feed::ChangeSource;
 use passeur_core::manifest::Manifest;
@@ -42,14 +42,13 @@ pub(crate) async fn sync(args: SyncArgs) -> u8 {
     if args.bandwidth_limit.is_some() {
         opts.bandwidth_limit = args.bandwidth_limit;
     }
-    let shard = match args
-        .shard
-        .as_deref()
-        .map(|s| Shard::parse(s, shard::hostname))
-    {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => return fail(exit::CONFIG, &e.to_string()),
+    let shard = match shard::configured(
+        args.shard.as_deref(),
+        args.shard_ranges.as_deref(),
+        shard::hostname,
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::CONFIG, &e.to_string()),
     };
     opts.filter = match KeyFilter::new(&args.include, &args.exclude) {
         Ok(f) => f.with_shard(shard),

@@ -5,11 +5,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::Run;
+use crate::meter::Meter;
 use crate::servers::Server;
 
 /// One job: `src` on the source server to `dst` on the target server.
@@ -161,6 +163,25 @@ impl StoreJob {
         Ok(Run::from_output(self.command()?.output()?))
     }
 
+    /// Run the job to exit 0 (`what` names it in the error); what it cost,
+    /// counted by the metering proxies in front of its source and target.
+    pub fn run_metered(&self, src: &Meter, dst: &Meter, what: &str) -> Result<Cost> {
+        let (r0, u0) = (src.object_bytes(), dst.counts.uploads.load(Relaxed));
+        let out = self.run()?;
+        anyhow::ensure!(
+            out.code == 0,
+            "{what}: exit {}\n{}\n{}",
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+        Ok(Cost {
+            read: src.object_bytes() - r0,
+            uploads: dst.counts.uploads.load(Relaxed) - u0,
+            listed: out.stat("listed")? + out.stat("excluded")?,
+        })
+    }
+
     /// Run the job and SIGKILL it `extra` after its `parts`-th recorded
     /// multipart part (the `part` event of its JSON output). Returns
     /// whether it was killed (false: it ended first).
@@ -287,4 +308,15 @@ fn wait_for_events(stderr: &mut impl BufRead, event: &str, count: usize) -> Resu
         }
     }
     Ok(false)
+}
+
+/// What one run cost, counted by metering proxies and its summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Object bytes read from the source.
+    pub read: u64,
+    /// Requests that carried object bytes to the target.
+    pub uploads: u64,
+    /// Names the listing returned: kept, and skipped as other shards'.
+    pub listed: u64,
 }

@@ -8,42 +8,15 @@
 //! and read back from the target.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering::Relaxed;
 
 use anyhow::{Result, ensure};
 use passeur_core::base::shard::{owner, virtual_shard};
 use passeur_core::manifest::Manifest;
 use passeur_tests::dataset::{self, Checks, Obj};
-use passeur_tests::job::StoreJob;
+use passeur_tests::job::{Cost, StoreJob};
 use passeur_tests::meter::Meter;
 use passeur_tests::passeur;
 use passeur_tests::servers::{Kind, Server};
-
-/// What one run cost, counted by the proxies.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Cost {
-    /// Object bytes read from the source.
-    read: u64,
-    /// Requests that carried object bytes to the target.
-    uploads: u64,
-}
-
-/// Run `job` to exit 0; what it read and wrote.
-fn run(job: &StoreJob, src: &Meter, dst: &Meter, what: &str) -> Result<Cost> {
-    let (r0, u0) = (src.object_bytes(), dst.counts.uploads.load(Relaxed));
-    let out = job.run()?;
-    ensure!(
-        out.code == 0,
-        "{what}: exit {}\n{}\n{}",
-        out.code,
-        out.stdout,
-        out.stderr
-    );
-    Ok(Cost {
-        read: src.object_bytes() - r0,
-        uploads: dst.counts.uploads.load(Relaxed) - u0,
-    })
-}
 
 /// A job from the metered source to the metered target, as shard `k/n`
 /// (none: unsharded).
@@ -124,7 +97,7 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
     single.create_bucket("dst")?;
     let single_meter = Meter::start(&single.endpoint)?;
     let single_job = job(&azurite, &src, &single, &single_meter, None)?;
-    let alone = run(&single_job, &src, &single_meter, "one instance")?;
+    let alone = single_job.run_metered(&src, &single_meter, "one instance")?;
     ensure!(
         alone.read == total,
         "one instance read {} of {total} bytes",
@@ -138,14 +111,14 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
     let mut sum = Cost::default();
     for k in 0..4 {
         let j = job(&azurite, &src, &moto, &dst, Some(&format!("{k}/4")))?;
-        let c = run(&j, &src, &dst, &format!("shard {k}/4"))?;
+        let c = j.run_metered(&src, &dst, &format!("shard {k}/4"))?;
         sum.read += c.read;
         sum.uploads += c.uploads;
         four.push(j);
     }
     // Every object read once and written once, in all.
     ensure!(
-        sum == alone,
+        (sum.read, sum.uploads) == (alone.read, alone.uploads),
         "four shards cost {sum:?}, one instance {alone:?}"
     );
     dataset::verify(moto.client("dst")?.as_ref(), &objs, Checks::BYTES, None).await?;
@@ -207,7 +180,7 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
     }
     for (k, j) in (0u16..).zip(eight.iter_mut()) {
         j.set_arg("--shard", &format!("{k}/8"));
-        let c = run(j, &src, &dst, &format!("shard {k}/8"))?;
+        let c = j.run_metered(&src, &dst, &format!("shard {k}/8"))?;
         let want: u64 = moved
             .iter()
             .filter(|o| owner(virtual_shard(&o.key), 8) == k)
@@ -265,18 +238,14 @@ async fn four_shards_copy_every_key_once_and_eight_reread_only_what_moved() -> R
     let mut again = Cost::default();
     for (k, j) in eight.iter().enumerate() {
         std::fs::remove_dir_all(&j.state)?;
-        let c = run(j, &src, &dst, &format!("shard {k}/8 without its state"))?;
+        let c = j.run_metered(&src, &dst, &format!("shard {k}/8 without its state"))?;
         again.read += c.read;
         again.uploads += c.uploads;
     }
     // Every object read once, the changed one with its attributes once
     // more to write it; written: one PUT and two parts.
     ensure!(
-        again
-            == Cost {
-                read: total + read_twice,
-                uploads: 3
-            },
+        (again.read, again.uploads) == (total + read_twice, 3),
         "without state: {again:?}; expected {} bytes read and 3 uploads",
         total + read_twice
     );

@@ -89,6 +89,9 @@ impl KeyFilter {
             h.update(b"s")
                 .update(&s.index().to_le_bytes())
                 .update(&s.count().to_le_bytes());
+            if let Some(r) = s.ranges() {
+                h.update(b"r").update(r.digest().as_bytes());
+            }
         }
         *h.finalize().as_bytes()
     }

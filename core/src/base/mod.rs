@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod ranges;
 pub mod shard;
 pub mod stats;
 

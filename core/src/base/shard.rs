@@ -13,8 +13,10 @@
 //! shard does not depend on N.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::base::error::Error;
+use crate::base::ranges::Ranges;
 
 /// Virtual shards of the key space.
 pub const VIRTUAL: u16 = 4096;
@@ -51,6 +53,8 @@ pub struct Shard {
     count: u16,
     /// Whether each virtual shard is this instance's.
     owned: Vec<bool>,
+    /// Range shards: the cuts of the key space (`None`: hash shards).
+    ranges: Option<Arc<Ranges>>,
 }
 
 impl fmt::Debug for Shard {
@@ -87,7 +91,42 @@ impl Shard {
             index,
             count,
             owned,
+            ranges: None,
         })
+    }
+
+    /// The same shard of a key space cut into ranges at `ranges` (which
+    /// must make exactly [`Self::count`] ranges) instead of hashed.
+    pub fn with_ranges(mut self, ranges: Ranges) -> Result<Self, Error> {
+        if ranges.shards() != self.count {
+            return Err(Error::InvalidOption(format!(
+                "shard {self}: the ranges file cuts the key space into {} ranges, not {}",
+                ranges.shards(),
+                self.count
+            )));
+        }
+        self.ranges = Some(Arc::new(ranges));
+        Ok(self)
+    }
+
+    /// The ranges of a range shard (`None`: a hash shard).
+    pub fn ranges(&self) -> Option<&Ranges> {
+        self.ranges.as_deref()
+    }
+
+    /// A range shard's keys, `(after, until]`; `None` for a hash shard,
+    /// whose keys are everywhere.
+    pub fn span(&self) -> Option<(Option<String>, Option<String>)> {
+        self.ranges.as_ref().map(|r| r.span(self.index))
+    }
+
+    /// The shard and how keys are divided, as state and reports record
+    /// it: `K/N` (hashed) or `K/N ranges DIGEST`.
+    pub fn describe(&self) -> String {
+        match &self.ranges {
+            None => self.to_string(),
+            Some(r) => format!("{self} ranges {}", r.digest()),
+        }
     }
 
     /// Parse `K/N`, where K is a number or `ordinal`: the number after the
@@ -132,7 +171,10 @@ impl Shard {
 
     /// Whether `key` is this instance's.
     pub fn owns(&self, key: &str) -> bool {
-        self.owns_virtual(virtual_shard(key))
+        match &self.ranges {
+            Some(r) => r.owner(key) == self.index,
+            None => self.owns_virtual(virtual_shard(key)),
+        }
     }
 
     /// Whether virtual shard `v` is this instance's.
@@ -140,15 +182,36 @@ impl Shard {
         self.owned.get(usize::from(v)).copied().unwrap_or(false)
     }
 
-    /// Whether Merkle bucket `b` (first 16 bits of BLAKE3(key)) holds this
-    /// instance's keys.
+    /// Whether Merkle bucket `b` (first 16 bits of BLAKE3(key)) holds only
+    /// this instance's keys (a hash shard's). A range shard's keys are in
+    /// every bucket: this is always false for it.
     pub fn owns_bucket(&self, b: u16) -> bool {
-        self.owns_virtual(b >> 4)
+        self.ranges.is_none() && self.owns_virtual(b >> 4)
     }
 
     /// How many virtual shards are this instance's.
     pub fn virtual_count(&self) -> usize {
         self.owned.iter().filter(|o| **o).count()
+    }
+}
+
+/// A job's shard from its settings: `shard` (`K/N`) and, for range shards,
+/// the file of `ranges` (`passeur manifest ranges`). `None`: not sharded.
+pub fn configured(
+    shard: Option<&str>,
+    ranges: Option<&std::path::Path>,
+    hostname: impl FnOnce() -> Option<String>,
+) -> Result<Option<Shard>, Error> {
+    match (shard, ranges) {
+        (None, None) => Ok(None),
+        (None, Some(r)) => Err(Error::InvalidOption(format!(
+            "shard ranges {} given without a shard (K/N)",
+            r.display()
+        ))),
+        (Some(s), None) => Shard::parse(s, hostname).map(Some),
+        (Some(s), Some(r)) => Shard::parse(s, hostname)?
+            .with_ranges(Ranges::read(r)?)
+            .map(Some),
     }
 }
 

@@ -98,6 +98,7 @@ const KEY_LAST_VERIFIED: &[u8] = b"last_verified";
 const KEY_FEED_COVERED: &[u8] = b"feed_covered";
 const KEY_LAST_COMPLETE_PASS: &[u8] = b"last_complete_pass";
 const KEY_SHARD: &[u8] = b"shard";
+const KEY_SHARD_RANGES: &[u8] = b"shard_ranges";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db { source: e }

@@ -1,12 +1,14 @@
 //! A sharded job's manifest holds only its shard's records. When the shard
-//! changes (N grew or shrank, or K changed), the records of keys that now
-//! belong to another shard are forgotten — that shard replicates, records
-//! and verifies them from now on, and their objects at the target are left
-//! alone — so this shard's Merkle tree and verification cover its keys only.
+//! changes (N grew or shrank, K changed, or the key space was cut into
+//! other ranges), the records of keys that now belong to another shard are
+//! forgotten — that shard replicates, records and verifies them from now
+//! on, and their objects at the target are left alone — so this shard's
+//! Merkle tree and verification cover its keys only.
 
 use super::merkle::{bucket_leaves, node, node_hash};
-use super::{CF_MERKLE_DIRTY, CF_META, KEY_SHARD, Manifest, cf, db_err};
+use super::{CF_MERKLE_DIRTY, CF_META, KEY_SHARD, KEY_SHARD_RANGES, Manifest, cf, db_err};
 use crate::base::error::Error;
+use crate::base::ranges::Ranges;
 use crate::base::shard::Shard;
 use crate::content::hash::Hash;
 
@@ -30,11 +32,31 @@ pub fn shard_of(m: &Manifest) -> Result<Shard, Error> {
         .recorded_shard()?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| not("not a shard (no shard recorded: not sharded, or no pass ran since)"))?;
-    let (k, n) = text
+    let (kn, digest) = match text.split_once(" ranges ") {
+        Some((kn, d)) => (kn, Some(d)),
+        None => (text.as_str(), None),
+    };
+    let (k, n) = kn
         .split_once('/')
         .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
         .ok_or_else(|| not(&format!("shard {text:?} recorded")))?;
-    Shard::new(k, n)
+    let shard = Shard::new(k, n)?;
+    let Some(digest) = digest else {
+        return Ok(shard);
+    };
+    let json =
+        m.db.get_cf(cf(&m.db, CF_META)?, KEY_SHARD_RANGES)
+            .map_err(db_err)?
+            .ok_or_else(|| not("a range shard whose ranges are not recorded"))?;
+    let ranges = Ranges::from_json(&json)?;
+    if ranges.digest() != digest {
+        return Err(Error::Corrupt(format!(
+            "{}: ranges {} recorded for shard {text:?}",
+            m.path().display(),
+            ranges.digest()
+        )));
+    }
+    shard.with_ranges(ranges)
 }
 
 /// Merge the trees of every shard of one dataset: each Merkle bucket is
@@ -53,7 +75,17 @@ pub fn merge(manifests: &[Manifest]) -> Result<Merged, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let n = shards.first().map_or(0, Shard::count);
     let mut by_index: Vec<Option<usize>> = vec![None; usize::from(n)];
+    let cutting = |s: &Shard| s.ranges().map(|r| r.digest().to_owned());
     for (i, s) in shards.iter().enumerate() {
+        if cutting(s) != cutting(&shards[0]) {
+            return Err(Error::InvalidOption(format!(
+                "{} is shard {}, {} is shard {}: every shard must divide the keys the same way",
+                manifests[i].path().display(),
+                s.describe(),
+                manifests[0].path().display(),
+                shards[0].describe()
+            )));
+        }
         if s.count() != n {
             return Err(Error::InvalidOption(format!(
                 "{} is shard {s}, the first is of {n}: every shard must be of the same count",
@@ -74,12 +106,25 @@ pub fn merge(manifests: &[Manifest]) -> Result<Merged, Error> {
             manifests.len()
         )));
     }
+    let ranged = shards.iter().any(|s| s.ranges().is_some());
     let mut buckets = Vec::with_capacity(65_536);
     for b in 0..=u16::MAX {
-        // Every shard is present: exactly one owns the bucket.
-        let hash = match shards.iter().position(|s| s.owns_bucket(b)) {
-            Some(i) => manifests[i].bucket_hash(b)?,
-            None => Hash([0; 32]),
+        let hash = if ranged {
+            // A range shard's keys are in every bucket: the bucket's
+            // leaves of every shard, each leaf from its key's owner.
+            let mut leaves = Vec::new();
+            for (m, s) in manifests.iter().zip(&shards) {
+                let mine = bucket_leaves(&m.db, b)?;
+                leaves.extend(mine.into_iter().filter(|(k, _)| s.owns(k)));
+            }
+            leaves.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+            node_hash(leaves.iter().map(|(_, h)| h))
+        } else {
+            // Every shard is present: exactly one owns the bucket.
+            match shards.iter().position(|s| s.owns_bucket(b)) {
+                Some(i) => manifests[i].bucket_hash(b)?,
+                None => Hash([0; 32]),
+            }
         };
         buckets.push(hash);
     }
@@ -124,9 +169,10 @@ impl Manifest {
 
     /// Keep only `shard`'s records (`None`: every key is the job's): if the
     /// shard differs from the recorded one, forget the records of other
-    /// shards' keys, then record the shard. How many were forgotten.
+    /// shards' keys, then record the shard (and a range shard's cuts). How
+    /// many were forgotten.
     pub fn keep_shard(&self, shard: Option<&Shard>) -> Result<u64, Error> {
-        let want = shard.map(ToString::to_string).unwrap_or_default();
+        let want = shard.map(Shard::describe).unwrap_or_default();
         if self.recorded_shard()?.as_deref() == Some(want.as_str()) {
             return Ok(0);
         }
@@ -141,9 +187,18 @@ impl Manifest {
                 }
             }
         }
-        self.db
-            .put_cf(cf(&self.db, CF_META)?, KEY_SHARD, want.as_bytes())
-            .map_err(db_err)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        let meta = cf(&self.db, CF_META)?;
+        match shard.and_then(Shard::ranges) {
+            Some(r) => {
+                let json = serde_json::to_vec(&r.to_file(Vec::new(), Vec::new()))
+                    .map_err(|e| Error::Corrupt(format!("shard ranges: {e}")))?;
+                batch.put_cf(meta, KEY_SHARD_RANGES, json);
+            }
+            None => batch.delete_cf(meta, KEY_SHARD_RANGES),
+        }
+        batch.put_cf(meta, KEY_SHARD, want.as_bytes());
+        self.db.write(batch).map_err(db_err)?;
         if forgotten > 0 {
             tracing::info!(shard = %want, forgotten, "records of keys now another shard's forgotten");
         }
@@ -213,6 +268,45 @@ mod tests {
             what: "tempdir".into(),
             source: e,
         })
+    }
+
+    #[test]
+    fn range_shards_merge_into_the_root_of_one_manifest() -> Result<(), Error> {
+        let mut keys: Vec<String> = (0..400).map(|i| format!("r{}/{i}", i % 9)).collect();
+        keys.sort();
+        let (ranges, _) = Ranges::learn(keys.iter().cloned().map(Ok), keys.len() as u64, 3)?;
+        let (one_dir, dirs) = (tmp()?, [tmp()?, tmp()?, tmp()?]);
+        let one = Manifest::open(one_dir.path())?;
+        let shards: Vec<Manifest> = dirs
+            .iter()
+            .map(|d| Manifest::open(d.path()))
+            .collect::<Result<_, _>>()?;
+        for (k, m) in (0u16..).zip(&shards) {
+            m.keep_shard(Some(&Shard::new(k, 3)?.with_ranges(ranges.clone())?))?;
+        }
+        for (i, key) in keys.iter().enumerate() {
+            one.commit_object(key, &record(i as u64), &[])?;
+            shards[usize::from(ranges.owner(key))].commit_object(key, &record(i as u64), &[])?;
+        }
+        let merged = merge(&shards)?;
+        assert_eq!(merged.root, one.merkle_root()?);
+        assert_eq!(merged.objects, keys.len() as u64);
+        // The state says how it was cut: the shard is rebuilt with its ranges.
+        let s1 = shard_of(&shards[1])?;
+        assert_eq!(s1.ranges(), Some(&ranges));
+        // Hashed again: the keys of other shards are forgotten, and a range
+        // shard and a hash shard are never merged.
+        let hashed = Shard::new(2, 3)?;
+        let gone = shards[2].keep_shard(Some(&hashed))?;
+        assert!(gone > 0);
+        assert!(
+            shards[2]
+                .objects()
+                .all(|r| r.is_ok_and(|(k, _)| hashed.owns(&k)))
+        );
+        let e = merge(&shards).expect_err("mixed").to_string();
+        assert!(e.contains("divide the keys the same way"), "{e}");
+        Ok(())
     }
 
     #[test]

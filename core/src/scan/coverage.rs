@@ -1,5 +1,6 @@
-//! What a pass lists: always the whole key space, so that a pass that
-//! finishes can say every source key was looked at while it ran.
+//! What a pass lists: always the whole key space — or the whole of a range
+//! shard's range — so that a pass that finishes can say every source key
+//! of the job was looked at while it ran.
 //!
 //! An object store lists in key order. A pass with no listing checkpoint
 //! lists every key from the first. A pass that continues an interrupted
@@ -33,21 +34,27 @@ pub(crate) struct Segment {
     pub(crate) until: Option<String>,
 }
 
-/// The segments of a pass: everything, or the tail after `checkpoint`
-/// then the head up to it.
-pub(crate) fn segments(checkpoint: Option<&str>) -> Vec<Segment> {
-    match checkpoint {
-        None => vec![Segment {
-            after: None,
-            until: None,
-        }],
+/// The segments of a pass over the keys in `span` (`(after, until]`; a
+/// range shard's range, or everything): all of them, or the tail after
+/// `checkpoint` then the head up to it. A checkpoint outside the span (left
+/// by a pass over another range) is ignored.
+pub(crate) fn segments(
+    checkpoint: Option<&str>,
+    span: (Option<String>, Option<String>),
+) -> Vec<Segment> {
+    let (after, until) = span;
+    let inside = |cp: &str| {
+        after.as_deref().is_none_or(|a| a < cp) && until.as_deref().is_none_or(|u| cp <= u)
+    };
+    match checkpoint.filter(|cp| inside(cp)) {
+        None => vec![Segment { after, until }],
         Some(cp) => vec![
             Segment {
                 after: Some(cp.to_owned()),
-                until: None,
+                until,
             },
             Segment {
-                after: None,
+                after,
                 until: Some(cp.to_owned()),
             },
         ],
@@ -206,16 +213,33 @@ mod tests {
     #[test]
     fn a_resumed_pass_wraps_around_the_whole_key_space() {
         assert_eq!(
-            segments(None),
+            segments(None, (None, None)),
             vec![Segment {
                 after: None,
                 until: None
             }]
         );
-        let s = segments(Some("m"));
+        let s = segments(Some("m"), (None, None));
         assert_eq!(s[0].after.as_deref(), Some("m"));
         assert_eq!(s[0].until, None);
         assert_eq!(s[1].after, None);
         assert_eq!(s[1].until.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn a_range_shard_lists_its_range_and_wraps_around_within_it() {
+        let span = || (Some("f".to_owned()), Some("p".to_owned()));
+        let seg = |a: &str, u: &str| Segment {
+            after: Some(a.to_owned()),
+            until: Some(u.to_owned()),
+        };
+        assert_eq!(segments(None, span()), vec![seg("f", "p")]);
+        assert_eq!(
+            segments(Some("m"), span()),
+            vec![seg("m", "p"), seg("f", "m")]
+        );
+        // A checkpoint of another range: the whole range.
+        assert_eq!(segments(Some("x"), span()), vec![seg("f", "p")]);
+        assert_eq!(segments(Some("f"), span()), vec![seg("f", "p")]);
     }
 }

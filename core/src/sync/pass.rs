@@ -57,14 +57,21 @@ impl<'a> Pass<'a> {
         opts: &'a PassOptions,
     ) -> Result<Self, Error> {
         let ordered = ctx.source.lists_in_order();
-        let resumed_after = match (ordered, opts.dry_run, opts.resume_listing) {
+        let checkpoint = match (ordered, opts.dry_run, opts.resume_listing) {
             (true, false, true) => manifest.listing_checkpoint()?,
             _ => None,
         };
+        let span = opts
+            .filter
+            .shard()
+            .and_then(crate::base::shard::Shard::span)
+            .unwrap_or_default();
+        let segs = coverage::segments(checkpoint.as_deref(), span);
+        // Two segments: the checkpoint is inside the job's span.
+        let resumed_after = checkpoint.filter(|_| segs.len() == 2);
         if let Some(k) = &resumed_after {
             tracing::info!(after = %k, "continuing an interrupted listing, then around to it");
         }
-        let segs = coverage::segments(resumed_after.as_deref());
         let tracker = if opts.deletes.enabled && !opts.dry_run {
             Some(DeleteTracker::start(
                 manifest,

@@ -359,11 +359,17 @@ async fn target_listing(
     opts: &VerifyOptions,
 ) -> Result<futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>, Error> {
     if target.lists_in_order() {
+        // A range shard's keys are one range: the rest is not listed.
+        let (after, until) = opts
+            .filter
+            .shard()
+            .and_then(crate::base::shard::Shard::span)
+            .unwrap_or_default();
         return crate::scan::listing::of_store(
             target,
             manifest,
-            None,
-            None,
+            after,
+            until,
             opts.listing_concurrency,
         );
     }
