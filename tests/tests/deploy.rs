@@ -185,3 +185,51 @@ fn the_image_holds_the_binary_and_runs_as_no_one() -> Result<()> {
     );
     Ok(())
 }
+
+/// The image's run stage is distroless `cc` (glibc, libgcc, libstdc++ of
+/// Debian 12, nothing else): the binary must need no other shared library
+/// (a crate that links OpenSSL or zlib dynamically would make an image
+/// that cannot start), and the build stage must be Debian 12 too, so that
+/// the glibc it links against is the one the run stage has.
+#[test]
+fn the_binary_needs_only_the_libraries_the_run_stage_ships() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = std::fs::read_to_string(root.join("Dockerfile"))?;
+    let from: Vec<&str> = file.lines().filter(|l| l.starts_with("FROM ")).collect();
+    ensure!(
+        from.len() == 2
+            && from[0].contains("-bookworm")
+            && from[1].starts_with("FROM gcr.io/distroless/cc-debian12"),
+        "stages {from:?}: a Debian 12 (bookworm) build and a distroless cc-debian12 run expected"
+    );
+    let bin = passeur_tests::passeur_bin()?;
+    let out = Command::new("ldd").arg(&bin).output()?;
+    ensure!(out.status.success(), "ldd {}: {:?}", bin.display(), out);
+    let shipped = [
+        "linux-vdso.so.1",
+        "libstdc++.so.6",
+        "libgcc_s.so.1",
+        "libm.so.6",
+        "libc.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+    ];
+    let needed: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|l| l.rsplit('/').next().unwrap_or(l).to_owned())
+        .collect();
+    ensure!(!needed.is_empty(), "ldd listed nothing");
+    let other: Vec<&String> = needed
+        .iter()
+        .filter(|l| !shipped.contains(&l.as_str()))
+        .collect();
+    ensure!(
+        other.is_empty(),
+        "the binary needs {other:?}, which distroless cc-debian12 does not ship"
+    );
+    Ok(())
+}
