@@ -16,9 +16,19 @@
 //! ranges: on moto, 35× the requests of one listing and 25× the time.) The
 //! first pass of a job, with an empty manifest, lists in one go.
 //!
+//! A range is one request at a time too (each page's token comes with the
+//! page before), so the ranges ahead of the one being consumed must be able
+//! to list to their end meanwhile: a range buffers up to [`BUFFER`] =
+//! [`MIN_RANGE`] entries, and ranges stay about that size at any dataset
+//! size (up to [`MAX_CUTS`] cuts: 2.6 × 10⁹ keys). With a buffer of a fifth
+//! of a range, the ranges ahead stopped after two pages and the listing of
+//! 10⁶ keys behind 30 ms per request ran at one page per round trip (31.7 s
+//! for 1,102 requests, `bench/shard-listing.sh`).
+//!
 //! Memory: at most `fanout` ranges are listed at once, each buffering at
-//! most [`BUFFER`] entries, and no range opens while those ahead hold
-//! `fanout` × [`BUFFER`]; waiting ranges are their two bounds.
+//! most [`BUFFER`] entries (about 2 MB at ~200 bytes an entry), and no range
+//! opens while those ahead hold `fanout` × [`BUFFER`]; waiting ranges are
+//! their two bounds.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -29,10 +39,12 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
-/// Entries a range buffers ahead of the consumer.
-const BUFFER: usize = 2000;
+/// Entries a range buffers ahead of the consumer: a whole range.
+const BUFFER: usize = MIN_RANGE;
 /// Fewest keys between two cuts.
 pub const MIN_RANGE: usize = 10_000;
+/// Most cuts a listing keeps (beyond, ranges grow past [`MIN_RANGE`]).
+pub const MAX_CUTS: u64 = 262_144;
 
 /// Samples every n-th key of a listing: the next passes' cuts.
 #[derive(Debug)]
@@ -43,11 +55,11 @@ pub struct CutSampler {
 }
 
 impl CutSampler {
-    /// For a listing of about `expected` keys: ranges of at least
-    /// [`MIN_RANGE`] keys, at most about 4,096 of them.
+    /// For a listing of about `expected` keys: ranges of [`MIN_RANGE`]
+    /// keys, at most about [`MAX_CUTS`] of them.
     pub fn new(expected: u64) -> Self {
         Self {
-            every: (MIN_RANGE as u64).max(expected / 4096),
+            every: (MIN_RANGE as u64).max(expected / MAX_CUTS),
             seen: 0,
             cuts: Vec::new(),
         }
@@ -479,8 +491,10 @@ mod tests {
             s.see(&format!("k{i:06}"));
         }
         assert_eq!(s.take_cuts(), ["k009999", "k019999", "k029999"]);
-        // 10⁹ expected keys: ~4,096 ranges, not 100,000.
-        assert_eq!(CutSampler::new(1_000_000_000).every, 244_140);
+        // 10⁹ expected keys: ranges of 10,000 keys still (100,000 cuts);
+        // 10¹⁰: at most MAX_CUTS of them.
+        assert_eq!(CutSampler::new(1_000_000_000).every, 10_000);
+        assert_eq!(CutSampler::new(10_000_000_000).every, 38_146);
     }
 
     proptest! {
