@@ -1,7 +1,8 @@
 //! `passeur manifest ranges`: the key ranges of range shards, learned from
 //! the keys state directories recorded (what the previous listing found).
 //! The keys are read in order twice (count, then cut), merged across the
-//! directories without holding them: memory stays flat at any count.
+//! directories without holding them: memory stays flat at any count. Given
+//! shards' directories, every shard must be there once.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -10,7 +11,7 @@ use std::io::Write;
 use passeur_core::base::error::Error;
 use passeur_core::base::ranges::Ranges;
 use passeur_core::base::shard::Shard;
-use passeur_core::manifest::{Manifest, shard_of};
+use passeur_core::manifest::{Manifest, merge, shard_of};
 
 use crate::cli::RangesArgs;
 
@@ -38,6 +39,11 @@ fn run(args: &RangesArgs) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
+    // Every shard's directory, each once, or the ranges would be learned
+    // from part of the keys (merge refuses one missing, twice or mixed).
+    if owners.iter().any(Option::is_some) {
+        merge(&manifests).map_err(|e| e.to_string())?;
+    }
     let total = keys(&manifests, &owners).try_fold(0u64, |n, k| k.map(|_| n + 1));
     let total = total.map_err(|e| e.to_string())?;
     let (ranges, counts) =

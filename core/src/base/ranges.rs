@@ -57,6 +57,15 @@ impl Ranges {
                 w[0], w[1]
             )));
         }
+        // A cut is where a shard's listing starts (start-after): only keys
+        // object_store's paths carry as they are can be one.
+        if let Some(c) = cuts.iter().find(|c| {
+            object_store::path::Path::parse(c.as_str()).map_or(true, |p| p.as_ref() != c.as_str())
+        }) {
+            return Err(Error::InvalidOption(format!(
+                "shard ranges: the cut {c:?} is not a key object_store can list from (an empty, '.' or '..' segment, or a leading or trailing '/')"
+            )));
+        }
         if cuts.len() >= usize::from(crate::base::shard::MAX_SHARDS) {
             return Err(Error::InvalidOption(format!(
                 "shard ranges: {} cuts make more than {} shards",
@@ -233,6 +242,8 @@ mod tests {
     fn bad_ranges_are_named() {
         let e = Ranges::new(vec!["b".into(), "a".into()]).expect_err("decreasing");
         assert!(e.to_string().contains("must increase"), "{e}");
+        let e = Ranges::new(vec!["a/".into()]).expect_err("trailing slash");
+        assert!(e.to_string().contains("\"a/\" is not a key"), "{e}");
         let e =
             Ranges::from_json(br#"{"format":"passeur shard ranges v1","shards":3,"cuts":["a"]}"#)
                 .expect_err("count");

@@ -26,9 +26,11 @@
 //! for 1,102 requests, `bench/shard-listing.sh`).
 //!
 //! Memory: at most `fanout` ranges are listed at once, each buffering at
-//! most [`BUFFER`] entries (about 2 MB at ~200 bytes an entry), and no range
-//! opens while those ahead hold `fanout` × [`BUFFER`]; waiting ranges are
-//! their two bounds.
+//! most [`TOTAL_BUFFER`] / `fanout` entries (between [`MIN_BUFFER`] and
+//! [`BUFFER`]), and no range opens while those ahead hold `fanout` times
+//! that: at most twice [`TOTAL_BUFFER`] entries (about 32 MB at ~200 bytes
+//! an entry) up to 40 ranges at once. A waiting range is only its cut: a
+//! range is made when it is about to be listed.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -39,8 +41,15 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
-/// Entries a range buffers ahead of the consumer: a whole range.
+/// Entries a range buffers ahead of the consumer: a whole range, as long
+/// as all the ranges listed at once hold at most [`TOTAL_BUFFER`].
 const BUFFER: usize = MIN_RANGE;
+/// Entries all the ranges listed at once may buffer (about 16 MB); with
+/// more than 8 ranges at once each buffers less, never under
+/// [`MIN_BUFFER`].
+const TOTAL_BUFFER: usize = 8 * MIN_RANGE;
+/// Entries a range buffers at the least (two pages).
+const MIN_BUFFER: usize = 2_000;
 /// Fewest keys between two cuts.
 pub const MIN_RANGE: usize = 10_000;
 /// Most cuts a listing keeps (beyond, ranges grow past [`MIN_RANGE`]).
@@ -52,6 +61,7 @@ pub struct CutSampler {
     every: u64,
     seen: u64,
     cuts: Vec<String>,
+    max_cuts: u64,
 }
 
 impl CutSampler {
@@ -62,14 +72,25 @@ impl CutSampler {
             every: (MIN_RANGE as u64).max(expected / MAX_CUTS),
             seen: 0,
             cuts: Vec::new(),
+            max_cuts: MAX_CUTS,
         }
     }
 
-    /// A key the listing produced (in order).
+    /// A key the listing produced (in order). Past [`MAX_CUTS`] cuts, every
+    /// other one is dropped and the interval doubles (the first listing of
+    /// a job does not know how many keys it will see).
     pub fn see(&mut self, key: &str) {
         self.seen += 1;
         if self.seen.is_multiple_of(self.every) {
             self.cuts.push(key.to_owned());
+            if self.cuts.len() as u64 >= self.max_cuts {
+                let mut i = 0;
+                self.cuts.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+                self.every *= 2;
+            }
         }
     }
 
@@ -211,14 +232,16 @@ pub fn ordered(
             .filter(|c| Path::parse(c).is_ok_and(|p| p.as_ref() == c))
             .collect()
     };
+    let fanout = fanout.max(1);
     Fanout {
         store,
-        fanout: fanout.max(1),
-        ranges: std::iter::once(after)
-            .chain(cuts.iter().cloned().map(Some))
-            .zip(cuts.iter().cloned().map(Some).chain(std::iter::once(until)))
-            .map(|(start, end)| Range::new(start, end))
-            .collect(),
+        fanout,
+        buffer: (TOTAL_BUFFER / fanout).clamp(MIN_BUFFER, BUFFER),
+        ranges: VecDeque::new(),
+        after,
+        until,
+        cuts,
+        next: 0,
     }
     .boxed()
 }
@@ -251,9 +274,9 @@ impl Range {
         }
     }
 
-    /// Pull what is ready, up to the buffer size.
-    fn fill(&mut self, cx: &mut Context<'_>) {
-        while !self.done && self.buf.len() < BUFFER {
+    /// Pull what is ready, up to `buffer` entries.
+    fn fill(&mut self, cx: &mut Context<'_>, buffer: usize) {
+        while !self.done && self.buf.len() < buffer {
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
@@ -303,7 +326,39 @@ impl Range {
 struct Fanout {
     store: Lister,
     fanout: usize,
+    /// Entries each range buffers at most.
+    buffer: usize,
+    /// The ranges opened and not yet drained, in key order.
     ranges: VecDeque<Range>,
+    /// The bounds of the whole listing and the cuts inside: range `i`
+    /// is made only when it is about to be listed (waiting ranges cost
+    /// nothing but their cut).
+    after: Option<String>,
+    until: Option<String>,
+    cuts: Vec<String>,
+    /// The next range to make.
+    next: usize,
+}
+
+impl Fanout {
+    /// Make the next range, if any is left.
+    fn make_next(&mut self) -> bool {
+        let n = self.next;
+        if n > self.cuts.len() {
+            return false;
+        }
+        let start = match n {
+            0 => self.after.clone(),
+            _ => self.cuts.get(n - 1).cloned(),
+        };
+        let end = match self.cuts.get(n) {
+            Some(c) => Some(c.clone()),
+            None => self.until.clone(),
+        };
+        self.ranges.push_back(Range::new(start, end));
+        self.next += 1;
+        true
+    }
 }
 
 /// One plain listing: every key, or the keys after `start`.
@@ -351,22 +406,30 @@ impl Stream for Fanout {
             // Keep `fanout` ranges listing, the earliest first; open no new
             // one while the ranges ahead hold a full share of entries.
             let (mut live, mut buffered, mut i) = (0, 0, 0);
-            while i < this.ranges.len() && live < this.fanout {
+            while live < this.fanout {
+                if i == this.ranges.len()
+                    && (buffered >= this.fanout * this.buffer || !this.make_next())
+                {
+                    break;
+                }
                 buffered += this.ranges[i].buf.len();
                 if this.ranges[i].done {
                     i += 1;
                     continue;
                 }
                 if this.ranges[i].stream.is_none() {
-                    if buffered >= this.fanout * BUFFER {
+                    if buffered >= this.fanout * this.buffer {
                         break;
                     }
                     let s = list_after(&this.store, this.ranges[i].start.as_deref());
                     this.ranges[i].stream = Some(s);
                 }
-                this.ranges[i].fill(cx);
+                this.ranges[i].fill(cx, this.buffer);
                 live += 1;
                 i += 1;
+            }
+            if this.ranges.is_empty() && !this.make_next() {
+                return Poll::Ready(None);
             }
             let Some(head) = this.ranges.front_mut() else {
                 return Poll::Ready(None);
@@ -495,6 +558,23 @@ mod tests {
         // 10¹⁰: at most MAX_CUTS of them.
         assert_eq!(CutSampler::new(1_000_000_000).every, 10_000);
         assert_eq!(CutSampler::new(10_000_000_000).every, 38_146);
+        // A first listing (nothing expected) keeps fewer than MAX_CUTS,
+        // thinned evenly as it goes.
+        let max = 64;
+        let mut s = CutSampler::new(0);
+        s.max_cuts = max;
+        let n = max * MIN_RANGE as u64 * 3;
+        for i in 0..n {
+            s.see(&format!("k{i:012}"));
+        }
+        let cuts = s.take_cuts();
+        assert!(
+            (cuts.len() as u64) < max && cuts.len() as u64 > max / 4,
+            "{}",
+            cuts.len()
+        );
+        assert_eq!(cuts[0], format!("k{:012}", 4 * MIN_RANGE - 1));
+        assert!(cuts.windows(2).all(|w| w[0] < w[1]));
     }
 
     proptest! {
