@@ -5,4 +5,5 @@
 
 pub mod checkpoint;
 pub(crate) mod coverage;
+pub mod cuts;
 pub mod listing;
