@@ -21,6 +21,26 @@ pub struct Cost {
     pub rss_kib: u64,
     /// CPU seconds the servers spent meanwhile.
     pub servers_cpu: f64,
+    /// Share of the machine's CPU time (all cores) busy meanwhile, 0–1.
+    pub busy: f64,
+}
+
+/// The machine's CPU time so far, all cores (busy, total), in clock
+/// ticks, from `/proc/stat`; zeros when it cannot be read.
+pub fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = f.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th.
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
 }
 
 /// CPU seconds (user + system) process `pid` has used so far; 0 when it
@@ -91,6 +111,7 @@ pub fn timed(c: &Command, scratch: &Path) -> Result<Cost> {
         sys,
         rss_kib: rss as u64,
         servers_cpu: 0.0,
+        busy: 0.0,
     })
 }
 
@@ -117,6 +138,11 @@ impl Runs {
     pub fn servers_cpu(&self) -> f64 {
         median(self.0.iter().map(|c| c.servers_cpu).collect())
     }
+
+    /// Median share of the machine busy during the runs, 0–1.
+    pub fn busy(&self) -> f64 {
+        median(self.0.iter().map(|c| c.busy).collect())
+    }
     /// Largest peak RSS, MiB.
     pub fn rss_mib(&self) -> f64 {
         self.0.iter().map(|c| c.rss_kib).max().unwrap_or(0) as f64 / 1024.0
@@ -130,6 +156,7 @@ impl Runs {
             "median_wall_s": self.wall(),
             "median_cpu_s": self.cpu(),
             "servers_cpu_s": self.0.iter().map(|c| c.servers_cpu).collect::<Vec<_>>(),
+            "machine_busy": self.0.iter().map(|c| c.busy).collect::<Vec<_>>(),
         })
     }
 }

@@ -77,6 +77,18 @@ fn hash_file(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// The latencies of the WAN workload, `BENCH_WAN_MS` (default 20,50,100).
+fn wan_latencies() -> Result<Vec<u64>> {
+    let v = std::env::var("BENCH_WAN_MS").unwrap_or_else(|_| "20,50,100".into());
+    v.split(',')
+        .map(|m| {
+            m.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("BENCH_WAN_MS: {m}: {e}"))
+        })
+        .collect()
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if let [_, cmd, path] = &args[..]
@@ -91,6 +103,7 @@ fn main() -> Result<()> {
     let tiny = usize::try_from(env_u64("BENCH_TINY", 1_000_000)?)?;
     let tiny_runs = usize::try_from(env_u64("BENCH_TINY_RUNS", 1)?)?.max(1);
     let latency = env_u64("BENCH_LATENCY_MS", 50)?;
+    let wan_objects = usize::try_from(env_u64("BENCH_WAN_OBJECTS", 10_000)?)?;
     let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
         .ok()
         .map(|v| v.split(',').map(str::to_owned).collect());
@@ -147,6 +160,12 @@ fn main() -> Result<()> {
     if wanted("tiny-flat-tenth") {
         let r = b.tiny(tiny / 10, 1)?;
         report(&mut rows, r);
+    }
+    for ms in wan_latencies()? {
+        if wanted(&format!("wan-{ms}ms")) || wanted("wan") {
+            let r = b.wan_small(wan_objects, ms)?;
+            report(&mut rows, r);
+        }
     }
     if wanted("chunk-hash") {
         let r = b.chunk_hash(1024)?;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use passeur_bench::measure::wrap;
+use passeur_bench::measure::{Cost, wrap};
 
 /// Key → (size, BLAKE3) of what a target must hold.
 pub type Expect = BTreeMap<String, (u64, [u8; 32])>;
@@ -37,13 +37,18 @@ pub fn expect_of(e: &mut Expect, key: &str, b: &[u8]) {
 
 /// One line on stderr per timed run: the program, wall seconds, and the
 /// CPU seconds of each server meanwhile.
-pub fn tracing_line(c: &Command, wall: f64, s3: f64, az: f64) {
+pub fn tracing_line(c: &Command, cost: &Cost, s3: f64, az: f64) {
     let prog = Path::new(c.get_program())
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    eprintln!("  {prog}: {wall:.2} s; s3s-fs {s3:.2} CPU-s, Azurite {az:.2} CPU-s");
+    eprintln!(
+        "  {prog}: {:.2} s, {:.2} CPU-s; s3s-fs {s3:.2} CPU-s, Azurite {az:.2} CPU-s; machine {:.0} % busy",
+        cost.wall,
+        cost.cpu,
+        cost.busy * 100.0
+    );
 }
 
 /// With `BENCH_PROFILE=DIR`, `c` runs under `perf record` (call graphs,

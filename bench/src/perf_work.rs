@@ -7,13 +7,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
-use passeur_bench::measure::{Cost, Row, Runs, cpu_of, timed};
+use passeur_bench::measure::{Cost, Row, Runs, cpu_of, machine_ticks, timed};
 use passeur_bench::{mixed_keys, rclone_remote};
 use passeur_tests::meter::Meter;
 use passeur_tests::passeur_command;
 use passeur_tests::servers::{Kind, Server};
 
 mod tiny;
+mod wan;
 
 use crate::perf_io::{Expect, bytes, expect_of, profiled, put, read_dir, read_store, tracing_line};
 use tiny::settle_disk;
@@ -136,10 +137,13 @@ impl Bench {
     /// `c` timed, with the servers' CPU meanwhile.
     fn run(&self, c: &Command) -> Result<Cost> {
         let before = self.servers_apart();
+        let ticks = machine_ticks();
         let mut cost = timed(c, &self.work.path().join("time"))?;
+        let (busy, total) = machine_ticks();
+        cost.busy = (busy - ticks.0) as f64 / (total - ticks.1).max(1) as f64;
         let after = self.servers_apart();
         cost.servers_cpu = after.0 + after.1 - before.0 - before.1;
-        tracing_line(c, cost.wall, after.0 - before.0, after.1 - before.1);
+        tracing_line(c, &cost, after.0 - before.0, after.1 - before.1);
         Ok(cost)
     }
 
@@ -168,6 +172,10 @@ impl Bench {
                 format!("s3://{bucket}")
             }
         };
+        // Settings to try (`[transfer]\nconcurrency = 256`), whole tables.
+        if let Ok(extra) = std::env::var("BENCH_PASSEUR_CONFIG") {
+            cfg += &format!("\n{}\n", extra.replace("\\n", "\n"));
+        }
         let file = state.with_extension("toml");
         std::fs::write(&file, cfg)?;
         let c = passeur_command(&[
@@ -245,7 +253,7 @@ impl Bench {
     }
 
     /// Copy `src` to a fresh `dst` with each tool, alternating, `runs`
-    /// times; read every target back. With `alt`, rclone also runs with
+    /// times; read every target back. With `alts`, rclone also runs with
     /// those options instead of `extra`, reported as a second row
     /// (`NAME-alt`) sharing passeur's runs.
     fn pair(
@@ -253,16 +261,23 @@ impl Bench {
         row: Row,
         (src, dst): (&Src, &Dst),
         extra: &[&str],
-        alt: Option<(&str, &[&str])>,
+        alts: &[(&str, &[&str])],
         want: &Expect,
     ) -> Result<Vec<Row>> {
         let mut row = row;
-        let mut other = alt.map(|(what, _)| Row {
-            name: format!("{}-alt", row.name),
-            peer_name: format!("rclone copy, {what}"),
-            goal: None,
-            ..row.clone()
-        });
+        let mut others: Vec<Row> = alts
+            .iter()
+            .enumerate()
+            .map(|(i, (what, _))| Row {
+                name: match i {
+                    0 => format!("{}-alt", row.name),
+                    _ => format!("{}-alt{}", row.name, i + 1),
+                },
+                peer_name: format!("rclone copy, {what}"),
+                goal: None,
+                ..row.clone()
+            })
+            .collect();
         // Targets on disk are removed once every run is done (see `tiny`);
         // tmpfs ones at once (they are large, and tmpfs has no such cost).
         let in_shm = matches!(dst, Dst::Dir(d) if d.starts_with(self.shm.path()));
@@ -281,9 +296,13 @@ impl Bench {
             made.push(d);
 
             let mut peers = vec![(extra, &mut row)];
-            if let (Some((_, opts)), Some(o)) = (alt, other.as_mut()) {
+            for ((_, opts), o) in alts.iter().zip(others.iter_mut()) {
                 o.passeur.0.push(cost);
                 peers.push((opts, o));
+            }
+            // `BENCH_PEER=0`: passeur alone (trying settings).
+            if std::env::var("BENCH_PEER").is_ok_and(|v| v == "0") {
+                peers.clear();
             }
             for (opts, r) in peers {
                 let d = self.fresh(dst)?;
@@ -304,7 +323,7 @@ impl Bench {
         for d in made {
             self.drop_target(&d)?;
         }
-        Ok(std::iter::once(row).chain(other).collect())
+        Ok(std::iter::once(row).chain(others).collect())
     }
 
     fn row(name: &str, what: String, bytes: u64, goal: f64) -> Row {
@@ -388,10 +407,10 @@ impl Bench {
             row,
             (&src, &dst),
             &[],
-            Some((
+            &[(
                 "multipart like passeur",
                 &["--s3-upload-cutoff", "8Mi", "--s3-chunk-size", "8Mi"],
-            )),
+            )],
             &want,
         )
     }
@@ -417,7 +436,7 @@ impl Bench {
             "--s3-chunk-size",
             "8Mi",
         ];
-        let alt: Option<(&str, &[&str])> = Some(("multipart like passeur", mp));
+        let alt: &[(&str, &[&str])] = &[("multipart like passeur", mp)];
         let src = Src::Dir(dir.clone());
         let r = self.pair(row, (&src, &dst), &["--transfers", "16"], alt, &want);
         std::fs::remove_dir_all(dir)?;
@@ -433,7 +452,7 @@ impl Bench {
         let what = format!("{n} × {mib} MiB, tmpfs → tmpfs");
         let row = Self::row("large-local", what, (n * mib) as u64 * (1 << 20), 0.8);
         let dst = Dst::Dir(self.shm.path().join("dst"));
-        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], None, &want);
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], &[], &want);
         std::fs::remove_dir_all(dir)?;
         r
     }
@@ -467,7 +486,7 @@ impl Bench {
             bucket: String::new(),
             endpoint: self.s3.endpoint.clone(),
         };
-        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], None, &want);
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], &[], &want);
         std::fs::remove_dir_all(dir)?;
         r
     }
@@ -488,7 +507,7 @@ impl Bench {
             bucket: String::new(),
             endpoint: self.s3.endpoint.clone(),
         };
-        self.pair(row, (&src, &dst), &[], None, &want)
+        self.pair(row, (&src, &dst), &[], &[], &want)
     }
 
     /// The first copy of `n` local files of 1–4 KiB (a mixed layout) to a
@@ -501,7 +520,7 @@ impl Bench {
         let what = format!("first copy of {n} files of 1–4 KiB, directory → directory");
         let row = Self::row("small-local", what, bytes as u64, 0.5);
         let dst = Dst::Dir(self.work.path().join("local-dst"));
-        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], None, &want);
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], &[], &want);
         std::fs::remove_dir_all(dir)?;
         r
     }

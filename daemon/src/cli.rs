@@ -279,7 +279,8 @@ pub struct SyncArgs {
     /// List what would be copied; read and write no object.
     #[arg(long)]
     pub dry_run: bool,
-    /// Objects replicated at once (overrides the config file).
+    /// Most objects replicated at once: the window adapts below it
+    /// (overrides the config file).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Key ranges of the source listed at once (overrides the config file;

@@ -325,6 +325,10 @@ fn copier(counts: &Counts, object: bool) -> BodyCopier<'_> {
 
 fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
     let server = TcpStream::connect(upstream)?;
+    // A head and a body are two writes: with Nagle's algorithm the second
+    // waits for the peer's delayed ACK (40 ms), on top of `delay`.
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
     let mut from_client = BufReader::new(client.try_clone()?);
     let mut to_client = client;
     let mut from_server = BufReader::new(server.try_clone()?);

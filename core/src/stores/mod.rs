@@ -10,6 +10,7 @@ pub mod limits;
 pub mod probe;
 pub mod rawlist;
 pub mod throttle;
+mod window;
 
 use std::fmt;
 use std::sync::Arc;

@@ -4,12 +4,13 @@
 //!   pass, source bytes/s): GCRA token buckets from `governor`, one second
 //!   of burst. The request cap sits in the HTTP client, so it also paces
 //!   object_store's own retries.
-//! - **Adaptive concurrency** ([`Window`]): the HTTP client counts 429 and
-//!   503 answers (S3 SlowDown, Azure ServerBusy, GCS rate limits) in the
-//!   store's [`Pressure`]; object_store retries them with exponential
-//!   back-off, and the pass halves the number of objects it runs at once
-//!   (AIMD, once per window of completions), then adds one back per window
-//!   of completions without throttling, up to the configured concurrency.
+//! - **Adaptive concurrency** ([`Window`], in `window.rs`): the HTTP client
+//!   counts 429 and 503 answers (S3 SlowDown, Azure ServerBusy, GCS rate
+//!   limits) in the store's [`Pressure`]; object_store retries them with
+//!   exponential back-off, and the pass halves the number of objects it
+//!   runs at once. Between throttling, the window grows while throughput
+//!   rises and backs off when latency rises, up to the configured
+//!   concurrency.
 //! - **Which failures were throttling** ([`watch_answers`]): object_store
 //!   reports a request whose retries ran out on 429 / 503 as a generic
 //!   error whose status is private to it. The HTTP client notes the status
@@ -33,14 +34,13 @@ use object_store::ClientOptions;
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
 };
-use tokio::sync::Notify;
 
-use crate::base::stats::Stats;
+pub use super::window::{Slot, Window};
 
 /// Throttling answers (429 / 503) one store gave, since it was opened.
 #[derive(Debug, Default)]
 pub struct Pressure {
-    throttled: AtomicU64,
+    pub(super) throttled: AtomicU64,
 }
 
 impl Pressure {
@@ -248,205 +248,9 @@ impl Bandwidth {
     }
 }
 
-#[derive(Debug)]
-struct WindowState {
-    limit: usize,
-    in_use: usize,
-    /// Throttling answers already acted on.
-    seen: u64,
-    /// Completions still to come from objects started before the last
-    /// decrease: their throttling was already answered.
-    hold: usize,
-    /// Completions without throttling since the last change.
-    calm: usize,
-}
-
-/// How many objects a pass runs at once: the configured concurrency,
-/// halved when a store throttles, recovering by one per window.
-#[derive(Debug)]
-pub struct Window {
-    state: Mutex<WindowState>,
-    freed: Notify,
-    max: usize,
-    pressure: Vec<Arc<Pressure>>,
-    base: u64,
-    stats: Arc<Stats>,
-}
-
-impl Window {
-    /// Up to `max` at once, lowered by throttling counted in `pressure`.
-    pub fn new(max: usize, pressure: Vec<Arc<Pressure>>, stats: Arc<Stats>) -> Arc<Self> {
-        let max = max.max(1);
-        let base = pressure.iter().map(|p| p.throttled()).sum();
-        stats.concurrency.store(max as u64, Relaxed);
-        stats.concurrency_min.store(max as u64, Relaxed);
-        Arc::new(Self {
-            state: Mutex::new(WindowState {
-                limit: max,
-                in_use: 0,
-                seen: base,
-                hold: 0,
-                calm: 0,
-            }),
-            freed: Notify::new(),
-            max,
-            pressure,
-            base,
-            stats,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The current limit.
-    pub fn limit(&self) -> usize {
-        self.lock().limit
-    }
-
-    /// Wait for a slot; the object runs while the slot is held.
-    pub async fn acquire(self: &Arc<Self>) -> Slot {
-        loop {
-            let freed = self.freed.notified();
-            {
-                let mut st = self.lock();
-                if st.in_use < st.limit {
-                    st.in_use += 1;
-                    return Slot(Arc::clone(self));
-                }
-            }
-            freed.await;
-        }
-    }
-
-    /// An object finished: release its slot and adjust the limit.
-    fn release(&self) {
-        let total: u64 = self.pressure.iter().map(|p| p.throttled()).sum();
-        self.stats
-            .throttled
-            .fetch_max(total.saturating_sub(self.base), Relaxed);
-        let mut st = self.lock();
-        st.in_use = st.in_use.saturating_sub(1);
-        let before = st.limit;
-        if st.hold > 0 {
-            st.hold -= 1;
-            st.seen = total;
-        } else if total > st.seen {
-            st.seen = total;
-            st.limit = (st.limit / 2).max(1);
-            st.hold = st.in_use;
-            st.calm = 0;
-        } else {
-            st.calm += 1;
-            if st.calm >= st.limit && st.limit < self.max {
-                st.limit += 1;
-                st.calm = 0;
-            }
-        }
-        let limit = st.limit;
-        drop(st);
-        if limit != before {
-            self.stats.concurrency.store(limit as u64, Relaxed);
-            self.stats.concurrency_min.fetch_min(limit as u64, Relaxed);
-            if limit < before {
-                tracing::warn!(
-                    from = before,
-                    to = limit,
-                    throttled = total - self.base,
-                    "a store is throttling (429/503): fewer objects at once"
-                );
-            } else if limit == self.max {
-                tracing::info!(
-                    concurrency = limit,
-                    "throttling over: full concurrency again"
-                );
-            }
-        }
-        self.freed.notify_waiters();
-    }
-}
-
-/// A running object's place in the [`Window`]; released on drop.
-#[derive(Debug)]
-pub struct Slot(Arc<Window>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn window(max: usize) -> (Arc<Window>, Arc<Pressure>, Arc<Stats>) {
-        let p = Arc::new(Pressure::default());
-        let stats = Arc::new(Stats::default());
-        (
-            Window::new(max, vec![Arc::clone(&p)], Arc::clone(&stats)),
-            p,
-            stats,
-        )
-    }
-
-    #[tokio::test]
-    async fn halves_once_per_window_then_recovers_to_max() {
-        let (w, p, stats) = window(8);
-        let mut slots: Vec<Slot> = Vec::new();
-        for _ in 0..8 {
-            slots.push(w.acquire().await);
-        }
-        // Every object in flight saw throttling: one halving, not three.
-        p.throttled.fetch_add(5, Relaxed);
-        for _ in 0..8 {
-            slots.pop();
-        }
-        assert_eq!(w.limit(), 4);
-        assert_eq!(stats.snapshot().throttled, 5);
-        // Calm: +1 per `limit` completions, back to 8 and no further.
-        let mut done = 0;
-        while w.limit() < 8 {
-            drop(w.acquire().await);
-            done += 1;
-            assert!(done < 100, "never recovered");
-        }
-        assert_eq!(done, 4 + 5 + 6 + 7);
-        for _ in 0..50 {
-            drop(w.acquire().await);
-        }
-        assert_eq!(w.limit(), 8);
-        let s = stats.snapshot();
-        assert_eq!((s.concurrency, s.concurrency_min), (8, 4));
-    }
-
-    #[tokio::test]
-    async fn persistent_throttling_goes_down_to_one() {
-        let (w, p, stats) = window(16);
-        for _ in 0..10 {
-            let s = w.acquire().await;
-            p.throttled.fetch_add(1, Relaxed);
-            drop(s);
-        }
-        assert_eq!(w.limit(), 1);
-        assert_eq!(stats.snapshot().concurrency_min, 1);
-    }
-
-    #[tokio::test]
-    async fn a_full_window_makes_callers_wait() {
-        let (w, _, _) = window(1);
-        let first = w.acquire().await;
-        let w2 = Arc::clone(&w);
-        let waiter = tokio::spawn(async move { drop(w2.acquire().await) });
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        drop(first);
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
-            .await
-            .expect("released slot wakes the waiter")
-            .expect("waiter ran");
-    }
 
     #[tokio::test]
     async fn bandwidth_takes_more_than_the_burst_in_steps() {
