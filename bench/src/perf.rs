@@ -166,6 +166,10 @@ fn main() -> Result<()> {
             let r = b.wan_small(wan_objects, ms)?;
             report(&mut rows, r);
         }
+        if wanted(&format!("wan-synthetic-{ms}ms")) || wanted("wan-synthetic") {
+            let r = b.wan_synthetic(wan_objects, ms)?;
+            report(&mut rows, r);
+        }
     }
     if wanted("chunk-hash") {
         let r = b.chunk_hash(1024)?;

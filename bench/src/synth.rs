@@ -2,7 +2,10 @@
 //! emulators can hold or list: `n` small objects and one large one, made up
 //! from their key (nothing is stored), served over path-style S3 HTTP
 //! (ListObjectsV2 with start-after and continuation tokens, GET and HEAD with
-//! Range and If-Match). Authentication is not checked.
+//! Range and If-Match). Authentication is not checked. As a target it takes
+//! single PUTs and keeps their bodies (`received`, served back by GET and
+//! HEAD), which the benchmark compares with what it expects; they are not
+//! listed.
 //!
 //! The large object, `a/slow.bin`, sorts before every small one
 //! (`k/0000000`…), so it is the first key listed. Its reads are *paced* to
@@ -48,6 +51,8 @@ pub struct Bucket {
     pub slow_end_ms: AtomicU64,
     /// While set, the bucket lists no key (the objects still answer GETs).
     pub empty: AtomicBool,
+    /// Bodies PUT, by key.
+    pub received: std::sync::Mutex<std::collections::HashMap<String, Bytes>>,
     base: Vec<u8>,
     start: Instant,
 }
@@ -73,6 +78,7 @@ impl Bucket {
             last_small_ms: AtomicU64::new(0),
             slow_end_ms: AtomicU64::new(0),
             empty: AtomicBool::new(false),
+            received: std::sync::Mutex::default(),
             base,
             start: Instant::now(),
         }
@@ -130,7 +136,7 @@ impl Bucket {
             xml.push_str("<EncodingType>url</EncodingType>");
         }
         let empty = self.empty.load(Relaxed);
-        if get("delimiter").is_some() {
+        if get("delimiter").is_some_and(|d| !d.is_empty()) {
             if !empty {
                 xml.push_str("<CommonPrefixes><Prefix>a/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>k/</Prefix></CommonPrefixes>");
             }
@@ -287,11 +293,68 @@ impl Bucket {
                 let key = percent_encoding::percent_decode_str(key)
                     .decode_utf8_lossy()
                     .into_owned();
-                self.object(&req, &key).await
+                match self.received_object(req.method() == Method::HEAD, &key) {
+                    Some(r) => r,
+                    None => self.object(&req, &key).await,
+                }
+            }
+            Some((_, key))
+                if req.method() == Method::PUT
+                    && req.uri().query().is_none_or(|q| q.is_empty()) =>
+            {
+                let key = percent_encoding::percent_decode_str(key)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                self.put(req, key).await
             }
             _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
         };
         Ok(resp)
+    }
+
+    /// Keep a PUT body (multipart uploads are refused).
+    async fn put(&self, req: Request<hyper::body::Incoming>, key: String) -> Response<Full<Bytes>> {
+        use http_body_util::BodyExt;
+        let Ok(body) = req.into_body().collect().await else {
+            return status(StatusCode::BAD_REQUEST, "IncompleteBody");
+        };
+        let body = body.to_bytes();
+        let etag = received_etag(&body);
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, body);
+        let mut r = Response::new(Full::new(Bytes::new()));
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(hyper::header::ETAG, v);
+        }
+        r
+    }
+
+    /// A body PUT earlier, as GET or HEAD answer it.
+    fn received_object(&self, head: bool, key: &str) -> Option<Response<Full<Bytes>>> {
+        let body = self
+            .received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()?;
+        let len = body.len();
+        let etag = received_etag(&body);
+        let mut r = Response::new(Full::new(if head { Bytes::new() } else { body }));
+        for (name, v) in [
+            (hyper::header::ETAG, etag),
+            (hyper::header::CONTENT_LENGTH, len.to_string()),
+            (
+                hyper::header::LAST_MODIFIED,
+                "Thu, 01 Jan 2026 00:00:00 GMT".into(),
+            ),
+        ] {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+        Some(r)
     }
 
     /// Serve on 127.0.0.1 (a free port) until the runtime ends.
@@ -312,6 +375,11 @@ impl Bucket {
         });
         Ok(addr)
     }
+}
+
+/// The ETag of a body PUT here: the start of its BLAKE3.
+fn received_etag(body: &[u8]) -> String {
+    format!("\"{}\"", &blake3::hash(body).to_hex()[..32])
 }
 
 fn status(code: StatusCode, what: &str) -> Response<Full<Bytes>> {

@@ -2,9 +2,15 @@
 //! both behind proxies adding the same latency to every request, so that
 //! the number of objects in flight — not bandwidth — sets the pace.
 
-use anyhow::Result;
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
 use passeur_bench::measure::Row;
+use passeur_bench::rclone_remote;
+use passeur_bench::synth::{Bucket, SLOW_KEY};
 use passeur_tests::meter::Meter;
+use passeur_tests::passeur_command;
 
 use super::{Bench, Dst, Src};
 
@@ -63,4 +69,142 @@ impl Bench {
         }
         Ok(rows)
     }
+}
+
+/// A synthetic S3 bucket served in this process behind a proxy adding
+/// `ms` per request: its address and the proxy.
+fn synthetic(rt: &tokio::runtime::Runtime, bucket: &Arc<Bucket>, ms: u64) -> Result<Meter> {
+    let addr = rt.block_on(Arc::clone(bucket).serve())?;
+    let m = Meter::start(&format!("http://{addr}"))?;
+    m.delay(ms);
+    Ok(m)
+}
+
+/// passeur's `[source]` or `[target]` table for a synthetic bucket.
+fn synthetic_config(table: &str, endpoint: &str) -> String {
+    format!(
+        "[{table}]\nendpoint = \"{endpoint}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"bench\"\nsecret-access-key = \"bench\"\n"
+    )
+}
+
+impl Bench {
+    /// `n` objects of 100 bytes between two synthetic S3 buckets served in
+    /// this process (a listing page or an object costs them microseconds),
+    /// each behind a proxy adding `ms` per request: what passeur itself
+    /// can sustain when the servers are not the limit. rclone with
+    /// `--transfers 64` and 256. Each run writes to a fresh bucket, whose
+    /// bodies are compared with the source's afterwards.
+    pub fn wan_synthetic(&mut self, n: usize, ms: u64) -> Result<Vec<Row>> {
+        let src = Arc::new(Bucket::new(n as u64, 0));
+        let a = synthetic(&self.rt, &src, ms)?;
+        let what =
+            format!("{n} objects of 100 B, synthetic S3 → synthetic S3, {ms} ms per request");
+        let mut row = Self::row(
+            &format!("wan-synthetic-{ms}ms"),
+            what,
+            (n * 100) as u64,
+            1.0,
+        );
+        row.goal = None;
+        row.peer_name = "rclone copy --transfers 64".into();
+        let mut alt = row.clone();
+        alt.name += "-alt";
+        alt.peer_name = "rclone copy --transfers 256".into();
+        let tools: [(&str, Option<&str>); 3] = [
+            ("passeur", None),
+            ("rclone", Some("64")),
+            ("rclone", Some("256")),
+        ];
+        for _ in 0..self.runs {
+            for (tool, transfers) in tools {
+                let dst = Arc::new(Bucket::new(0, 0));
+                dst.empty.store(true, std::sync::atomic::Ordering::Relaxed);
+                let s = synthetic(&self.rt, &dst, ms)?;
+                self.seq += 1;
+                let state = self.work.path().join(format!("state{}", self.seq));
+                let c = match transfers {
+                    None => {
+                        let cfg = state.with_extension("toml");
+                        std::fs::write(
+                            &cfg,
+                            synthetic_config("source", &a.endpoint)
+                                + &synthetic_config("target", &s.endpoint),
+                        )?;
+                        passeur_command(&[
+                            "sync",
+                            "--source",
+                            "s3://src",
+                            "--target",
+                            "s3://dst",
+                            "--state",
+                            &state.to_string_lossy(),
+                            "--config",
+                            &cfg.to_string_lossy(),
+                            "--output",
+                            "json",
+                        ])?
+                    }
+                    Some(t) => {
+                        let mut c = Command::new("rclone");
+                        // The synthetic bucket lists flat only (ListObjectsV2).
+                        c.args(["copy", "--s3-no-check-bucket", "--fast-list"]);
+                        c.args(["--s3-list-version", "2", "--transfers", t]);
+                        rclone_remote(&mut c, "src", &a.endpoint);
+                        rclone_remote(&mut c, "dst", &s.endpoint);
+                        c.args(["src:src", "dst:dst"]);
+                        c
+                    }
+                };
+                let cost = self
+                    .run(&c)
+                    .with_context(|| format!("{tool} {transfers:?}"))?;
+                check_synthetic(&src, &dst).with_context(|| format!("{tool}'s target"))?;
+                match transfers {
+                    None => {
+                        row.passeur.0.push(cost);
+                        alt.passeur.0.push(cost);
+                        std::fs::remove_dir_all(&state)?;
+                    }
+                    Some("64") => row.peer.0.push(cost),
+                    Some(_) => alt.peer.0.push(cost),
+                }
+            }
+        }
+        let mut rows = vec![row, alt];
+        for r in &mut rows {
+            r.what += &format!(
+                ": passeur {:.0} objects/s (machine {:.0} % busy), rclone {:.0} ({:.0} %)",
+                n as f64 / r.passeur.wall().max(1e-9),
+                r.passeur.busy() * 100.0,
+                n as f64 / r.peer.wall().max(1e-9),
+                r.peer.busy() * 100.0
+            );
+        }
+        Ok(rows)
+    }
+}
+
+/// Every object of `src` at `dst` with the same bytes, and nothing else.
+fn check_synthetic(src: &Bucket, dst: &Bucket) -> Result<()> {
+    let got = dst
+        .received
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    ensure!(
+        got.len() as u64 == src.n + 1,
+        "{} objects at the target, {} expected",
+        got.len(),
+        src.n + 1
+    );
+    for i in 0..src.n {
+        let key = src.key(i + 1);
+        let body = got.get(&key).with_context(|| format!("{key}: missing"))?;
+        ensure!(
+            blake3::hash(body) == blake3::hash(&Bucket::small_body(i)),
+            "{key}: bytes differ"
+        );
+    }
+    let slow = got.get(SLOW_KEY).context("the empty object: missing")?;
+    ensure!(slow.is_empty(), "the empty object: {} bytes", slow.len());
+    Ok(())
 }
