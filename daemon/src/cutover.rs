@@ -244,7 +244,12 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         deep: args.deep,
         sample: args.sample,
         full: args.full,
-        concurrency: opened.opts.concurrency,
+        // A fixed number of checks at once (no adaptive window here): as
+        // many as a pass starts with.
+        concurrency: opened
+            .opts
+            .concurrency
+            .min(passeur_core::stores::window::INITIAL),
         bandwidth_limit: opened.opts.bandwidth_limit,
         listing_concurrency: opened.opts.listing_concurrency,
         filter: opened.opts.filter.clone(),

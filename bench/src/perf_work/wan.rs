@@ -58,16 +58,22 @@ impl Bench {
             a.requests(),
             s.requests()
         );
-        for r in &mut rows {
-            r.what += &format!(
-                ": passeur {:.0} objects/s (machine {:.0} % busy), rclone {:.0} ({:.0} %)",
-                n as f64 / r.passeur.wall().max(1e-9),
-                r.passeur.busy() * 100.0,
-                n as f64 / r.peer.wall().max(1e-9),
-                r.peer.busy() * 100.0
-            );
-        }
+        rates(&mut rows, n);
         Ok(rows)
+    }
+}
+
+/// Objects per second of each tool, and how busy the machine was, added
+/// to each row's text.
+fn rates(rows: &mut [Row], n: usize) {
+    for r in rows {
+        r.what += &format!(
+            ": passeur {:.0} objects/s (machine {:.0} % busy), rclone {:.0} ({:.0} %)",
+            n as f64 / r.passeur.wall().max(1e-9),
+            r.passeur.busy() * 100.0,
+            n as f64 / r.peer.wall().max(1e-9),
+            r.peer.busy() * 100.0
+        );
     }
 }
 
@@ -171,15 +177,7 @@ impl Bench {
             }
         }
         let mut rows = vec![row, alt];
-        for r in &mut rows {
-            r.what += &format!(
-                ": passeur {:.0} objects/s (machine {:.0} % busy), rclone {:.0} ({:.0} %)",
-                n as f64 / r.passeur.wall().max(1e-9),
-                r.passeur.busy() * 100.0,
-                n as f64 / r.peer.wall().max(1e-9),
-                r.peer.busy() * 100.0
-            );
-        }
+        rates(&mut rows, n);
         Ok(rows)
     }
 }

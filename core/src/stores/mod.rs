@@ -10,7 +10,7 @@ pub mod limits;
 pub mod probe;
 pub mod rawlist;
 pub mod throttle;
-mod window;
+pub mod window;
 
 use std::fmt;
 use std::sync::Arc;

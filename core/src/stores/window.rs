@@ -10,23 +10,28 @@
 //! - **Throttling** (429 / 503, counted per store in [`Pressure`]): the
 //!   limit halves, once per window of completions (the objects already in
 //!   flight saw the same answers), then grows back by one per window of
-//!   calm completions. This always wins over the rules below.
-//! - **Throughput**: completions are measured in epochs (at least twice
-//!   the limit, and [`MIN_EPOCH`]). Starting from [`INITIAL`], the limit
-//!   doubles while each doubling raises objects/s or bytes/s by
-//!   [`GAIN`]; the first step that does not is undone and the window
-//!   settles. Settled, it probes a quarter more every [`PROBE_EVERY`]
-//!   epochs and keeps the step only if throughput rose.
-//! - **Latency**: settled, when an epoch's mean time per object is more
-//!   than twice the settled one while its objects/s fell by a quarter (the
-//!   store is slowing down under load, not the objects getting larger),
-//!   the limit goes down by a quarter and is measured again.
+//!   calm completions to where it was (to where it was before a trial, if
+//!   a trial drew the throttling). This always wins over the rules below.
+//! - **Throughput**: the objects that moved bytes (not those found
+//!   unchanged) are measured in epochs (at least twice the limit, and
+//!   [`MIN_EPOCH`]). Starting from [`INITIAL`], the limit doubles while
+//!   each doubling raises objects/s or bytes/s by [`GAIN`] with neither
+//!   falling by as much; the first step that does not is undone and the
+//!   window settles. Settled, it tries a quarter more every
+//!   [`PROBE_EVERY`] epochs and keeps the step on the same terms.
+//! - **Latency**: settled, an epoch whose mean time per object is more
+//!   than twice the settled one while objects/s *and* bytes/s fell below
+//!   three quarters of it (a store slowing down under load; larger objects
+//!   would raise bytes/s) takes a quarter off, and the window settles again.
+//!
+//! Slots are permits of a semaphore (woken one per free slot, in order);
+//! a smaller limit withholds permits as they come back.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::throttle::Pressure;
@@ -39,7 +44,7 @@ pub const INITIAL: usize = 64;
 pub const MIN_EPOCH: Duration = Duration::from_millis(200);
 /// How much a larger window must raise throughput to be kept.
 pub const GAIN: f64 = 1.10;
-/// Settled epochs between two probes for a larger window.
+/// Settled epochs between two trials of a larger window.
 pub const PROBE_EVERY: usize = 8;
 
 /// Throughput of one epoch.
@@ -52,8 +57,20 @@ struct Rate {
 }
 
 impl Rate {
+    /// Better than `before`: one measure up by [`GAIN`], neither down by
+    /// as much (object sizes vary; one measure alone moves by chance).
     fn beats(&self, before: &Rate) -> bool {
-        self.objects > before.objects * GAIN || self.bytes > before.bytes * GAIN
+        let up = self.objects > before.objects * GAIN || self.bytes > before.bytes * GAIN;
+        let down = self.objects * GAIN < before.objects || self.bytes * GAIN < before.bytes;
+        up && !down
+    }
+
+    /// Slower than `settled` as a loaded store is: each object twice as
+    /// long, and fewer objects *and* bytes per second.
+    fn slowed(&self, settled: &Rate) -> bool {
+        self.latency > 2.0 * settled.latency
+            && self.objects < 0.75 * settled.objects
+            && self.bytes <= 0.75 * settled.bytes
     }
 }
 
@@ -69,6 +86,9 @@ struct Epoch {
 struct WindowState {
     limit: usize,
     in_use: usize,
+    /// Permits to keep, instead of returning, as slots come back (the
+    /// limit went down while they were out).
+    owed: usize,
     /// Throttling answers already acted on.
     seen: u64,
     /// Completions still to come from objects started before the last
@@ -76,8 +96,7 @@ struct WindowState {
     hold: usize,
     /// Completions without throttling since the last change.
     calm: usize,
-    /// After throttling, the limit to climb back to, one per window of
-    /// calm completions (0: not recovering).
+    /// After throttling, the limit to climb back to (0: not recovering).
     recover_to: usize,
     /// Still doubling (no step has failed to raise throughput yet).
     slow_start: bool,
@@ -93,7 +112,7 @@ struct WindowState {
 #[derive(Debug)]
 pub struct Window {
     state: Mutex<WindowState>,
-    freed: Notify,
+    slots: Arc<Semaphore>,
     max: usize,
     pressure: Vec<Arc<Pressure>>,
     base: u64,
@@ -104,11 +123,12 @@ impl Window {
     /// Up to `max` at once, starting at [`INITIAL`]; lowered by throttling
     /// counted in `pressure`, grown while throughput rises.
     pub fn new(max: usize, pressure: Vec<Arc<Pressure>>, stats: Arc<Stats>) -> Arc<Self> {
-        let max = max.max(1);
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
         let limit = INITIAL.min(max);
         let base = pressure.iter().map(|p| p.throttled()).sum();
         stats.concurrency.store(limit as u64, Relaxed);
-        stats.concurrency_min.store(limit as u64, Relaxed);
+        // Lowered by throttling only (the summary reports it then).
+        stats.concurrency_min.store(max as u64, Relaxed);
         let epoch = Epoch {
             start: Instant::now(),
             done: 0,
@@ -119,6 +139,7 @@ impl Window {
             state: Mutex::new(WindowState {
                 limit,
                 in_use: 0,
+                owed: 0,
                 seen: base,
                 hold: 0,
                 calm: 0,
@@ -129,7 +150,7 @@ impl Window {
                 settled: None,
                 steady: 0,
             }),
-            freed: Notify::new(),
+            slots: Arc::new(Semaphore::new(limit)),
             max,
             pressure,
             base,
@@ -148,21 +169,20 @@ impl Window {
 
     /// Wait for a slot; the object runs while the slot is held.
     pub async fn acquire(self: &Arc<Self>) -> Slot {
-        loop {
-            let freed = self.freed.notified();
-            {
-                let mut st = self.lock();
-                if st.in_use < st.limit {
-                    st.in_use += 1;
-                    return Slot(Arc::clone(self), Instant::now());
-                }
-            }
-            freed.await;
+        // The semaphore is never closed.
+        let permit = Arc::clone(&self.slots).acquire_owned().await.ok();
+        self.lock().in_use += 1;
+        Slot {
+            window: Arc::clone(self),
+            permit,
+            start: Instant::now(),
+            counted: true,
         }
     }
 
-    /// An object finished after `held`: release its slot and adjust.
-    fn release(&self, held: Duration) {
+    /// A slot comes back after `held`; `counted`: the object moved bytes
+    /// (it counts in the epoch).
+    fn release(&self, held: Duration, counted: bool, permit: Option<OwnedSemaphorePermit>) {
         let total: u64 = self.pressure.iter().map(|p| p.throttled()).sum();
         self.stats
             .throttled
@@ -177,29 +197,47 @@ impl Window {
             st.seen = total;
         } else if total > st.seen {
             st.seen = total;
-            st.recover_to = st.recover_to.max(st.limit);
+            // A trial that drew the throttling is not climbed back to.
+            let was = st.probe.take().map_or(st.limit, |(from, _)| from);
+            st.recover_to = st.recover_to.max(was);
             st.limit = (st.limit / 2).max(1);
-            throttled = true;
             st.hold = st.in_use;
             st.calm = 0;
-            // Throughput is measured again from here.
             st.slow_start = false;
-            st.probe = None;
             st.settled = None;
             st.steady = 0;
             st.restart_epoch(bytes);
-        } else {
+            throttled = true;
+        } else if counted {
             st.calm += 1;
             st.epoch.done += 1;
             st.epoch.busy += held;
             self.tune(&mut st, bytes);
         }
         let limit = st.limit;
+        // Resize the semaphore: this slot's permit is kept while permits
+        // are owed; a larger limit pays what is owed first.
+        if limit < before {
+            let cut = before - limit;
+            let forgotten = self.slots.forget_permits(cut);
+            st.owed += cut - forgotten;
+        } else if limit > before {
+            let grow = limit - before;
+            let paid = grow.min(st.owed);
+            st.owed -= paid;
+            self.slots.add_permits(grow - paid);
+        }
+        match permit {
+            Some(p) if st.owed > 0 => {
+                st.owed -= 1;
+                p.forget();
+            }
+            p => drop(p),
+        }
         drop(st);
         if limit != before {
             self.changed(before, limit, throttled.then_some(total));
         }
-        self.freed.notify_waiters();
     }
 
     /// One calm completion: recover from throttling by one per window,
@@ -214,7 +252,7 @@ impl Window {
             st.recover_to = 0;
         }
         let elapsed = st.epoch.start.elapsed();
-        if st.epoch.done < (2 * st.limit).max(16) || elapsed < MIN_EPOCH {
+        if st.epoch.done < st.limit.saturating_mul(2).max(16) || elapsed < MIN_EPOCH {
             return;
         }
         let secs = elapsed.as_secs_f64();
@@ -246,13 +284,13 @@ impl Window {
             return;
         };
         st.steady += 1;
-        if rate.latency > 2.0 * settled.latency && rate.objects < 0.75 * settled.objects {
+        if rate.slowed(&settled) {
             st.limit = (st.limit - st.limit / 4).max(1);
             st.settled = None;
             st.steady = 0;
         } else if st.steady >= PROBE_EVERY && st.limit < self.max && st.recover_to == 0 {
             st.probe = Some((st.limit, rate));
-            st.limit = (st.limit + (st.limit / 4).max(1)).min(self.max);
+            st.limit = st.limit.saturating_add((st.limit / 4).max(1)).min(self.max);
             st.steady = 0;
         }
     }
@@ -272,14 +310,14 @@ impl Window {
             (st.limit / 4).max(1)
         };
         st.probe = Some((st.limit, rate));
-        st.limit = (st.limit + step).min(self.max);
+        st.limit = st.limit.saturating_add(step).min(self.max);
     }
 
     /// Report a new limit; `throttled`: the answers that caused it.
     fn changed(&self, before: usize, limit: usize, throttled: Option<u64>) {
         self.stats.concurrency.store(limit as u64, Relaxed);
-        self.stats.concurrency_min.fetch_min(limit as u64, Relaxed);
         if let Some(total) = throttled {
+            self.stats.concurrency_min.fetch_min(limit as u64, Relaxed);
             tracing::warn!(
                 from = before,
                 to = limit,
@@ -305,11 +343,26 @@ impl WindowState {
 
 /// A running object's place in the [`Window`]; released on drop.
 #[derive(Debug)]
-pub struct Slot(Arc<Window>, Instant);
+pub struct Slot {
+    window: Arc<Window>,
+    permit: Option<OwnedSemaphorePermit>,
+    start: Instant,
+    counted: bool,
+}
+
+impl Slot {
+    /// The object moved nothing (found unchanged, or a dry run): its time
+    /// says nothing about the stores and stays out of the measures.
+    pub fn uncounted(mut self) {
+        self.counted = false;
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.release(self.1.elapsed());
+        let permit = self.permit.take();
+        self.window
+            .release(self.start.elapsed(), self.counted, permit);
     }
 }
 

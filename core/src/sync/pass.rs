@@ -177,7 +177,11 @@ impl<'a> Pass<'a> {
                 if matches!(r, Ok(Outcome::Vanished)) {
                     r = slash_key_check(&self.ctx.source, &meta.location).await;
                 }
-                drop(slot);
+                match r {
+                    // Settled from the manifest: no request to measure.
+                    Ok(Outcome::Unchanged | Outcome::WouldCopy) => slot.uncounted(),
+                    _ => drop(slot),
+                }
                 Done::Object(meta, ticket, r)
             }
             Work::Fault(o) => Done::Fault(o),

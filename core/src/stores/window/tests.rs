@@ -71,14 +71,23 @@ async fn a_full_window_makes_callers_wait() {
         .expect("waiter ran");
 }
 
+/// What one simulated object did: how long it held its slot, the bytes
+/// it read, and whether it made requests at all.
+struct Sim {
+    took: Duration,
+    bytes: u64,
+    counted: bool,
+}
+
 /// Run `objects` through `w` (as a pass does: as many waiting as the
-/// ceiling), each taking `latency(objects in flight, objects done)`; the
+/// ceiling), each as `object(objects in flight, objects done)` says; the
 /// limits seen at each hundredth object.
-async fn simulate(
+async fn simulate_with(
     w: &Arc<Window>,
+    stats: &Stats,
     max: usize,
     objects: usize,
-    latency: impl Fn(usize, usize) -> Duration,
+    object: impl Fn(usize, usize) -> Sim,
 ) -> Vec<usize> {
     let in_flight = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -87,9 +96,15 @@ async fn simulate(
         .map(|_| async {
             let slot = w.acquire().await;
             let n = in_flight.fetch_add(1, Relaxed) + 1;
-            tokio::time::sleep(latency(n, done.load(Relaxed))).await;
+            let sim = object(n, done.load(Relaxed));
+            tokio::time::sleep(sim.took).await;
+            stats.bytes_read.fetch_add(sim.bytes, Relaxed);
             in_flight.fetch_sub(1, Relaxed);
-            drop(slot);
+            if sim.counted {
+                drop(slot);
+            } else {
+                slot.uncounted();
+            }
             if done.fetch_add(1, Relaxed).is_multiple_of(100) {
                 limits.lock().expect("limits").push(w.limit());
             }
@@ -98,6 +113,22 @@ async fn simulate(
         .collect::<Vec<()>>()
         .await;
     limits.into_inner().expect("limits")
+}
+
+/// [`simulate_with`] for objects that all count and read nothing.
+async fn simulate(
+    w: &Arc<Window>,
+    max: usize,
+    objects: usize,
+    latency: impl Fn(usize, usize) -> Duration,
+) -> Vec<usize> {
+    let stats = Stats::default();
+    simulate_with(w, &stats, max, objects, |n, d| Sim {
+        took: latency(n, d),
+        bytes: 0,
+        counted: true,
+    })
+    .await
 }
 
 /// A store `rtt` seconds away that serves at most `cap` objects/s: below
@@ -119,7 +150,8 @@ async fn grows_while_throughput_rises_and_stops_where_it_does_not() {
         "settles near what the store can take: {limits:?}"
     );
     assert!(limits.iter().all(|&l| l <= 512), "{limits:?}");
-    assert_eq!(stats.snapshot().concurrency_min, INITIAL as u64);
+    // Lowered by throttling only: the summary reports it then.
+    assert_eq!(stats.snapshot().concurrency_min, 1024);
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,6 +186,89 @@ async fn backs_off_when_latency_rises() {
     let limits = simulate(&w, 64, 12_000, slow).await;
     assert_eq!(limits[20], 64, "{limits:?}");
     assert!(w.limit() < 64, "{limits:?}");
+    let s = stats.snapshot();
+    assert!(s.concurrency < 64);
+    // Not throttling: not reported as such.
+    assert_eq!((s.concurrency_min, s.throttled), (64, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn objects_found_unchanged_do_not_count() {
+    // An incremental pass: runs of unchanged keys (settled in microseconds
+    // from the manifest) between runs of changed ones 100 ms away. Counted,
+    // the switches read as a store slowing down and cut the window.
+    let (w, _, stats) = window(256);
+    let limits = simulate_with(&w, &stats, 256, 60_000, |n, done| {
+        let unchanged = (done / 3_000) % 2 == 0;
+        Sim {
+            took: if unchanged {
+                Duration::from_micros(5)
+            } else {
+                Duration::from_secs_f64((n as f64 / 2000.0).max(0.1))
+            },
+            bytes: if unchanged { 0 } else { 1024 },
+            counted: !unchanged,
+        }
+    })
+    .await;
+    assert!(
+        limits.iter().all(|&l| l >= INITIAL),
+        "never below where it started: {limits:?}"
+    );
+    // The first changed run doubles from 64 to the ceiling within it
+    // (counted, the unchanged run before it ended the doubling).
+    assert!(
+        limits[45..60].iter().all(|&l| l == 256),
+        "{:?}",
+        &limits[..60]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn larger_objects_are_not_a_slower_store() {
+    // Settled on small objects 100 ms away; then objects of 8 MiB, each
+    // taking a second: fewer objects/s and longer ones, but more bytes/s.
+    let (w, _, stats) = window(64);
+    let limits = simulate_with(&w, &stats, 64, 8_000, |_, done| {
+        if done < 5_000 {
+            Sim {
+                took: Duration::from_millis(100),
+                bytes: 1024,
+                counted: true,
+            }
+        } else {
+            Sim {
+                took: Duration::from_secs(1),
+                bytes: 8 << 20,
+                counted: true,
+            }
+        }
+    })
+    .await;
+    assert!(limits.iter().all(|&l| l == 64), "{limits:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trial_that_draws_throttling_is_not_climbed_back_to() {
+    // 64 at once are fine; the doubling to 128 makes the store throttle.
+    let (w, p, stats) = window(1024);
+    let p2 = Arc::clone(&p);
+    let limits = simulate_with(&w, &stats, 1024, 20_000, move |n, _| {
+        if n > 64 {
+            p2.throttled.fetch_add(1, Relaxed);
+        }
+        Sim {
+            took: Duration::from_millis(100),
+            bytes: 1024,
+            counted: true,
+        }
+    })
+    .await;
+    let late = &limits[limits.len() / 2..];
+    // After the trial's throttling, back at 64 and staying there until
+    // the next trial (climbing back to 128 draws throttling again at 65).
+    assert!(limits[..14].iter().all(|&l| l == 64), "{limits:?}");
+    assert!(late.iter().all(|&l| l <= 80), "not back to 128: {limits:?}");
+    assert!(stats.snapshot().throttled > 0);
     assert!(stats.snapshot().concurrency_min < 64);
-    assert_eq!(stats.snapshot().throttled, 0);
 }
