@@ -14,12 +14,14 @@
 //! | 2 | [`feed`] | what the Azure change feed says changed: segments, Avro chunks, events |
 //! | 3 | [`transfer`] | one object: plan → read → chunk and hash → upload or copy → record |
 //! | 4 | [`verify`] | the target against the manifest |
+//! | 4 | [`plan`] | a migration's census from one listing: sizes, prefixes, duplicates, blockers, estimate |
 //! | 5 | [`sync`] | the pass: list → replicate with bounded concurrency → deletes |
 
 pub mod base;
 pub mod content;
 pub mod feed;
 pub mod manifest;
+pub mod plan;
 pub mod scan;
 pub mod stores;
 pub mod sync;

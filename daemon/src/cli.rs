@@ -35,6 +35,11 @@ pub enum Command {
     /// Export a manifest, or compare two.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// What a migration holds, costs, takes and will trip over, from one
+    /// listing of the source; nothing is read or written (exit 0 planned,
+    /// 1 blockers found with --fail-on-blockers, 2 could not: the listing
+    /// failed or an option is wrong).
+    Plan(PlanArgs),
     /// Replicate a generated sample dataset between two local directories.
     Demo(DemoArgs),
     /// Print shell completions or the man page.
@@ -338,6 +343,57 @@ pub enum Changes {
     /// The Azure Blob change feed (`$blobchangefeed`) of the source's
     /// account.
     AzureChangeFeed,
+}
+
+/// `passeur plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Source URL (as `sync --source`).
+    #[arg(long)]
+    pub source: String,
+    /// Target URL: its kind and part limits (preset or `[target]` in
+    /// --config) say what it cannot take; nothing is sent to it.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// TOML file with `[source]` / `[target]` store options (as `sync`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Link bandwidth for the estimate: "10Gbit/s", "800Mbps", "500MB/s".
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth: Option<String>,
+    /// Objects one host replicates per second (default: measured over
+    /// links of 20–100 ms, bench/README.md).
+    #[arg(long, value_name = "N", default_value_t = passeur_core::plan::estimate::OBJECTS_PER_SECOND)]
+    pub objects_per_second: f64,
+    /// Egress price at the source: "0.087/GB", "20/TB".
+    #[arg(long, value_name = "PRICE")]
+    pub egress_price: Option<String>,
+    /// Price of write requests at the target: "0.005/1000", "4.5/1M".
+    #[arg(long, value_name = "PRICE")]
+    pub request_price: Option<String>,
+    /// Price of read requests at the source: "0.0004/1000".
+    #[arg(long, value_name = "PRICE")]
+    pub read_price: Option<String>,
+    /// Finish by this date (YYYY-MM-DD, UTC midnight, or RFC 3339): how
+    /// many hosts (shards) that takes.
+    #[arg(long, value_name = "DATE")]
+    pub deadline: Option<String>,
+    /// Example keys shown per blocker.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub examples: usize,
+    /// Prefixes shown per depth.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as one self-contained HTML page (charts, no
+    /// network fetches).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Exit 1 when any blocker is found.
+    #[arg(long)]
+    pub fail_on_blockers: bool,
 }
 
 /// `passeur demo`.

@@ -22,6 +22,8 @@ mod manifest_merge;
 mod manifest_ranges;
 mod notify;
 mod output;
+mod plan_cmd;
+mod plan_show;
 pub mod run;
 mod serve;
 pub mod signals;
@@ -61,7 +63,7 @@ pub fn main() -> ExitCode {
         Command::Cutover(_) | Command::Verify(_) => false,
         Command::Sync(a) => a.output == Output::Json,
         Command::Run(_) | Command::Status(_) => false,
-        Command::Demo(_) => false,
+        Command::Demo(_) | Command::Plan(_) => false,
     };
     // `run` sets up logging from its configuration file.
     let mut service = None;
@@ -93,6 +95,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Sync(args) => sync_cmd::sync(args).await,
             Command::Demo(args) => demo::run_demo(args).await,
+            Command::Plan(args) => plan_cmd::plan(args).await,
             Command::Run(_) => match service {
                 Some((path, cfg)) => match signals::service_requests() {
                     Ok((requests, handle)) => {

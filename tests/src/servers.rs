@@ -269,6 +269,31 @@ impl Server {
         Ok(())
     }
 
+    /// Build `bucket`'s objects from `specs` through the server's own SDK
+    /// (`tests/support/planset.py`: archive tiers, append blobs,
+    /// snapshots, storage classes, multipart uploads, metadata).
+    pub fn sdk_build(&self, bucket: &str, specs: &[serde_json::Value]) -> Result<()> {
+        use std::io::Write as _;
+        let kind = match self.kind {
+            Kind::Azurite => "az",
+            Kind::Moto | Kind::S3sFs => "s3",
+        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/planset.py");
+        let mut child = Command::new(tool("PASSEUR_PYTHON")?)
+            .args([script, kind, &self.endpoint, bucket])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(serde_json::to_string(specs)?.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("sdk build: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     /// Every object of `bucket`, listed and read through the server's own
     /// SDK (boto3, azure-storage-blob), not object_store.
     pub fn sdk_read_back(&self, bucket: &str) -> Result<Vec<SdkObject>> {

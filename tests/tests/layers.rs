@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, ensure};
 
 /// The folders of `core/src`, lowest first.
-const LAYERS: [&str; 9] = [
-    "base", "content", "manifest", "stores", "scan", "feed", "transfer", "verify", "sync",
+const LAYERS: [&str; 10] = [
+    "base", "content", "manifest", "stores", "scan", "feed", "transfer", "verify", "plan", "sync",
 ];
 
 /// The stages of `transfer/`, lowest first (`mod.rs` orchestrates them all).

@@ -559,6 +559,7 @@ fn raw_lister(
         base,
         prefix: String::new(),
         encoding: Arc::default(),
+        details: false,
     })
 }
 

@@ -31,6 +31,31 @@ pub struct RawEntry {
     pub etag: Option<String>,
     /// Last modification.
     pub last_modified: DateTime<Utc>,
+    /// What else the listing said, when the lister was asked for it
+    /// ([`RawLister::with_details`]).
+    pub details: Option<Box<Details>>,
+}
+
+/// What a listing says of an object beyond its key, size and time: for
+/// planning a migration (`passeur plan`), not needed to copy it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    /// Azure Content-MD5 (base64).
+    pub content_md5: Option<String>,
+    /// Azure access tier or S3 storage class.
+    pub class: Option<String>,
+    /// Azure archive status (a rehydration under way).
+    pub archive_status: Option<String>,
+    /// Azure blob type.
+    pub blob_type: Option<String>,
+    /// Azure snapshot time: the entry is a snapshot.
+    pub snapshot: Option<String>,
+    /// Version id (Azure with versioning).
+    pub version: Option<String>,
+    /// False for an earlier version.
+    pub current: bool,
+    /// User metadata (Azure: names as listed).
+    pub metadata: Option<Vec<(String, String)>>,
 }
 
 /// How to sign a list request.
@@ -60,6 +85,9 @@ pub struct RawLister {
     /// lister of it, and decided before any key that decoding would change
     /// is decoded.
     pub(crate) encoding: Arc<AtomicU8>,
+    /// List snapshots, versions and metadata too (Azure) and keep what
+    /// each entry's properties say ([`Details`]).
+    pub(crate) details: bool,
 }
 
 /// What an S3 server does with `encoding-type=url` (stored in an
@@ -103,10 +131,22 @@ fn err(msg: impl Into<String>) -> object_store::Error {
     }
 }
 
+/// What an Azure listing with details includes.
+const AZURE_DETAILS: &str = "snapshots,metadata,versions";
+
 /// Requests tried this many times on a transport error or a 5xx / 429.
 const ATTEMPTS: u32 = 5;
 
 impl RawLister {
+    /// The same lister, asking for and keeping each entry's [`Details`]:
+    /// an Azure listing then holds snapshots and earlier versions too.
+    pub fn with_details(&self) -> Self {
+        Self {
+            details: true,
+            ..self.clone()
+        }
+    }
+
     /// Every key after `after` (exclusive, relative), in the store's order.
     pub fn list_after(
         self: Arc<Self>,
@@ -153,6 +193,9 @@ impl RawLister {
             }
             Signer::Azure { .. } => {
                 query.extend([("restype", "container"), ("comp", "list")]);
+                if self.details {
+                    query.push(("include", AZURE_DETAILS));
+                }
                 if !self.prefix.is_empty() {
                     query.push(("prefix", &self.prefix));
                 }
@@ -170,9 +213,9 @@ impl RawLister {
             Signer::S3 { .. } => {
                 let page = parse_s3(&body)?;
                 let encoded = page.url_encoded && self.encodes(&page, &query).await?;
-                page.into_entries(encoded)?
+                page.into_entries(encoded, self.details)?
             }
-            Signer::Azure { .. } => parse_azure(&body)?,
+            Signer::Azure { .. } => parse_azure(&body, self.details)?,
         };
         let entries = entries
             .into_iter()
@@ -313,6 +356,7 @@ struct S3Object {
     last_modified: String,
     #[serde(rename = "ETag")]
     e_tag: Option<String>,
+    storage_class: Option<String>,
 }
 
 fn time(s: &str) -> object_store::Result<DateTime<Utc>> {
@@ -353,7 +397,11 @@ impl S3Page {
         self.contents.iter().map(|o| o.key.as_str())
     }
 
-    fn into_entries(self, decode: bool) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+    fn into_entries(
+        self,
+        decode: bool,
+        details: bool,
+    ) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
         let entries = self
             .contents
             .into_iter()
@@ -363,6 +411,13 @@ impl S3Page {
                     size: o.size,
                     etag: o.e_tag,
                     last_modified: time(&o.last_modified)?,
+                    details: details.then(|| {
+                        Box::new(Details {
+                            class: o.storage_class,
+                            current: true,
+                            ..Details::default()
+                        })
+                    }),
                 })
             })
             .collect::<object_store::Result<_>>()?;
@@ -408,6 +463,11 @@ struct AzBlobs {
 struct AzBlob {
     name: AzName,
     properties: AzProps,
+    snapshot: Option<String>,
+    version_id: Option<String>,
+    is_current_version: Option<bool>,
+    /// One element per name.
+    metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A blob name; `Encoded="true"` (a name holding characters XML cannot
@@ -428,9 +488,20 @@ struct AzProps {
     etag: Option<String>,
     #[serde(rename = "Content-Length")]
     size: u64,
+    #[serde(rename = "Content-MD5")]
+    content_md5: Option<String>,
+    #[serde(rename = "BlobType")]
+    blob_type: Option<String>,
+    #[serde(rename = "AccessTier")]
+    access_tier: Option<String>,
+    #[serde(rename = "ArchiveStatus")]
+    archive_status: Option<String>,
 }
 
-fn parse_azure(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
+fn parse_azure(
+    body: &[u8],
+    details: bool,
+) -> object_store::Result<(Vec<RawEntry>, Option<String>)> {
     // Some servers start the body with a byte order mark.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let list: AzList =
@@ -448,11 +519,29 @@ fn parse_azure(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<Strin
             } else {
                 b.name.text
             };
+            let last_modified = time(&b.properties.last_modified)?;
+            let p = b.properties;
+            let details = details.then(|| {
+                Box::new(Details {
+                    content_md5: p.content_md5.filter(|m| !m.is_empty()),
+                    class: p.access_tier,
+                    archive_status: p.archive_status,
+                    blob_type: p.blob_type,
+                    // A version listing marks the current one; a blob
+                    // without versions is current.
+                    current: b.snapshot.is_none()
+                        && (b.version_id.is_none() || b.is_current_version == Some(true)),
+                    snapshot: b.snapshot,
+                    version: b.version_id,
+                    metadata: b.metadata.map(|m| m.into_iter().collect()),
+                })
+            });
             Ok(RawEntry {
                 key,
-                size: b.properties.size,
-                etag: b.properties.etag,
-                last_modified: time(&b.properties.last_modified)?,
+                size: p.size,
+                etag: p.etag,
+                last_modified,
+                details,
             })
         })
         .collect::<object_store::Result<_>>()?;
@@ -460,55 +549,4 @@ fn parse_azure(body: &[u8]) -> object_store::Result<(Vec<RawEntry>, Option<Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn s3_keys_come_back_byte_for_byte() -> object_store::Result<()> {
-        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
-<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>m//x</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>photos/</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><ETag>"d"</ETag><Size>0</Size></Contents><Contents><Key>caf%C3%A9%20%2Bx</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><Contents><Key>a+b%2Bc%25</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
-        let (e, next) = parse_s3(xml)?.into_entries(true)?;
-        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        // AWS writes a space as `+` (others as %20); a literal `+` is %2B.
-        assert_eq!(keys, ["m//x", "photos/", "café +x", "a b+c%"]);
-        assert_eq!(e[0].etag.as_deref(), Some("\"abc\""));
-        assert_eq!(e[0].size, 3);
-        assert_eq!(next.as_deref(), Some("tok"));
-        Ok(())
-    }
-
-    #[test]
-    fn a_truncated_s3_page_without_a_token_is_an_error() {
-        let xml = br#"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents></ListBucketResult>"#;
-        assert!(
-            parse_s3(xml).is_err(),
-            "would end the listing as if complete"
-        );
-        let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken></NextContinuationToken></ListBucketResult>"#;
-        assert!(parse_s3(last).is_ok_and(|p| p.contents.is_empty() && p.next.is_none()));
-    }
-
-    /// Keys taken as listed stay byte for byte (what a server that echoes
-    /// `EncodingType=url` gets; which servers do is decided against the
-    /// server itself: `conformance::s3s_fs_keys_with_plus_and_percent_list_as_they_are`).
-    #[test]
-    fn keys_taken_as_listed_are_not_decoded() -> object_store::Result<()> {
-        let xml = "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated><Contents><Key>k/a+b=c&amp;d%41</Key><LastModified>2026-11-30T10:00:00.000Z</LastModified><Size>1</Size></Contents></ListBucketResult>";
-        let page = parse_s3(xml.as_bytes())?;
-        assert!(page.url_encoded);
-        let (e, _) = page.into_entries(false)?;
-        assert_eq!(e[0].key, "k/a+b=c&d%41");
-        Ok(())
-    }
-
-    #[test]
-    fn azure_names_come_back_byte_for_byte() -> object_store::Result<()> {
-        let xml = b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"http://x/\" ContainerName=\"c\"><Blobs><Blob><Name>/lead</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8D</Etag><Content-Length>7</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob><Blob><Name>a/./b</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8E</Etag><Content-Length>0</Content-Length></Properties></Blob><Blob><Name Encoded=\"true\">bell%07%20x</Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x8F</Etag><Content-Length>1</Content-Length></Properties></Blob><Blob><Name Encoded=\"false\"> plain+name </Name><Properties><Last-Modified>Mon, 30 Nov 2026 10:00:00 GMT</Last-Modified><Etag>0x90</Etag><Content-Length>1</Content-Length></Properties></Blob></Blobs><NextMarker /></EnumerationResults>";
-        let (e, next) = parse_azure(xml)?;
-        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["/lead", "a/./b", "bell\u{7} x", " plain+name "]);
-        assert_eq!(e[0].size, 7);
-        assert!(next.is_none());
-        Ok(())
-    }
-}
+mod tests;

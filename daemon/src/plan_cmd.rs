@@ -1,0 +1,229 @@
+//! `passeur plan`: one listing of the source, nothing read or written;
+//! what the migration holds, costs, takes and will trip over.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use passeur_config::SyncConfig;
+use passeur_core::plan::blockers::TargetRules;
+use passeur_core::plan::estimate::{self, Assumptions, Estimate};
+use passeur_core::plan::{Census, CensusOptions, Listed, Survey};
+use passeur_core::stores::limits::{PartPolicy, Provider};
+use passeur_core::stores::rawlist::RawEntry;
+use passeur_core::stores::{LocalDir, Store, StoreKind};
+use serde::Serialize;
+
+use crate::cli::PlanArgs;
+use crate::{exit, fail};
+
+/// The JSON report (`--json`, and what the HTML page shows).
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    /// Format version.
+    pub passeur_plan: u32,
+    /// Source URL.
+    pub source: String,
+    /// Target URL, when given.
+    pub target: Option<String>,
+    /// When the listing ended.
+    pub listed_at: DateTime<Utc>,
+    /// How long it took.
+    pub listing_seconds: f64,
+    /// The target's largest object, when a target was given.
+    pub target_max_object: Option<u64>,
+    /// Whether user metadata was listed (Azure) and checked.
+    pub metadata_checked: bool,
+    /// What the listing held.
+    pub survey: Survey,
+    /// Time and money.
+    pub estimate: Estimate,
+    /// What the figures could not see.
+    pub notes: Vec<String>,
+}
+
+/// Run `passeur plan`; its exit code.
+pub(crate) async fn plan(args: PlanArgs) -> u8 {
+    let cfg = match &args.config {
+        Some(p) => match SyncConfig::load(p) {
+            Ok(c) => c,
+            Err(e) => return fail(exit::CONFIG, &e.to_string()),
+        },
+        None => SyncConfig::default(),
+    };
+    let assumptions = match assumptions(&args) {
+        Ok(a) => a,
+        Err(e) => return fail(exit::USAGE, &e),
+    };
+    let source = match Store::open(&args.source, &cfg.source.to_options(), LocalDir::MustExist) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
+    };
+    let target = match &args.target {
+        None => None,
+        Some(url) => match Store::open(url, &cfg.target.to_options(), LocalDir::EmptyIfMissing) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(exit::for_error(&e), &format!("target: {e}")),
+        },
+    };
+    let policy = target
+        .as_ref()
+        .map_or_else(|| PartPolicy::for_provider(Provider::Generic), |t| t.policy);
+    let rules = target.as_ref().map(|t| TargetRules::new(t.kind, &t.policy));
+    let target_max_object = rules.as_ref().map(|r| r.max_object);
+    let mut census = Census::new(CensusOptions {
+        target: rules,
+        policy,
+        examples: args.examples,
+        top: args.top,
+    });
+    let metadata_checked = source.kind == StoreKind::Azure;
+    let started = Instant::now();
+    let bar = progress_bar(args.json);
+    let mut listing = entries(&source);
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            next = listing.next() => match next {
+                Some(Ok(e)) => census.add(&e),
+                Some(Err(e)) => {
+                    if let Some(b) = &bar { b.abandon(); }
+                    return fail(
+                        exit::TROUBLE,
+                        &format!("listing {} failed after {} objects: {e}; no plan", args.source, census.objects()),
+                    );
+                }
+                None => break,
+            },
+            _ = ticker.tick() => if let Some(b) = &bar {
+                b.set_message(format!("{} objects, {}", census.objects(), HumanBytes(census.bytes())));
+            },
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let survey = census.finish();
+    let est = estimate::estimate(survey.objects, survey.bytes, survey.requests, &assumptions);
+    let mut notes = Vec::new();
+    if !metadata_checked {
+        notes.push("user metadata not checked: this source's listing does not carry it".to_owned());
+    }
+    if source.kind != StoreKind::Azure {
+        notes.push("access tiers, blob types, snapshots: Azure sources only".to_owned());
+    }
+    let report = PlanReport {
+        passeur_plan: 1,
+        source: args.source.clone(),
+        target: args.target.clone(),
+        listed_at: Utc::now(),
+        listing_seconds: started.elapsed().as_secs_f64(),
+        target_max_object,
+        metadata_checked,
+        survey,
+        estimate: est,
+        notes,
+    };
+    let text = if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => j,
+            Err(e) => return fail(exit::SOFTWARE, &format!("cannot write the report: {e}")),
+        }
+    } else {
+        crate::plan_show::human(&report)
+    };
+    if let Some(path) = &args.html
+        && let Err(e) = std::fs::write(path, crate::plan_show::html(&report))
+    {
+        return fail(exit::TROUBLE, &format!("--html {}: {e}", path.display()));
+    }
+    println!("{}", text.trim_end());
+    if args.fail_on_blockers && !report.survey.blockers.is_empty() {
+        return exit::INCOMPLETE;
+    }
+    exit::OK
+}
+
+fn assumptions(args: &PlanArgs) -> Result<Assumptions, String> {
+    let opt =
+        |s: &Option<String>, f: fn(&str) -> Result<f64, String>| s.as_deref().map(f).transpose();
+    let seconds_to_deadline = match &args.deadline {
+        None => None,
+        Some(d) => {
+            let when = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                .or_else(|_| DateTime::parse_from_rfc3339(d).map(|t| t.with_timezone(&Utc)))
+                .map_err(|_| {
+                    format!("--deadline {d:?}: expected YYYY-MM-DD or an RFC 3339 time")
+                })?;
+            Some((when - Utc::now()).num_seconds() as f64)
+        }
+    };
+    if !(args.objects_per_second > 0.0 && args.objects_per_second.is_finite()) {
+        return Err("--objects-per-second must be above 0".into());
+    }
+    Ok(Assumptions {
+        bandwidth: opt(&args.bandwidth, estimate::parse_bandwidth)?,
+        objects_per_second: args.objects_per_second,
+        egress_per_byte: opt(&args.egress_price, estimate::parse_egress_price)?,
+        write_price: opt(&args.request_price, estimate::parse_request_price)?,
+        read_price: opt(&args.read_price, estimate::parse_request_price)?,
+        seconds_to_deadline,
+    })
+}
+
+fn progress_bar(json: bool) -> Option<ProgressBar> {
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} listing: {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}
+
+/// The source's entries with all their listing says: the store's own list
+/// requests for S3 and Azure (tiers, types, snapshots, metadata), else
+/// object_store's listing.
+fn entries(source: &Store) -> BoxStream<'static, Result<Listed, String>> {
+    match &source.raw {
+        Some(raw) => std::sync::Arc::new(raw.with_details())
+            .list_after(None)
+            .map(|r| r.map(listed).map_err(|e| e.to_string()))
+            .boxed(),
+        None => source
+            .inner
+            .list(None)
+            .map(|r| {
+                r.map(|m| {
+                    let mut l = Listed::new(m.location.to_string(), m.size, m.last_modified);
+                    l.etag = m.e_tag;
+                    l
+                })
+                .map_err(|e| e.to_string())
+            })
+            .boxed(),
+    }
+}
+
+fn listed(e: RawEntry) -> Listed {
+    let mut l = Listed::new(e.key, e.size, e.last_modified);
+    l.etag = e.etag;
+    if let Some(d) = e.details {
+        let d = *d;
+        l.content_md5 = d.content_md5;
+        l.class = d.class;
+        l.archive_status = d.archive_status;
+        l.blob_type = d.blob_type;
+        l.snapshot = d.snapshot;
+        l.version = d.version;
+        l.current = d.current;
+        l.metadata = d.metadata;
+    }
+    l
+}
