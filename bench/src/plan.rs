@@ -20,6 +20,25 @@ use passeur_bench::{env_u64, rclone_remote};
 use passeur_tests::meter::Meter;
 use passeur_tests::passeur_command;
 
+/// `c` with its standard output sent to `out`, through `sh` (GNU time,
+/// which [`timed`] wraps around it, keeps the command's output to itself).
+fn to_file(c: &Command, out: &std::path::Path) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("out=$1; shift; exec \"$@\" > \"$out\"")
+        .arg("sh")
+        .arg(out)
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh
+}
+
 fn main() -> Result<()> {
     let n = env_u64("BENCH_OBJECTS", 1_000_000)?;
     let runs = env_u64("BENCH_RUNS", 3)?.max(1);
@@ -45,7 +64,7 @@ fn main() -> Result<()> {
     let report = work.path().join("plan.json");
     let (mut plan, mut rclone) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let mut p = passeur_command(&[
+        let p = passeur_command(&[
             "plan",
             "--source",
             "s3://src",
@@ -53,8 +72,7 @@ fn main() -> Result<()> {
             &cfg.to_string_lossy(),
             "--json",
         ])?;
-        p.stdout(std::fs::File::create(&report)?);
-        plan.push(timed(&p, &scratch)?);
+        plan.push(timed(&to_file(&p, &report), &scratch)?);
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
         ensure!(
             v["survey"]["objects"] == n + 1,
@@ -73,8 +91,7 @@ fn main() -> Result<()> {
             "--json",
         ]);
         let out = work.path().join("size.json");
-        r.stdout(std::fs::File::create(&out)?);
-        rclone.push(timed(&r, &scratch)?);
+        rclone.push(timed(&to_file(&r, &out), &scratch)?);
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
         ensure!(v["count"] == n + 1, "rclone size counted {}", v["count"]);
     }
