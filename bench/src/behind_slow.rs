@@ -149,9 +149,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let addr = rt.block_on(Arc::clone(&bucket).serve())?;
-    let config = format!(
-        "endpoint = \"http://{addr}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"bench\"\nsecret-access-key = \"bench\"\n"
-    );
+    let config = passeur_bench::synth::config(&format!("http://{addr}"));
     let job = LocalTargetJob::new("s3://src", &config, 32)?;
 
     println!("pass 1: {n} objects of 100 bytes behind one of {gib} GiB (paced to finish last)");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, ensure};
 use passeur_bench::measure::{Cost, median, timed};
-use passeur_bench::synth::Bucket;
+use passeur_bench::synth::{self, Bucket};
 use passeur_bench::{env_u64, rclone_remote};
 use passeur_tests::meter::Meter;
 use passeur_tests::passeur_command;
@@ -55,10 +55,7 @@ fn main() -> Result<()> {
     let cfg = work.path().join("c.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[source]\nendpoint = \"{}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"bench\"\nsecret-access-key = \"bench\"\n",
-            meter.endpoint
-        ),
+        format!("[source]\n{}", synth::config(&meter.endpoint)),
     )?;
     let scratch = work.path().join("time");
     let report = work.path().join("plan.json");

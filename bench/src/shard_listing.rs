@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use passeur_bench::env_u64;
-use passeur_bench::synth::Bucket;
+use passeur_bench::synth::{self, Bucket};
 use passeur_tests::meter::Meter;
 use passeur_tests::{Run, passeur_command};
 
@@ -53,10 +53,7 @@ fn main() -> Result<()> {
     let cfg = work.path().join("c.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[source]\nendpoint = \"{}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"bench\"\nsecret-access-key = \"bench\"\n",
-            meter.endpoint
-        ),
+        format!("[source]\n{}", synth::config(&meter.endpoint)),
     )?;
     let target = work.path().join("target");
     let pass = |state: &Path, extra: &[&str]| -> Result<Pass> {

@@ -36,6 +36,15 @@ pub const SMALL_SIZE: usize = 100;
 const MAX_WAIT: Duration = Duration::from_secs(20);
 const BLOCK: usize = 1 << 20;
 
+/// passeur's store options for a synthetic bucket served at `endpoint`
+/// (`http://HOST:PORT`, or a proxy in front of it): the body of a
+/// `[source]` or `[target]` table.
+pub fn config(endpoint: &str) -> String {
+    format!(
+        "endpoint = \"{endpoint}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"bench\"\nsecret-access-key = \"bench\"\n"
+    )
+}
+
 /// The bucket's shape and what was served.
 #[derive(Debug)]
 pub struct Bucket {

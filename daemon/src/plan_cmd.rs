@@ -112,6 +112,12 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
     if !metadata_checked {
         notes.push("user metadata not checked: this source's listing does not carry it".to_owned());
     }
+    if args.target.is_none() {
+        notes.push(
+            "no --target: its limits (object size, key length, metadata) were not checked"
+                .to_owned(),
+        );
+    }
     if source.kind != StoreKind::Azure {
         notes.push("access tiers, blob types, snapshots: Azure sources only".to_owned());
     }
@@ -214,16 +220,6 @@ fn entries(source: &Store) -> BoxStream<'static, Result<Listed, String>> {
 fn listed(e: RawEntry) -> Listed {
     let mut l = Listed::new(e.key, e.size, e.last_modified);
     l.etag = e.etag;
-    if let Some(d) = e.details {
-        let d = *d;
-        l.content_md5 = d.content_md5;
-        l.class = d.class;
-        l.archive_status = d.archive_status;
-        l.blob_type = d.blob_type;
-        l.snapshot = d.snapshot;
-        l.version = d.version;
-        l.current = d.current;
-        l.metadata = d.metadata;
-    }
+    l.details = e.details.map(|d| *d).unwrap_or_default();
     l
 }

@@ -337,6 +337,14 @@ async fn s3_plan_counts_classes_etags_and_odd_keys() -> Result<()> {
         "blockers {b:?}"
     );
     ensure!(report["metadata_checked"] == false, "{report}");
+    // No --target: the plan says its rules were not applied.
+    ensure!(
+        report["notes"].as_array().is_some_and(|n| n
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.starts_with("no --target")))),
+        "{}",
+        report["notes"]
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 use passeur_bench::measure::Row;
 use passeur_bench::rclone_remote;
-use passeur_bench::synth::{Bucket, SLOW_KEY};
+use passeur_bench::synth::{self, Bucket, SLOW_KEY};
 use passeur_tests::meter::Meter;
 use passeur_tests::passeur_command;
 
@@ -86,13 +86,6 @@ fn synthetic(rt: &tokio::runtime::Runtime, bucket: &Arc<Bucket>, ms: u64) -> Res
     Ok(m)
 }
 
-/// passeur's `[source]` or `[target]` table for a synthetic bucket.
-fn synthetic_config(table: &str, endpoint: &str) -> String {
-    format!(
-        "[{table}]\nendpoint = \"{endpoint}\"\nallow-http = true\npath-style = true\nregion = \"us-east-1\"\naccess-key-id = \"bench\"\nsecret-access-key = \"bench\"\n"
-    )
-}
-
 impl Bench {
     /// `n` objects of 100 bytes between two synthetic S3 buckets served in
     /// this process (a listing page or an object costs them microseconds),
@@ -133,8 +126,11 @@ impl Bench {
                         let cfg = state.with_extension("toml");
                         std::fs::write(
                             &cfg,
-                            synthetic_config("source", &a.endpoint)
-                                + &synthetic_config("target", &s.endpoint),
+                            format!(
+                                "[source]\n{}[target]\n{}",
+                                synth::config(&a.endpoint),
+                                synth::config(&s.endpoint)
+                            ),
                         )?;
                         passeur_command(&[
                             "sync",

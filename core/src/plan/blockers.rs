@@ -186,10 +186,10 @@ impl BlockerTally {
 
     /// A snapshot or an earlier version: only that is said of it.
     pub fn add_old(&mut self, e: &Listed) {
-        if let Some(s) = &e.snapshot {
+        if let Some(s) = &e.details.snapshot {
             self.hit(BlockerKind::Snapshot, &format!("{}@{s}", e.key), e.size);
         } else {
-            let v = e.version.as_deref().unwrap_or("?");
+            let v = e.details.version.as_deref().unwrap_or("?");
             self.hit(BlockerKind::Version, &format!("{}@{v}", e.key), e.size);
         }
     }
@@ -199,7 +199,7 @@ impl BlockerTally {
         if e.archived() {
             self.hit(BlockerKind::Archived, &e.key, e.size);
         }
-        match e.blob_type.as_deref() {
+        match e.details.blob_type.as_deref() {
             Some("AppendBlob") => self.hit(BlockerKind::AppendBlob, &e.key, e.size),
             Some("PageBlob") => self.hit(BlockerKind::PageBlob, &e.key, e.size),
             _ => {}
@@ -209,7 +209,11 @@ impl BlockerTally {
         }
         let Some(t) = &self.target else { return };
         let (too_large, too_long) = (e.size > t.max_object, t.key_too_long(&e.key));
-        let meta = e.metadata.as_deref().is_some_and(|m| t.refuses_metadata(m));
+        let meta = e
+            .details
+            .metadata
+            .as_deref()
+            .is_some_and(|m| t.refuses_metadata(m));
         if too_large {
             self.hit(BlockerKind::TooLarge, &e.key, e.size);
         }
@@ -244,20 +248,20 @@ mod tests {
         assert_eq!(rules.max_object, 2 * 5 * 1024 * 1024 * 1024);
         let mut t = BlockerTally::new(Some(rules), 1);
         let mut arch = listed("cold/a", 3);
-        arch.class = Some("Archive".into());
+        arch.details.class = Some("Archive".into());
         t.add(&arch);
         let mut app = listed("log", 4);
-        app.blob_type = Some("AppendBlob".into());
+        app.details.blob_type = Some("AppendBlob".into());
         t.add(&app);
         t.add(&listed("big", (10 << 30) | 1));
         t.add(&listed(&"k".repeat(1025), 1));
         t.add(&listed(&"é".repeat(512), 1)); // 1,024 bytes: fits
         t.add(&listed("m//x", 1));
         let mut meta = listed("meta", 1);
-        meta.metadata = Some(vec![("owner".into(), "x".repeat(2048))]);
+        meta.details.metadata = Some(vec![("owner".into(), "x".repeat(2048))]);
         t.add(&meta);
         let mut snap = listed("a", 9);
-        snap.snapshot = Some("2026-12-01T00:00:00.0000000Z".into());
+        snap.details.snapshot = Some("2026-12-01T00:00:00.0000000Z".into());
         t.add_old(&snap);
         let got: Vec<(BlockerKind, u64, u64, Vec<String>)> = t
             .finish()

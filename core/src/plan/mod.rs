@@ -19,6 +19,7 @@ use estimate::Requests;
 use prefixes::{PrefixBreakdown, PrefixTally};
 
 use crate::stores::limits::PartPolicy;
+use crate::stores::rawlist::Details;
 use crate::transfer::plan::Plan;
 
 /// One listed object with what the listing said of it.
@@ -32,22 +33,9 @@ pub struct Listed {
     pub last_modified: DateTime<Utc>,
     /// ETag as listed.
     pub etag: Option<String>,
-    /// Azure Content-MD5 (base64).
-    pub content_md5: Option<String>,
-    /// Azure access tier or S3 storage class.
-    pub class: Option<String>,
-    /// Azure: a rehydration under way (`rehydrate-pending-to-hot`, …).
-    pub archive_status: Option<String>,
-    /// Azure blob type (`BlockBlob`, `AppendBlob`, `PageBlob`).
-    pub blob_type: Option<String>,
-    /// Azure snapshot time: this entry is a snapshot.
-    pub snapshot: Option<String>,
-    /// Version id, when the listing includes versions.
-    pub version: Option<String>,
-    /// False for an earlier version (a snapshot is never current).
-    pub current: bool,
-    /// User metadata, when the listing carries it (Azure).
-    pub metadata: Option<Vec<(String, String)>>,
+    /// What else the listing said (tier, blob type, Content-MD5,
+    /// snapshot, version, metadata).
+    pub details: Details,
 }
 
 impl Listed {
@@ -58,24 +46,18 @@ impl Listed {
             size,
             last_modified,
             etag: None,
-            content_md5: None,
-            class: None,
-            archive_status: None,
-            blob_type: None,
-            snapshot: None,
-            version: None,
-            current: true,
-            metadata: None,
+            details: Details::default(),
         }
     }
 
     /// Unreadable until rehydrated or restored.
     pub fn archived(&self) -> bool {
         let cold = matches!(
-            self.class.as_deref(),
+            self.details.class.as_deref(),
             Some("Archive" | "GLACIER" | "DEEP_ARCHIVE")
         );
         cold || self
+            .details
             .archive_status
             .as_deref()
             .is_some_and(|s| s.starts_with("rehydrate-pending"))
@@ -83,9 +65,9 @@ impl Listed {
 
     /// The content MD5 the listing states, if any.
     fn md5(&self) -> Option<[u8; 16]> {
-        match &self.content_md5 {
+        match &self.details.content_md5 {
             Some(b64) => dups::md5_of_base64(b64),
-            None if self.blob_type.is_some() => None, // an Azure ETag is no MD5
+            None if self.details.blob_type.is_some() => None, // an Azure ETag is no MD5
             None => self.etag.as_deref().and_then(dups::md5_of_etag),
         }
     }
@@ -205,7 +187,7 @@ impl Census {
 
     /// One listed entry.
     pub fn add(&mut self, e: &Listed) {
-        if e.snapshot.is_some() || !e.current {
+        if e.details.snapshot.is_some() || !e.details.current {
             self.blockers.add_old(e);
             return;
         }
@@ -307,8 +289,8 @@ mod tests {
         c.add(&a);
         c.add(&Listed::new("b/big".into(), 20 << 20, t(20)));
         let mut v = Listed::new("b/1".into(), 7, t(1));
-        v.current = false;
-        v.version = Some("v1".into());
+        v.details.current = false;
+        v.details.version = Some("v1".into());
         c.add(&v);
         let s = c.finish();
         assert_eq!((s.objects, s.bytes), (3, 20 << 20));

@@ -38,7 +38,7 @@ pub struct RawEntry {
 
 /// What a listing says of an object beyond its key, size and time: for
 /// planning a migration (`passeur plan`), not needed to copy it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Details {
     /// Azure Content-MD5 (base64).
     pub content_md5: Option<String>,
@@ -56,6 +56,22 @@ pub struct Details {
     pub current: bool,
     /// User metadata (Azure: names as listed).
     pub metadata: Option<Vec<(String, String)>>,
+}
+
+/// Nothing more said: a current object.
+impl Default for Details {
+    fn default() -> Self {
+        Self {
+            content_md5: None,
+            class: None,
+            archive_status: None,
+            blob_type: None,
+            snapshot: None,
+            version: None,
+            current: true,
+            metadata: None,
+        }
+    }
 }
 
 /// How to sign a list request.
@@ -414,7 +430,6 @@ impl S3Page {
                     details: details.then(|| {
                         Box::new(Details {
                             class: o.storage_class,
-                            current: true,
                             ..Details::default()
                         })
                     }),
