@@ -358,6 +358,13 @@ pub struct PlanArgs {
     /// TOML file with `[source]` / `[target]` store options (as `sync`).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Read an inventory report instead of listing the source: an S3
+    /// Inventory manifest.json (CSV or Parquet data files), an Azure Blob
+    /// Inventory <rule>-manifest.json, or one Azure data file. The source
+    /// (s3:// or az://) is not contacted; its bucket and prefix select
+    /// the report's rows.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
     /// Link bandwidth for the estimate: "10Gbit/s", "800Mbps", "500MB/s".
     #[arg(long, value_name = "RATE")]
     pub bandwidth: Option<String>,

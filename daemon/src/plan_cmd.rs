@@ -11,6 +11,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use passeur_config::SyncConfig;
 use passeur_core::plan::blockers::TargetRules;
 use passeur_core::plan::estimate::{self, Assumptions, Estimate};
+use passeur_core::plan::inventory::{About, Flavor, Inventory, Scope, Skipped};
 use passeur_core::plan::{Census, CensusOptions, Listed, Survey};
 use passeur_core::stores::limits::{PartPolicy, Provider};
 use passeur_core::stores::rawlist::RawEntry;
@@ -41,8 +42,20 @@ pub struct PlanReport {
     pub survey: Survey,
     /// Time and money.
     pub estimate: Estimate,
+    /// The inventory report read instead of a listing (`--inventory`).
+    pub inventory: Option<InventoryRead>,
     /// What the figures could not see.
     pub notes: Vec<String>,
+}
+
+/// An inventory report the plan read, and what it skipped.
+#[derive(Debug, Serialize)]
+pub struct InventoryRead {
+    /// What the report was.
+    #[serde(flatten)]
+    pub about: About,
+    /// Rows read and not taken, by reason.
+    pub skipped: Skipped,
 }
 
 /// Run `passeur plan`; its exit code.
@@ -58,9 +71,31 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
         Ok(a) => a,
         Err(e) => return fail(exit::USAGE, &e),
     };
-    let source = match Store::open(&args.source, &cfg.source.to_options(), LocalDir::MustExist) {
-        Ok(s) => s,
-        Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
+    // From an inventory the source is not listed (nor opened: no
+    // credentials needed); its URL says whose report to expect.
+    let scope = match &args.inventory {
+        None => None,
+        Some(_) => match Scope::of_url(&args.source) {
+            Some(s) => Some(s),
+            None => {
+                return fail(
+                    exit::USAGE,
+                    "--inventory needs an s3:// or az:// --source: the bucket or container the report is of",
+                );
+            }
+        },
+    };
+    let source = match &scope {
+        Some(_) => None,
+        None => match Store::open(&args.source, &cfg.source.to_options(), LocalDir::MustExist) {
+            Ok(s) => Some(s),
+            Err(e) => return fail(exit::for_error(&e), &format!("source: {e}")),
+        },
+    };
+    let source_kind = match (&source, &scope) {
+        (Some(s), _) => s.kind,
+        (None, Some((Flavor::Azure, _))) => StoreKind::Azure,
+        (None, _) => StoreKind::S3,
     };
     let target = match &args.target {
         None => None,
@@ -74,41 +109,51 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
         .map_or_else(|| PartPolicy::for_provider(Provider::Generic), |t| t.policy);
     let rules = target.as_ref().map(|t| TargetRules::new(t.kind, &t.policy));
     let target_max_object = rules.as_ref().map(|r| r.max_object);
-    let mut census = Census::new(CensusOptions {
+    let census = Census::new(CensusOptions {
         target: rules,
         policy,
         examples: args.examples,
         top: args.top,
+        unordered: args.inventory.is_some(),
     });
-    let metadata_checked = source.kind == StoreKind::Azure;
     let started = Instant::now();
     let bar = progress_bar(args.json);
-    let mut listing = entries(&source);
-    let mut ticker = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            next = listing.next() => match next {
-                Some(Ok(e)) => census.add(&e),
-                Some(Err(e)) => {
-                    if let Some(b) = &bar { b.abandon(); }
-                    return fail(
-                        exit::TROUBLE,
-                        &format!("listing {} failed after {} objects: {e}; no plan", args.source, census.objects()),
-                    );
+    let (census, inventory, mut notes) = match (&args.inventory, scope, &source) {
+        (Some(path), Some((flavor, scope)), _) => {
+            match from_inventory(path, flavor, scope, census, bar.clone()).await {
+                Ok(done) => done,
+                Err(e) => {
+                    if let Some(b) = &bar {
+                        b.abandon();
+                    }
+                    return fail(exit::TROUBLE, &format!("--inventory {e}; no plan"));
                 }
-                None => break,
-            },
-            _ = ticker.tick() => if let Some(b) = &bar {
-                b.set_message(format!("{} objects, {}", census.objects(), HumanBytes(census.bytes())));
-            },
+            }
         }
-    }
+        (_, _, Some(source)) => match listing(source, census, bar.as_ref()).await {
+            Ok(c) => (c, None, Vec::new()),
+            Err((objects, e)) => {
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                return fail(
+                    exit::TROUBLE,
+                    &format!(
+                        "listing {} failed after {objects} objects: {e}; no plan",
+                        args.source
+                    ),
+                );
+            }
+        },
+        _ => return fail(exit::SOFTWARE, "plan: neither a listing nor an inventory"),
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let metadata_checked =
+        source_kind == StoreKind::Azure && !notes.iter().any(|n| n.contains("no Metadata column"));
     let survey = census.finish();
     let est = estimate::estimate(survey.objects, survey.bytes, survey.requests, &assumptions);
-    let mut notes = Vec::new();
     if !metadata_checked {
         notes.push("user metadata not checked: this source's listing does not carry it".to_owned());
     }
@@ -118,19 +163,36 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
                 .to_owned(),
         );
     }
-    if source.kind != StoreKind::Azure {
+    if source_kind != StoreKind::Azure {
         notes.push("access tiers, blob types, snapshots: Azure sources only".to_owned());
+    }
+    if let Some(inv) = &inventory {
+        notes.push(format!(
+            "read from an inventory report taken {}, not a listing: objects written since are not counted, and inventories are not atomic snapshots{}",
+            inv.about
+                .taken_at
+                .map_or_else(|| "at an unknown time".to_owned(), |t| format!("at {}", t.format("%Y-%m-%d %H:%M UTC"))),
+            if inv.about.flavor == Flavor::Azure {
+                " (Azure may list a blob twice)"
+            } else {
+                ""
+            }
+        ));
     }
     let report = PlanReport {
         passeur_plan: 1,
         source: args.source.clone(),
         target: args.target.clone(),
-        listed_at: Utc::now(),
+        listed_at: inventory
+            .as_ref()
+            .and_then(|i| i.about.taken_at)
+            .unwrap_or_else(Utc::now),
         listing_seconds: started.elapsed().as_secs_f64(),
         target_max_object,
         metadata_checked,
         survey,
         estimate: est,
+        inventory,
         notes,
     };
     let text = if args.json {
@@ -179,6 +241,65 @@ fn assumptions(args: &PlanArgs) -> Result<Assumptions, String> {
         read_price: opt(&args.read_price, estimate::parse_request_price)?,
         seconds_to_deadline,
     })
+}
+
+/// The listing, entry by entry, into the census; on failure the objects
+/// counted and why.
+async fn listing(
+    source: &Store,
+    mut census: Census,
+    bar: Option<&ProgressBar>,
+) -> Result<Census, (u64, String)> {
+    let mut listing = entries(source);
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            next = listing.next() => match next {
+                Some(Ok(e)) => census.add(&e),
+                Some(Err(e)) => return Err((census.objects(), e)),
+                None => return Ok(census),
+            },
+            _ = ticker.tick() => if let Some(b) = bar {
+                b.set_message(format!("{} objects, {}", census.objects(), HumanBytes(census.bytes())));
+            },
+        }
+    }
+}
+
+/// The inventory report's rows in scope, into the census (files are read
+/// on a blocking thread, owned and awaited here).
+async fn from_inventory(
+    path: &std::path::Path,
+    flavor: Flavor,
+    scope: Scope,
+    mut census: Census,
+    bar: Option<ProgressBar>,
+) -> Result<(Census, Option<InventoryRead>, Vec<String>), String> {
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut inv = Inventory::open(&path, flavor, scope).map_err(|e| e.to_string())?;
+        let mut n = 0u64;
+        while let Some(e) = inv.next_entry() {
+            census.add(&e.map_err(|e| e.to_string())?);
+            n += 1;
+            if n.is_multiple_of(65_536)
+                && let Some(b) = &bar
+            {
+                b.set_message(format!(
+                    "{} objects, {}",
+                    census.objects(),
+                    HumanBytes(census.bytes())
+                ));
+            }
+        }
+        let notes: Vec<String> = inv.unseen().map(str::to_owned).collect();
+        let read = InventoryRead {
+            about: inv.about().clone(),
+            skipped: inv.skipped().clone(),
+        };
+        Ok::<_, String>((census, Some(read), notes))
+    });
+    read.await.map_err(|e| format!("reading stopped: {e}"))?
 }
 
 fn progress_bar(json: bool) -> Option<ProgressBar> {

@@ -37,6 +37,38 @@ fn size_label(min: u64, max: u64) -> String {
     }
 }
 
+/// Where the figures come from: a listing, or an inventory report and
+/// what it skipped.
+fn origin(r: &PlanReport) -> String {
+    let Some(inv) = &r.inventory else {
+        return format!("listed in {:.1} s", r.listing_seconds);
+    };
+    let k = &inv.skipped;
+    let skipped: Vec<String> = [
+        (k.other_bucket, "of other buckets or containers"),
+        (k.outside_prefix, "outside the prefix"),
+        (k.delete_markers, "delete markers"),
+        (k.deleted, "soft-deleted"),
+        (k.folders, "directory entries"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", thousands(*n)))
+    .collect();
+    format!(
+        "from the inventory {} of {}, {} data file(s) read in {:.1} s{}",
+        inv.about.path,
+        r.listed_at.format("%Y-%m-%d %H:%M UTC"),
+        inv.about.files,
+        r.listing_seconds,
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; rows skipped: {}", skipped.join(", "))
+        }
+    )
+}
+
 /// The report for a terminal.
 pub(crate) fn human(r: &PlanReport) -> String {
     let s = &r.survey;
@@ -46,11 +78,7 @@ pub(crate) fn human(r: &PlanReport) -> String {
         .as_deref()
         .map(|t| format!(" → {t}"))
         .unwrap_or_default();
-    let _ = writeln!(
-        o,
-        "passeur plan: {}{to} (listed in {:.1} s)",
-        r.source, r.listing_seconds
-    );
+    let _ = writeln!(o, "passeur plan: {}{to} ({})", r.source, origin(r));
     let _ = writeln!(o, "objects      {}", thousands(s.objects));
     let _ = writeln!(
         o,
@@ -244,12 +272,19 @@ pub(crate) fn html(r: &PlanReport) -> String {
         .as_deref()
         .map(|t| format!(" → {}", esc(t)))
         .unwrap_or_default();
+    let when = match &r.inventory {
+        None => format!(
+            "listed {} in {:.1} s",
+            r.listed_at.format("%Y-%m-%d %H:%M UTC"),
+            r.listing_seconds
+        ),
+        Some(_) => origin(r),
+    };
     let _ = write!(
         o,
-        "<h1>Migration plan</h1><p>{}{to}, listed {} in {:.1} s</p>",
+        "<h1>Migration plan</h1><p>{}{to}, {}</p>",
         esc(&r.source),
-        r.listed_at.format("%Y-%m-%d %H:%M UTC"),
-        r.listing_seconds
+        esc(&when)
     );
     let _ = write!(
         o,

@@ -2,6 +2,7 @@
 //! with free ports and stopped by PID, the `passeur` binary, datasets, and
 //! independent read-back helpers.
 
+pub mod browser;
 pub mod dataset;
 pub mod faulty;
 pub mod feedgen;

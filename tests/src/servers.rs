@@ -4,7 +4,7 @@
 //! or in the cache's `servers/env` file).
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ impl Drop for Server {
     }
 }
 
-fn tool(var: &str) -> Result<PathBuf> {
+pub(crate) fn tool(var: &str) -> Result<PathBuf> {
     if let Ok(v) = std::env::var(var) {
         return Ok(PathBuf::from(v));
     }
@@ -269,7 +269,7 @@ impl Server {
         Ok(())
     }
 
-    /// Build `bucket`'s objects from `specs` through the server's own SDK
+    /// Build `bucket`'s objects from `specs` ([`spec`], [`with`]) through the server's own SDK
     /// (`tests/support/planset.py`: archive tiers, append blobs,
     /// snapshots, storage classes, multipart uploads, metadata).
     pub fn sdk_build(&self, bucket: &str, specs: &[serde_json::Value]) -> Result<()> {
@@ -292,6 +292,26 @@ impl Server {
             bail!("sdk build: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
+    }
+
+    /// An inventory report of `bucket` as the cloud writes one (`csv` or
+    /// `parquet`), made under `out` from the server's own SDK listing
+    /// (`tests/support/inventory.py`); its manifest's path.
+    pub fn sdk_inventory(&self, bucket: &str, out: &Path, format: &str) -> Result<String> {
+        let kind = match self.kind {
+            Kind::Azurite => "az",
+            Kind::Moto | Kind::S3sFs => "s3",
+        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/inventory.py");
+        let out = Command::new(tool("PASSEUR_PYTHON")?)
+            .args([script, kind, &self.endpoint, bucket])
+            .arg(out)
+            .arg(format)
+            .output()?;
+        if !out.status.success() {
+            bail!("sdk inventory: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }
 
     /// Every object of `bucket`, listed and read through the server's own
@@ -423,4 +443,21 @@ impl Server {
             ),
         })
     }
+}
+
+/// One object for [`Server::sdk_build`]: `size` bytes of `fill` (equal
+/// fill and size are equal content).
+pub fn spec(key: &str, size: u64, fill: char) -> serde_json::Value {
+    serde_json::json!({"key": key, "size": size, "fill": fill.to_string()})
+}
+
+/// `spec` with one more field (`tier`, `append`, `snapshots`, `class`,
+/// `parts`, `metadata`: tests/support/planset.py).
+pub fn with(
+    mut spec: serde_json::Value,
+    field: &str,
+    value: serde_json::Value,
+) -> serde_json::Value {
+    spec[field] = value;
+    spec
 }

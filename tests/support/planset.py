@@ -12,9 +12,10 @@ SPECS is a JSON list of objects, each:
   parts (S3: uploaded in this many parts), metadata (name -> value).
 """
 import json
+
+import clients
 import sys
 
-AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def body(spec):
@@ -22,14 +23,7 @@ def body(spec):
 
 
 def az(endpoint, container, specs):
-    from azure.storage.blob import BlobServiceClient
-
-    account = "devstoreaccount1"
-    conn = (
-        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={AZ_KEY};"
-        f"BlobEndpoint={endpoint}/{account};"
-    )
-    client = BlobServiceClient.from_connection_string(conn).get_container_client(container)
+    client = clients.az_container(endpoint, container)
     for s in specs:
         blob = client.get_blob_client(s["key"])
         meta = s.get("metadata") or None
@@ -46,15 +40,7 @@ def az(endpoint, container, specs):
 
 
 def s3(endpoint, bucket, specs):
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = clients.s3(endpoint)
     for s in specs:
         extra = {"StorageClass": s.get("class", "STANDARD")}
         if s.get("metadata"):

@@ -6,20 +6,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, ensure};
 use passeur_tests::passeur;
-use passeur_tests::servers::{Kind, Server};
+use passeur_tests::servers::{Kind, Server, spec, with};
 use serde_json::{Value, json};
 
+#[path = "plan/page.rs"]
+mod page;
+
 const MIB: u64 = 1024 * 1024;
-
-/// One object the test puts, as `tests/support/planset.py` takes it.
-fn spec(key: &str, size: u64, fill: char) -> Value {
-    json!({"key": key, "size": size, "fill": fill.to_string()})
-}
-
-fn with(mut v: Value, field: &str, value: Value) -> Value {
-    v[field] = value;
-    v
-}
 
 /// Objects and bytes of the current objects in `specs`.
 fn totals(specs: &[Value]) -> (u64, u64) {
@@ -192,7 +185,10 @@ async fn azure_plan_counts_what_the_test_put() -> Result<()> {
         ),
     )?;
     let cfg = cfg.to_string_lossy().into_owned();
+    let html = dir.path().join("plan.html");
     let (code, report, stderr) = plan(&[
+        "--html",
+        html.to_str().context("utf-8 path")?,
         "--source",
         &az.url("plan"),
         "--target",
@@ -277,6 +273,8 @@ async fn azure_plan_counts_what_the_test_put() -> Result<()> {
         "requests {req}"
     );
     ensure!(report["metadata_checked"] == true, "{report}");
+    // The same run's page, in a real browser.
+    page::check(&html, &report, &dir.path().join("plan.png"))?;
 
     // --fail-on-blockers: the same plan, exit 1.
     let run = passeur(

@@ -7,10 +7,15 @@ use std::path::PathBuf;
 use super::segments::{FeedMeta, Segment, segment_hour};
 use super::*;
 
+/// The crate's directory where the tests run (cargo sets it): a build
+/// reused from a checkout elsewhere keeps the compile-time path.
+fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn fixture(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/azure-change-feed")
-        .join(rel);
+    let p = crate_dir().join("testdata/azure-change-feed").join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -204,8 +209,7 @@ fn the_index_files_azure_wrote_parse() {
 /// as Azure does an hour later).
 fn feed_dir(status: &str) -> (tempfile::TempDir, FeedReader) {
     let dir = tempfile::tempdir().expect("test fixture");
-    let root =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/azure-change-feed/v5-2022-11-28");
+    let root = crate_dir().join("testdata/azure-change-feed/v5-2022-11-28");
     for rel in [
         "log/00/2022/11/28/2100/00000.avro",
         "log/01/2022/11/28/2100/00000.avro",

@@ -68,7 +68,7 @@ pub struct Blocker {
     pub objects: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Up to the asked number of their keys, in listing order (a
+    /// Up to the asked number of their keys, the first in key order (a
     /// snapshot's or version's key followed by `@` and its id).
     pub examples: Vec<String>,
 }
@@ -179,8 +179,15 @@ impl BlockerTally {
         });
         b.objects += 1;
         b.bytes = b.bytes.saturating_add(bytes);
-        if b.examples.len() < self.examples {
-            b.examples.push(key.to_owned());
+        // The first keys in key order, whatever order the entries came in
+        // (a listing's, or an inventory's, which has none).
+        let full = b.examples.len() >= self.examples;
+        if full && b.examples.last().is_none_or(|last| key >= last.as_str()) {
+            return;
+        }
+        if let Err(at) = b.examples.binary_search_by(|k| k.as_str().cmp(key)) {
+            b.examples.insert(at, key.to_owned());
+            b.examples.truncate(self.examples);
         }
     }
 
@@ -285,6 +292,20 @@ mod tests {
                 (BlockerKind::Metadata, 1, 1, vec!["meta".into()]),
             ]
         );
+    }
+
+    #[test]
+    fn examples_are_the_first_keys_in_key_order_whatever_the_order_seen() {
+        let mut t = BlockerTally::new(None, 3);
+        for k in ["m//e", "m//b", "m//d", "m//a", "m//b", "m//c", "m//f"] {
+            t.add(&listed(k, 1));
+        }
+        let b = t.finish();
+        assert_eq!(b[0].objects, 7);
+        assert_eq!(b[0].examples, ["m//a", "m//b", "m//c"]);
+        let mut none = BlockerTally::new(None, 0);
+        none.add(&listed("m//a", 1));
+        assert!(none.finish()[0].examples.is_empty());
     }
 
     #[test]

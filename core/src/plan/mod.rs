@@ -8,6 +8,7 @@
 pub mod blockers;
 pub mod dups;
 pub mod estimate;
+pub mod inventory;
 pub mod prefixes;
 
 use chrono::{DateTime, Utc};
@@ -56,11 +57,13 @@ impl Listed {
             self.details.class.as_deref(),
             Some("Archive" | "GLACIER" | "DEEP_ARCHIVE")
         );
+        // Azure: a rehydration under way; S3 Intelligent-Tiering: the
+        // archive access tiers (a restore first).
         cold || self
             .details
             .archive_status
             .as_deref()
-            .is_some_and(|s| s.starts_with("rehydrate-pending"))
+            .is_some_and(|s| s.starts_with("rehydrate-pending") || s.ends_with("ARCHIVE_ACCESS"))
     }
 
     /// The content MD5 the listing states, if any.
@@ -116,6 +119,8 @@ pub struct CensusOptions {
     pub examples: usize,
     /// Prefixes kept per depth.
     pub top: usize,
+    /// Entries come in no key order (an inventory report).
+    pub unordered: bool,
 }
 
 /// Everything the listing said, in bounded memory.
@@ -160,7 +165,12 @@ impl Census {
     /// An empty census.
     pub fn new(opts: CensusOptions) -> Self {
         let blockers = BlockerTally::new(opts.target.clone(), opts.examples);
-        let prefixes = [PrefixTally::new(1, opts.top), PrefixTally::new(2, opts.top)];
+        let tally = if opts.unordered {
+            PrefixTally::unordered
+        } else {
+            PrefixTally::new
+        };
+        let prefixes = [tally(1, opts.top), tally(2, opts.top)];
         Self {
             opts,
             objects: 0,
@@ -279,6 +289,7 @@ mod tests {
             policy,
             examples: 3,
             top: 5,
+            unordered: false,
         });
         let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default();
         let mut a = Listed::new("a/1".into(), 0, t(10));

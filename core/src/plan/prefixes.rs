@@ -93,6 +93,15 @@ impl PrefixTally {
         None
     }
 
+    /// Keep the `n` largest prefixes of `depth` segments of entries in no
+    /// order (an inventory report): a table of every prefix from the
+    /// first entry, exact up to [`MAX_UNORDERED`] prefixes.
+    pub fn unordered(depth: usize, n: usize) -> Self {
+        let mut t = Self::new(depth, n);
+        t.go_unordered();
+        t
+    }
+
     /// One listed object.
     pub fn add(&mut self, key: &str, size: u64) {
         if self.unordered.is_none()
@@ -263,5 +272,15 @@ mod tests {
             t.add(k, s);
         }
         assert!(!t.finish().exact);
+        // Known to come in no order (an inventory): a table from the
+        // start, exact.
+        let mut t = PrefixTally::unordered(1, 1);
+        for (k, s) in [("a/1", 1), ("b/1", 9), ("c/1", 1), ("a/2", 9)] {
+            t.add(k, s);
+        }
+        let b = t.finish();
+        assert_eq!(totals(&b), [("a/", 2, 10)]);
+        assert_eq!(b.prefixes, 3);
+        assert!(b.exact);
     }
 }

@@ -1,0 +1,343 @@
+//! What file the user gave: an S3 Inventory `manifest.json`, an Azure
+//! Blob Inventory `<rule>-manifest.json`, or one data file. A manifest's
+//! data files are found where a copy of the report tree puts them (the
+//! manifest's directory or one above it, by the tail of their key), and
+//! checked against it: sizes, MD5s (S3), the manifest's own checksum file,
+//! and the run's status (Azure) — a partial download or a run still
+//! under way is refused, never read as a smaller store.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+use super::{DataFile, Flavor, Format, InventoryError, table};
+
+/// What an inventory file led to.
+#[derive(Debug)]
+pub(super) struct Found {
+    pub flavor: Flavor,
+    /// The bucket the report is of (S3 manifests).
+    pub bucket: Option<String>,
+    pub taken_at: Option<DateTime<Utc>>,
+    pub files: Vec<DataFile>,
+    pub file_bytes: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InventoryError + '_ {
+    move |source| InventoryError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads what `path` is.
+pub(super) fn open(path: &Path) -> Result<Found, InventoryError> {
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(io(path))?;
+    let len = std::fs::metadata(path).map_err(io(path))?.len();
+    if &head[..n] == b"PAR1" {
+        return Ok(Found {
+            flavor: table::parquet_flavor(path)?,
+            bucket: None,
+            taken_at: None,
+            files: vec![DataFile {
+                path: path.to_owned(),
+                format: Format::Parquet,
+                schema: None,
+            }],
+            file_bytes: len,
+        });
+    }
+    let text = std::fs::read(path).map_err(io(path))?;
+    let json: Option<Value> = if head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    {
+        Some(
+            serde_json::from_slice(&text)
+                .map_err(|e| InventoryError::format(path, format!("not a manifest: {e}")))?,
+        )
+    } else {
+        None
+    };
+    match json {
+        None => Ok(Found {
+            // Only Azure writes CSV with a header row; the table refuses
+            // a CSV without one.
+            flavor: Flavor::Azure,
+            bucket: None,
+            taken_at: None,
+            files: vec![DataFile {
+                path: path.to_owned(),
+                format: Format::Csv,
+                schema: None,
+            }],
+            file_bytes: len,
+        }),
+        Some(v) if v.get("fileFormat").is_some() => s3(path, &text, &v),
+        Some(v) if v.get("destinationContainer").is_some() || v.get("ruleDefinition").is_some() => {
+            azure(path, &text, &v)
+        }
+        Some(_) => Err(InventoryError::format(
+            path,
+            "JSON, but neither an S3 Inventory manifest (fileFormat, files) nor an Azure Blob Inventory manifest (destinationContainer, ruleDefinition)",
+        )),
+    }
+}
+
+fn field<'v>(path: &Path, v: &'v Value, name: &str) -> Result<&'v Value, InventoryError> {
+    v.get(name)
+        .ok_or_else(|| InventoryError::format(path, format!("manifest has no {name:?}")))
+}
+
+fn s3(path: &Path, text: &[u8], v: &Value) -> Result<Found, InventoryError> {
+    check_sum_file(path, &path.with_file_name("manifest.checksum"), text)?;
+    let format = match field(path, v, "fileFormat")?.as_str() {
+        Some(f) if f.eq_ignore_ascii_case("csv") => Format::Csv,
+        Some(f) if f.eq_ignore_ascii_case("parquet") => Format::Parquet,
+        other => {
+            return Err(InventoryError::format(
+                path,
+                format!(
+                    "fileFormat {other:?}: passeur reads CSV and Parquet inventories (configure one of those)"
+                ),
+            ));
+        }
+    };
+    let schema: Option<Arc<[String]>> = match format {
+        Format::Csv => Some(
+            field(path, v, "fileSchema")?
+                .as_str()
+                .ok_or_else(|| InventoryError::format(path, "fileSchema is not a string"))?
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .collect(),
+        ),
+        // Parquet files carry their schema (and AWS words the
+        // manifest's copy in more than one style).
+        Format::Parquet => None,
+    };
+    let taken_at = v
+        .get("creationTimestamp")
+        .and_then(|t| match t {
+            Value::String(s) => s.parse::<i64>().ok(),
+            other => other.as_i64(),
+        })
+        .and_then(DateTime::from_timestamp_millis);
+    let mut files = Vec::new();
+    let mut file_bytes = 0;
+    for f in field(path, v, "files")?.as_array().into_iter().flatten() {
+        let key = f.get("key").and_then(Value::as_str).unwrap_or_default();
+        let at = locate(path, key)?;
+        file_bytes += check_file(
+            path,
+            &at,
+            f.get("size").and_then(Value::as_u64),
+            f.get("MD5checksum").and_then(Value::as_str),
+        )?;
+        files.push(DataFile {
+            path: at,
+            format,
+            schema: schema.clone(),
+        });
+    }
+    if files.is_empty() {
+        return Err(InventoryError::format(
+            path,
+            "the manifest lists no data files",
+        ));
+    }
+    Ok(Found {
+        flavor: Flavor::S3,
+        bucket: v
+            .get("sourceBucket")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        taken_at,
+        files,
+        file_bytes,
+    })
+}
+
+fn azure(path: &Path, text: &[u8], v: &Value) -> Result<Found, InventoryError> {
+    if let Some(name) = path.file_name().and_then(|n| n.to_str())
+        && let Some(stem) = name.strip_suffix("manifest.json")
+    {
+        check_sum_file(
+            path,
+            &path.with_file_name(format!("{stem}manifest.checksum")),
+            text,
+        )?;
+    }
+    match v.get("status").and_then(Value::as_str) {
+        Some("Succeeded") => {}
+        other => {
+            return Err(InventoryError::format(
+                path,
+                format!(
+                    "the inventory run's status is {other:?}, not \"Succeeded\": its files are incomplete"
+                ),
+            ));
+        }
+    }
+    let rule = v.get("ruleDefinition");
+    if let Some(t) = rule
+        .and_then(|r| r.get("objectType"))
+        .and_then(Value::as_str)
+        && !t.eq_ignore_ascii_case("blob")
+    {
+        return Err(InventoryError::format(
+            path,
+            format!("an inventory of {t}s, not blobs"),
+        ));
+    }
+    let stated = rule.and_then(|r| r.get("format")).and_then(Value::as_str);
+    let taken_at = v
+        .get("inventoryStartTime")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let mut files = Vec::new();
+    let mut file_bytes = 0;
+    for f in field(path, v, "files")?.as_array().into_iter().flatten() {
+        let key = f.get("blob").and_then(Value::as_str).unwrap_or_default();
+        let at = locate(path, key)?;
+        let parquet = stated.map_or(key.ends_with(".parquet"), |s| {
+            s.eq_ignore_ascii_case("parquet")
+        });
+        file_bytes += check_file(path, &at, f.get("size").and_then(Value::as_u64), None)?;
+        files.push(DataFile {
+            path: at,
+            format: if parquet {
+                Format::Parquet
+            } else {
+                Format::Csv
+            },
+            schema: None,
+        });
+    }
+    if files.is_empty() {
+        return Err(InventoryError::format(
+            path,
+            "the manifest lists no data files",
+        ));
+    }
+    Ok(Found {
+        flavor: Flavor::Azure,
+        bucket: None,
+        taken_at,
+        files,
+        file_bytes,
+    })
+}
+
+/// Where a copy of the report tree holds the data file `key` (a key in
+/// the bucket or container the report was written to): under the
+/// manifest's directory or one above it, by the longest tail of `key`.
+fn locate(manifest: &Path, key: &str) -> Result<PathBuf, InventoryError> {
+    let segs: Vec<&str> = key.split('/').filter(|s| !s.is_empty()).collect();
+    if segs.is_empty() || segs.iter().any(|s| *s == ".." || *s == ".") {
+        return Err(InventoryError::format(
+            manifest,
+            format!("data file {key:?} is no file key"),
+        ));
+    }
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    for base in dir.ancestors().take(6) {
+        for i in 0..segs.len() {
+            let p = base.join(segs[i..].join("/"));
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(InventoryError::format(
+        manifest,
+        format!(
+            "data file {key:?} not found near the manifest (copy the report's files with their paths)"
+        ),
+    ))
+}
+
+/// The data file has the size (and MD5) its manifest states; its size.
+fn check_file(
+    manifest: &Path,
+    at: &Path,
+    size: Option<u64>,
+    md5: Option<&str>,
+) -> Result<u64, InventoryError> {
+    let len = std::fs::metadata(at).map_err(io(at))?.len();
+    if let Some(want) = size
+        && want != len
+    {
+        return Err(InventoryError::format(
+            at,
+            format!(
+                "{len} bytes, {} says {want}: an incomplete copy?",
+                manifest.display()
+            ),
+        ));
+    }
+    if let Some(want) = md5 {
+        let got = md5_hex(at)?;
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(InventoryError::format(
+                at,
+                format!(
+                    "MD5 {got}, {} says {want}: damaged or another file",
+                    manifest.display()
+                ),
+            ));
+        }
+    }
+    Ok(len)
+}
+
+/// A manifest's checksum file, when present, holds its MD5 in hex.
+fn check_sum_file(manifest: &Path, sum: &Path, text: &[u8]) -> Result<(), InventoryError> {
+    let Ok(stated) = std::fs::read_to_string(sum) else {
+        return Ok(());
+    };
+    let stated = stated.trim();
+    if stated.len() != 32 || !stated.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(()); // not a form we know: nothing to say
+    }
+    let got = hex(&Md5::digest(text));
+    if !got.eq_ignore_ascii_case(stated) {
+        return Err(InventoryError::format(
+            manifest,
+            format!(
+                "MD5 {got}, {} says {stated}: the manifest changed or is damaged",
+                sum.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn md5_hex(path: &Path) -> Result<String, InventoryError> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
