@@ -7,6 +7,12 @@
 //! proxy adding `BENCH_LATENCY_MS` (default 0) to every request.
 //! `bench/plan.sh` builds and runs it. `BENCH_OBJECTS` (default
 //! 1,000,000), `BENCH_RUNS` (default 3, medians).
+//!
+//! Then (`BENCH_INVENTORY`, default 1) the same number of objects as an
+//! S3 Inventory report, gzip CSV and Parquet, 10 data files each
+//! (`bench/support/inventory_big.py`, pyarrow), every object its own MD5
+//! (the duplicate table full): `passeur plan --inventory`, seconds and
+//! peak RSS.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
@@ -19,6 +25,7 @@ use passeur_bench::synth::{self, Bucket};
 use passeur_bench::{env_u64, rclone_remote};
 use passeur_tests::meter::Meter;
 use passeur_tests::passeur_command;
+use passeur_tests::servers::tool;
 
 /// `c` with its standard output sent to `out`, through `sh` (GNU time,
 /// which [`timed`] wraps around it, keeps the command's output to itself).
@@ -113,5 +120,55 @@ fn main() -> Result<()> {
         med(&rclone, |c| c.cpu)
     );
     println!("| plan / listing | {:.2} | | |", pw / rw);
+    if env_u64("BENCH_INVENTORY", 1)? != 0 {
+        inventories(n, runs, work.path(), &scratch)?;
+    }
+    Ok(())
+}
+
+/// `passeur plan --inventory` over reports of `n` objects.
+fn inventories(n: u64, runs: u64, work: &std::path::Path, scratch: &std::path::Path) -> Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/inventory_big.py");
+    let out = Command::new(tool("PASSEUR_PYTHON")?)
+        .arg(script)
+        .arg(n.to_string())
+        .arg(work.join("inventory"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "inventory_big.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifests = String::from_utf8(out.stdout)?;
+    let report = work.join("inventory.json");
+    for (manifest, what) in manifests.lines().zip(["gzip CSV", "Parquet"]) {
+        let mut costs = Vec::new();
+        for _ in 0..runs {
+            let p = passeur_command(&[
+                "plan",
+                "--source",
+                "s3://src",
+                "--inventory",
+                manifest,
+                "--json",
+            ])?;
+            costs.push(timed(&to_file(&p, &report), scratch)?);
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+            ensure!(
+                v["survey"]["objects"] == n
+                    && (n > 1 << 20 || v["survey"]["duplicates"]["distinct"] == n),
+                "plan --inventory counted {} objects, {} contents",
+                v["survey"]["objects"],
+                v["survey"]["duplicates"]["distinct"]
+            );
+        }
+        let med = |f: fn(&Cost) -> f64| median(costs.iter().map(f).collect());
+        println!(
+            "| `passeur plan --inventory`, {n} objects, S3 Inventory {what} (10 files) | {:.2} | {:.2} | {:.0} |",
+            med(|c| c.wall),
+            med(|c| c.cpu),
+            med(|c| c.rss_kib as f64 / 1024.0)
+        );
+    }
     Ok(())
 }

@@ -227,6 +227,9 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Characters of a bar's label shown before its bar.
+const LABEL_CHARS: usize = 34;
+
 /// Horizontal bars: one row per (label, value, shown text).
 fn bars(rows: &[(String, u64, String)]) -> String {
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
@@ -239,11 +242,19 @@ fn bars(rows: &[(String, u64, String)]) -> String {
         let w = (*v as f64 / max as f64 * 380.0)
             .round()
             .max(if *v > 0 { 1.0 } else { 0.0 });
+        // Labels end before the bars (a prefix can be 1,024 bytes long);
+        // the whole one is the tooltip.
+        let short: String = if label.chars().count() > LABEL_CHARS {
+            label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
+        } else {
+            label.clone()
+        };
         let _ = write!(
             o,
-            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"230\" y=\"{y}\" width=\"{w}\" height=\"16\" fill=\"#3b6ea5\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
+            "<text x=\"0\" y=\"{}\" font-size=\"12\"><title>{}</title>{}</text><rect x=\"230\" y=\"{y}\" width=\"{w}\" height=\"16\" fill=\"#3b6ea5\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
             y + 13,
             esc(label),
+            esc(&short),
             236.0 + w,
             y + 13,
             esc(shown)
@@ -413,5 +424,18 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn long_labels_stop_before_their_bar_and_keep_the_whole_as_a_tooltip() {
+        let long = format!("{}/", "é".repeat(600));
+        let svg = bars(&[(long.clone(), 1, "1 object".into())]);
+        let shown = format!("{}…", "é".repeat(LABEL_CHARS - 1));
+        assert!(
+            svg.contains(&format!("<title>{long}</title>{shown}</text>")),
+            "{svg}"
+        );
+        let svg = bars(&[("a/".into(), 1, "1 object".into())]);
+        assert!(svg.contains("<title>a/</title>a/</text>"), "{svg}");
     }
 }

@@ -71,7 +71,9 @@ impl Drop for Server {
     }
 }
 
-pub(crate) fn tool(var: &str) -> Result<PathBuf> {
+/// A tool scripts/setup.sh installed (`PASSEUR_PYTHON`, …): the
+/// variable if set, else what servers/env says.
+pub fn tool(var: &str) -> Result<PathBuf> {
     if let Ok(v) = std::env::var(var) {
         return Ok(PathBuf::from(v));
     }

@@ -100,10 +100,11 @@ pub(super) struct Columns {
     pub encoded_keys: bool,
 }
 
-/// `Last-Modified`, `LastModifiedDate`, `last_modified_date` alike.
+/// `Last-Modified`, `LastModifiedDate`, `last_modified_date` alike (and
+/// a first column after a byte-order mark).
 fn norm(name: &str) -> String {
     name.chars()
-        .filter(|c| !matches!(c, '-' | '_' | ' '))
+        .filter(|c| !matches!(c, '-' | '_' | ' ' | '\u{feff}'))
         .flat_map(char::to_lowercase)
         .collect()
 }

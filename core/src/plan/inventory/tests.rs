@@ -295,6 +295,11 @@ fn an_azure_csv_report_reads_tiers_types_snapshots_and_metadata() {
     let data = manifest.with_file_name("r1_1000000_0.csv");
     let mut alone = Inventory::open(&data, Flavor::Azure, scope("data", "")).expect("opens");
     assert_eq!(all(&mut alone).expect("reads").len(), 5);
+    // A byte-order mark before the header is no part of "Name".
+    let text = std::fs::read(&data).expect("written");
+    std::fs::write(&data, [&b"\xef\xbb\xbf"[..], &text].concat()).expect("rewritten");
+    let mut bom = Inventory::open(&data, Flavor::Azure, scope("data", "")).expect("opens");
+    assert_eq!(all(&mut bom).expect("reads").len(), 5);
 }
 
 #[test]
