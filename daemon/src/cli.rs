@@ -360,7 +360,8 @@ pub struct PlanArgs {
     pub config: Option<PathBuf>,
     /// Read an inventory report instead of listing the source: an S3
     /// Inventory manifest.json (CSV or Parquet data files), an Azure Blob
-    /// Inventory <rule>-manifest.json, or one Azure data file. The source
+    /// Inventory <rule>-manifest.json, or one data file (Azure CSV, or
+    /// Parquet; unchecked without its manifest). The source
     /// (s3:// or az://) is not contacted; its bucket and prefix select
     /// the report's rows.
     #[arg(long, value_name = "FILE")]

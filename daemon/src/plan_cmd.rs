@@ -292,6 +292,7 @@ async fn from_inventory(
                 ));
             }
         }
+        inv.check_scope().map_err(|e| e.to_string())?;
         let notes: Vec<String> = inv.unseen().map(str::to_owned).collect();
         let read = InventoryRead {
             about: inv.about().clone(),

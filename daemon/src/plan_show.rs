@@ -58,7 +58,10 @@ fn origin(r: &PlanReport) -> String {
     format!(
         "from the inventory {} of {}, {} data file(s) read in {:.1} s{}",
         inv.about.path,
-        r.listed_at.format("%Y-%m-%d %H:%M UTC"),
+        inv.about.taken_at.map_or_else(
+            || "unknown date".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M UTC").to_string()
+        ),
         inv.about.files,
         r.listing_seconds,
         if skipped.is_empty() {

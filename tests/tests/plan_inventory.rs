@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use passeur_tests::passeur;
 use passeur_tests::servers::{Kind, Server, spec, with};
+use passeur_tests::{passeur, passeur_command};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1024 * 1024;
@@ -96,6 +96,24 @@ async fn s3_inventories_plan_as_the_listing_does() -> Result<()> {
             inv["inventory"]
         );
     }
+
+    // From the manifest's own directory, by a relative path: the data
+    // files are one directory up.
+    let manifest = report(&moto, "invs3", &dir.path().join("here"), "csv")?;
+    let here = Path::new(&manifest).parent().context("report tree")?;
+    let out = passeur_command(&[
+        "plan",
+        "--json",
+        "--source",
+        "s3://invs3",
+        "--inventory",
+        "manifest.json",
+    ])?
+    .current_dir(here)
+    .output()?;
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+    ensure!(v["survey"]["objects"] == specs.len(), "{}", v["survey"]);
 
     // A prefix scopes the report; a data file cut short is refused.
     let manifest = report(&moto, "invs3", &dir.path().join("again"), "csv")?;
@@ -216,6 +234,23 @@ async fn azure_inventories_plan_as_the_listing_does() -> Result<()> {
         run.stdout
     );
     ensure!(run.stderr.contains("\"Pending\""), "{}", run.stderr);
+    // A container mistyped: no row in scope is no empty container.
+    let manifest = report(&az, "invaz", &dir.path().join("typo"), "csv")?;
+    let run = passeur(
+        &["plan", "--source", "az://invax", "--inventory", &manifest],
+        &[],
+    )?;
+    ensure!(
+        run.code == 2 && run.stdout.is_empty(),
+        "exit {}: {}",
+        run.code,
+        run.stdout
+    );
+    ensure!(
+        run.stderr.contains("no row is of \"invax\""),
+        "{}",
+        run.stderr
+    );
     // A local source cannot be planned from an inventory.
     let run = passeur(
         &[

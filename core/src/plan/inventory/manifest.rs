@@ -25,6 +25,10 @@ pub(super) struct Found {
     pub taken_at: Option<DateTime<Utc>>,
     pub files: Vec<DataFile>,
     pub file_bytes: u64,
+    /// What the report leaves out, said in the plan.
+    pub notes: Vec<String>,
+    /// An Azure rule's filters, checked against the source's scope.
+    pub filters: Option<Value>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InventoryError + '_ {
@@ -36,56 +40,57 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InventoryError + '_ {
 
 /// Reads what `path` is.
 pub(super) fn open(path: &Path) -> Result<Found, InventoryError> {
-    let mut head = [0u8; 4];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
+    // A data file can be gigabytes: only its first bytes say what it is.
+    let mut head = Vec::with_capacity(1024);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1024).read_to_end(&mut head))
         .map_err(io(path))?;
     let len = std::fs::metadata(path).map_err(io(path))?.len();
-    if &head[..n] == b"PAR1" {
-        return Ok(Found {
-            flavor: table::parquet_flavor(path)?,
-            bucket: None,
-            taken_at: None,
-            files: vec![DataFile {
-                path: path.to_owned(),
-                format: Format::Parquet,
-                schema: None,
-            }],
-            file_bytes: len,
-        });
+    let lone = |flavor, format| {
+        Found {
+        flavor,
+        bucket: None,
+        taken_at: None,
+        files: vec![DataFile {
+            path: path.to_owned(),
+            format,
+            schema: None,
+        }],
+        file_bytes: len,
+        notes: vec![
+            "a data file without its manifest: the run's completeness, the file's size and checksum, the rule's filters were not checked".to_owned(),
+        ],
+        filters: None,
+    }
+    };
+    if head.starts_with(b"PAR1") {
+        return Ok(lone(table::parquet_flavor(path)?, Format::Parquet));
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Err(InventoryError::format(
+            path,
+            "a gzip CSV data file of an S3 Inventory: give its manifest.json, which names its columns",
+        ));
+    }
+    let body = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&head);
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // Only Azure writes CSV with a header row; the table refuses a
+        // CSV without one.
+        return Ok(lone(Flavor::Azure, Format::Csv));
     }
     let text = std::fs::read(path).map_err(io(path))?;
-    let json: Option<Value> = if head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-    {
-        Some(
-            serde_json::from_slice(&text)
-                .map_err(|e| InventoryError::format(path, format!("not a manifest: {e}")))?,
-        )
+    let json = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
+    let v: Value = serde_json::from_slice(json)
+        .map_err(|e| InventoryError::format(path, format!("not a manifest: {e}")))?;
+    if v.get("fileFormat").is_some() {
+        s3(path, &text, &v)
+    } else if v.get("destinationContainer").is_some() || v.get("ruleDefinition").is_some() {
+        azure(path, &text, &v)
     } else {
-        None
-    };
-    match json {
-        None => Ok(Found {
-            // Only Azure writes CSV with a header row; the table refuses
-            // a CSV without one.
-            flavor: Flavor::Azure,
-            bucket: None,
-            taken_at: None,
-            files: vec![DataFile {
-                path: path.to_owned(),
-                format: Format::Csv,
-                schema: None,
-            }],
-            file_bytes: len,
-        }),
-        Some(v) if v.get("fileFormat").is_some() => s3(path, &text, &v),
-        Some(v) if v.get("destinationContainer").is_some() || v.get("ruleDefinition").is_some() => {
-            azure(path, &text, &v)
-        }
-        Some(_) => Err(InventoryError::format(
+        Err(InventoryError::format(
             path,
             "JSON, but neither an S3 Inventory manifest (fileFormat, files) nor an Azure Blob Inventory manifest (destinationContainer, ruleDefinition)",
-        )),
+        ))
     }
 }
 
@@ -133,12 +138,16 @@ fn s3(path: &Path, text: &[u8], v: &Value) -> Result<Found, InventoryError> {
     for f in field(path, v, "files")?.as_array().into_iter().flatten() {
         let key = f.get("key").and_then(Value::as_str).unwrap_or_default();
         let at = locate(path, key)?;
-        file_bytes += check_file(
-            path,
-            &at,
+        let (Some(size), Some(md5)) = (
             f.get("size").and_then(Value::as_u64),
             f.get("MD5checksum").and_then(Value::as_str),
-        )?;
+        ) else {
+            return Err(InventoryError::format(
+                path,
+                format!("data file {key:?}: no size or MD5checksum to check it by"),
+            ));
+        };
+        file_bytes += check_file(path, &at, Some(size), Some(md5))?;
         files.push(DataFile {
             path: at,
             format,
@@ -152,6 +161,10 @@ fn s3(path: &Path, text: &[u8], v: &Value) -> Result<Found, InventoryError> {
         ));
     }
     Ok(Found {
+        notes: vec![
+            "an S3 Inventory configuration can filter by prefix and its manifest does not say: the plan covers what the report lists".to_owned(),
+        ],
+        filters: None,
         flavor: Flavor::S3,
         bucket: v
             .get("sourceBucket")
@@ -209,7 +222,13 @@ fn azure(path: &Path, text: &[u8], v: &Value) -> Result<Found, InventoryError> {
         let parquet = stated.map_or(key.ends_with(".parquet"), |s| {
             s.eq_ignore_ascii_case("parquet")
         });
-        file_bytes += check_file(path, &at, f.get("size").and_then(Value::as_u64), None)?;
+        let Some(size) = f.get("size").and_then(Value::as_u64) else {
+            return Err(InventoryError::format(
+                path,
+                format!("data file {key:?}: no size to check it by"),
+            ));
+        };
+        file_bytes += check_file(path, &at, Some(size), None)?;
         files.push(DataFile {
             path: at,
             format: if parquet {
@@ -227,6 +246,8 @@ fn azure(path: &Path, text: &[u8], v: &Value) -> Result<Found, InventoryError> {
         ));
     }
     Ok(Found {
+        notes: Vec::new(),
+        filters: rule.and_then(|r| r.get("filters")).cloned(),
         flavor: Flavor::Azure,
         bucket: None,
         taken_at,
@@ -246,12 +267,8 @@ fn locate(manifest: &Path, key: &str) -> Result<PathBuf, InventoryError> {
             format!("data file {key:?} is no file key"),
         ));
     }
-    let dir = manifest.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
+    let abs = manifest.canonicalize().map_err(io(manifest))?;
+    let dir = abs.parent().unwrap_or(Path::new("/"));
     for base in dir.ancestors().take(6) {
         for i in 0..segs.len() {
             let p = base.join(segs[i..].join("/"));
@@ -340,4 +357,74 @@ fn md5_hex(path: &Path) -> Result<String, InventoryError> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An Azure rule's filters against the source's scope: refused when the
+/// report cannot hold every blob of the scope (a prefix match that does not
+/// cover it, an excluded prefix inside it, a creation-time window, block
+/// blobs left out); what it leaves out otherwise is said.
+pub(super) fn azure_filters(
+    path: &Path,
+    filters: &Value,
+    scope: &super::Scope,
+) -> Result<Vec<String>, InventoryError> {
+    let strings = |name: &str| -> Vec<String> {
+        filters
+            .get(name)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let at = if scope.prefix.is_empty() {
+        format!("{}/", scope.bucket)
+    } else {
+        format!("{}/{}/", scope.bucket, scope.prefix)
+    };
+    let refuse = |why: String| {
+        Err(InventoryError::format(
+            path,
+            format!("the inventory rule {why}: its report does not hold every blob under {at}"),
+        ))
+    };
+    let matches = strings("prefixMatch");
+    if !matches.is_empty() && !matches.iter().any(|p| at.starts_with(p.as_str())) {
+        return refuse(format!("includes only names starting with {matches:?}"));
+    }
+    if let Some(e) = strings("excludePrefix")
+        .into_iter()
+        .find(|e| e.starts_with(at.as_str()) || at.starts_with(e.as_str()))
+    {
+        return refuse(format!("excludes names starting with {e:?}"));
+    }
+    if let Some(c) = filters.get("creationTime") {
+        return refuse(format!("keeps only blobs created recently ({c})"));
+    }
+    let mut notes = Vec::new();
+    let types = strings("blobTypes");
+    if !types.is_empty() {
+        let has = |t: &str| types.iter().any(|x| x.eq_ignore_ascii_case(t));
+        if !has("blockBlob") {
+            return refuse(format!("includes only {types:?}"));
+        }
+        for (t, what) in [("appendBlob", "append"), ("pageBlob", "page")] {
+            if !has(t) {
+                notes.push(format!(
+                    "the inventory rule leaves out {what} blobs: none are counted or named as blockers"
+                ));
+            }
+        }
+    }
+    for (flag, what) in [
+        ("includeSnapshots", "snapshots"),
+        ("includeBlobVersions", "earlier versions"),
+    ] {
+        if filters.get(flag).and_then(Value::as_bool) != Some(true) {
+            notes.push(format!(
+                "the inventory rule leaves out {what} ({flag} is not true): none are counted or named as blockers"
+            ));
+        }
+    }
+    Ok(notes)
 }

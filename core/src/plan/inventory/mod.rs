@@ -173,6 +173,10 @@ pub struct Inventory {
     table: Option<(Table, Columns)>,
     skipped: Skipped,
     unseen: std::collections::BTreeSet<String>,
+    /// Entries given.
+    taken: u64,
+    /// A few of the other buckets or containers seen.
+    others: std::collections::BTreeSet<String>,
 }
 
 impl Inventory {
@@ -201,6 +205,18 @@ impl Inventory {
                 ),
             ));
         }
+        let mut notes: std::collections::BTreeSet<String> = found.notes.into_iter().collect();
+        if flavor == Flavor::Azure {
+            match &found.filters {
+                Some(f) => notes.extend(manifest::azure_filters(path, f, &scope)?),
+                None if found.taken_at.is_some() => {
+                    notes.insert(
+                        "the manifest states no rule filters: blob types, snapshots and versions the rule left out cannot be told".to_owned(),
+                    );
+                }
+                None => {}
+            }
+        }
         let about = About {
             path: path.display().to_string(),
             flavor,
@@ -215,7 +231,9 @@ impl Inventory {
             files: found.files.into_iter(),
             table: None,
             skipped: Skipped::default(),
-            unseen: std::collections::BTreeSet::new(),
+            unseen: notes,
+            taken: 0,
+            others: std::collections::BTreeSet::new(),
         })
     }
 
@@ -229,8 +247,33 @@ impl Inventory {
         &self.skipped
     }
 
-    /// What the data files read so far could not show: one line per
-    /// column a check needs that the report lacks.
+    /// Refuses a report of which no row was in scope while others were:
+    /// a wrong bucket, container or prefix must not plan as an empty one.
+    pub fn check_scope(&self) -> Result<(), InventoryError> {
+        let k = &self.skipped;
+        if self.taken > 0 || k.other_bucket + k.outside_prefix == 0 {
+            return Ok(());
+        }
+        Err(InventoryError::format(
+            Path::new(&self.about.path),
+            format!(
+                "no row is of {:?}{}: {} rows of other buckets or containers {:?}, {} outside the prefix",
+                self.scope.bucket,
+                if self.scope.prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" under {:?}", self.scope.prefix)
+                },
+                k.other_bucket,
+                self.others,
+                k.outside_prefix
+            ),
+        ))
+    }
+
+    /// What the report leaves out: its rule's filters, and one line per
+    /// column a check needs that the report lacks (of the data files read
+    /// so far).
     pub fn unseen(&self) -> impl Iterator<Item = &str> {
         self.unseen.iter().map(String::as_str)
     }
@@ -264,8 +307,12 @@ impl Inventory {
                         self.about.flavor,
                         &self.scope,
                         &mut self.skipped,
+                        &mut self.others,
                     ) {
-                        Ok(Some(e)) => return Some(Ok(e)),
+                        Ok(Some(e)) => {
+                            self.taken += 1;
+                            return Some(Ok(e));
+                        }
                         Ok(None) => {}
                         Err(what) => return Some(Err(at(what))),
                     }
@@ -282,6 +329,7 @@ fn take(
     flavor: Flavor,
     scope: &Scope,
     skipped: &mut Skipped,
+    others: &mut std::collections::BTreeSet<String>,
 ) -> Result<Option<Listed>, String> {
     // Azure writes "Null" where a field has no value; a key is taken as
     // written.
@@ -305,8 +353,13 @@ fn take(
             None => return Err(format!("name {key:?} has no container")),
         },
     };
-    if bucket.is_some_and(|b| b != scope.bucket) {
+    if let Some(b) = bucket
+        && b != scope.bucket
+    {
         skipped.other_bucket += 1;
+        if others.len() < 3 {
+            others.insert(b);
+        }
         return Ok(None);
     }
     let Some(rel) = scope.relative(&key) else {

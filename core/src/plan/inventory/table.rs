@@ -247,6 +247,8 @@ pub(super) struct Table {
     path: PathBuf,
     rows: Rows,
     row: u64,
+    /// Fields of every CSV row (the header's or the schema's count).
+    width: usize,
 }
 
 impl Table {
@@ -269,6 +271,7 @@ impl Table {
                         path: path.clone(),
                         rows,
                         row: 0,
+                        width: 0,
                     },
                     cols,
                 ))
@@ -295,6 +298,7 @@ impl Table {
                         csv::StringRecord::new(),
                     ),
                     row: 0,
+                    width: 0,
                 };
                 let names: Vec<String> = match &file.schema {
                     Some(s) => s.to_vec(),
@@ -316,6 +320,7 @@ impl Table {
                     }
                 };
                 let cols = Columns::of(&names, flavor, Format::Csv, path)?;
+                table.width = names.len();
                 table.rows = Rows::Csv(csv, csv::StringRecord::new());
                 Ok((table, cols))
             }
@@ -333,31 +338,44 @@ impl Table {
 
     /// The next row's cells.
     pub(super) fn next_row(&mut self) -> Option<Result<Vec<Cell>, InventoryError>> {
-        let row = self.row + 1;
-        let err = |what: String| InventoryError::Row {
-            path: self.path.clone(),
-            row,
-            what,
-        };
         let cells = match &mut self.rows {
             Rows::Csv(csv, record) => loop {
-                match csv.read_record(record) {
+                let read = csv.read_record(record);
+                self.row += 1;
+                match read {
                     Ok(false) => return None,
-                    Err(e) => return Some(Err(err(e.to_string()))),
+                    Err(e) => return Some(Err(self.error(e.to_string()))),
                     // Blank lines (S3 ends some files with them).
-                    Ok(true) if record.len() == 1 && record[0].is_empty() => {
-                        self.row += 1;
+                    Ok(true) if record.len() == 1 && record[0].is_empty() => {}
+                    Ok(true) if record.len() != self.width => {
+                        let what = format!(
+                            "{} fields where the columns are {}",
+                            record.len(),
+                            self.width
+                        );
+                        return Some(Err(self.error(what)));
                     }
                     Ok(true) => break record.iter().map(|t| Cell::Text(t.to_owned())).collect(),
                 }
             },
-            Rows::Parquet(rows) => match rows.next()? {
-                Err(e) => return Some(Err(err(e.to_string()))),
-                Ok(r) => r.get_column_iter().map(|(_, f)| cell(f)).collect(),
-            },
+            Rows::Parquet(rows) => {
+                let next = rows.next()?;
+                self.row += 1;
+                match next {
+                    Err(e) => return Some(Err(self.error(e.to_string()))),
+                    Ok(r) => r.get_column_iter().map(|(_, f)| cell(f)).collect(),
+                }
+            }
         };
-        self.row += 1;
         Some(Ok(cells))
+    }
+
+    fn error(&self, what: String) -> InventoryError {
+        InventoryError::Row {
+            path: self.path.clone(),
+            row: self.row,
+            what,
+        }
     }
 }
 

@@ -289,7 +289,12 @@ fn an_azure_csv_report_reads_tiers_types_snapshots_and_metadata() {
     assert_eq!(got[0].last_modified.timestamp_subsec_millis(), 123);
     let s = inv.skipped();
     assert_eq!((s.folders, s.deleted, s.other_bucket), (1, 1, 1));
-    assert_eq!(inv.unseen().count(), 0);
+    // Every column is there; the manifest names no filters.
+    let notes: Vec<&str> = inv.unseen().collect();
+    assert!(
+        notes.len() == 1 && notes[0].contains("states no rule filters"),
+        "{notes:?}"
+    );
 
     // The data file alone (it has a header) reads the same.
     let data = manifest.with_file_name("r1_1000000_0.csv");
@@ -351,4 +356,117 @@ fn scopes_come_from_urls() {
     assert_eq!(Scope::of_url("gs://b"), None);
     assert_eq!(decode_key("a+b%2B%E2%82%AC").as_deref(), Ok("a b+€"));
     assert!(decode_key("%FF").is_err());
+}
+
+#[test]
+fn an_azure_rule_that_cannot_hold_the_whole_scope_is_refused_and_what_it_leaves_out_is_said() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ok = az_row("data/a/x", 1, "BlockBlob", "Hot", "", "", (false, false));
+    let m = az_report(dir.path(), "Succeeded", &ok);
+    let text = std::fs::read_to_string(&m).expect("written");
+    let with = |filters: serde_json::Value| {
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["ruleDefinition"]["filters"] = filters;
+        std::fs::write(&m, serde_json::to_vec(&v).expect("json")).expect("rewritten");
+        Inventory::open(&m, Flavor::Azure, scope("data", "a"))
+    };
+    for (filters, why) in [
+        (
+            serde_json::json!({"prefixMatch": ["data/b", "other/"]}),
+            "includes only names starting with",
+        ),
+        (
+            serde_json::json!({"prefixMatch": ["data/a/x"]}),
+            "includes only names starting with",
+        ),
+        (
+            serde_json::json!({"excludePrefix": ["data/a/old"]}),
+            "excludes names starting with \"data/a/old\"",
+        ),
+        (
+            serde_json::json!({"excludePrefix": ["dat"]}),
+            "excludes names",
+        ),
+        (
+            serde_json::json!({"creationTime": {"lastNDays": 7}}),
+            "keeps only blobs created recently",
+        ),
+        (
+            serde_json::json!({"blobTypes": ["appendBlob"]}),
+            "includes only",
+        ),
+    ] {
+        let e = with(filters.clone()).expect_err("refused").to_string();
+        assert!(
+            e.contains(why) && e.contains("does not hold every blob under data/a/"),
+            "{filters}: {e}"
+        );
+    }
+    let inv = with(serde_json::json!({
+        "prefixMatch": ["data/"], "excludePrefix": ["data/b"], "blobTypes": ["blockBlob", "appendBlob"],
+        "includeSnapshots": true,
+    }))
+    .expect("covers data/a/");
+    let notes: Vec<&str> = inv.unseen().collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].contains("leaves out earlier versions")
+            || notes[1].contains("leaves out earlier versions")
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("leaves out page blobs")),
+        "{notes:?}"
+    );
+    let all_in = with(serde_json::json!({
+        "blobTypes": ["blockBlob", "appendBlob", "pageBlob"], "includeSnapshots": true, "includeBlobVersions": true,
+    }))
+    .expect("opens");
+    assert_eq!(all_in.unseen().count(), 0);
+}
+
+#[test]
+fn a_report_with_nothing_in_scope_a_row_of_the_wrong_width_or_an_unchecked_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ok = az_row("data/a", 1, "BlockBlob", "Hot", "", "", (false, false));
+    let m = az_report(dir.path(), "Succeeded", &format!("{ok}{ok}"));
+    // A container name mistyped: every row skipped, and said so.
+    let mut inv = Inventory::open(&m, Flavor::Azure, scope("dta", "")).expect("opens");
+    assert_eq!(all(&mut inv).expect("reads").len(), 0);
+    let e = inv.check_scope().expect_err("refused").to_string();
+    assert!(
+        e.contains("no row is of \"dta\"") && e.contains("{\"data\"}"),
+        "{e}"
+    );
+    let mut inv = Inventory::open(&m, Flavor::Azure, scope("data", "")).expect("opens");
+    assert_eq!(all(&mut inv).expect("reads").len(), 2);
+    assert!(inv.check_scope().is_ok());
+
+    // One field too many (an unquoted comma) is no row to guess at.
+    let dir = tempfile::tempdir().expect("tmp");
+    let wide = ok.replace("data/a,", "data/a,b,");
+    let m = az_report(dir.path(), "Succeeded", &format!("{ok}{wide}"));
+    let mut inv = Inventory::open(&m, Flavor::Azure, scope("data", "")).expect("opens");
+    let e = all(&mut inv).expect_err("refused").to_string();
+    assert!(
+        e.contains("row 3: 15 fields where the columns are 14"),
+        "{e}"
+    );
+
+    // An S3 manifest entry without its MD5.
+    let dir = tempfile::tempdir().expect("tmp");
+    let manifest = s3_report(
+        dir.path(),
+        &[
+            "\"src\",\"k\",\"\",\"true\",\"false\",\"1\",\"2025-11-30T10:00:00.000Z\",\"\",\"STANDARD\"\n",
+        ],
+    );
+    let _ = std::fs::remove_file(manifest.with_file_name("manifest.checksum"));
+    let text = std::fs::read_to_string(&manifest).expect("written");
+    std::fs::write(&manifest, text.replace("MD5checksum", "md5")).expect("edited");
+    let e = Inventory::open(&manifest, Flavor::S3, scope("src", "")).expect_err("refused");
+    assert!(e.to_string().contains("no size or MD5checksum"), "{e}");
+    // An S3 data file given alone.
+    let data = dir.path().join("inv/src/cfg/data/0.csv.gz");
+    let e = Inventory::open(&data, Flavor::S3, scope("src", "")).expect_err("refused");
+    assert!(e.to_string().contains("give its manifest.json"), "{e}");
 }
