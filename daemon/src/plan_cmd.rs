@@ -30,8 +30,9 @@ pub struct PlanReport {
     pub source: String,
     /// Target URL, when given.
     pub target: Option<String>,
-    /// When the listing ended.
-    pub listed_at: DateTime<Utc>,
+    /// When the listing ended, or when the inventory report was taken
+    /// (none when the report does not say).
+    pub listed_at: Option<DateTime<Utc>>,
     /// How long it took.
     pub listing_seconds: f64,
     /// The target's largest object, when a target was given.
@@ -118,10 +119,10 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
     });
     let started = Instant::now();
     let bar = progress_bar(args.json);
-    let (census, inventory, mut notes) = match (&args.inventory, scope, &source) {
+    let (census, inventory, mut notes, carries_metadata) = match (&args.inventory, scope, &source) {
         (Some(path), Some((flavor, scope)), _) => {
             match from_inventory(path, flavor, scope, census, bar.clone()).await {
-                Ok(done) => done,
+                Ok((census, read, notes, metadata)) => (census, Some(read), notes, metadata),
                 Err(e) => {
                     if let Some(b) = &bar {
                         b.abandon();
@@ -131,7 +132,7 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
             }
         }
         (_, _, Some(source)) => match listing(source, census, bar.as_ref()).await {
-            Ok(c) => (c, None, Vec::new()),
+            Ok(c) => (c, None, Vec::new(), source_kind == StoreKind::Azure),
             Err((objects, e)) => {
                 if let Some(b) = &bar {
                     b.abandon();
@@ -150,12 +151,14 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let metadata_checked =
-        source_kind == StoreKind::Azure && !notes.iter().any(|n| n.contains("no Metadata column"));
+    let metadata_checked = source_kind == StoreKind::Azure && carries_metadata;
     let survey = census.finish();
     let est = estimate::estimate(survey.objects, survey.bytes, survey.requests, &assumptions);
     if !metadata_checked {
-        notes.push("user metadata not checked: this source's listing does not carry it".to_owned());
+        notes.push(
+            "user metadata not checked: this source's listing (or report) does not carry it"
+                .to_owned(),
+        );
     }
     if args.target.is_none() {
         notes.push(
@@ -183,10 +186,10 @@ pub(crate) async fn plan(args: PlanArgs) -> u8 {
         passeur_plan: 1,
         source: args.source.clone(),
         target: args.target.clone(),
-        listed_at: inventory
-            .as_ref()
-            .and_then(|i| i.about.taken_at)
-            .unwrap_or_else(Utc::now),
+        listed_at: match &inventory {
+            Some(i) => i.about.taken_at,
+            None => Some(Utc::now()),
+        },
         listing_seconds: started.elapsed().as_secs_f64(),
         target_max_object,
         metadata_checked,
@@ -274,7 +277,7 @@ async fn from_inventory(
     scope: Scope,
     mut census: Census,
     bar: Option<ProgressBar>,
-) -> Result<(Census, Option<InventoryRead>, Vec<String>), String> {
+) -> Result<(Census, InventoryRead, Vec<String>, bool), String> {
     let path = path.to_owned();
     let read = tokio::task::spawn_blocking(move || {
         let mut inv = Inventory::open(&path, flavor, scope).map_err(|e| e.to_string())?;
@@ -293,12 +296,12 @@ async fn from_inventory(
             }
         }
         inv.check_scope().map_err(|e| e.to_string())?;
-        let notes: Vec<String> = inv.unseen().map(str::to_owned).collect();
+        let notes: Vec<String> = inv.notes().map(str::to_owned).collect();
         let read = InventoryRead {
             about: inv.about().clone(),
             skipped: inv.skipped().clone(),
         };
-        Ok::<_, String>((census, Some(read), notes))
+        Ok::<_, String>((census, read, notes, inv.carries_metadata()))
     });
     read.await.map_err(|e| format!("reading stopped: {e}"))?
 }

@@ -289,7 +289,9 @@ pub(crate) fn html(r: &PlanReport) -> String {
     let when = match &r.inventory {
         None => format!(
             "listed {} in {:.1} s",
-            r.listed_at.format("%Y-%m-%d %H:%M UTC"),
+            r.listed_at
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default(),
             r.listing_seconds
         ),
         Some(_) => origin(r),

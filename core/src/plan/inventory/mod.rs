@@ -172,7 +172,9 @@ pub struct Inventory {
     files: std::vec::IntoIter<DataFile>,
     table: Option<(Table, Columns)>,
     skipped: Skipped,
-    unseen: std::collections::BTreeSet<String>,
+    notes: std::collections::BTreeSet<String>,
+    /// Every data file opened has a Metadata column.
+    metadata: bool,
     /// Entries given.
     taken: u64,
     /// A few of the other buckets or containers seen.
@@ -231,7 +233,8 @@ impl Inventory {
             files: found.files.into_iter(),
             table: None,
             skipped: Skipped::default(),
-            unseen: notes,
+            notes,
+            metadata: true,
             taken: 0,
             others: std::collections::BTreeSet::new(),
         })
@@ -274,8 +277,14 @@ impl Inventory {
     /// What the report leaves out: its rule's filters, and one line per
     /// column a check needs that the report lacks (of the data files read
     /// so far).
-    pub fn unseen(&self) -> impl Iterator<Item = &str> {
-        self.unseen.iter().map(String::as_str)
+    pub fn notes(&self) -> impl Iterator<Item = &str> {
+        self.notes.iter().map(String::as_str)
+    }
+
+    /// Whether every data file read carried user metadata (Azure's
+    /// Metadata column): the metadata rules were applied to every row.
+    pub fn carries_metadata(&self) -> bool {
+        self.metadata
     }
 
     /// The next entry in scope, or the end.
@@ -285,7 +294,8 @@ impl Inventory {
                 let file = self.files.next()?;
                 match Table::open(&file, self.about.flavor) {
                     Ok(t) => {
-                        self.unseen.extend(t.1.unseen(self.about.flavor));
+                        self.notes.extend(t.1.unseen(self.about.flavor));
+                        self.metadata &= t.1.metadata.is_some();
                         self.table = Some(t);
                     }
                     Err(e) => return Some(Err(e)),

@@ -290,7 +290,7 @@ fn an_azure_csv_report_reads_tiers_types_snapshots_and_metadata() {
     let s = inv.skipped();
     assert_eq!((s.folders, s.deleted, s.other_bucket), (1, 1, 1));
     // Every column is there; the manifest names no filters.
-    let notes: Vec<&str> = inv.unseen().collect();
+    let notes: Vec<&str> = inv.notes().collect();
     assert!(
         notes.len() == 1 && notes[0].contains("states no rule filters"),
         "{notes:?}"
@@ -407,7 +407,7 @@ fn an_azure_rule_that_cannot_hold_the_whole_scope_is_refused_and_what_it_leaves_
         "includeSnapshots": true,
     }))
     .expect("covers data/a/");
-    let notes: Vec<&str> = inv.unseen().collect();
+    let notes: Vec<&str> = inv.notes().collect();
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(
         notes[0].contains("leaves out earlier versions")
@@ -421,7 +421,7 @@ fn an_azure_rule_that_cannot_hold_the_whole_scope_is_refused_and_what_it_leaves_
         "blobTypes": ["blockBlob", "appendBlob", "pageBlob"], "includeSnapshots": true, "includeBlobVersions": true,
     }))
     .expect("opens");
-    assert_eq!(all_in.unseen().count(), 0);
+    assert_eq!(all_in.notes().count(), 0);
 }
 
 #[test]
@@ -469,4 +469,29 @@ fn a_report_with_nothing_in_scope_a_row_of_the_wrong_width_or_an_unchecked_file_
     let data = dir.path().join("inv/src/cfg/data/0.csv.gz");
     let e = Inventory::open(&data, Flavor::S3, scope("src", "")).expect_err("refused");
     assert!(e.to_string().contains("give its manifest.json"), "{e}");
+}
+
+#[test]
+fn a_report_without_a_metadata_column_says_metadata_was_not_checked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let row = az_row("data/a", 1, "BlockBlob", "Hot", "", "", (false, false));
+    let m = az_report(dir.path(), "Succeeded", &row);
+    let mut inv = Inventory::open(&m, Flavor::Azure, scope("data", "")).expect("opens");
+    assert_eq!(all(&mut inv).expect("reads").len(), 1);
+    assert!(inv.carries_metadata());
+
+    let data = m.with_file_name("r1_1000000_0.csv");
+    let text = std::fs::read_to_string(&data).expect("written");
+    let without = text
+        .replace(",Metadata,", ",")
+        .replace(",Null,Null,,", ",Null,Null,");
+    std::fs::write(&data, &without).expect("rewritten");
+    let text = std::fs::read_to_string(&m).expect("written");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["files"][0]["size"] = without.len().into();
+    std::fs::write(&m, serde_json::to_vec(&v).expect("json")).expect("rewritten");
+    let mut inv = Inventory::open(&m, Flavor::Azure, scope("data", "")).expect("opens");
+    assert_eq!(all(&mut inv).expect("reads").len(), 1);
+    assert!(!inv.carries_metadata());
+    assert!(inv.notes().any(|n| n.contains("no Metadata column")));
 }
