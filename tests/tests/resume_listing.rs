@@ -1,4 +1,4 @@
-//! A pass killed (SIGKILL) during the listing of 50,000 keys resumes near
+//! A pass killed (SIGKILL) during the listing of 25,000 keys resumes near
 //! where it stopped: the restart lists the keys after its checkpoint first,
 //! then wraps around to the keys before it (a pass is complete only once it
 //! has looked at every key), reads none of the objects finished before the
@@ -11,7 +11,7 @@ use anyhow::{Result, bail, ensure};
 use passeur_tests::LocalTargetJob;
 use passeur_tests::servers::{Kind, Server};
 
-const KEYS: usize = 50_000;
+const KEYS: usize = 25_000;
 
 fn count_files(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -32,7 +32,7 @@ fn count_files(dir: &std::path::Path) -> usize {
 #[test]
 fn killed_listing_resumes_near_where_it_stopped() -> Result<()> {
     let s3s = Server::start(Kind::S3sFs)?;
-    // s3s-fs serves a directory tree: write the 50,000 objects as files.
+    // s3s-fs serves a directory tree: write the 25,000 objects as files.
     let bucket = s3s.data.path().join("src");
     for i in 0..KEYS {
         let dir = bucket.join(format!("d{:02}", i / 1000));

@@ -208,6 +208,12 @@ impl Manifest {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             o.set_write_buffer_size(MEMTABLE_BYTES / 4);
+            // A Bloom filter over each memtable's whole keys: most lookups
+            // of a first pass are of keys not recorded yet (the object, its
+            // content, its chunks), and without it each one walked the
+            // skip list of up to 6 MiB of entries.
+            o.set_memtable_prefix_bloom_ratio(0.05);
+            o.set_memtable_whole_key_filtering(true);
             // Indexes and Bloom filters are cut into 4 KiB partitions that
             // live in the cache like data blocks; only their small top
             // level stays pinned. Whole-file index and filter blocks (MiBs
