@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::stream::{Stream, StreamExt};
 use object_store::ObjectMeta;
 use tokio::sync::Semaphore;
-use tokio_util::task::AbortOnDropHandle;
 
 use super::{Event, Failure, MAX_FAILURES_KEPT, PassOptions, PassSummary};
 use crate::base::error::{Error, FailureKind, error_chain, store_err};
@@ -28,8 +27,7 @@ use crate::transfer::{Ctx, Outcome, PartRecorded};
 /// One pass under way: its shared context and the listing's bookkeeping,
 /// shared by the objects in flight (hence the atomics and locks).
 pub(super) struct Pass<'a> {
-    /// Shared with each object's task.
-    ctx: Arc<Ctx>,
+    ctx: Ctx,
     opts: &'a PassOptions,
     manifest: &'a Manifest,
     window: Arc<Window>,
@@ -94,7 +92,7 @@ impl<'a> Pass<'a> {
         );
         let sampler = Mutex::new(CutSampler::new(manifest.object_count()?));
         Ok(Self {
-            ctx: Arc::new(ctx),
+            ctx,
             opts,
             manifest,
             window,
@@ -175,11 +173,7 @@ impl<'a> Pass<'a> {
         match work {
             Work::Object(meta, ticket) => {
                 let slot = self.window.acquire().await;
-                let mut r = match self.ctx.settled(&meta, self.opts.dry_run) {
-                    Ok(Some(o)) => Ok(o),
-                    Ok(None) => self.copy(&meta).await,
-                    Err(e) => Err(e),
-                };
+                let mut r = self.ctx.replicate(&meta, self.opts.dry_run).await;
                 if matches!(r, Ok(Outcome::Vanished)) {
                     r = slash_key_check(&self.ctx.source, &meta.location).await;
                 }
@@ -192,24 +186,6 @@ impl<'a> Pass<'a> {
             }
             Work::Fault(o) => Done::Fault(o),
             Work::ListingFailed(e) => Done::ListingFailed(e),
-        }
-    }
-
-    /// Copy an object the manifest did not settle, as a task of its own:
-    /// the objects in flight then share the runtime's worker threads.
-    /// Polled inside the pass's stream, every object's CPU work (manifest
-    /// lookups and commits, hashing, request signing) ran on the one
-    /// thread driving the pass, whatever the number of cores. Dropping the
-    /// handle (the pass cut short) aborts the task at its next await, as
-    /// dropping the future did.
-    async fn copy(&self, meta: &ObjectMeta) -> Result<Outcome, Error> {
-        let (ctx, m) = (Arc::clone(&self.ctx), meta.clone());
-        let task = AbortOnDropHandle::new(tokio::spawn(async move { ctx.copy(&m).await }));
-        match task.await {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: only by the runtime shutting down.
-            Err(_) => Err(Error::ShuttingDown),
         }
     }
 

@@ -49,25 +49,13 @@ impl Ctx {
     /// objects that are copied, so a pass over millions of unchanged
     /// objects does not move kilobytes of future per object.
     pub async fn replicate(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
-        match self.settled(meta, dry_run)? {
-            Some(o) => Ok(o),
-            None => self.copy(meta).await,
-        }
-    }
-
-    /// What the manifest alone says of `meta`, without a request: already
-    /// replicated at this version, or (a dry run) would be copied; `None`
-    /// when it must be copied ([`Ctx::copy`]).
-    pub fn settled(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Option<Outcome>, Error> {
-        if self.is_replicated(meta.location.as_ref(), &listed_version(meta))? {
-            return Ok(Some(Outcome::Unchanged));
-        }
-        Ok(dry_run.then_some(Outcome::WouldCopy))
-    }
-
-    /// Replicate an object [`Ctx::settled`] did not settle.
-    pub async fn copy(&self, meta: &ObjectMeta) -> Result<Outcome, Error> {
         let listed = listed_version(meta);
+        if self.is_replicated(meta.location.as_ref(), &listed)? {
+            return Ok(Outcome::Unchanged);
+        }
+        if dry_run {
+            return Ok(Outcome::WouldCopy);
+        }
         match Box::pin(watch_answers(self.replicate_watched(meta, listed))).await {
             (Err(e), true) if e.kind() == FailureKind::Transient => {
                 Err(Error::Throttled(Box::new(e)))
