@@ -25,6 +25,21 @@ fn plan(args: &[&str]) -> Result<Value> {
     serde_json::from_str(&run.stdout).with_context(|| run.stdout.clone())
 }
 
+/// `passeur plan ARGS`, which must be refused: exit 2, nothing on
+/// stdout. Its stderr.
+fn refused(args: &[&str]) -> Result<String> {
+    let mut all = vec!["plan"];
+    all.extend_from_slice(args);
+    let run = passeur(&all, &[])?;
+    ensure!(
+        run.code == 2 && run.stdout.is_empty(),
+        "exit {}: {}",
+        run.code,
+        run.stdout
+    );
+    Ok(run.stderr)
+}
+
 /// The report's survey and the inventory's skipped counts.
 fn survey_of(report: &Value) -> (&Value, &Value) {
     (&report["survey"], &report["inventory"]["skipped"])
@@ -130,22 +145,13 @@ async fn s3_inventories_plan_as_the_listing_does() -> Result<()> {
         .join("data/part-1.csv.gz");
     let bytes = std::fs::read(&data)?;
     std::fs::write(&data, &bytes[..bytes.len() / 2])?;
-    let run = passeur(
-        &["plan", "--source", "s3://invs3", "--inventory", &manifest],
-        &[],
-    )?;
+    let stderr = refused(&["--source", "s3://invs3", "--inventory", &manifest])?;
     ensure!(
-        run.code == 2 && run.stdout.is_empty(),
-        "exit {}: {}",
-        run.code,
-        run.stdout
-    );
-    ensure!(
-        run.stderr.trim().lines().count() == 1
-            && run.stderr.contains("part-1.csv.gz")
-            && run.stderr.contains("incomplete copy"),
+        stderr.trim().lines().count() == 1
+            && stderr.contains("part-1.csv.gz")
+            && stderr.contains("incomplete copy"),
         "{}",
-        run.stderr
+        stderr
     );
     Ok(())
 }
@@ -223,49 +229,22 @@ async fn azure_inventories_plan_as_the_listing_does() -> Result<()> {
     let manifest = report(&az, "invaz", &dir.path().join("pending"), "csv")?;
     let text = std::fs::read_to_string(&manifest)?;
     std::fs::write(&manifest, text.replace("\"Succeeded\"", "\"Pending\""))?;
-    let run = passeur(
-        &["plan", "--source", "az://invaz", "--inventory", &manifest],
-        &[],
-    )?;
-    ensure!(
-        run.code == 2 && run.stdout.is_empty(),
-        "exit {}: {}",
-        run.code,
-        run.stdout
-    );
-    ensure!(run.stderr.contains("\"Pending\""), "{}", run.stderr);
+    let stderr = refused(&["--source", "az://invaz", "--inventory", &manifest])?;
+    ensure!(stderr.contains("\"Pending\""), "{}", stderr);
     // A container mistyped: no row in scope is no empty container.
     let manifest = report(&az, "invaz", &dir.path().join("typo"), "csv")?;
-    let run = passeur(
-        &["plan", "--source", "az://invax", "--inventory", &manifest],
-        &[],
-    )?;
-    ensure!(
-        run.code == 2 && run.stdout.is_empty(),
-        "exit {}: {}",
-        run.code,
-        run.stdout
-    );
-    ensure!(
-        run.stderr.contains("no row is of \"invax\""),
-        "{}",
-        run.stderr
-    );
+    let stderr = refused(&["--source", "az://invax", "--inventory", &manifest])?;
+    ensure!(stderr.contains("no row is of \"invax\""), "{}", stderr);
     // A local source cannot be planned from an inventory.
-    let run = passeur(
-        &[
-            "plan",
-            "--source",
-            dir.path().to_str().context("utf-8")?,
-            "--inventory",
-            &manifest,
-        ],
-        &[],
-    )?;
+    let stderr = refused(&[
+        "--source",
+        dir.path().to_str().context("utf-8")?,
+        "--inventory",
+        &manifest,
+    ])?;
     ensure!(
-        run.code == 2 && run.stderr.contains("needs an s3:// or az:// --source"),
-        "{}",
-        run.stderr
+        stderr.contains("needs an s3:// or az:// --source"),
+        "{stderr}"
     );
     Ok(())
 }

@@ -46,8 +46,7 @@ pub(super) fn open(path: &Path) -> Result<Found, InventoryError> {
         .and_then(|f| f.take(1024).read_to_end(&mut head))
         .map_err(io(path))?;
     let len = std::fs::metadata(path).map_err(io(path))?.len();
-    let lone = |flavor, format| {
-        Found {
+    let lone = |flavor, format| Found {
         flavor,
         bucket: None,
         taken_at: None,
@@ -57,11 +56,8 @@ pub(super) fn open(path: &Path) -> Result<Found, InventoryError> {
             schema: None,
         }],
         file_bytes: len,
-        notes: vec![
-            "a data file without its manifest: the run's completeness, the file's size and checksum, the rule's filters were not checked".to_owned(),
-        ],
+        notes: vec![LONE_FILE.to_owned()],
         filters: None,
-    }
     };
     if head.starts_with(b"PAR1") {
         return Ok(lone(table::parquet_flavor(path)?, Format::Parquet));
@@ -358,6 +354,10 @@ fn md5_hex(path: &Path) -> Result<String, InventoryError> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The note of a plan from one data file given without its manifest.
+const LONE_FILE: &str = "a data file without its manifest: the run's completeness, \
+     the file's size and checksum, the rule's filters were not checked";
 
 /// An Azure rule's filters against the source's scope: refused when the
 /// report cannot hold every blob of the scope (a prefix match that does not
