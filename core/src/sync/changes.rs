@@ -132,7 +132,8 @@ enum Looked {
 
 /// One change pass under way.
 struct Changes<'a> {
-    ctx: Ctx,
+    /// Shared with each object's task.
+    ctx: Arc<Ctx>,
     opts: &'a PassOptions,
     manifest: &'a Manifest,
     window: Arc<Window>,
@@ -353,7 +354,7 @@ pub async fn run_changes(
         Arc::clone(&ctx.stats),
     );
     let mut run = Changes {
-        ctx,
+        ctx: Arc::new(ctx),
         opts,
         manifest: &manifest,
         window,

@@ -27,7 +27,8 @@ use crate::transfer::{Ctx, Outcome, PartRecorded};
 /// One pass under way: its shared context and the listing's bookkeeping,
 /// shared by the objects in flight (hence the atomics and locks).
 pub(super) struct Pass<'a> {
-    ctx: Ctx,
+    /// Shared with each object's task.
+    ctx: Arc<Ctx>,
     opts: &'a PassOptions,
     manifest: &'a Manifest,
     window: Arc<Window>,
@@ -92,7 +93,7 @@ impl<'a> Pass<'a> {
         );
         let sampler = Mutex::new(CutSampler::new(manifest.object_count()?));
         Ok(Self {
-            ctx,
+            ctx: Arc::new(ctx),
             opts,
             manifest,
             window,

@@ -16,12 +16,15 @@ pub(crate) mod read;
 mod record;
 pub(crate) mod resume;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
 use object_store::path::Path;
 use object_store::{Attributes, GetResult, ObjectMeta, PutOptions, PutPayload};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use crate::base::error::{Error, FailureKind, store_err};
 use crate::base::now_ms;
@@ -44,18 +47,48 @@ impl Ctx {
     /// slow down is named throttled.
     ///
     /// The common case, an object unchanged since it was recorded, is
-    /// settled here in a small future: the transfer's own future (large:
-    /// every read, part and upload state) is boxed and made only for
-    /// objects that are copied, so a pass over millions of unchanged
-    /// objects does not move kilobytes of future per object.
-    pub async fn replicate(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Outcome, Error> {
+    /// settled inline, without a task or the transfer's large future.
+    /// Any other object is copied as a task of its own, so the objects in
+    /// flight share the runtime's worker threads: polled inside a pass's
+    /// stream, every object's CPU work (manifest lookups and commits,
+    /// hashing, request signing) ran on the one thread driving the pass,
+    /// whatever the number of cores (74 % of a small-object pass's samples;
+    /// spawning unchanged objects too cost about a tenth of a no-op pass).
+    /// Dropping the returned future (a pass cut short) aborts the task at
+    /// its next await, as dropping the copy's own future would.
+    pub async fn replicate(
+        self: &Arc<Self>,
+        meta: &ObjectMeta,
+        dry_run: bool,
+    ) -> Result<Outcome, Error> {
+        if let Some(o) = self.settled(meta, dry_run)? {
+            return Ok(o);
+        }
+        let (ctx, m) = (Arc::clone(self), meta.clone());
+        // The task keeps the pass's span, so its logs still name the pass.
+        let copy = async move { ctx.copy(&m).await }.in_current_span();
+        let task = AbortOnDropHandle::new(tokio::spawn(copy));
+        match task.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: only by the runtime shutting down.
+            Err(_) => Err(Error::ShuttingDown),
+        }
+    }
+
+    /// What the manifest alone says of `meta`, without a request: already
+    /// replicated at this version, or (a dry run) would be copied; `None`
+    /// when it must be copied ([`Ctx::copy`]).
+    fn settled(&self, meta: &ObjectMeta, dry_run: bool) -> Result<Option<Outcome>, Error> {
+        if self.is_replicated(meta.location.as_ref(), &listed_version(meta))? {
+            return Ok(Some(Outcome::Unchanged));
+        }
+        Ok(dry_run.then_some(Outcome::WouldCopy))
+    }
+
+    /// Replicate an object [`Ctx::settled`] did not settle.
+    async fn copy(&self, meta: &ObjectMeta) -> Result<Outcome, Error> {
         let listed = listed_version(meta);
-        if self.is_replicated(meta.location.as_ref(), &listed)? {
-            return Ok(Outcome::Unchanged);
-        }
-        if dry_run {
-            return Ok(Outcome::WouldCopy);
-        }
         match Box::pin(watch_answers(self.replicate_watched(meta, listed))).await {
             (Err(e), true) if e.kind() == FailureKind::Transient => {
                 Err(Error::Throttled(Box::new(e)))
