@@ -23,10 +23,11 @@
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, PutResult};
 
 use crate::base::error::Error;
 
@@ -35,6 +36,9 @@ use crate::base::error::Error;
 pub struct Durability {
     fs: Arc<LocalFileSystem>,
     group: Option<Group>,
+    /// New files are written through unnamed files ([`super::unnamed`])
+    /// until this filesystem is found unable to.
+    unnamed: AtomicBool,
 }
 
 /// The group commit's state: tickets handed out, and the `syncfs` leader's
@@ -66,7 +70,47 @@ impl Durability {
                 issued: AtomicU64::new(0),
                 synced: tokio::sync::Mutex::new(Synced::default()),
             });
-        Self { fs, group }
+        Self {
+            fs,
+            group,
+            unnamed: AtomicBool::new(true),
+        }
+    }
+
+    /// Write `key` whole: through an unnamed file linked under its name
+    /// when the name is new (one directory operation, nothing visible
+    /// before it is complete), else object_store's staging file and
+    /// rename. Durable only once [`Durability::make_durable`] returns.
+    pub async fn put(
+        &self,
+        key: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let plain = matches!(opts.mode, PutMode::Overwrite) && opts.attributes.is_empty();
+        if plain && self.unnamed.load(Relaxed) {
+            let path = self.fs.path_to_filesystem(key)?;
+            let body = payload.clone();
+            let r = tokio::task::spawn_blocking(move || super::unnamed::write(&path, &body))
+                .await
+                .map_err(|e| object_store::Error::JoinError { source: e })?
+                .map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })?;
+            match r {
+                super::unnamed::Unnamed::Written(e_tag) => {
+                    return Ok(PutResult {
+                        e_tag: Some(e_tag),
+                        version: None,
+                        extensions: Default::default(),
+                    });
+                }
+                super::unnamed::Unnamed::Exists => {}
+                super::unnamed::Unnamed::Unsupported => self.unnamed.store(false, Relaxed),
+            }
+        }
+        self.fs.put_opts(key, payload, opts).await
     }
 
     /// Whether objects share one `syncfs` (else each file is fsynced).
@@ -195,11 +239,38 @@ mod tests {
     fn a_missing_file_fails_by_name_when_fsynced_per_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fs = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
-        let d = Durability { fs, group: None };
+        let d = Durability {
+            fs,
+            group: None,
+            unnamed: AtomicBool::new(true),
+        };
         let rt = tokio::runtime::Runtime::new().expect("rt");
         let e = rt
             .block_on(d.make_durable(&Path::from("gone")))
             .expect_err("missing");
         assert!(e.to_string().contains("gone"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_new_object_and_its_replacement_read_back_with_their_etags() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
+        let d = Durability::new(Arc::clone(&fs), dir.path());
+        let key = Path::from("x/y");
+        for body in [&b"first"[..], b"second, longer", b""] {
+            let put = d
+                .put(&key, PutPayload::from_static(body), PutOptions::default())
+                .await
+                .expect("put");
+            d.make_durable(&key).await.expect("durable");
+            let got = fs.get(&key).await.expect("get");
+            assert_eq!(put.e_tag, got.meta.e_tag);
+            assert_eq!(&got.bytes().await.expect("bytes")[..], body);
+        }
+        let names = std::fs::read_dir(dir.path().join("x"))
+            .expect("dir")
+            .count();
+        assert_eq!(names, 1, "no staging file left beside the object");
     }
 }

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod probe;
 pub mod rawlist;
 pub mod throttle;
+mod unnamed;
 pub mod window;
 
 use std::fmt;
@@ -23,7 +24,9 @@ use object_store::local::LocalFileSystem;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, PutOptions, PutPayload, PutResult, RetryConfig,
+};
 use serde::Deserialize;
 
 use crate::base::error::Error;
@@ -334,6 +337,21 @@ impl Store {
             }),
             probed: Arc::default(),
         })
+    }
+
+    /// Write a whole object held in memory: a new file in a local
+    /// directory through an unnamed file linked once complete (see
+    /// [`unnamed`]), anything else with the store's own `put`.
+    pub async fn put(
+        &self,
+        key: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        match &self.local {
+            Some(d) => d.put(key, payload, opts).await,
+            None => self.inner.put_opts(key, payload, opts).await,
+        }
     }
 
     /// Make an object just written durable before it is recorded: a local

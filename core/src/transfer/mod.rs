@@ -296,8 +296,7 @@ impl Ctx {
                 };
                 let put = self
                     .target
-                    .inner
-                    .put_opts(o.loc, PutPayload::from(buf.freeze()), opts)
+                    .put(o.loc, PutPayload::from(buf.freeze()), opts)
                     .await
                     .map_err(|e| store_err("write target", e))?;
                 self.stats.bytes_written.fetch_add(size, Relaxed);
