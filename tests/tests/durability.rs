@@ -4,8 +4,8 @@
 //! file whose bytes never reached the disk. Observed independently of
 //! passeur with `strace` (installed by scripts/setup.sh): every target
 //! file, of every shape, is either fsynced by path with its directory, or
-//! renamed into place before a `syncfs` of the target's filesystem starts
-//! and that `syncfs` succeeds.
+//! put in place (renamed, or linked from an unnamed file) before a `syncfs`
+//! of the target's filesystem starts and that `syncfs` succeeds.
 
 use std::process::Command;
 
@@ -54,7 +54,7 @@ fn local_target_files_and_their_directories_reach_the_disk() -> Result<()> {
             "-qq",
             "-y",
             "-e",
-            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat",
             "-e",
             "signal=none",
             "-o",
@@ -90,12 +90,12 @@ fn local_target_files_and_their_directories_reach_the_disk() -> Result<()> {
         let dir = file.parent().context("parent")?;
         let by_path = calls.fsynced(&file) && calls.fsynced(dir);
         ensure!(
-            by_path || calls.synced_after_rename(&file, &dst),
-            "{} reached neither an fsync (with its directory) nor a syncfs after its rename; calls seen:\n{}",
+            by_path || calls.synced_after_publish(&file, &dst),
+            "{} reached neither an fsync (with its directory) nor a syncfs after it was put in place; calls seen:\n{}",
             file.display(),
             trace
                 .lines()
-                .filter(|l| l.contains("sync") || l.contains("rename"))
+                .filter(|l| l.contains("sync") || l.contains("rename") || l.contains("link"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );
@@ -159,16 +159,20 @@ impl Calls {
         })
     }
 
-    /// `file` renamed into place, and a `syncfs` of a descriptor under
-    /// `root` started after that rename ended and succeeded.
-    fn synced_after_rename(&self, file: &std::path::Path, root: &std::path::Path) -> bool {
-        // The new name is the second path: `rename(OLD, NEW)`, or
-        // `renameat2(FD, OLD, FD, NEW, FLAGS)`; whatever follows it (`)`,
-        // `,`, or ` <unfinished ...>` when another thread's call cut it).
+    /// `file` put in place (renamed, or linked from an unnamed file), and
+    /// a `syncfs` of a descriptor under `root` started after that call
+    /// ended and succeeded.
+    fn synced_after_publish(&self, file: &std::path::Path, root: &std::path::Path) -> bool {
+        // The new name is the last path: `rename(OLD, NEW)`,
+        // `renameat2(FD, OLD, FD, NEW, FLAGS)` or `linkat(FD, OLD, FD, NEW,
+        // FLAGS)`; whatever follows it (`)`, `,`, or ` <unfinished ...>`
+        // when another thread's call cut it).
         let to = format!(", \"{}\"", file.display());
         let renamed = self.0.iter().filter_map(|c| {
-            let hit = c.name.starts_with("rename") && c.args.contains(&to);
-            hit.then_some(c.ok_at).flatten()
+            let publishes = c.name.starts_with("rename") || c.name.starts_with("link");
+            (publishes && c.args.contains(&to))
+                .then_some(c.ok_at)
+                .flatten()
         });
         let Some(renamed) = renamed.max() else {
             return false;
@@ -183,11 +187,11 @@ impl Calls {
     }
 }
 
-/// A rename another thread's call cut in two is still seen (its new name
+/// A rename or link another thread's call cut in two is still seen (its new name
 /// is followed by ` <unfinished ...>`, not by `)`): seen failing when the
 /// parser wanted `")` after the name.
 #[test]
-fn a_rename_strace_split_in_two_still_counts() {
+fn a_rename_or_link_strace_split_in_two_still_counts() {
     let trace = "\
 2 syncfs(11</t/dst> <unfinished ...>
 3 rename(\"/t/dst/d/a.bin#1\", \"/t/dst/d/a.bin\" <unfinished ...>
@@ -200,8 +204,19 @@ fn a_rename_strace_split_in_two_still_counts() {
         std::path::Path::new("/t/dst/d/a.bin"),
         std::path::Path::new("/t/dst"),
     );
-    assert!(calls.synced_after_rename(file, root));
+    assert!(calls.synced_after_publish(file, root));
     // The syncfs that started before the rename ended does not count.
     let early = trace.lines().take(4).collect::<Vec<_>>().join("\n");
-    assert!(!Calls::parse(&early).synced_after_rename(file, root));
+    assert!(!Calls::parse(&early).synced_after_publish(file, root));
+    // An unnamed file linked under its name, the same way.
+    let linked = "\
+2 syncfs(11</t/dst> <unfinished ...>
+3 linkat(AT_FDCWD</t>, \"/proc/self/fd/9\", AT_FDCWD</t>, \"/t/dst/d/a.bin\", AT_SYMLINK_FOLLOW <unfinished ...>
+2 <... syncfs resumed>)             = 0
+3 <... linkat resumed>)             = 0
+4 syncfs(11</t/dst>)   = 0
+";
+    assert!(Calls::parse(linked).synced_after_publish(file, root));
+    let early = linked.lines().take(4).collect::<Vec<_>>().join("\n");
+    assert!(!Calls::parse(&early).synced_after_publish(file, root));
 }
