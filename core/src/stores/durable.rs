@@ -1,5 +1,6 @@
-//! Files written to a local directory are made durable before the
-//! manifest records them (ARCHITECTURE.md, rule 1).
+//! A local directory as a store: opened ([`open`]), written
+//! ([`Durability::put`]), and its files made durable before the manifest
+//! records them (ARCHITECTURE.md, rule 1).
 //!
 //! On the local filesystems whose `syncfs(2)` writes back every dirty
 //! inode and directory entry and then flushes the device (ext2/3/4, XFS,
@@ -156,6 +157,47 @@ impl Durability {
             source: std::io::Error::other(synced.failed.clone().unwrap_or_default()),
         })
     }
+}
+
+/// What to do when a local directory named by a URL does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalDir {
+    /// Refuse (sources).
+    MustExist,
+    /// Create it (targets).
+    Create,
+    /// Treat it as empty without creating it (dry-run targets).
+    EmptyIfMissing,
+}
+
+/// A local directory store and the name it goes by: its canonical path,
+/// so that `dir` and `./dir` are the same job for the state directory.
+pub(super) type Local = (Arc<dyn ObjectStore>, Option<Arc<Durability>>, String);
+
+/// Open the local directory `p` as a store, with its durability (none for
+/// a dry run's missing target, read as empty).
+pub(super) fn open(p: &FsPath, dir: LocalDir) -> Result<Local, Error> {
+    let shown = p.to_string_lossy().into_owned();
+    if dir == LocalDir::EmptyIfMissing && !p.exists() {
+        return Ok((Arc::new(object_store::memory::InMemory::new()), None, shown));
+    }
+    if dir == LocalDir::Create {
+        std::fs::create_dir_all(p).map_err(|e| Error::InvalidUrl {
+            url: shown.clone(),
+            reason: format!("cannot create directory: {e}"),
+        })?;
+    } else if !p.is_dir() {
+        return Err(Error::MissingContainer { store: shown });
+    }
+    let name = std::fs::canonicalize(p).map_or(shown.clone(), |c| c.to_string_lossy().into_owned());
+    let fs = Arc::new(
+        LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
+            url: shown,
+            reason: crate::base::error::error_chain(&e),
+        })?,
+    );
+    let durable = Durability::new(Arc::clone(&fs), p);
+    Ok((fs as Arc<dyn ObjectStore>, Some(Arc::new(durable)), name))
 }
 
 fn fsync_with_dir(file: &PathBuf) -> std::io::Result<()> {

@@ -20,7 +20,6 @@ use std::time::Duration;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::client::HttpConnector;
 use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::local::LocalFileSystem;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -32,6 +31,7 @@ use serde::Deserialize;
 use crate::base::error::Error;
 use crate::stores::checksum::{S3Multipart, UploadChecksum, s3_builder_from_env};
 use crate::stores::durable::Durability;
+pub use crate::stores::durable::LocalDir;
 use crate::stores::limits::{PartPolicy, Provider};
 use crate::stores::rawlist::{RawLister, Signer};
 use crate::stores::throttle::{Connector, Pressure};
@@ -243,7 +243,7 @@ impl Store {
         let connector = || Connector::new(opts.max_requests_per_second, Arc::clone(&pressure));
         let (kind, base, multipart, prefix, url): Parts = match url.split_once("://") {
             None => {
-                let (store, fs, name) = local(std::path::Path::new(url), dir)?;
+                let (store, fs, name) = durable::open(std::path::Path::new(url), dir)?;
                 local_fs = fs;
                 (StoreKind::Local, store, None, String::new(), name)
             }
@@ -252,7 +252,7 @@ impl Store {
                 let path = parsed
                     .to_file_path()
                     .map_err(|()| invalid("not an absolute file path"))?;
-                let (store, fs, name) = local(&path, dir)?;
+                let (store, fs, name) = durable::open(&path, dir)?;
                 local_fs = fs;
                 (StoreKind::Local, store, None, String::new(), name)
             }
@@ -364,45 +364,6 @@ impl Store {
             None => Ok(()),
         }
     }
-}
-
-/// What to do when a local directory named by a URL does not exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalDir {
-    /// Refuse (sources).
-    MustExist,
-    /// Create it (targets).
-    Create,
-    /// Treat it as empty without creating it (dry-run targets).
-    EmptyIfMissing,
-}
-
-/// A local directory store and the name it goes by: its canonical path,
-/// so that `dir` and `./dir` are the same job for the state directory.
-type Local = (Arc<dyn ObjectStore>, Option<Arc<Durability>>, String);
-
-fn local(p: &std::path::Path, dir: LocalDir) -> Result<Local, Error> {
-    let shown = p.to_string_lossy().into_owned();
-    if dir == LocalDir::EmptyIfMissing && !p.exists() {
-        return Ok((Arc::new(object_store::memory::InMemory::new()), None, shown));
-    }
-    if dir == LocalDir::Create {
-        std::fs::create_dir_all(p).map_err(|e| Error::InvalidUrl {
-            url: shown.clone(),
-            reason: format!("cannot create directory: {e}"),
-        })?;
-    } else if !p.is_dir() {
-        return Err(Error::MissingContainer { store: shown });
-    }
-    let name = std::fs::canonicalize(p).map_or(shown.clone(), |c| c.to_string_lossy().into_owned());
-    let fs = Arc::new(
-        LocalFileSystem::new_with_prefix(p).map_err(|e| Error::InvalidUrl {
-            url: shown,
-            reason: crate::base::error::error_chain(&e),
-        })?,
-    );
-    let durable = Durability::new(Arc::clone(&fs), p);
-    Ok((fs as Arc<dyn ObjectStore>, Some(Arc::new(durable)), name))
 }
 
 fn retry(opts: &StoreOptions) -> RetryConfig {
