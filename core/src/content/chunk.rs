@@ -7,6 +7,7 @@
 use fastcdc::v2020;
 use serde::{Deserialize, Serialize};
 
+use crate::content::gear::Gear;
 use crate::content::hash::Hash;
 
 /// FastCDC size parameters, in bytes.
@@ -67,6 +68,7 @@ pub struct ChunkRef {
 #[derive(Debug)]
 pub struct Chunker {
     params: ChunkParams,
+    gear: Gear,
     buf: Vec<u8>,
     start: usize,
 }
@@ -82,6 +84,7 @@ impl Chunker {
     pub fn new(params: ChunkParams) -> Self {
         Self {
             params,
+            gear: Gear::new(params),
             buf: Vec::new(),
             start: 0,
         }
@@ -118,10 +121,7 @@ impl Chunker {
 
     fn cut_one(&mut self, out: &mut Vec<ChunkRef>) {
         let rest = &self.buf[self.start..];
-        let p = self.params;
-        let len = v2020::FastCDC::new(rest, p.min, p.avg, p.max)
-            .next()
-            .map_or(rest.len(), |c| c.length);
+        let len = self.gear.cut(rest);
         let bytes = &rest[..len];
         out.push(ChunkRef {
             hash: Hash::of(bytes),
@@ -134,12 +134,21 @@ impl Chunker {
 /// Chunk `data`, a whole object or part held in memory, without copying
 /// it: the same chunks as [`Chunker`] fed the same bytes in any pieces.
 pub fn chunk_slice(params: ChunkParams, data: &[u8], out: &mut Vec<ChunkRef>) {
-    for c in v2020::FastCDC::new(data, params.min, params.avg, params.max) {
-        let bytes = &data[c.offset..c.offset + c.length];
+    let mut lengths = Vec::new();
+    Gear::new(params).lengths(data, &mut lengths);
+    hash_chunks(data, &lengths, out);
+}
+
+/// Append to `out` the chunks of `data` whose `lengths` are given, each
+/// named by its BLAKE3.
+fn hash_chunks(mut data: &[u8], lengths: &[usize], out: &mut Vec<ChunkRef>) {
+    for &n in lengths {
+        let (bytes, rest) = data.split_at(n);
         out.push(ChunkRef {
             hash: Hash::of(bytes),
-            len: u32::try_from(c.length).unwrap_or(u32::MAX),
+            len: u32::try_from(n).unwrap_or(u32::MAX),
         });
+        data = rest;
     }
 }
 

@@ -115,4 +115,68 @@ mod tests {
             assert_eq!(chunks, want.chunks, "{len} bytes");
         }
     }
+
+    /// What the `fastcdc` crate cuts, one thread, each chunk hashed.
+    fn reference(p: ChunkParams, data: &[u8]) -> Vec<ChunkRef> {
+        fastcdc::v2020::FastCDC::new(data, p.min, p.avg, p.max)
+            .map(|c| ChunkRef {
+                hash: Hash::of(&data[c.offset..c.offset + c.length]),
+                len: c.length as u32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cuts_what_fastcdc_cuts_whatever_the_bytes() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
+                .collect()
+        };
+        let default = ChunkParams::default();
+        let small = ChunkParams {
+            min: 64,
+            avg: 256,
+            max: 1024,
+        };
+        let pattern = random(1000);
+        let mut shapes: Vec<(&str, Vec<u8>, ChunkParams)> = vec![
+            ("random 8 MiB part", random(8 << 20), default),
+            ("random, unaligned", random((9 << 20) + 12_345), default),
+            ("random 5 MiB", random(5 << 20), default),
+            // Never passes the masks: cut every `max`.
+            ("zeros 8 MiB", vec![0; 8 << 20], default),
+            ("zeros 5 MiB", vec![0; 5 << 20], default),
+            ("one period repeated", pattern.repeat(3000), small),
+            ("random, small chunks", random((2 << 20) + 7), small),
+            ("zeros, small chunks", vec![0; (3 << 20) + 100], small),
+        ];
+        let mut runs = random(6 << 20);
+        for (i, b) in runs.iter_mut().enumerate() {
+            if (i >> 16) % 3 == 0 {
+                *b = 0;
+            }
+        }
+        shapes.push(("random with zero runs", runs, default));
+        for (what, data, p) in &shapes {
+            let (h, chunks) = hash_and_chunk(data, *p, Hash::of);
+            assert_eq!(h, Hash::of(data), "{what}");
+            assert_eq!(chunks, reference(*p, data), "{what}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "hash failed")]
+    fn a_panic_in_the_hash_reaches_the_caller() {
+        let data = vec![1u8; 3 << 20];
+        let _ = hash_and_chunk(&data, ChunkParams::default(), |_| -> Hash {
+            panic!("hash failed")
+        });
+    }
 }

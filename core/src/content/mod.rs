@@ -5,6 +5,7 @@
 
 pub mod chunk;
 pub mod digest;
+pub(crate) mod gear;
 pub mod hash;
 pub mod parthash;
 pub(crate) mod published;
