@@ -36,8 +36,9 @@ use crate::perf_work::Bench;
 const PART: usize = 8 << 20;
 
 /// `bench-perf hash-file PATH`: the chunk + hash pipeline over one file, as
-/// a multipart transfer runs it: read in parts on one thread, each part
-/// hashed (its share of the whole-object BLAKE3) and chunked on two.
+/// a multipart transfer runs it: read in parts on one thread, two parts
+/// hashed at once (each its share of the whole-object BLAKE3) and chunked,
+/// each on two threads.
 fn hash_file(path: &str) -> Result<()> {
     use std::io::Read;
     let size = std::fs::metadata(path)?.len();
@@ -59,17 +60,32 @@ fn hash_file(path: &str) -> Result<()> {
             at += n;
         }
     });
-    let (mut chunks, mut subtrees) = (0usize, 0usize);
-    for (at, part) in rx {
-        let end = at + part.len() as u64;
-        let (h, c) = hash_and_chunk(&part, ChunkParams::default(), |d| {
-            let mut h = PartHasher::new(size, at, end)?;
-            h.update(d);
-            h.finish()
-        });
-        subtrees += h?.len();
-        chunks += c.len();
-    }
+    let rx = std::sync::Mutex::new(rx);
+    let work = || -> Result<(usize, usize)> {
+        let (mut chunks, mut subtrees) = (0usize, 0usize);
+        loop {
+            let next = rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv();
+            let Ok((at, part)) = next else {
+                return Ok((chunks, subtrees));
+            };
+            let end = at + part.len() as u64;
+            let (h, c) = hash_and_chunk(&part, ChunkParams::default(), |d| {
+                let mut h = PartHasher::new(size, at, end)?;
+                h.update(d);
+                h.finish()
+            });
+            subtrees += h?.len();
+            chunks += c.len();
+        }
+    };
+    let (chunks, subtrees) = std::thread::scope(|s| -> Result<(usize, usize)> {
+        let other = s.spawn(work);
+        let (c, t) = work()?;
+        let (oc, ot) = other
+            .join()
+            .map_err(|_| anyhow::anyhow!("worker panicked"))??;
+        Ok((c + oc, t + ot))
+    })?;
     reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;

@@ -2,7 +2,8 @@
 //! recorded or not: read the source stream, cut it at the part boundaries
 //! of the object's [`Parts`] layout, hash and chunk each part on its own
 //! (so a resumed upload never needs the finished parts' bytes; on the
-//! blocking pool, the hash and the chunks on two threads), and hand
+//! blocking pool, the hash and the chunks on two threads, two parts at
+//! once unless a running MD5 orders them), and hand
 //! each part to a sender with at most `in_flight` sends running while the
 //! next part is read. When the source published an MD5 of the object, it
 //! runs over the parts in order, and each part carries its state.
@@ -13,7 +14,7 @@
 //! confirms is recorded, synced, and a later run continues at the missing
 //! ones).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -34,6 +35,12 @@ use crate::manifest::PartHash;
 use crate::transfer::ctx::{ByteStream, Ctx, Stop};
 use crate::transfer::plan::Parts;
 use crate::transfer::read::changed;
+
+/// Parts hashed and chunked at once for one object, when no running MD5
+/// orders them: each runs on two threads, whose halves are uneven (the cut
+/// search is the longer), so two parts fill two cores where one left them
+/// a third idle.
+const PREPARING: usize = 2;
 
 /// One part, cut, hashed and chunked, on its way to the target.
 pub(crate) struct Part {
@@ -232,23 +239,26 @@ impl Ctx {
         let (in_flight, pausable) = (run.in_flight.max(1), run.pausable);
         let mut cutter = Cutter::new(run);
         let mut pending = FuturesUnordered::new();
-        // The part being hashed and chunked on the blocking pool (one at a
-        // time: the running MD5 goes through the parts in order). It holds
-        // a part slot, as the sends do.
-        let mut preparing: Option<JoinHandle<Prepared>> = None;
+        // Parts being hashed and chunked on the blocking pool, handed on in
+        // part order (object_store numbers parts as they are put, and the
+        // chunk list is their concatenation): two at once, so one object
+        // keeps both cores busy, or one when the running MD5 must go
+        // through the parts in order. Each holds a part slot, as the sends do.
+        let most = if cutter.md5.is_some() { 1 } else { PREPARING };
+        let mut preparing: VecDeque<JoinHandle<Prepared>> = VecDeque::new();
         let mut ended = false;
         loop {
-            if preparing.is_none() {
-                if let Some(cut) = cutter.next_cut() {
-                    let (layout, chunking, md5) = (cutter.layout, self.chunking, cutter.md5.take());
-                    preparing = Some(tokio::task::spawn_blocking(move || {
-                        prepare(layout, cut, chunking, md5)
-                    }));
-                } else if ended {
-                    break;
-                }
+            while preparing.len() < most {
+                let Some(cut) = cutter.next_cut() else { break };
+                let (layout, chunking, md5) = (cutter.layout, self.chunking, cutter.md5.take());
+                preparing.push_back(tokio::task::spawn_blocking(move || {
+                    prepare(layout, cut, chunking, md5)
+                }));
             }
-            if pausable && preparing.is_none() && cutter.buf.is_empty() && *self.stop.borrow() {
+            if preparing.is_empty() && ended {
+                break;
+            }
+            if pausable && preparing.is_empty() && cutter.buf.is_empty() && *self.stop.borrow() {
                 while let Some(r) = pending.next().await {
                     r?;
                 }
@@ -256,18 +266,18 @@ impl Ctx {
             }
             // Read on only while a part slot is free: bytes read but not yet
             // confirmed stay within `in_flight` parts, what a crash can cost.
-            let reading = !ended && pending.len() + usize::from(preparing.is_some()) < in_flight;
+            let reading = !ended && pending.len() + preparing.len() < in_flight;
             // Parts keep uploading while the next one is hashed and read.
             tokio::select! {
                 biased;
                 Some(r) = pending.next(), if !pending.is_empty() => r?,
                 done = async {
-                    match preparing.as_mut() {
+                    match preparing.front_mut() {
                         Some(h) => h.await,
                         None => std::future::pending().await,
                     }
-                }, if preparing.is_some() => {
-                    preparing = None;
+                }, if !preparing.is_empty() => {
+                    preparing.pop_front();
                     let (part, md5) = done.map_err(|_| Stop::Fail(Error::ShuttingDown))??;
                     cutter.md5 = md5;
                     pending.push(send(part));
