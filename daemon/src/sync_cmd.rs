@@ -182,12 +182,16 @@ async fn drive<T>(
     let mut pass = std::pin::pin!(pass);
     let mut ticker = tokio::time::interval(reporter.interval());
     ticker.tick().await;
+    let mut flush = tokio::time::interval(Reporter::FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = &mut pass => return Some(r),
             _ = ticker.tick() => reporter.tick(),
+            _ = flush.tick() => reporter.flush(),
             req = requests.next() => match req {
                 Some(Request::Stop) => {
+                    reporter.flush();
                     eprintln!("passeur: stopping after the objects in progress (signal again to quit now)");
                     let _ = stop_tx.send(true);
                 }

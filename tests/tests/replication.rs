@@ -213,6 +213,46 @@ fn dry_run_lists_and_writes_nothing() -> Result<()> {
     Ok(())
 }
 
+/// `--output json` names every copied object once on stderr, whole lines
+/// only, none lost at exit (they are written in batches, not per object).
+#[test]
+fn json_lines_name_every_copied_object_once() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let (src, dst, state) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("state"),
+    );
+    // Enough lines to fill the batch several times over.
+    let objs = dataset::standard(7, 3_000);
+    dataset::write_dir(&src, &objs)?;
+    let run = sync(&src.to_string_lossy(), &dst.to_string_lossy(), &state, None)?;
+    ensure!(run.code == 0, "{}\n{}", run.stdout, run.stderr);
+    let mut seen = std::collections::BTreeMap::new();
+    for line in run.stderr.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("not a whole JSON line ({e}): {line:?}"))?;
+        if v["event"] != "object" {
+            continue;
+        }
+        ensure!(v["outcome"] == "copied" && v["reason"].is_null(), "{line}");
+        let key = v["key"].as_str().unwrap_or_default().to_owned();
+        let size = v["size"].as_u64();
+        ensure!(seen.insert(key, size).is_none(), "named twice: {line}");
+    }
+    let want: std::collections::BTreeMap<String, Option<u64>> = objs
+        .iter()
+        .map(|o| (o.key.clone(), Some(o.data.len() as u64)))
+        .collect();
+    ensure!(
+        seen == want,
+        "{} object lines for {} objects",
+        seen.len(),
+        want.len()
+    );
+    Ok(())
+}
+
 #[test]
 fn demo_runs_the_embedded_default_twice() -> Result<()> {
     let work = tempfile::tempdir()?;
