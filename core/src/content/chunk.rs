@@ -67,7 +67,6 @@ pub struct ChunkRef {
 /// boundaries are settled, call [`Chunker::finish`] at the end of the object.
 #[derive(Debug)]
 pub struct Chunker {
-    params: ChunkParams,
     gear: Gear,
     buf: Vec<u8>,
     start: usize,
@@ -83,7 +82,6 @@ impl Chunker {
     /// coarsely, kept ever more pages resident as the pass went on.
     pub fn new(params: ChunkParams) -> Self {
         Self {
-            params,
             gear: Gear::new(params),
             buf: Vec::new(),
             start: 0,
@@ -99,7 +97,7 @@ impl Chunker {
         self.buf.extend_from_slice(data);
         // A cut point depends only on the bytes from the chunk's start up to
         // `max`, so once `max` bytes are buffered the next chunk is settled.
-        while self.buf.len() - self.start >= self.params.max as usize {
+        while self.buf.len() - self.start >= self.gear.max() {
             self.cut_one(out);
         }
     }
@@ -133,20 +131,13 @@ impl Chunker {
 
 /// Chunk `data`, a whole object or part held in memory, without copying
 /// it: the same chunks as [`Chunker`] fed the same bytes in any pieces.
-pub fn chunk_slice(params: ChunkParams, data: &[u8], out: &mut Vec<ChunkRef>) {
-    let mut lengths = Vec::new();
-    Gear::new(params).lengths(data, &mut lengths);
-    hash_chunks(data, &lengths, out);
-}
-
-/// Append to `out` the chunks of `data` whose `lengths` are given, each
-/// named by its BLAKE3.
-fn hash_chunks(mut data: &[u8], lengths: &[usize], out: &mut Vec<ChunkRef>) {
-    for &n in lengths {
-        let (bytes, rest) = data.split_at(n);
+pub fn chunk_slice(params: ChunkParams, mut data: &[u8], out: &mut Vec<ChunkRef>) {
+    let gear = Gear::new(params);
+    while !data.is_empty() {
+        let (bytes, rest) = data.split_at(gear.cut(data));
         out.push(ChunkRef {
             hash: Hash::of(bytes),
-            len: u32::try_from(n).unwrap_or(u32::MAX),
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
         });
         data = rest;
     }

@@ -81,14 +81,9 @@ impl Gear {
         remaining
     }
 
-    /// Append to `out` the lengths of the chunks of `data` (`data` starts
-    /// at a chunk boundary).
-    pub(crate) fn lengths(&self, mut data: &[u8], out: &mut Vec<usize>) {
-        while !data.is_empty() {
-            let n = self.cut(data);
-            out.push(n);
-            data = &data[n..];
-        }
+    /// The largest chunk, in bytes.
+    pub(crate) fn max(&self) -> usize {
+        self.max
     }
 }
 
@@ -158,9 +153,13 @@ mod tests {
             .collect()
     }
 
-    fn ours(p: ChunkParams, data: &[u8]) -> Vec<usize> {
-        let mut out = Vec::new();
-        Gear::new(p).lengths(data, &mut out);
+    fn ours(p: ChunkParams, mut data: &[u8]) -> Vec<usize> {
+        let (gear, mut out) = (Gear::new(p), Vec::new());
+        while !data.is_empty() {
+            let n = gear.cut(data);
+            out.push(n);
+            data = &data[n..];
+        }
         out
     }
 
