@@ -94,8 +94,7 @@ pub(crate) fn listing(
     };
     if !source.lists_in_order() {
         return Ok(source
-            .inner
-            .list(None)
+            .list_all()
             .map(tag(0))
             .chain(futures::stream::iter([Listed::End(0)]))
             .boxed());

@@ -104,13 +104,27 @@ pub enum KeyFault {
         /// The key exactly as the store holds it.
         key: String,
     },
+    /// A local file whose name object_store's paths cannot carry (not
+    /// UTF-8, a control character), seen by the directory's own walk
+    /// ([`crate::stores::dirlist`]).
+    #[error(
+        "the file {key:?} has a name object_store cannot carry as a key ({reason}): not replicated"
+    )]
+    UnnamableFile {
+        /// Its path under the directory (lossily UTF-8).
+        key: String,
+        /// What object_store said of it.
+        reason: String,
+    },
 }
 
 impl KeyFault {
     /// The key at fault.
     pub fn key(&self) -> &str {
         match self {
-            Self::OutOfOrder { key, .. } | Self::Uncarriable { key } => key,
+            Self::OutOfOrder { key, .. }
+            | Self::Uncarriable { key }
+            | Self::UnnamableFile { key, .. } => key,
         }
     }
 
@@ -119,7 +133,7 @@ impl KeyFault {
         matches!(self, Self::OutOfOrder { .. })
     }
 
-    fn into_error(self) -> object_store::Error {
+    pub(crate) fn into_error(self) -> object_store::Error {
         object_store::Error::Generic {
             store: FAULT,
             source: Box::new(self),

@@ -31,6 +31,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, PutResult};
 
 use crate::base::error::Error;
+use crate::stores::dirlist::DirLister;
 
 /// How a local directory's written files are made durable.
 #[derive(Debug)]
@@ -40,6 +41,9 @@ pub struct Durability {
     /// New files are written through unnamed files ([`super::unnamed`])
     /// until this filesystem is found unable to.
     unnamed: AtomicBool,
+    /// The directory's own walk ([`super::dirlist`]); `None` if its root
+    /// could not be resolved (object_store's listing then).
+    lister: Option<DirLister>,
 }
 
 /// The group commit's state: tickets handed out, and the `syncfs` leader's
@@ -75,7 +79,13 @@ impl Durability {
             fs,
             group,
             unnamed: AtomicBool::new(true),
+            lister: DirLister::new(root).ok(),
         }
+    }
+
+    /// The directory's own walk, listing what object_store lists.
+    pub fn lister(&self) -> Option<&DirLister> {
+        self.lister.as_ref()
     }
 
     /// Write `key` whole: through an unnamed file linked under its name
@@ -285,6 +295,7 @@ mod tests {
             fs,
             group: None,
             unnamed: AtomicBool::new(true),
+            lister: None,
         };
         let rt = tokio::runtime::Runtime::new().expect("rt");
         let e = rt

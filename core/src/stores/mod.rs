@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod checksum;
+pub mod dirlist;
 pub mod durable;
 pub mod limits;
 pub mod probe;
@@ -24,7 +25,8 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, PutOptions, PutPayload, PutResult, RetryConfig,
+    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, PutOptions, PutPayload, PutResult,
+    RetryConfig,
 };
 use serde::Deserialize;
 
@@ -187,6 +189,17 @@ impl Store {
     /// key). Local directories list in directory order.
     pub fn lists_in_order(&self) -> bool {
         self.kind != StoreKind::Local
+    }
+
+    /// Every object: a local directory's own walk ([`dirlist`], in walk
+    /// order), else object_store's listing.
+    pub fn list_all(
+        &self,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.local.as_ref().and_then(|d| d.lister()) {
+            Some(l) => l.list(),
+            None => self.inner.list(None),
+        }
     }
 
     /// Whether object attributes (Content-Type, metadata…) can be stored.

@@ -1,0 +1,237 @@
+//! Listing a local directory: what object_store's `LocalFileSystem::list`
+//! lists — the same files, keys, sizes, times and ETags (the manifest
+//! compares them with the ones it recorded) — for one `stat` per file
+//! instead of three, walked on a thread of its own a few thousand entries
+//! ahead of the pass.
+//!
+//! object_store walks with `walkdir` (following links) and, for every
+//! entry, `lstat`s it (a broken link is skipped), `stat`s it (`is_file`)
+//! and `stat`s it once more for its metadata, each by its full path; and
+//! it walks 1,024 entries at a time only when the pass has taken the
+//! previous ones, so a no-op pass over 10⁶ files waited for the walk and
+//! the walk for the pass. Here the walk's own file type (the directory
+//! entry's, or the link target's where walkdir followed a link) skips
+//! directories without a system call, a file's one `stat` gives what the
+//! listing reports, and batches go through a bounded channel.
+//!
+//! Kept from object_store, exactly: keys made by its own steps (file URL,
+//! the root's URL path stripped, `Path::from_url_path`), files named like
+//! its staging files (`name#123`) skipped, files and links that vanish
+//! during the walk skipped, the ETag `"{inode:x}-{mtime µs:x}-{size:x}"`.
+//! Tests compare the two listings on odd trees.
+//!
+//! Not kept: object_store's listing ends at its first error, so one file
+//! whose name a `Path` cannot carry (a newline, bytes that are not UTF-8)
+//! or one unreadable directory hid every file the walk would have found
+//! after it, every pass. Here such a name is a [`KeyFault`] naming the
+//! file (the pass fails it by name and copies the rest), and a walk error
+//! (an unreadable directory, a link loop) is an error item after which
+//! the walk goes on (the pass still reports its listing failed).
+
+use std::path::{Path as FsPath, PathBuf};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use object_store::ObjectMeta;
+use object_store::path::Path;
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::scan::listing::KeyFault;
+
+/// Entries sent to the pass at once.
+const BATCH: usize = 1024;
+/// Batches waiting in the channel (with the one being filled and the one
+/// being consumed: about 4,000 entries ahead of the pass).
+const AHEAD: usize = 2;
+
+/// Why an entry of the walk could not be listed.
+#[derive(Debug, thiserror::Error)]
+enum WalkError {
+    #[error("cannot walk the directory: {0}")]
+    Walk(#[from] walkdir::Error),
+    #[error("cannot read the metadata of {path}: {source}")]
+    Metadata {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make a key of {0}: not an absolute path")]
+    NotAbsolute(PathBuf),
+    #[error("the directory walk stopped before its end")]
+    Stopped,
+}
+
+impl From<WalkError> for object_store::Error {
+    fn from(e: WalkError) -> Self {
+        Self::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        }
+    }
+}
+
+/// A local directory's root, as object_store's `LocalFileSystem` holds it.
+#[derive(Debug, Clone)]
+pub struct DirLister {
+    /// The canonical directory.
+    root: PathBuf,
+    /// Its file URL, whose path every key's URL starts with.
+    url: Url,
+}
+
+impl DirLister {
+    /// The lister of `dir` (canonicalized, as `LocalFileSystem` does).
+    pub fn new(dir: &FsPath) -> std::io::Result<Self> {
+        let root = std::fs::canonicalize(dir)?;
+        let url = Url::from_file_path(&root).map_err(|()| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an absolute path")
+        })?;
+        Ok(Self { root, url })
+    }
+
+    /// Every file under the root, in the order the walk finds them.
+    pub fn list(&self) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let (tx, rx) = mpsc::channel::<Vec<object_store::Result<ObjectMeta>>>(AHEAD);
+        let me = self.clone();
+        // Ends with the walk, or at the next entry once the listing is
+        // dropped (the channel closed): never outlives its pass by more
+        // than one entry's work.
+        let walker = tokio::task::spawn_blocking(move || me.walk(&tx));
+        futures::stream::unfold((rx, Some(walker)), |(mut rx, mut walker)| async move {
+            match rx.recv().await {
+                Some(batch) => Some((batch, (rx, walker))),
+                None => {
+                    // The walk ended (or panicked: its last items are lost,
+                    // so the listing must not end as if complete).
+                    let panicked = match walker.take() {
+                        Some(w) => w.await.is_err(),
+                        None => false,
+                    };
+                    panicked.then(|| (vec![Err(WalkError::Stopped.into())], (rx, None)))
+                }
+            }
+        })
+        .flat_map(futures::stream::iter)
+        .boxed()
+    }
+
+    fn walk(&self, tx: &mpsc::Sender<Vec<object_store::Result<ObjectMeta>>>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let walk = walkdir::WalkDir::new(&self.root)
+            .min_depth(1)
+            .follow_links(true);
+        for entry in walk {
+            if tx.is_closed() {
+                return;
+            }
+            if let Some(item) = self.item(entry) {
+                batch.push(item);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.blocking_send(full).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+    }
+
+    /// What one entry of the walk lists: a file, an error, or nothing.
+    fn item(
+        &self,
+        entry: Result<walkdir::DirEntry, walkdir::Error>,
+    ) -> Option<object_store::Result<ObjectMeta>> {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if vanished(e.io_error()) => return None,
+            Err(e) => return Some(Err(WalkError::Walk(e).into())),
+        };
+        if entry.file_type().is_dir() {
+            return None;
+        }
+        // Follows the link where walkdir followed one, else `lstat`: the
+        // entry itself, which is not a link.
+        let md = match entry.metadata() {
+            Ok(md) => md,
+            Err(e) if vanished(e.io_error()) => return None,
+            Err(e) => {
+                let path = entry.path().to_path_buf();
+                let source = e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("link loop"));
+                return Some(Err(WalkError::Metadata { path, source }.into()));
+            }
+        };
+        if !md.is_file() {
+            return None;
+        }
+        let location = match self.key(entry.path()) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        if !object_store_lists(&location) {
+            return None;
+        }
+        Some(Ok(meta(&md, location)))
+    }
+
+    /// The key object_store gives the file at `path`, by its own steps; a
+    /// name it cannot carry is a fault naming the file.
+    fn key(&self, path: &FsPath) -> object_store::Result<Path> {
+        let url =
+            Url::from_file_path(path).map_err(|()| WalkError::NotAbsolute(path.to_path_buf()))?;
+        let rel = url.path().strip_prefix(self.url.path()).ok_or_else(|| {
+            object_store::Error::from(object_store::path::Error::PrefixMismatch {
+                path: url.path().to_owned(),
+                prefix: self.url.to_string(),
+            })
+        })?;
+        Path::from_url_path(rel).map_err(|e| {
+            let name = path.strip_prefix(&self.root).unwrap_or(path);
+            KeyFault::UnnamableFile {
+                key: name.to_string_lossy().into_owned(),
+                reason: crate::base::error::one_line(&e.to_string()),
+            }
+            .into_error()
+        })
+    }
+}
+
+fn vanished(e: Option<&std::io::Error>) -> bool {
+    e.is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// object_store lists no file whose name ends in `#` and digits (its
+/// staging files for a put or a multipart upload in progress).
+fn object_store_lists(key: &Path) -> bool {
+    match key.filename() {
+        Some(name) => match name.split_once('#') {
+            Some((_, suffix)) if !suffix.is_empty() => !suffix.bytes().all(|b| b.is_ascii_digit()),
+            _ => true,
+        },
+        None => false,
+    }
+}
+
+/// A file's listing entry, as object_store makes it from its metadata.
+fn meta(md: &std::fs::Metadata, location: Path) -> ObjectMeta {
+    use std::os::unix::fs::MetadataExt;
+    let modified = md.modified().unwrap_or(std::time::UNIX_EPOCH);
+    let micros = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    ObjectMeta {
+        location,
+        last_modified: DateTime::<Utc>::from(modified),
+        size: md.len(),
+        e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", md.ino(), md.len())),
+        version: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
