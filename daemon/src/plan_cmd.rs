@@ -319,8 +319,8 @@ fn progress_bar(json: bool) -> Option<ProgressBar> {
 }
 
 /// The source's entries with all their listing says: the store's own list
-/// requests for S3 and Azure (tiers, types, snapshots, metadata), else
-/// object_store's listing.
+/// requests for S3 and Azure (tiers, types, snapshots, metadata), a local
+/// directory's own walk, else object_store's listing.
 fn entries(source: &Store) -> BoxStream<'static, Result<Listed, String>> {
     match &source.raw {
         Some(raw) => std::sync::Arc::new(raw.with_details())
@@ -328,8 +328,7 @@ fn entries(source: &Store) -> BoxStream<'static, Result<Listed, String>> {
             .map(|r| r.map(listed).map_err(|e| e.to_string()))
             .boxed(),
         None => source
-            .inner
-            .list(None)
+            .list_all()
             .map(|r| {
                 r.map(|m| {
                     let mut l = Listed::new(m.location.to_string(), m.size, m.last_modified);

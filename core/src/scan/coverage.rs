@@ -86,9 +86,13 @@ pub(crate) fn listing(
     let tag = |seg: usize| {
         move |r: object_store::Result<ObjectMeta>| match r {
             Ok(m) => Listed::Object(m, seg),
-            Err(e) => match key_fault(&e) {
-                Some(o) => Listed::Fault(o.clone()),
-                None => Listed::Failed(e),
+            Err(e) => match (key_fault(&e), crate::stores::dirlist::unnamable(&e)) {
+                (Some(o), _) => Listed::Fault(o.clone()),
+                (None, Some((key, reason))) => Listed::Fault(KeyFault::UnnamableFile {
+                    key: key.to_owned(),
+                    reason: reason.to_owned(),
+                }),
+                (None, None) => Listed::Failed(e),
             },
         }
     };

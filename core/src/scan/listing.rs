@@ -105,8 +105,8 @@ pub enum KeyFault {
         key: String,
     },
     /// A local file whose name object_store's paths cannot carry (not
-    /// UTF-8, a control character), seen by the directory's own walk
-    /// ([`crate::stores::dirlist`]).
+    /// UTF-8, a control character), named by the directory's own walk
+    /// ([`crate::stores::dirlist::unnamable`]).
     #[error(
         "the file {key:?} has a name object_store cannot carry as a key ({reason}): not replicated"
     )]
@@ -133,7 +133,7 @@ impl KeyFault {
         matches!(self, Self::OutOfOrder { .. })
     }
 
-    pub(crate) fn into_error(self) -> object_store::Error {
+    fn into_error(self) -> object_store::Error {
         object_store::Error::Generic {
             store: FAULT,
             source: Box::new(self),

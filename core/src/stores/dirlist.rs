@@ -23,8 +23,8 @@
 //! Not kept: object_store's listing ends at its first error, so one file
 //! whose name a `Path` cannot carry (a newline, bytes that are not UTF-8)
 //! or one unreadable directory hid every file the walk would have found
-//! after it, every pass. Here such a name is a [`KeyFault`] naming the
-//! file (the pass fails it by name and copies the rest), and a walk error
+//! after it, every pass. Here such a name is an error naming the file
+//! ([`unnamable`]; the pass fails it by name and copies the rest), and a walk error
 //! (an unreadable directory, a link loop) is an error item after which
 //! the walk goes on (the pass still reports its listing failed).
 
@@ -37,7 +37,8 @@ use object_store::path::Path;
 use tokio::sync::mpsc;
 use url::Url;
 
-use crate::scan::listing::KeyFault;
+/// How listing errors name the store (as object_store's own do).
+const STORE: &str = "LocalFileSystem";
 
 /// Entries sent to the pass at once.
 const BATCH: usize = 1024;
@@ -59,12 +60,14 @@ enum WalkError {
     NotAbsolute(PathBuf),
     #[error("the directory walk stopped before its end")]
     Stopped,
+    #[error("the file {key:?} has a name object_store cannot carry as a key ({reason})")]
+    Unnamable { key: String, reason: String },
 }
 
 impl From<WalkError> for object_store::Error {
     fn from(e: WalkError) -> Self {
         Self::Generic {
-            store: "LocalFileSystem",
+            store: STORE,
             source: Box::new(e),
         }
     }
@@ -191,12 +194,26 @@ impl DirLister {
         })?;
         Path::from_url_path(rel).map_err(|e| {
             let name = path.strip_prefix(&self.root).unwrap_or(path);
-            KeyFault::UnnamableFile {
+            WalkError::Unnamable {
                 key: name.to_string_lossy().into_owned(),
                 reason: crate::base::error::one_line(&e.to_string()),
             }
-            .into_error()
+            .into()
         })
+    }
+}
+
+/// The file a listing error names, with why a key cannot carry its name
+/// (the pass fails it by name: `scan::listing::KeyFault::UnnamableFile`).
+pub fn unnamable(e: &object_store::Error) -> Option<(&str, &str)> {
+    match e {
+        object_store::Error::Generic { store, source } if *store == STORE => {
+            match source.downcast_ref::<WalkError>()? {
+                WalkError::Unnamable { key, reason } => Some((key, reason)),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 

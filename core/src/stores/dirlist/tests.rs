@@ -122,9 +122,9 @@ async fn names_a_key_cannot_carry_are_named_and_hide_nothing() {
     let mut faults: Vec<String> = items
         .iter()
         .filter_map(|r| r.as_ref().err())
-        .map(|e| match crate::scan::listing::key_fault(e) {
-            Some(KeyFault::UnnamableFile { key, .. }) => key.clone(),
-            _ => panic!("not a fault naming the file: {e}"),
+        .map(|e| match unnamable(e) {
+            Some((key, _)) => key.to_owned(),
+            None => panic!("not an error naming the file: {e}"),
         })
         .collect();
     faults.sort();
