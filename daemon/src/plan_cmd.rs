@@ -328,7 +328,7 @@ fn entries(source: &Store) -> BoxStream<'static, Result<Listed, String>> {
             .map(|r| r.map(listed).map_err(|e| e.to_string()))
             .boxed(),
         None => source
-            .list_all()
+            .list_all(passeur_core::stores::Staging::List)
             .map(|r| {
                 r.map(|m| {
                     let mut l = Listed::new(m.location.to_string(), m.size, m.last_modified);

@@ -357,9 +357,10 @@ async fn s3s_fs_keys_with_plus_and_percent_list_as_they_are() -> Result<()> {
 }
 
 /// A local source holding files whose names object_store cannot carry (a
-/// newline, bytes that are not UTF-8): each fails by name, every other
-/// file arrives byte for byte, pass after pass. object_store's own listing
-/// ended at the first such name and hid every file walked after it.
+/// newline, bytes that are not UTF-8, a staging-file name): each fails by
+/// name, every other file arrives byte for byte, pass after pass.
+/// object_store's own listing ended at the first such name and hid every
+/// file walked after it, and left staging-file names out silently.
 #[test]
 fn local_names_object_store_cannot_carry_fail_alone() -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -373,6 +374,9 @@ fn local_names_object_store_cannot_carry_fail_alone() -> Result<()> {
         files.push(rel);
     }
     std::fs::write(src.path().join("d2/new\nline"), b"n")?;
+    // Named like object_store's staging files, which its listing left out:
+    // the pass exited 0 without them.
+    std::fs::write(src.path().join("d1/invoice#1234"), b"i")?;
     std::fs::write(
         src.path()
             .join(std::ffi::OsStr::from_bytes(b"not-utf8-\xff")),
@@ -393,7 +397,7 @@ fn local_names_object_store_cannot_carry_fail_alone() -> Result<()> {
         ensure!(run.code == 1, "pass {pass}: exit {}", run.code);
         ensure_failed(
             &run,
-            &["d2/new\nline", "not-utf8-\u{fffd}"],
+            &["d2/new\nline", "not-utf8-\u{fffd}", "d1/invoice#1234"],
             &format!("pass {pass}"),
         )?;
         let copied = walk_count(&job.dst)?;

@@ -98,7 +98,7 @@ pub(crate) fn listing(
     };
     if !source.lists_in_order() {
         return Ok(source
-            .list_all()
+            .list_all(crate::stores::Staging::List)
             .map(tag(0))
             .chain(futures::stream::iter([Listed::End(0)]))
             .boxed());

@@ -15,12 +15,17 @@
 //! listing reports, and batches go through a bounded channel.
 //!
 //! Kept from object_store, exactly: keys made by its own steps (file URL,
-//! the root's URL path stripped, `Path::from_url_path`), files named like
-//! its staging files (`name#123`) skipped, files and links that vanish
-//! during the walk skipped, the ETag `"{inode:x}-{mtime µs:x}-{size:x}"`.
-//! Tests compare the two listings on odd trees.
+//! the root's URL path stripped, `Path::from_url_path`), files and links
+//! that vanish during the walk skipped, the ETag
+//! `"{inode:x}-{mtime µs:x}-{size:x}"`. Tests compare the two listings on
+//! odd trees.
 //!
-//! Not kept: object_store's listing ends at its first error, so one file
+//! Not kept: object_store's listing leaves out files named like its own
+//! staging files (`name#123`) — a source's `invoice#1234` was never copied
+//! and the pass still exited 0; a source's listing here lists them
+//! ([`Staging::List`]; object_store's read refuses them, so each fails by
+//! name), a target's leaves them out as before ([`Staging::Skip`]). And
+//! object_store's listing ends at its first error, so one file
 //! whose name a `Path` cannot carry (a newline, bytes that are not UTF-8)
 //! or one unreadable directory hid every file the walk would have found
 //! after it, every pass. Here such a name is an error naming the file
@@ -73,6 +78,18 @@ impl From<WalkError> for object_store::Error {
     }
 }
 
+/// What a listing does with a file named like object_store's staging files
+/// (`name#123`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staging {
+    /// Lists it (a source: it may be a user's file, and object_store's read
+    /// refuses it, so the pass fails it by name instead of passing it by).
+    List,
+    /// Leaves it out (a target object_store writes to: what an interrupted
+    /// replacement left, never an object).
+    Skip,
+}
+
 /// A local directory's root, as object_store's `LocalFileSystem` holds it.
 #[derive(Debug, Clone)]
 pub struct DirLister {
@@ -93,13 +110,13 @@ impl DirLister {
     }
 
     /// Every file under the root, in the order the walk finds them.
-    pub fn list(&self) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    pub fn list(&self, staging: Staging) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let (tx, rx) = mpsc::channel::<Vec<object_store::Result<ObjectMeta>>>(AHEAD);
         let me = self.clone();
         // Ends with the walk, or at the next entry once the listing is
         // dropped (the channel closed): never outlives its pass by more
         // than one entry's work.
-        let walker = tokio::task::spawn_blocking(move || me.walk(&tx));
+        let walker = tokio::task::spawn_blocking(move || me.walk(staging, &tx));
         futures::stream::unfold((rx, Some(walker)), |(mut rx, mut walker)| async move {
             match rx.recv().await {
                 Some(batch) => Some((batch, (rx, walker))),
@@ -118,7 +135,7 @@ impl DirLister {
         .boxed()
     }
 
-    fn walk(&self, tx: &mpsc::Sender<Vec<object_store::Result<ObjectMeta>>>) {
+    fn walk(&self, staging: Staging, tx: &mpsc::Sender<Vec<object_store::Result<ObjectMeta>>>) {
         let mut batch = Vec::with_capacity(BATCH);
         let walk = walkdir::WalkDir::new(&self.root)
             .min_depth(1)
@@ -127,7 +144,7 @@ impl DirLister {
             if tx.is_closed() {
                 return;
             }
-            if let Some(item) = self.item(entry) {
+            if let Some(item) = self.item(entry, staging) {
                 batch.push(item);
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -146,6 +163,7 @@ impl DirLister {
     fn item(
         &self,
         entry: Result<walkdir::DirEntry, walkdir::Error>,
+        staging: Staging,
     ) -> Option<object_store::Result<ObjectMeta>> {
         let entry = match entry {
             Ok(e) => e,
@@ -175,7 +193,7 @@ impl DirLister {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),
         };
-        if !object_store_lists(&location) {
+        if staging == Staging::Skip && is_staging(&location) {
             return None;
         }
         Some(Ok(meta(&md, location)))
@@ -221,16 +239,12 @@ fn vanished(e: Option<&std::io::Error>) -> bool {
     e.is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
-/// object_store lists no file whose name ends in `#` and digits (its
-/// staging files for a put or a multipart upload in progress).
-fn object_store_lists(key: &Path) -> bool {
-    match key.filename() {
-        Some(name) => match name.split_once('#') {
-            Some((_, suffix)) if !suffix.is_empty() => !suffix.bytes().all(|b| b.is_ascii_digit()),
-            _ => true,
-        },
-        None => false,
-    }
+/// Whether object_store takes `key` for one of its staging files (a name
+/// ending in `#` and digits), which its listing leaves out.
+fn is_staging(key: &Path) -> bool {
+    key.filename()
+        .and_then(|name| name.split_once('#'))
+        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A file's listing entry, as object_store makes it from its metadata.

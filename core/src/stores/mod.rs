@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::base::error::Error;
 use crate::stores::checksum::{S3Multipart, UploadChecksum, s3_builder_from_env};
+pub use crate::stores::dirlist::Staging;
 use crate::stores::durable::Durability;
 pub use crate::stores::durable::LocalDir;
 use crate::stores::limits::{PartPolicy, Provider};
@@ -192,12 +193,14 @@ impl Store {
     }
 
     /// Every object: a local directory's own walk ([`dirlist`], in walk
-    /// order), else object_store's listing.
+    /// order), else object_store's listing. `staging`: what to do with a
+    /// local file named like object_store's staging files (`name#123`).
     pub fn list_all(
         &self,
+        staging: Staging,
     ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
         match self.local.as_ref().and_then(|d| d.lister()) {
-            Some(l) => l.list(),
+            Some(l) => l.list(staging),
             None => self.inner.list(None),
         }
     }

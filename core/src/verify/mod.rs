@@ -374,7 +374,7 @@ async fn target_listing(
         );
     }
     let mut all = BTreeMap::new();
-    let mut s = target.list_all();
+    let mut s = target.list_all(crate::stores::Staging::Skip);
     while let Some(m) = s.next().await {
         let m = m.map_err(|e| store_err("list the target", e))?;
         all.insert(m.location.to_string(), m);
