@@ -247,9 +247,20 @@ fn is_staging(key: &Path) -> bool {
         .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The inode in the ETag, as object_store puts it there (none where the
+/// system has no inodes).
+#[cfg(unix)]
+fn inode(md: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(md)
+}
+
+#[cfg(not(unix))]
+fn inode(_md: &std::fs::Metadata) -> u64 {
+    0
+}
+
 /// A file's listing entry, as object_store makes it from its metadata.
 fn meta(md: &std::fs::Metadata, location: Path) -> ObjectMeta {
-    use std::os::unix::fs::MetadataExt;
     let modified = md.modified().unwrap_or(std::time::UNIX_EPOCH);
     let micros = modified
         .duration_since(std::time::UNIX_EPOCH)
@@ -259,10 +270,10 @@ fn meta(md: &std::fs::Metadata, location: Path) -> ObjectMeta {
         location,
         last_modified: DateTime::<Utc>::from(modified),
         size: md.len(),
-        e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", md.ino(), md.len())),
+        e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", inode(md), md.len())),
         version: None,
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;
