@@ -30,8 +30,10 @@
 //! or one unreadable directory hid every file the walk would have found
 //! after it, every pass. Here such a name is an error naming the file
 //! ([`unnamable`]; the pass fails it by name and copies the rest), and a walk error
-//! (an unreadable directory, a link loop) is an error item after which
-//! the walk goes on (the pass still reports its listing failed).
+//! (an unreadable directory, a link loop, a file that cannot be `stat`ed
+//! — object_store left those out silently — or a modification time beyond
+//! what chrono holds, where object_store panicked) is an error item after
+//! which the walk goes on (the pass still reports its listing failed).
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -44,6 +46,9 @@ use url::Url;
 
 /// How listing errors name the store (as object_store's own do).
 const STORE: &str = "LocalFileSystem";
+
+/// The walk's batches, as the listing receives them.
+type Batches = mpsc::Receiver<Vec<object_store::Result<ObjectMeta>>>;
 
 /// Entries sent to the pass at once.
 const BATCH: usize = 1024;
@@ -65,6 +70,8 @@ enum WalkError {
     NotAbsolute(PathBuf),
     #[error("the directory walk stopped before its end")]
     Stopped,
+    #[error("{path}: a modification time out of range")]
+    Time { path: PathBuf },
     #[error("the file {key:?} has a name object_store cannot carry as a key ({reason})")]
     Unnamable { key: String, reason: String },
 }
@@ -111,12 +118,7 @@ impl DirLister {
 
     /// Every file under the root, in the order the walk finds them.
     pub fn list(&self, staging: Staging) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let (tx, rx) = mpsc::channel::<Vec<object_store::Result<ObjectMeta>>>(AHEAD);
-        let me = self.clone();
-        // Ends with the walk, or at the next entry once the listing is
-        // dropped (the channel closed): never outlives its pass by more
-        // than one entry's work.
-        let walker = tokio::task::spawn_blocking(move || me.walk(staging, &tx));
+        let (rx, walker) = self.spawn_walk(staging);
         futures::stream::unfold((rx, Some(walker)), |(mut rx, mut walker)| async move {
             match rx.recv().await {
                 Some(batch) => Some((batch, (rx, walker))),
@@ -135,21 +137,40 @@ impl DirLister {
         .boxed()
     }
 
-    fn walk(&self, staging: Staging, tx: &mpsc::Sender<Vec<object_store::Result<ObjectMeta>>>) {
+    /// The walk on a blocking thread, its batches, and its handle (the
+    /// entries it visited). It ends with the walk, or at the next entry
+    /// once the receiver is dropped (the channel closed): it never
+    /// outlives its listing by more than one entry's work.
+    fn spawn_walk(&self, staging: Staging) -> (Batches, tokio::task::JoinHandle<usize>) {
+        let (tx, rx) = mpsc::channel(AHEAD);
+        let me = self.clone();
+        (
+            rx,
+            tokio::task::spawn_blocking(move || me.walk(staging, &tx)),
+        )
+    }
+
+    fn walk(
+        &self,
+        staging: Staging,
+        tx: &mpsc::Sender<Vec<object_store::Result<ObjectMeta>>>,
+    ) -> usize {
         let mut batch = Vec::with_capacity(BATCH);
         let walk = walkdir::WalkDir::new(&self.root)
             .min_depth(1)
             .follow_links(true);
+        let mut visited = 0;
         for entry in walk {
             if tx.is_closed() {
-                return;
+                return visited;
             }
+            visited += 1;
             if let Some(item) = self.item(entry, staging) {
                 batch.push(item);
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if tx.blocking_send(full).is_err() {
-                        return;
+                        return visited;
                     }
                 }
             }
@@ -157,6 +178,7 @@ impl DirLister {
         if !batch.is_empty() {
             let _ = tx.blocking_send(batch);
         }
+        visited
     }
 
     /// What one entry of the walk lists: a file, an error, or nothing.
@@ -196,7 +218,12 @@ impl DirLister {
         if staging == Staging::Skip && is_staging(&location) {
             return None;
         }
-        Some(Ok(meta(&md, location)))
+        Some(meta(&md, location).ok_or_else(|| {
+            WalkError::Time {
+                path: entry.path().to_path_buf(),
+            }
+            .into()
+        }))
     }
 
     /// The key object_store gives the file at `path`, by its own steps; a
@@ -259,20 +286,38 @@ fn inode(_md: &std::fs::Metadata) -> u64 {
     0
 }
 
-/// A file's listing entry, as object_store makes it from its metadata.
-fn meta(md: &std::fs::Metadata, location: Path) -> ObjectMeta {
+/// A file's listing entry, as object_store makes it from its metadata;
+/// `None` for a modification time chrono cannot hold (beyond ±262,000
+/// years: tmpfs and Btrfs take them), where object_store panics.
+fn meta(md: &std::fs::Metadata, location: Path) -> Option<ObjectMeta> {
     let modified = md.modified().unwrap_or(std::time::UNIX_EPOCH);
     let micros = modified
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros();
-    ObjectMeta {
+    Some(ObjectMeta {
         location,
-        last_modified: DateTime::<Utc>::from(modified),
+        last_modified: utc(modified)?,
         size: md.len(),
         e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", inode(md), md.len())),
         version: None,
-    }
+    })
+}
+
+/// chrono's own conversion of a system time, without its panic.
+fn utc(t: std::time::SystemTime) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).ok()?;
+            match d.subsec_nanos() {
+                0 => (-secs, 0),
+                n => (-secs - 1, 1_000_000_000 - n),
+            }
+        }
+    };
+    DateTime::from_timestamp(secs, nanos)
 }
 
 #[cfg(all(test, unix))]

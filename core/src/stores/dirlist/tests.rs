@@ -163,31 +163,84 @@ async fn every_file_of_many_batches_once() {
     assert_eq!(ours, theirs);
 }
 
-#[test]
-fn a_dropped_listing_stops_its_walk() {
+#[tokio::test]
+async fn a_dropped_listing_stops_its_walk() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = tmp.path().join("src");
-    for i in 0..BATCH * (AHEAD + 4) {
+    let total = BATCH * (AHEAD + 6);
+    for i in 0..total {
         write(&root, OsStr::new(&format!("f{i}")), b"");
     }
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let lister = DirLister::new(&root).unwrap_or_else(|e| panic!("{e}"));
-    let first = rt.block_on(async {
-        let mut s = lister.list(Staging::List);
-        let first = s.next().await;
-        // Wait until the walk is blocked on a full channel.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        first
-    });
-    assert!(matches!(first, Some(Ok(_))));
-    // Dropping the runtime waits for its blocking tasks: the walk must end.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(rt);
-        let _ = tx.send(());
-    });
+    let (mut rx, walker) = lister.spawn_walk(Staging::List);
+    assert!(rx.recv().await.is_some_and(|b| b.len() == BATCH));
+    // Let the walk fill the channel and block on it, then drop the listing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(rx);
+    let visited = tokio::time::timeout(Duration::from_secs(30), walker)
+        .await
+        .unwrap_or_else(|_| panic!("the walk outlived its listing"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // One batch taken, AHEAD in the channel, one being sent.
     assert!(
-        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
-        "the walk outlived its listing"
+        visited <= BATCH * (AHEAD + 2) + 1,
+        "walked {visited} of {total} entries after the listing was dropped"
     );
+}
+
+/// A modification time chrono cannot hold is an error naming the file (the
+/// conversion object_store uses panics), and the walk goes on.
+#[tokio::test]
+async fn a_time_out_of_range_is_an_error_and_the_walk_goes_on() {
+    // tmpfs keeps any 64-bit time (ext4 clamps to the year 2446).
+    let shm = FsPath::new("/dev/shm");
+    let tmp = match shm.is_dir() {
+        true => tempfile::tempdir_in(shm),
+        false => tempfile::tempdir(),
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    let root = tmp.path().join("src");
+    write(&root, OsStr::new("a"), b"a");
+    write(&root, OsStr::new("far"), b"far");
+    write(&root, OsStr::new("z"), b"z");
+    let far = std::time::UNIX_EPOCH + Duration::from_secs(9_000_000_000_000);
+    let set = std::fs::File::options()
+        .write(true)
+        .open(root.join("far"))
+        .and_then(|f| f.set_modified(far));
+    let kept = set.and_then(|()| std::fs::metadata(root.join("far"))?.modified());
+    match kept {
+        Ok(t) if utc(t).is_none() => {}
+        // This filesystem keeps no such time: nothing to show here.
+        other => {
+            eprintln!("skipped: the filesystem kept {other:?}");
+            return;
+        }
+    }
+    let lister = DirLister::new(&root).unwrap_or_else(|e| panic!("{e}"));
+    let items: Vec<_> = lister.list(Staging::List).collect().await;
+    let errors: Vec<String> = items
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    let mut keys: Vec<String> = items
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|m| m.location.to_string()))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["a", "z"]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("far"), "{errors:?}");
+}
+
+#[test]
+fn times_convert_as_chrono_converts_them() {
+    for t in [
+        std::time::UNIX_EPOCH,
+        std::time::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+        std::time::UNIX_EPOCH - Duration::new(86_400, 1),
+        std::time::UNIX_EPOCH - Duration::from_secs(86_400),
+    ] {
+        assert_eq!(utc(t), Some(DateTime::<Utc>::from(t)), "{t:?}");
+    }
 }
