@@ -290,18 +290,26 @@ fn inode(_md: &std::fs::Metadata) -> u64 {
 /// `None` for a modification time chrono cannot hold (beyond ±262,000
 /// years: tmpfs and Btrfs take them), where object_store panics.
 fn meta(md: &std::fs::Metadata, location: Path) -> Option<ObjectMeta> {
-    let modified = md.modified().unwrap_or(std::time::UNIX_EPOCH);
-    let micros = modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros();
     Some(ObjectMeta {
         location,
-        last_modified: utc(modified)?,
+        last_modified: utc(md.modified().unwrap_or(std::time::UNIX_EPOCH))?,
         size: md.len(),
-        e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", inode(md), md.len())),
+        e_tag: Some(etag(md)),
         version: None,
     })
+}
+
+/// object_store's ETag of a local file: inode, modification time in
+/// microseconds and size, in hex, quoted (what a listing, a HEAD and a
+/// write through an unnamed file all report).
+pub(super) fn etag(md: &std::fs::Metadata) -> String {
+    let micros = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{:x}-{micros:x}-{:x}\"", inode(md), md.len())
 }
 
 /// chrono's own conversion of a system time, without its panic.

@@ -41,9 +41,8 @@ pub struct Durability {
     /// New files are written through unnamed files ([`super::unnamed`])
     /// until this filesystem is found unable to.
     unnamed: AtomicBool,
-    /// The directory's own walk ([`super::dirlist`]); `None` if its root
-    /// could not be resolved (object_store's listing then).
-    lister: Option<DirLister>,
+    /// The directory's own walk ([`super::dirlist`]).
+    lister: DirLister,
 }
 
 /// The group commit's state: tickets handed out, and the `syncfs` leader's
@@ -65,8 +64,9 @@ struct Synced {
 
 impl Durability {
     /// Durability for files written under `root` through `fs`: grouped
-    /// where `root`'s filesystem allows it, per file otherwise.
-    pub fn new(fs: Arc<LocalFileSystem>, root: &FsPath) -> Self {
+    /// where `root`'s filesystem allows it, per file otherwise. Fails if
+    /// `root` cannot be resolved to walk it.
+    pub fn new(fs: Arc<LocalFileSystem>, root: &FsPath) -> std::io::Result<Self> {
         let group = std::fs::File::open(root)
             .ok()
             .filter(groups_safely)
@@ -75,17 +75,17 @@ impl Durability {
                 issued: AtomicU64::new(0),
                 synced: tokio::sync::Mutex::new(Synced::default()),
             });
-        Self {
+        Ok(Self {
             fs,
             group,
             unnamed: AtomicBool::new(true),
-            lister: DirLister::new(root).ok(),
-        }
+            lister: DirLister::new(root)?,
+        })
     }
 
     /// The directory's own walk, listing what object_store lists.
-    pub fn lister(&self) -> Option<&DirLister> {
-        self.lister.as_ref()
+    pub fn lister(&self) -> &DirLister {
+        &self.lister
     }
 
     /// Write `key` whole: through an unnamed file linked under its name
@@ -206,7 +206,10 @@ pub(super) fn open(p: &FsPath, dir: LocalDir) -> Result<Local, Error> {
             reason: crate::base::error::error_chain(&e),
         })?,
     );
-    let durable = Durability::new(Arc::clone(&fs), p);
+    let durable = Durability::new(Arc::clone(&fs), p).map_err(|e| Error::InvalidUrl {
+        url: name.clone(),
+        reason: format!("cannot resolve the directory: {e}"),
+    })?;
     Ok((fs as Arc<dyn ObjectStore>, Some(Arc::new(durable)), name))
 }
 
@@ -271,7 +274,7 @@ mod tests {
     async fn many_objects_share_few_syncs_and_every_one_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fs = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
-        let d = Arc::new(Durability::new(Arc::clone(&fs), dir.path()));
+        let d = Arc::new(Durability::new(Arc::clone(&fs), dir.path()).expect("durability"));
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..64 {
             let d = Arc::clone(&d);
@@ -295,7 +298,7 @@ mod tests {
             fs,
             group: None,
             unnamed: AtomicBool::new(true),
-            lister: None,
+            lister: DirLister::new(dir.path()).expect("lister"),
         };
         let rt = tokio::runtime::Runtime::new().expect("rt");
         let e = rt
@@ -309,7 +312,7 @@ mod tests {
         use object_store::ObjectStoreExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let fs = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
-        let d = Durability::new(Arc::clone(&fs), dir.path());
+        let d = Durability::new(Arc::clone(&fs), dir.path()).expect("durability");
         let key = Path::from("x/y");
         for body in [&b"first"[..], b"second, longer", b""] {
             let put = d

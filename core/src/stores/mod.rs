@@ -199,8 +199,8 @@ impl Store {
         &self,
         staging: Staging,
     ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        match self.local.as_ref().and_then(|d| d.lister()) {
-            Some(l) => l.list(staging),
+        match &self.local {
+            Some(d) => d.lister().list(staging),
             None => self.inner.list(None),
         }
     }

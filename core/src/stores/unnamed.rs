@@ -65,7 +65,7 @@ pub(crate) fn write(path: &FsPath, payload: &PutPayload) -> std::io::Result<Unna
     for piece in payload.iter() {
         file.write_all(piece)?;
     }
-    let e_tag = etag(&file.metadata()?);
+    let e_tag = super::dirlist::etag(&file.metadata()?);
     let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
     match rustix::fs::linkat(CWD, by_fd.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
         Ok(()) => Ok(Unnamed::Written(e_tag)),
@@ -74,19 +74,6 @@ pub(crate) fn write(path: &FsPath, payload: &PutPayload) -> std::io::Result<Unna
         Err(Errno::NOENT) if !FsPath::new("/proc/self/fd").is_dir() => Ok(Unnamed::Unsupported),
         Err(e) => Err(e.into()),
     }
-}
-
-/// object_store's ETag of a local file: inode, modification time in
-/// microseconds and size, in hex, quoted.
-fn etag(m: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
-        .unwrap_or_default()
-        .as_micros();
-    format!("\"{:x}-{mtime:x}-{:x}\"", m.ino(), m.len())
 }
 
 #[cfg(test)]
