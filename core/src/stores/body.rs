@@ -78,7 +78,11 @@ fn local(
 
 /// `len` bytes from the file's position (after seeking to `seek`), in one
 /// buffer; fewer only at an error.
-fn read_piece(mut file: &std::fs::File, seek: Option<u64>, len: usize) -> std::io::Result<Bytes> {
+pub(crate) fn read_piece(
+    mut file: &std::fs::File,
+    seek: Option<u64>,
+    len: usize,
+) -> std::io::Result<Bytes> {
     if let Some(at) = seek {
         file.seek(SeekFrom::Start(at))?;
     }
@@ -100,7 +104,7 @@ fn read_piece(mut file: &std::fs::File, seek: Option<u64>, len: usize) -> std::i
     Ok(buf.freeze())
 }
 
-fn local_err(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+pub(crate) fn local_err(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
         source: Box::new(std::io::Error::new(

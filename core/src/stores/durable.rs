@@ -26,12 +26,17 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
+use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, PutResult};
+use object_store::{
+    GetOptions, GetResult, GetResultPayload, ObjectStore, PutMode, PutOptions, PutPayload,
+    PutResult,
+};
 
 use crate::base::error::Error;
 use crate::stores::dirlist::DirLister;
+use crate::stores::fileio::{self, FileIo};
 
 /// How a local directory's written files are made durable.
 #[derive(Debug)]
@@ -43,6 +48,8 @@ pub struct Durability {
     unnamed: AtomicBool,
     /// The directory's own walk ([`super::dirlist`]).
     lister: DirLister,
+    /// Threads for small file calls ([`super::fileio`]).
+    io: FileIo,
 }
 
 /// The group commit's state: tickets handed out, and the `syncfs` leader's
@@ -69,7 +76,7 @@ impl Durability {
     pub fn new(fs: Arc<LocalFileSystem>, root: &FsPath) -> std::io::Result<Self> {
         let group = std::fs::File::open(root)
             .ok()
-            .filter(groups_safely)
+            .filter(|f| on_local_disk(f) && kernel_reports_errors())
             .map(|f| Group {
                 root: Arc::new(f),
                 issued: AtomicU64::new(0),
@@ -80,6 +87,7 @@ impl Durability {
             group,
             unnamed: AtomicBool::new(true),
             lister: DirLister::new(root)?,
+            io: FileIo::new(fileio::threads_for(root))?,
         })
     }
 
@@ -102,13 +110,12 @@ impl Durability {
         if plain && self.unnamed.load(Relaxed) {
             let path = self.fs.path_to_filesystem(key)?;
             let body = payload.clone();
-            let r = tokio::task::spawn_blocking(move || super::unnamed::write(&path, &body))
+            let r = self
+                .io
+                .run(move || super::unnamed::write(&path, &body))
                 .await
-                .map_err(|e| object_store::Error::JoinError { source: e })?
-                .map_err(|e| object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                })?;
+                .map_err(generic)?
+                .map_err(generic)?;
             match r {
                 super::unnamed::Unnamed::Written(e_tag) => {
                     return Ok(PutResult {
@@ -122,6 +129,36 @@ impl Durability {
             }
         }
         self.fs.put_opts(key, payload, opts).await
+    }
+
+    /// `key` whole, opened and read in one call on the store's own
+    /// threads: object_store's `get` (run there, off the runtime, it does
+    /// its work inline: the same checks, metadata and errors), then the
+    /// file's bytes if they are at most `up_to` (more: the answer is
+    /// handed back open, for [`super::body`] to read in pieces).
+    pub async fn get_whole(&self, key: &Path, up_to: u64) -> object_store::Result<GetResult> {
+        let (fs, key) = (Arc::clone(&self.fs), key.clone());
+        self.io
+            .run(move || {
+                let got = futures::executor::block_on(fs.get_opts(&key, GetOptions::default()))?;
+                if got.meta.size > up_to {
+                    return Ok(got);
+                }
+                let GetResultPayload::File(file, path) = got.payload else {
+                    return Ok(got);
+                };
+                let len = usize::try_from(got.meta.size).map_err(generic)?;
+                let bytes = super::body::read_piece(&file, None, len)
+                    .map_err(|e| super::body::local_err(&path, e))?;
+                Ok(GetResult {
+                    payload: GetResultPayload::Stream(
+                        futures::stream::once(async move { Ok(bytes) }).boxed(),
+                    ),
+                    ..got
+                })
+            })
+            .await
+            .map_err(generic)?
     }
 
     /// Whether objects share one `syncfs` (else each file is fsynced).
@@ -213,6 +250,13 @@ pub(super) fn open(p: &FsPath, dir: LocalDir) -> Result<Local, Error> {
     Ok((fs as Arc<dyn ObjectStore>, Some(Arc::new(durable)), name))
 }
 
+fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(e),
+    }
+}
+
 fn fsync_with_dir(file: &PathBuf) -> std::io::Result<()> {
     std::fs::File::open(file)?.sync_all()?;
     if let Some(dir) = file.parent() {
@@ -231,11 +275,11 @@ fn syncfs(_root: &std::fs::File) -> std::io::Result<()> {
     Err(std::io::Error::other("syncfs is Linux-only"))
 }
 
-/// Whether `root`'s filesystem is one whose `syncfs` is known to make
-/// every file and directory entry written on it durable (and report
-/// writeback errors: Linux 5.8 and later).
+/// Whether `root`'s filesystem is a local one whose `syncfs` is known to
+/// make every file and directory entry written on it durable (ext2/3/4,
+/// XFS, Btrfs, F2FS, ZFS, tmpfs).
 #[cfg(target_os = "linux")]
-fn groups_safely(root: &std::fs::File) -> bool {
+pub(super) fn on_local_disk(root: &std::fs::File) -> bool {
     const EXT: i64 = 0xEF53;
     const XFS: i64 = 0x5846_5342;
     const BTRFS: i64 = 0x9123_683E;
@@ -247,11 +291,17 @@ fn groups_safely(root: &std::fs::File) -> bool {
     };
     #[allow(clippy::unnecessary_cast, clippy::cast_lossless)]
     let kind = st.f_type as i64;
-    [EXT, XFS, BTRFS, F2FS, ZFS, TMPFS].contains(&kind) && kernel_reports_errors()
+    [EXT, XFS, BTRFS, F2FS, ZFS, TMPFS].contains(&kind)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn groups_safely(_root: &std::fs::File) -> bool {
+pub(super) fn on_local_disk(_root: &std::fs::File) -> bool {
+    false
+}
+
+/// No `syncfs` elsewhere.
+#[cfg(not(target_os = "linux"))]
+fn kernel_reports_errors() -> bool {
     false
 }
 
@@ -299,12 +349,68 @@ mod tests {
             group: None,
             unnamed: AtomicBool::new(true),
             lister: DirLister::new(dir.path()).expect("lister"),
+            io: FileIo::new(1).expect("pool"),
         };
         let rt = tokio::runtime::Runtime::new().expect("rt");
         let e = rt
             .block_on(d.make_durable(&Path::from("gone")))
             .expect_err("missing");
         assert!(e.to_string().contains("gone"), "{e}");
+    }
+
+    /// A file read whole in one call answers as object_store's own `get`:
+    /// the same bytes, metadata and range; the same errors for a missing
+    /// key, a directory and a name object_store refuses; a file larger
+    /// than asked is handed back open and still reads whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_read_whole_answers_as_object_stores_get() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
+        let d = Durability::new(Arc::clone(&fs), dir.path()).expect("durability");
+        std::fs::create_dir_all(dir.path().join("a/sub")).expect("dirs");
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        for (name, bytes) in [("a/f", &body[..]), ("a/empty", &b""[..]), ("a/b c%d", b"x")] {
+            let file = fs.path_to_filesystem(&Path::from(name)).expect("path");
+            std::fs::write(file, bytes).expect("write");
+        }
+        for (name, up_to) in [
+            ("a/f", 100_000),
+            ("a/f", 99_999),
+            ("a/empty", 0),
+            ("a/b c%d", 1),
+        ] {
+            let key = Path::from(name);
+            let ours = d.get_whole(&key, up_to).await.expect("ours");
+            let theirs = fs.get(&key).await.expect("theirs");
+            assert_eq!(ours.meta, theirs.meta, "{name}");
+            assert_eq!(ours.range, theirs.range, "{name}");
+            let whole = matches!(ours.payload, GetResultPayload::Stream(_));
+            assert_eq!(whole, ours.meta.size <= up_to, "{name} up to {up_to}");
+            let pieces: Vec<bytes::Bytes> =
+                futures::TryStreamExt::try_collect(super::super::body::body(ours))
+                    .await
+                    .expect("read ours");
+            assert_eq!(
+                pieces.concat(),
+                theirs.bytes().await.expect("read theirs").to_vec(),
+                "{name}"
+            );
+        }
+        let gone = d.get_whole(&Path::from("a/none"), 10).await;
+        assert!(
+            matches!(gone, Err(object_store::Error::NotFound { .. })),
+            "{gone:?}"
+        );
+        let a_dir = d.get_whole(&Path::from("a/sub"), 10).await;
+        assert!(
+            matches!(a_dir, Err(object_store::Error::NotFound { .. })),
+            "{a_dir:?}"
+        );
+        std::fs::write(dir.path().join("a/g#12"), b"y").expect("write");
+        let staging = d.get_whole(&Path::from("a/g#12"), 10).await;
+        let theirs = fs.get(&Path::from("a/g#12")).await;
+        assert!(staging.is_err() && theirs.is_err(), "{staging:?}");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod body;
 pub mod checksum;
 pub mod dirlist;
 pub mod durable;
+pub mod fileio;
 pub mod limits;
 pub mod probe;
 pub mod rawlist;

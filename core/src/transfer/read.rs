@@ -74,11 +74,18 @@ impl Ctx {
             Plan::Multipart(parts) => Some(GetRange::Bounded(0..parts.part_size.min(size).max(1))),
             Plan::Single => None,
         };
-        let opts = GetOptions {
-            range,
-            ..GetOptions::default()
+        let got = match (&self.source.local, plan) {
+            // A local file of one piece: opened and read in one call.
+            (Some(local), Plan::Single) => local.get_whole(loc, size).await,
+            _ => {
+                let opts = GetOptions {
+                    range,
+                    ..GetOptions::default()
+                };
+                self.source.inner.get_opts(loc, opts).await
+            }
         };
-        match self.source.inner.get_opts(loc, opts).await {
+        match got {
             Ok(g) => Ok(Some(g)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_err("read source", e)),
