@@ -201,7 +201,7 @@ async fn dedup_never_copies_a_holder_rewritten_at_the_target() -> Result<()> {
     {
         let state = Manifest::open(&work.path().join("state/j"))?;
         let mut rec = state.object("c/other.bin")?.context("record")?;
-        let chunks = state.chunk_list(&rec.blake3)?.context("chunk list")?;
+        let chunks = state.chunk_list(&rec)?.context("chunk list")?;
         rec.target_etag = None;
         state.commit_object("c/other.bin", &rec, &chunks)?;
     }

@@ -3,17 +3,20 @@
 //! Column families (all keys and values documented in ARCHITECTURE.md):
 //! - `meta`: `schema_version` → u32 BE.
 //! - `objects`: relative object key (UTF-8) → [`ObjectRecord`].
-//! - `chunklists`: content BLAKE3 (32 B) → postcard `Vec<ChunkRef>`.
+//! - `chunklists`: content BLAKE3 (32 B) → postcard `Vec<ChunkRef>`, for
+//!   content of two chunks or more (fewer: derived from the record).
 //! - `chunks`: chunk BLAKE3 (32 B) → size u32 LE ‖ refs i64 LE (merge: add).
 //! - `content`: content BLAKE3 (32 B) ‖ size u64 BE → object key holding it.
 //! - `content_head`: size u64 BE ‖ first chunk BLAKE3 → content BLAKE3, to
-//!   find dedup candidates for large objects before their hash is known.
+//!   find dedup candidates for large objects before their hash is known
+//!   (objects of two chunks or more; one chunk: the chunk is the content).
 //! - `merkle_leaf`, `merkle_node`, `merkle_dirty`: see [`merkle`].
 //! - `uploads`, `upload_parts`: resumable multipart uploads, see [`uploads`].
 //! - `delete_candidates`: keys the listing no longer shows (`missing.rs`).
 //! - `counters`: `objects` → i64 LE, the exact number of records (merge: add).
 
 pub mod diff;
+mod index;
 pub mod merkle;
 mod meta;
 mod missing;
@@ -352,66 +355,6 @@ impl Manifest {
         }))
     }
 
-    /// The chunk list of a content hash.
-    pub fn chunk_list(&self, content: &Hash) -> Result<Option<Vec<ChunkRef>>, Error> {
-        let v = self
-            .db
-            .get_cf(cf(&self.db, CF_CHUNKLISTS)?, content.as_bytes())
-            .map_err(db_err)?;
-        v.map(|v| records::decode(&v).map_err(Error::Corrupt))
-            .transpose()
-    }
-
-    /// A key whose target object holds this content with these attributes,
-    /// checked against its current record (index entries can be stale).
-    pub fn content_holder(
-        &self,
-        content: &Hash,
-        size: u64,
-        attrs_digest: &Hash,
-    ) -> Result<Option<String>, Error> {
-        let v = self
-            .db
-            .get_cf(cf(&self.db, CF_CONTENT)?, content_key(content, size))
-            .map_err(db_err)?;
-        let Some(v) = v else { return Ok(None) };
-        let key = String::from_utf8_lossy(&v).into_owned();
-        Ok(self
-            .object(&key)?
-            .filter(|r| {
-                r.blake3 == *content
-                    && r.source.size == size
-                    && r.attrs_digest == *attrs_digest
-                    && r.state == ObjectState::Complete
-            })
-            .map(|_| key))
-    }
-
-    /// A dedup candidate for an object of `size` bytes whose first chunk is
-    /// `first`, with the same attributes.
-    pub fn large_candidate(
-        &self,
-        size: u64,
-        first: &Hash,
-        attrs_digest: &Hash,
-    ) -> Result<Option<Candidate>, Error> {
-        let v = self
-            .db
-            .get_cf(cf(&self.db, CF_CONTENT_HEAD)?, head_key(size, first))
-            .map_err(db_err)?;
-        let Some(content) = v.and_then(|v| Hash::from_slice(&v)) else {
-            return Ok(None);
-        };
-        let Some(holder) = self.content_holder(&content, size, attrs_digest)? else {
-            return Ok(None);
-        };
-        Ok(self.chunk_list(&content)?.map(|chunks| Candidate {
-            holder,
-            content,
-            chunks,
-        }))
-    }
-
     /// Record one replicated object in a single atomic batch: its record, its
     /// chunk list, chunk reference counts, the content index and its Merkle
     /// leaf.
@@ -441,7 +384,7 @@ impl Manifest {
         }
         if old.as_ref().map(|o| o.blake3) != Some(rec.blake3) {
             if let Some(old) = &old {
-                for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
+                for c in self.chunk_list(old)?.unwrap_or_default() {
                     batch.merge_cf(
                         cf(db, CF_CHUNKS)?,
                         c.hash.as_bytes(),
@@ -464,11 +407,15 @@ impl Manifest {
                 }
                 batch.merge_cf(chunks_cf, c.hash.as_bytes(), records::chunk_value(c.len, 1));
             }
-            batch.put_cf(
-                cf(db, CF_CHUNKLISTS)?,
-                rec.blake3.as_bytes(),
-                records::encode(&chunks),
-            );
+            // One chunk or none: the list follows from the record
+            // ([`Manifest::chunk_list`]).
+            if chunks.len() > 1 {
+                batch.put_cf(
+                    cf(db, CF_CHUNKLISTS)?,
+                    rec.blake3.as_bytes(),
+                    records::encode(&chunks),
+                );
+            }
         }
         batch.put_cf(cf(db, CF_OBJECTS)?, key.as_bytes(), records::encode(rec));
         batch.put_cf(
@@ -476,7 +423,9 @@ impl Manifest {
             content_key(&rec.blake3, rec.source.size),
             key.as_bytes(),
         );
-        if let Some(first) = chunks.first() {
+        // One chunk: its hash is the content's, which large-object dedup
+        // looks up directly ([`Manifest::large_candidate`]).
+        if let (Some(first), true) = (chunks.first(), chunks.len() > 1) {
             batch.put_cf(
                 cf(db, CF_CONTENT_HEAD)?,
                 head_key(rec.source.size, &first.hash),
@@ -493,7 +442,7 @@ impl Manifest {
         let mut batch = WriteBatch::default();
         if let Some(old) = self.object(key)? {
             batch.merge_cf(cf(db, CF_COUNTERS)?, COUNT_OBJECTS, (-1i64).to_le_bytes());
-            for c in self.chunk_list(&old.blake3)?.unwrap_or_default() {
+            for c in self.chunk_list(&old)?.unwrap_or_default() {
                 batch.merge_cf(
                     cf(db, CF_CHUNKS)?,
                     c.hash.as_bytes(),

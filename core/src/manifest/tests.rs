@@ -224,3 +224,57 @@ fn last_complete_pass_survives_reopen_and_never_moves_back() -> Result<(), Error
     assert_eq!(m.last_complete_pass()?, Some(pass(3_000, 4_000, [3; 32])));
     Ok(())
 }
+
+/// Entries of column family `name`.
+fn entries(m: &Manifest, name: &str) -> Result<usize, Error> {
+    Ok(m.db
+        .iterator_cf(cf(&m.db, name)?, IteratorMode::Start)
+        .count())
+}
+
+#[test]
+fn lists_of_one_chunk_follow_from_the_record_and_still_count() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })?;
+    let m = Manifest::open(dir.path())?;
+    let attrs = Hash::of(b"");
+    let two_chunks = [chunk(b"abc"), chunk(b"def")].concat();
+    let two = ObjectRecord {
+        chunks: 2,
+        ..rec(6, b"abcdef")
+    };
+    let empty = ObjectRecord {
+        chunks: 0,
+        ..rec(0, b"")
+    };
+    m.commit_object("one", &rec(3, b"abc"), &chunk(b"abc"))?;
+    m.commit_object("two", &two, &two_chunks)?;
+    m.commit_object("empty", &empty, &[])?;
+    // Only the object of two chunks stores a list and a head entry.
+    assert_eq!(entries(&m, CF_CHUNKLISTS)?, 1);
+    assert_eq!(entries(&m, CF_CONTENT_HEAD)?, 1);
+    assert_eq!(m.chunk_list(&rec(3, b"abc"))?, Some(chunk(b"abc")));
+    assert_eq!(m.chunk_list(&two)?, Some(two_chunks.clone()));
+    assert_eq!(m.chunk_list(&empty)?, Some(Vec::new()));
+    // Large-object dedup finds both kinds by (size, first chunk).
+    let one = m
+        .large_candidate(3, &Hash::of(b"abc"), &attrs)?
+        .expect("one-chunk candidate");
+    assert_eq!((one.holder.as_str(), one.chunks), ("one", chunk(b"abc")));
+    let found = m
+        .large_candidate(6, &Hash::of(b"abc"), &attrs)?
+        .expect("two-chunk candidate");
+    assert_eq!((found.holder.as_str(), found.chunks), ("two", two_chunks));
+    assert!(m.large_candidate(4, &Hash::of(b"abc"), &attrs)?.is_none());
+    // Replacing and removing release the derived chunk: "abc" is new
+    // again for the next object that holds it.
+    m.commit_object("one", &rec(3, b"xyz"), &chunk(b"xyz"))?;
+    m.remove_object("two")?;
+    let again = m.commit_object("three", &rec(3, b"abc"), &chunk(b"abc"))?;
+    assert_eq!(again.new_chunk_bytes, 3);
+    let kept = m.commit_object("four", &rec(3, b"xyz"), &chunk(b"xyz"))?;
+    assert_eq!(kept.new_chunk_bytes, 0);
+    Ok(())
+}
