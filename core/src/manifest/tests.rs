@@ -18,6 +18,14 @@ fn rec(size: u64, content: &[u8]) -> ObjectRecord {
     }
 }
 
+/// A temporary directory, its failure an `Error` like the rest.
+fn tempdir() -> Result<tempfile::TempDir, Error> {
+    tempfile::tempdir().map_err(|source| Error::Io {
+        what: "test set-up".into(),
+        source,
+    })
+}
+
 fn chunk(content: &[u8]) -> Vec<ChunkRef> {
     vec![ChunkRef {
         hash: Hash::of(content),
@@ -27,10 +35,7 @@ fn chunk(content: &[u8]) -> Vec<ChunkRef> {
 
 #[test]
 fn commit_then_read_back_and_root_changes_incrementally() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let dir = tempdir()?;
     let m = Manifest::open(dir.path())?;
     assert_eq!(m.schema_version()?, Some(SCHEMA_VERSION));
     assert_eq!(m.merkle_root()?, Hash([0; 32]));
@@ -62,14 +67,8 @@ fn commit_then_read_back_and_root_changes_incrementally() -> Result<(), Error> {
 
 #[test]
 fn root_is_independent_of_insertion_order() -> Result<(), Error> {
-    let d1 = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
-    let d2 = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let d1 = tempdir()?;
+    let d2 = tempdir()?;
     let (m1, m2) = (Manifest::open(d1.path())?, Manifest::open(d2.path())?);
     let keys: Vec<String> = (0..300).map(|i| format!("k/{i}")).collect();
     for k in &keys {
@@ -84,10 +83,7 @@ fn root_is_independent_of_insertion_order() -> Result<(), Error> {
 
 #[test]
 fn refuses_other_schema_version_and_non_directory() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let dir = tempdir()?;
     Manifest::open(dir.path())?.set_schema_version(99)?;
     match Manifest::open(dir.path()) {
         Err(Error::SchemaMismatch { found: 99, .. }) => {}
@@ -107,10 +103,7 @@ fn refuses_other_schema_version_and_non_directory() -> Result<(), Error> {
 
 #[test]
 fn the_object_count_is_exact_through_overwrites_removals_and_reopening() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let dir = tempdir()?;
     {
         let m = Manifest::open(dir.path())?;
         assert_eq!(m.object_count()?, 0);
@@ -144,10 +137,7 @@ fn the_object_count_is_exact_through_overwrites_removals_and_reopening() -> Resu
 
 #[test]
 fn a_found_tree_of_changed_keys_has_the_root_of_the_changed_manifest() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let dir = tempdir()?;
     let m = Manifest::open(dir.path())?;
     for i in 0..50u8 {
         let k = format!("k{i:02}");
@@ -200,10 +190,7 @@ fn a_found_tree_of_changed_keys_has_the_root_of_the_changed_manifest() -> Result
 
 #[test]
 fn last_complete_pass_survives_reopen_and_never_moves_back() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let dir = tempdir()?;
     let pass = |started_ms, ended_ms, filter| super::LastCompletePass {
         started_ms,
         ended_ms,
@@ -234,10 +221,7 @@ fn entries(m: &Manifest, name: &str) -> Result<usize, Error> {
 
 #[test]
 fn lists_of_one_chunk_follow_from_the_record_and_still_count() -> Result<(), Error> {
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    let dir = tempdir()?;
     let m = Manifest::open(dir.path())?;
     let attrs = Hash::of(b"");
     let two_chunks = [chunk(b"abc"), chunk(b"def")].concat();
