@@ -382,7 +382,10 @@ impl Manifest {
         if old.is_none() {
             batch.merge_cf(cf(db, CF_COUNTERS)?, COUNT_OBJECTS, 1i64.to_le_bytes());
         }
-        if old.as_ref().map(|o| o.blake3) != Some(rec.blake3) {
+        // The same content cut into another number of chunks (another part
+        // size) is a new list too: a list of one chunk is derived from the
+        // record's count, so the count must follow the references.
+        if old.as_ref().map(|o| (o.blake3, o.chunks)) != Some((rec.blake3, rec.chunks)) {
             if let Some(old) = &old {
                 for c in self.chunk_list(old)?.unwrap_or_default() {
                     batch.merge_cf(

@@ -55,7 +55,8 @@ pub struct ObjectRecord {
     pub source: SourceVersion,
     /// BLAKE3 of the whole content (what `b3sum` prints).
     pub blake3: Hash,
-    /// Number of content-defined chunks (the list lives in `chunklists`).
+    /// Number of content-defined chunks (the list lives in `chunklists`
+    /// for two or more; one or none: derived, `Manifest::chunk_list`).
     pub chunks: u32,
     /// ETag the target returned, unquoted.
     pub target_etag: Option<String>,

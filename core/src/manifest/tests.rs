@@ -262,3 +262,36 @@ fn lists_of_one_chunk_follow_from_the_record_and_still_count() -> Result<(), Err
     assert_eq!(kept.new_chunk_bytes, 0);
     Ok(())
 }
+
+#[test]
+fn the_same_content_in_another_number_of_chunks_moves_the_references() -> Result<(), Error> {
+    let dir = tempdir()?;
+    let m = Manifest::open(dir.path())?;
+    let one = rec(6, b"abcdef");
+    let two = ObjectRecord {
+        chunks: 2,
+        ..rec(6, b"abcdef")
+    };
+    let halves = [chunk(b"abc"), chunk(b"def")].concat();
+    // Recorded whole, then in two parts (another part size), then whole.
+    assert_eq!(
+        m.commit_object("k", &one, &chunk(b"abcdef"))?
+            .new_chunk_bytes,
+        6
+    );
+    assert_eq!(m.commit_object("k", &two, &halves)?.new_chunk_bytes, 6);
+    assert_eq!(m.chunk_list(&two)?, Some(halves.clone()));
+    assert_eq!(
+        m.commit_object("k", &one, &chunk(b"abcdef"))?
+            .new_chunk_bytes,
+        6
+    );
+    // Each step released the chunks of the one before.
+    assert_eq!(m.commit_object("m", &two, &halves)?.new_chunk_bytes, 6);
+    assert_eq!(
+        m.commit_object("n", &one, &chunk(b"abcdef"))?
+            .new_chunk_bytes,
+        0
+    );
+    Ok(())
+}

@@ -110,12 +110,15 @@ impl Durability {
         if plain && self.unnamed.load(Relaxed) {
             let path = self.fs.path_to_filesystem(key)?;
             let body = payload.clone();
-            let r = self
-                .io
-                .run(move || super::unnamed::write(&path, &body))
-                .await
-                .map_err(generic)?
-                .map_err(generic)?;
+            let write = move || super::unnamed::write(&path, &body);
+            let r = if payload.content_length() as u64 <= fileio::SMALL_FILE {
+                self.io.run(write).await.map_err(generic)?
+            } else {
+                tokio::task::spawn_blocking(write)
+                    .await
+                    .map_err(|e| object_store::Error::JoinError { source: e })?
+            }
+            .map_err(generic)?;
             match r {
                 super::unnamed::Unnamed::Written(e_tag) => {
                     return Ok(PutResult {
@@ -135,7 +138,8 @@ impl Durability {
     /// threads: object_store's `get` (run there, off the runtime, it does
     /// its work inline: the same checks, metadata and errors), then the
     /// file's bytes if they are at most `up_to` (more: the answer is
-    /// handed back open, for [`super::body`] to read in pieces).
+    /// handed back open, for [`super::body`] to read in pieces). For files
+    /// listed at most [`fileio::SMALL_FILE`] bytes.
     pub async fn get_whole(&self, key: &Path, up_to: u64) -> object_store::Result<GetResult> {
         let (fs, key) = (Arc::clone(&self.fs), key.clone());
         self.io
@@ -245,7 +249,7 @@ pub(super) fn open(p: &FsPath, dir: LocalDir) -> Result<Local, Error> {
     );
     let durable = Durability::new(Arc::clone(&fs), p).map_err(|e| Error::InvalidUrl {
         url: name.clone(),
-        reason: format!("cannot resolve the directory: {e}"),
+        reason: format!("cannot open the directory: {e}"),
     })?;
     Ok((fs as Arc<dyn ObjectStore>, Some(Arc::new(durable)), name))
 }

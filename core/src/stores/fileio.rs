@@ -9,9 +9,10 @@
 //! files of 100 B), its system time as large as its user time. Here a
 //! few threads ([`threads_for`]) take the calls from one queue: while
 //! there is work they go from one call to the next without sleeping, and
-//! a call is queued without waking anyone. Long or rare calls (`syncfs`, the
-//! directory walk, large files read in pieces, synced RocksDB writes) stay
-//! on tokio's pool, where they cannot hold these threads.
+//! a call is queued without waking anyone. Only files of at most
+//! [`SMALL_FILE`] bytes come here; long or rare calls (`syncfs`, the
+//! directory walk, larger files, synced RocksDB writes) stay on tokio's
+//! pool, where they cannot hold these threads from the small ones.
 //!
 //! The threads belong to the pool: dropping it lets them finish what was
 //! queued and joins them.
@@ -37,6 +38,11 @@ pub fn threads_for(root: &std::path::Path) -> usize {
         _ => REMOTE_THREADS,
     }
 }
+
+/// The largest file read or written on the pool: a few milliseconds of
+/// I/O at most, and what an object holds beyond its memory reservation
+/// if its call runs after the object was dropped.
+pub const SMALL_FILE: u64 = 1 << 20;
 
 type Job = Box<dyn FnOnce() + Send>;
 

@@ -19,7 +19,7 @@ pub(crate) mod resume;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
 use object_store::{Attributes, GetResult, ObjectMeta, PutOptions, PutPayload};
 use tokio::sync::OwnedSemaphorePermit;
@@ -271,12 +271,25 @@ impl Ctx {
     #[tracing::instrument(level = "debug", skip_all, fields(size = o.version.size))]
     async fn copy_single(&self, o: Object<'_>, mut stream: ByteStream) -> Result<Outcome, Error> {
         let size = o.version.size;
-        let mut buf = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+        // An answer of one piece (a small local file, read whole) is the
+        // payload as it is; several are gathered into one buffer.
+        let mut whole: Option<Bytes> = None;
+        let mut buf = BytesMut::new();
         let mut dig = Digester::new(self.chunking, None, o.published);
         while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
-            buf.extend_from_slice(&b);
+            match whole.take() {
+                None if buf.is_empty() => whole = Some(b),
+                first => {
+                    if let Some(first) = first {
+                        buf.reserve(usize::try_from(size).unwrap_or(0));
+                        buf.extend_from_slice(&first);
+                    }
+                    buf.extend_from_slice(&b);
+                }
+            }
         }
         let digest = dig.finish(size)?;
+        let body = whole.unwrap_or_else(|| buf.freeze());
         let held = match self
             .manifest
             .content_holder(&digest.blake3, size, &o.attrs_digest)?
@@ -296,7 +309,7 @@ impl Ctx {
                 };
                 let put = self
                     .target
-                    .put(o.loc, PutPayload::from(buf.freeze()), opts)
+                    .put(o.loc, PutPayload::from(body), opts)
                     .await
                     .map_err(|e| store_err("write target", e))?;
                 self.stats.bytes_written.fetch_add(size, Relaxed);

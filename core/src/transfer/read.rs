@@ -28,6 +28,7 @@ use crate::content::published::Published;
 use crate::manifest::{SourceVersion, normalize_etag};
 use crate::stores::StoreKind;
 use crate::stores::body::body;
+use crate::stores::fileio::SMALL_FILE;
 use crate::stores::throttle::content_md5;
 use crate::transfer::ctx::{ByteStream, Ctx};
 use crate::transfer::plan::{Parts, Plan};
@@ -75,8 +76,8 @@ impl Ctx {
             Plan::Single => None,
         };
         let got = match (&self.source.local, plan) {
-            // A local file of one piece: opened and read in one call.
-            (Some(local), Plan::Single) => local.get_whole(loc, size).await,
+            // A small local file: opened and read in one call.
+            (Some(local), Plan::Single) if size <= SMALL_FILE => local.get_whole(loc, size).await,
             _ => {
                 let opts = GetOptions {
                     range,
