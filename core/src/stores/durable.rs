@@ -74,9 +74,10 @@ impl Durability {
     /// where `root`'s filesystem allows it, per file otherwise. Fails if
     /// `root` cannot be resolved to walk it.
     pub fn new(fs: Arc<LocalFileSystem>, root: &FsPath) -> std::io::Result<Self> {
-        let group = std::fs::File::open(root)
-            .ok()
-            .filter(|f| on_local_disk(f) && kernel_reports_errors())
+        let dir = std::fs::File::open(root).ok();
+        let local = dir.as_ref().is_some_and(on_local_disk);
+        let group = dir
+            .filter(|_| local && kernel_reports_errors())
             .map(|f| Group {
                 root: Arc::new(f),
                 issued: AtomicU64::new(0),
@@ -87,7 +88,7 @@ impl Durability {
             group,
             unnamed: AtomicBool::new(true),
             lister: DirLister::new(root)?,
-            io: FileIo::new(fileio::threads_for(root))?,
+            io: FileIo::new(fileio::threads_for(local))?,
         })
     }
 
@@ -283,7 +284,7 @@ fn syncfs(_root: &std::fs::File) -> std::io::Result<()> {
 /// make every file and directory entry written on it durable (ext2/3/4,
 /// XFS, Btrfs, F2FS, ZFS, tmpfs).
 #[cfg(target_os = "linux")]
-pub(super) fn on_local_disk(root: &std::fs::File) -> bool {
+fn on_local_disk(root: &std::fs::File) -> bool {
     const EXT: i64 = 0xEF53;
     const XFS: i64 = 0x5846_5342;
     const BTRFS: i64 = 0x9123_683E;
@@ -299,7 +300,7 @@ pub(super) fn on_local_disk(root: &std::fs::File) -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) fn on_local_disk(_root: &std::fs::File) -> bool {
+fn on_local_disk(_root: &std::fs::File) -> bool {
     false
 }
 

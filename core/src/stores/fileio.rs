@@ -31,11 +31,12 @@ pub const LOCAL_THREADS: usize = 4;
 /// flight wait at once.
 pub const REMOTE_THREADS: usize = 64;
 
-/// The pool size for a directory at `root`.
-pub fn threads_for(root: &std::path::Path) -> usize {
-    match std::fs::File::open(root) {
-        Ok(f) if super::durable::on_local_disk(&f) => LOCAL_THREADS,
-        _ => REMOTE_THREADS,
+/// The pool size for a directory on a local disk or not.
+pub fn threads_for(on_local_disk: bool) -> usize {
+    if on_local_disk {
+        LOCAL_THREADS
+    } else {
+        REMOTE_THREADS
     }
 }
 

@@ -277,16 +277,15 @@ impl Ctx {
         let mut buf = BytesMut::new();
         let mut dig = Digester::new(self.chunking, None, o.published);
         while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
-            match whole.take() {
-                None if buf.is_empty() => whole = Some(b),
-                first => {
-                    if let Some(first) = first {
-                        buf.reserve(usize::try_from(size).unwrap_or(0));
-                        buf.extend_from_slice(&first);
-                    }
-                    buf.extend_from_slice(&b);
-                }
+            if whole.is_none() && buf.is_empty() {
+                whole = Some(b);
+                continue;
             }
+            if let Some(first) = whole.take() {
+                buf.reserve(usize::try_from(size).unwrap_or(0));
+                buf.extend_from_slice(&first);
+            }
+            buf.extend_from_slice(&b);
         }
         let digest = dig.finish(size)?;
         let body = whole.unwrap_or_else(|| buf.freeze());
