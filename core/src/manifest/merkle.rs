@@ -11,6 +11,9 @@
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use super::{CF_MERKLE_DIRTY, CF_MERKLE_LEAF, CF_MERKLE_NODE, CF_UNVERIFIED, cf, db_err};
 use crate::base::error::Error;
@@ -62,9 +65,56 @@ fn node_key(level: u8, index: u16) -> [u8; 3] {
     [level, a, b]
 }
 
-/// Stage a leaf insert or update in `batch` (and mark the key changed
-/// since the last complete verification).
-pub(super) fn stage_leaf(db: &DB, batch: &mut WriteBatch, key: &str, size: u64, content: &Hash) {
+/// The buckets whose `merkle_dirty` mark this process wrote since the last
+/// [`recompute`]: a later leaf in such a bucket needs no mark of its own.
+/// Skipping it is crash-safe because the write-ahead log recovers a prefix
+/// of the writes: a batch without the mark survives a crash only if the
+/// earlier batch that wrote it does. A bucket is set only once that batch
+/// is written, and every bucket is cleared when a [`recompute`] starts (it
+/// deletes the marks it finds). Leaf writes hold [`Marked::shared`] from
+/// staging to written and a recompute holds the lock alone, so no leaf
+/// that skipped its mark lands after the recompute read the bucket.
+#[derive(Debug)]
+pub(super) struct Marked {
+    bits: Box<[AtomicU64]>,
+    writes: RwLock<()>,
+}
+
+impl Marked {
+    pub(super) fn new() -> Self {
+        Self {
+            bits: (0..1024).map(|_| AtomicU64::new(0)).collect(),
+            writes: RwLock::new(()),
+        }
+    }
+
+    /// Held by a leaf's write from staging until the batch is written.
+    pub(super) fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.writes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn has(&self, bucket: u16) -> bool {
+        let (word, bit) = (usize::from(bucket >> 6), bucket & 63);
+        self.bits[word].load(Relaxed) & (1 << bit) != 0
+    }
+
+    /// `bucket`'s mark is written.
+    pub(super) fn set(&self, bucket: u16) {
+        let (word, bit) = (usize::from(bucket >> 6), bucket & 63);
+        self.bits[word].fetch_or(1 << bit, Relaxed);
+    }
+}
+
+/// Stage a leaf insert or update in `batch`, with its bucket's dirty mark
+/// unless `marked` holds it, and mark the key changed since the last
+/// complete verification. Returns the bucket, to [`Marked::set`] once the
+/// batch is written.
+pub(super) fn stage_leaf(
+    db: &DB,
+    batch: &mut WriteBatch,
+    (key, size, content): (&str, u64, &Hash),
+    marked: &Marked,
+) -> u16 {
     let bucket = bucket_of(key);
     if let (Some(leaf), Some(dirty)) = (db.cf_handle(CF_MERKLE_LEAF), db.cf_handle(CF_MERKLE_DIRTY))
     {
@@ -73,9 +123,12 @@ pub(super) fn stage_leaf(db: &DB, batch: &mut WriteBatch, key: &str, size: u64, 
             leaf_key(bucket, key),
             leaf_hash(key, size, content).as_bytes(),
         );
-        batch.put_cf(dirty, bucket.to_be_bytes(), []);
+        if !marked.has(bucket) {
+            batch.put_cf(dirty, bucket.to_be_bytes(), []);
+        }
     }
     stage_unverified(db, batch, key);
+    bucket
 }
 
 /// Stage a leaf removal in `batch` (the key changed, too).
@@ -214,7 +267,16 @@ where
 }
 
 /// Rehash dirty buckets and their ancestors; returns the root.
-pub(super) fn recompute(db: &DB) -> Result<Hash, Error> {
+pub(super) fn recompute(db: &DB, marked: &Marked) -> Result<Hash, Error> {
+    // No leaf is written meanwhile; the marks read below are deleted, so
+    // leaves written after mark their buckets again.
+    let _alone = marked
+        .writes
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    for w in &marked.bits {
+        w.store(0, Relaxed);
+    }
     let dirty_cf = cf(db, CF_MERKLE_DIRTY)?;
     let node_cf = cf(db, CF_MERKLE_NODE)?;
     let mut dirty: Vec<u16> = Vec::new();

@@ -136,6 +136,8 @@ pub struct Manifest {
     db: DB,
     path: PathBuf,
     read_only: bool,
+    /// Merkle buckets already marked dirty ([`merkle::Marked`]).
+    marked: merkle::Marked,
 }
 
 impl Manifest {
@@ -267,6 +269,7 @@ impl Manifest {
             db,
             path: path.to_owned(),
             read_only,
+            marked: merkle::Marked::new(),
         };
         match me.schema_version()? {
             None if read_only => return Err(state_err("no passeur state here".into())),
@@ -364,8 +367,10 @@ impl Manifest {
         rec: &ObjectRecord,
         chunks: &[ChunkRef],
     ) -> Result<CommitStats, Error> {
-        let (batch, stats) = self.stage_object(key, rec, chunks)?;
+        let _leaves = self.marked.shared();
+        let (batch, stats, bucket) = self.stage_object(key, rec, chunks)?;
         self.db.write(batch).map_err(db_err)?;
+        self.marked.set(bucket);
         Ok(stats)
     }
 
@@ -374,7 +379,7 @@ impl Manifest {
         key: &str,
         rec: &ObjectRecord,
         chunks: &[ChunkRef],
-    ) -> Result<(WriteBatch, CommitStats), Error> {
+    ) -> Result<(WriteBatch, CommitStats, u16), Error> {
         let db = &self.db;
         let mut batch = WriteBatch::default();
         let mut stats = CommitStats::default();
@@ -435,13 +440,15 @@ impl Manifest {
                 rec.blake3.as_bytes(),
             );
         }
-        merkle::stage_leaf(db, &mut batch, key, rec.source.size, &rec.blake3);
-        Ok((batch, stats))
+        let leaf = (key, rec.source.size, &rec.blake3);
+        let bucket = merkle::stage_leaf(db, &mut batch, leaf, &self.marked);
+        Ok((batch, stats, bucket))
     }
 
     /// Forget an object (used when it is deleted from the target).
     pub fn remove_object(&self, key: &str) -> Result<(), Error> {
         let db = &self.db;
+        let _leaves = self.marked.shared();
         let mut batch = WriteBatch::default();
         if let Some(old) = self.object(key)? {
             batch.merge_cf(cf(db, CF_COUNTERS)?, COUNT_OBJECTS, (-1i64).to_le_bytes());
@@ -460,7 +467,7 @@ impl Manifest {
 
     /// Bring the Merkle tree up to date and return the dataset root.
     pub fn merkle_root(&self) -> Result<Hash, Error> {
-        merkle::recompute(&self.db)
+        merkle::recompute(&self.db, &self.marked)
     }
 
     /// A Merkle node (level 0 root, 1, or 2 bucket); call after

@@ -295,3 +295,53 @@ fn the_same_content_in_another_number_of_chunks_moves_the_references() -> Result
     );
     Ok(())
 }
+
+/// A bucket's dirty mark is written once until the tree is recomputed:
+/// later leaves in it, after a recompute or a reopen, still reach the root.
+#[test]
+fn leaves_in_a_bucket_already_marked_still_reach_the_root() -> Result<(), Error> {
+    let b = merkle::bucket_of("k0");
+    let same: Vec<String> = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| merkle::bucket_of(k) == b)
+        .take(3)
+        .collect();
+    let d = tempdir()?;
+    let m = Manifest::open(d.path())?;
+    let put = |m: &Manifest, k: &str, c: &[u8]| m.commit_object(k, &rec(1, c), &chunk(c));
+    // What a manifest given only the final records computes.
+    let expect = |entries: &[(&str, &[u8])]| -> Result<Hash, Error> {
+        let dir = tempdir()?;
+        let f = Manifest::open(dir.path())?;
+        for (k, c) in entries {
+            put(&f, k, c)?;
+        }
+        f.merkle_root()
+    };
+    put(&m, &same[0], b"a")?;
+    let r1 = m.merkle_root()?;
+    assert_eq!(r1, expect(&[(&same[0], b"a")])?);
+    // The first leaf after the recompute marks the bucket; the second,
+    // not marked again, still counts.
+    put(&m, &same[1], b"b")?;
+    put(&m, &same[2], b"c")?;
+    assert_eq!(
+        m.merkle_root()?,
+        expect(&[(&same[0], b"a"), (&same[1], b"b"), (&same[2], b"c")])?
+    );
+    // Two changes in the marked bucket, then a reopen before any
+    // recompute: the mark written with the first is on disk.
+    put(&m, &same[0], b"a2")?;
+    put(&m, &same[1], b"b2")?;
+    drop(m);
+    let m = Manifest::open(d.path())?;
+    let want = expect(&[(&same[0], b"a2"), (&same[1], b"b2"), (&same[2], b"c")])?;
+    assert_eq!(m.merkle_root()?, want);
+    // After the reopen the bucket is marked afresh.
+    put(&m, &same[2], b"c2")?;
+    assert_eq!(
+        m.merkle_root()?,
+        expect(&[(&same[0], b"a2"), (&same[1], b"b2"), (&same[2], b"c2")])?
+    );
+    Ok(())
+}

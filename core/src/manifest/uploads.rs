@@ -213,9 +213,11 @@ impl Manifest {
         rec: &super::ObjectRecord,
         chunks: &[ChunkRef],
     ) -> Result<super::CommitStats, Error> {
-        let (mut batch, stats) = self.stage_object(key, rec, chunks)?;
+        let _leaves = self.marked.shared();
+        let (mut batch, stats, bucket) = self.stage_object(key, rec, chunks)?;
         self.stage_clear_upload(&mut batch, key)?;
         self.db.write_opt(batch, &synced()).map_err(db_err)?;
+        self.marked.set(bucket);
         Ok(stats)
     }
 }
