@@ -286,6 +286,10 @@ impl Bench {
             let d = self.fresh(dst)?;
             let state = self.work.path().join(format!("state{}", self.seq));
             let c = self.passeur(src, &d, &state)?;
+            // Each tool starts with nothing dirty on the disk: rclone never
+            // syncs, and a local target's `syncfs` would write its files
+            // back too.
+            settle_disk()?;
             let cost = self
                 .run(&c)
                 .with_context(|| format!("{}: passeur", row.name))?;
@@ -306,6 +310,7 @@ impl Bench {
             }
             for (opts, r) in peers {
                 let d = self.fresh(dst)?;
+                settle_disk()?;
                 let cost = self
                     .run(&Self::rclone(src, &d, opts))
                     .with_context(|| format!("{}: {}", r.name, r.peer_name))?;

@@ -24,7 +24,6 @@ impl Bench {
             std::fs::write(dir.join(&k), &b)?;
             expect_of(&mut want, &k, &b);
         }
-        settle_disk()?;
         let label = if dirs == 1 {
             format!("{n} files, one directory")
         } else {
@@ -42,18 +41,25 @@ impl Bench {
         again.rss_goal = Some(150.0);
         let base = Dst::Dir(self.work.path().join("tiny-dst"));
         let src = Src::Dir(dir.clone());
-        // Targets are removed only once both tools ran: ext4 creates inodes
-        // slowly for minutes after a mass delete (it steps over recently
-        // deleted ones), which would tax whichever tool ran next.
-        let mut made = Vec::new();
         for run in 0..self.tiny_runs {
-            for tool in ["passeur", "rclone"] {
+            // Each tool goes first every other run: the first to run after
+            // the set-up meets the disk as it left it.
+            let order = if run % 2 == 0 {
+                ["passeur", "rclone"]
+            } else {
+                ["rclone", "passeur"]
+            };
+            let mut made = Vec::new();
+            for tool in order {
                 let d = self.fresh(&base)?;
                 let state = self.work.path().join(format!("state{}", self.seq));
                 let c = match tool {
                     "passeur" => self.passeur(&src, &d, &state)?,
                     _ => Self::rclone(&src, &d, &[]),
                 };
+                // Nothing left dirty by the tool before: rclone never syncs,
+                // and passeur's `syncfs` would write its files back too.
+                settle_disk()?;
                 let once = self.run(&c).with_context(|| format!("{name}: {tool}"))?;
                 let twice = self
                     .run(&c)
@@ -68,14 +74,16 @@ impl Bench {
                     .with_context(|| format!("{name}: {tool}'s target"))?;
                 made.push((d, state));
             }
-        }
-        for (d, state) in made {
-            self.drop_target(&d)?;
-            if state.exists() {
-                std::fs::remove_dir_all(&state)?;
+            for (d, state) in made {
+                self.drop_target(&d)?;
+                if state.exists() {
+                    std::fs::remove_dir_all(&state)?;
+                }
             }
+            past_deletes()?;
         }
         std::fs::remove_dir_all(dir)?;
+        past_deletes()?;
         Ok(vec![first, again])
     }
 }
@@ -87,5 +95,21 @@ impl Bench {
 pub(super) fn settle_disk() -> Result<()> {
     let st = std::process::Command::new("sync").status()?;
     anyhow::ensure!(st.success(), "sync: {st}");
+    Ok(())
+}
+
+/// How long ext4 without a journal steps over the inodes of deleted files
+/// once their inode tables are written back (`recently_deleted`, 60 s),
+/// with a margin.
+const RECENTLY_DELETED: std::time::Duration = std::time::Duration::from_secs(75);
+
+/// Wait until a mass delete no longer taxes file creation: ext4 without a
+/// journal skips inodes freed in the last minute (five more while their
+/// table is dirty), so a tool creating a million files right after one
+/// was removed runs up to twice as long (measured: 2×10⁵ files, 30 s
+/// instead of 13–16 s), whichever tool it is.
+pub(super) fn past_deletes() -> Result<()> {
+    settle_disk()?;
+    std::thread::sleep(RECENTLY_DELETED);
     Ok(())
 }
