@@ -165,7 +165,7 @@ impl Changes<'_> {
         };
         let slot = self.window.acquire().await;
         let looked = match self.ctx.source.inner.head(&loc).await {
-            Ok(meta) => match self.ctx.replicate(&meta, self.opts.dry_run).await {
+            Ok(meta) => match self.ctx.replicate(&meta, self.opts.dry_run, None).await {
                 Ok(Outcome::Vanished) => Looked::Gone,
                 r => Looked::Object(meta.size, r),
             },

@@ -5,6 +5,8 @@
 pub mod changes;
 pub mod deletes;
 mod pass;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -169,19 +169,34 @@ impl<'a> Pass<'a> {
     }
 
     /// Do one item's work: replicate an object while holding a slot of the
-    /// window.
+    /// window. An object written to a local directory gives its slot back
+    /// while it waits for the shared `syncfs` that makes it durable: the
+    /// window bounds the objects being worked on, the stream's ceiling all
+    /// of them (a window full of objects waiting for one `syncfs` left the
+    /// cores idle).
     async fn work(&self, work: Work) -> Done {
         match work {
             Work::Object(meta, ticket) => {
-                let slot = self.window.acquire().await;
-                let mut r = self.ctx.replicate(&meta, self.opts.dry_run).await;
+                let mut slot = Some(self.window.acquire().await);
+                let (tx, written) = tokio::sync::oneshot::channel();
+                let mut r = {
+                    let replicate = self.ctx.replicate(&meta, self.opts.dry_run, Some(tx));
+                    let mut replicate = std::pin::pin!(replicate);
+                    tokio::select! {
+                        r = &mut replicate => r,
+                        Ok(()) = written => {
+                            drop(slot.take());
+                            replicate.await
+                        }
+                    }
+                };
                 if matches!(r, Ok(Outcome::Vanished)) {
                     r = slash_key_check(&self.ctx.source, &meta.location).await;
                 }
-                match r {
+                match (slot, &r) {
                     // Settled from the manifest: no request to measure.
-                    Ok(Outcome::Unchanged | Outcome::WouldCopy) => slot.uncounted(),
-                    _ => drop(slot),
+                    (Some(s), Ok(Outcome::Unchanged | Outcome::WouldCopy)) => s.uncounted(),
+                    (s, _) => drop(s),
                 }
                 Done::Object(meta, ticket, r)
             }

@@ -16,6 +16,7 @@ pub(crate) mod read;
 mod record;
 pub(crate) mod resume;
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -42,6 +43,18 @@ use record::{Commit, Replicated};
 /// Times one object starts over because its source changed under it.
 const MAX_RESTARTS: usize = 3;
 
+tokio::task_local! {
+    /// Told once the copy running in this task has its bytes at the target
+    /// and waits only for them to be durable ([`Ctx::replicate`]).
+    static WRITTEN: Cell<Option<tokio::sync::oneshot::Sender<()>>>;
+}
+
+/// The running copy's bytes are at the target; only their durability is
+/// awaited now (a shared `syncfs`): tell whoever asked, once.
+fn tell_written() {
+    let _ = WRITTEN.try_with(|w| w.take().map(|tx| tx.send(())));
+}
+
 impl Ctx {
     /// Replicate one listed object. A failure after answers that asked to
     /// slow down is named throttled.
@@ -56,17 +69,26 @@ impl Ctx {
     /// spawning unchanged objects too cost about a tenth of a no-op pass).
     /// Dropping the returned future (a pass cut short) aborts the task at
     /// its next await, as dropping the copy's own future would.
+    ///
+    /// `written`, if given, is told when the object's bytes are at a local
+    /// target and only their durability is awaited (objects written
+    /// meanwhile share one `syncfs`): the caller may start another object
+    /// while this one waits. The returned future still ends only once the
+    /// object is durable and recorded.
     pub async fn replicate(
         self: &Arc<Self>,
         meta: &ObjectMeta,
         dry_run: bool,
+        written: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<Outcome, Error> {
         if let Some(o) = self.settled(meta, dry_run)? {
             return Ok(o);
         }
         let (ctx, m) = (Arc::clone(self), meta.clone());
         // The task keeps the pass's span, so its logs still name the pass.
-        let copy = async move { ctx.copy(&m).await }.in_current_span();
+        let copy = WRITTEN
+            .scope(Cell::new(written), async move { ctx.copy(&m).await })
+            .in_current_span();
         let task = AbortOnDropHandle::new(tokio::spawn(copy));
         match task.await {
             Ok(r) => r,

@@ -73,6 +73,9 @@ impl Ctx {
         };
         let stats: CommitStats = match commit {
             Commit::Object => {
+                if self.target.local.is_some() {
+                    super::tell_written();
+                }
                 self.target.make_durable(loc).await?;
                 self.manifest
                     .commit_object(loc.as_ref(), &rec, &r.digest.chunks)?
