@@ -49,7 +49,6 @@ impl Bench {
             } else {
                 ["rclone", "passeur"]
             };
-            let mut made = Vec::new();
             for tool in order {
                 let d = self.fresh(&base)?;
                 let state = self.work.path().join(format!("state{}", self.seq));
@@ -72,18 +71,10 @@ impl Bench {
                 b.0.push(twice);
                 self.check(&d, &want, run == 0)
                     .with_context(|| format!("{name}: {tool}'s target"))?;
-                made.push((d, state));
-            }
-            for (d, state) in made {
+                // Kept until the benchmark ends (see `Bench::drop_target`).
                 self.drop_target(&d)?;
-                if state.exists() {
-                    std::fs::remove_dir_all(&state)?;
-                }
             }
-            past_deletes()?;
         }
-        std::fs::remove_dir_all(dir)?;
-        past_deletes()?;
         Ok(vec![first, again])
     }
 }
@@ -95,21 +86,5 @@ impl Bench {
 pub(super) fn settle_disk() -> Result<()> {
     let st = std::process::Command::new("sync").status()?;
     anyhow::ensure!(st.success(), "sync: {st}");
-    Ok(())
-}
-
-/// How long ext4 without a journal steps over the inodes of deleted files
-/// once their inode tables are written back (`recently_deleted`, 60 s),
-/// with a margin.
-const RECENTLY_DELETED: std::time::Duration = std::time::Duration::from_secs(75);
-
-/// Wait until a mass delete no longer taxes file creation: ext4 without a
-/// journal skips inodes freed in the last minute (five more while their
-/// table is dirty), so a tool creating a million files right after one
-/// was removed runs up to twice as long (measured: 2×10⁵ files, 30 s
-/// instead of 13–16 s), whichever tool it is.
-pub(super) fn past_deletes() -> Result<()> {
-    settle_disk()?;
-    std::thread::sleep(RECENTLY_DELETED);
     Ok(())
 }
