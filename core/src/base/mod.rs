@@ -6,6 +6,8 @@ pub mod filter;
 pub mod ranges;
 pub mod shard;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// Milliseconds since the Unix epoch (0 before it), as records store time.
 pub fn now_ms() -> i64 {

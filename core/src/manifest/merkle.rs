@@ -112,7 +112,9 @@ impl Marked {
 pub(super) fn stage_leaf(
     db: &DB,
     batch: &mut WriteBatch,
-    (key, size, content): (&str, u64, &Hash),
+    key: &str,
+    size: u64,
+    content: &Hash,
     marked: &Marked,
 ) -> u16 {
     let bucket = bucket_of(key);

@@ -440,8 +440,14 @@ impl Manifest {
                 rec.blake3.as_bytes(),
             );
         }
-        let leaf = (key, rec.source.size, &rec.blake3);
-        let bucket = merkle::stage_leaf(db, &mut batch, leaf, &self.marked);
+        let bucket = merkle::stage_leaf(
+            db,
+            &mut batch,
+            key,
+            rec.source.size,
+            &rec.blake3,
+            &self.marked,
+        );
         Ok((batch, stats, bucket))
     }
 

@@ -209,6 +209,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testing::tempdir;
     use crate::content::hash::Hash;
     use crate::manifest::{ObjectRecord, ObjectState, SourceVersion};
 
@@ -231,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_new_shard_forgets_the_keys_it_gave_away() -> Result<(), Error> {
-        let dir = tmp()?;
+        let dir = tempdir()?;
         let m = Manifest::open(dir.path())?;
         let keys: Vec<String> = (0..500).map(|i| format!("k/{i}")).collect();
         for (i, k) in keys.iter().enumerate() {
@@ -252,7 +253,7 @@ mod tests {
         assert_eq!(m.keep_shard(Some(&four))?, 0);
         // Its tree is the tree of its keys alone.
         let root = m.merkle_root()?;
-        let other = tmp()?;
+        let other = tempdir()?;
         let fresh = Manifest::open(other.path())?;
         for (i, k) in keys.iter().enumerate() {
             if four.owns(k) {
@@ -263,19 +264,12 @@ mod tests {
         Ok(())
     }
 
-    fn tmp() -> Result<tempfile::TempDir, Error> {
-        tempfile::tempdir().map_err(|e| Error::Io {
-            what: "tempdir".into(),
-            source: e,
-        })
-    }
-
     #[test]
     fn range_shards_merge_into_the_root_of_one_manifest() -> Result<(), Error> {
         let mut keys: Vec<String> = (0..400).map(|i| format!("r{}/{i}", i % 9)).collect();
         keys.sort();
         let (ranges, _) = Ranges::learn(keys.iter().cloned().map(Ok), keys.len() as u64, 3)?;
-        let (one_dir, dirs) = (tmp()?, [tmp()?, tmp()?, tmp()?]);
+        let (one_dir, dirs) = (tempdir()?, [tempdir()?, tempdir()?, tempdir()?]);
         let one = Manifest::open(one_dir.path())?;
         let shards: Vec<Manifest> = dirs
             .iter()
@@ -312,7 +306,7 @@ mod tests {
     #[test]
     fn three_shards_merge_into_the_root_of_one_manifest() -> Result<(), Error> {
         let keys: Vec<String> = (0..300).map(|i| format!("d{}/{i}", i % 5)).collect();
-        let (one_dir, dirs) = (tmp()?, [tmp()?, tmp()?, tmp()?]);
+        let (one_dir, dirs) = (tempdir()?, [tempdir()?, tempdir()?, tempdir()?]);
         let one = Manifest::open(one_dir.path())?;
         let shards: Vec<Manifest> = dirs
             .iter()

@@ -1,4 +1,5 @@
 use super::*;
+use crate::base::testing::tempdir;
 use crate::content::chunk::ChunkRef;
 
 fn rec(size: u64, content: &[u8]) -> ObjectRecord {
@@ -16,14 +17,6 @@ fn rec(size: u64, content: &[u8]) -> ObjectRecord {
         state: ObjectState::Complete,
         recorded_ms: 0,
     }
-}
-
-/// A temporary directory, its failure an `Error` like the rest.
-fn tempdir() -> Result<tempfile::TempDir, Error> {
-    tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })
 }
 
 fn chunk(content: &[u8]) -> Vec<ChunkRef> {

@@ -10,16 +10,10 @@ use super::PassOptions;
 use super::pass::pass_ctx;
 use crate::base::error::Error;
 use crate::base::stats::Stats;
+use crate::base::testing::{setup_err, tempdir};
 use crate::manifest::Manifest;
 use crate::stores::{LocalDir, Store, StoreOptions};
 use crate::transfer::Outcome;
-
-fn tempdir() -> Result<tempfile::TempDir, Error> {
-    tempfile::tempdir().map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })
-}
 
 /// Replicate `key` from `source` to `target` with a `written` channel:
 /// whether it was told, and the outcome.
@@ -51,10 +45,7 @@ async fn replicate_telling(
 async fn an_object_written_to_a_local_directory_says_so_and_is_still_recorded() -> Result<(), Error>
 {
     let (src, dst, state) = (tempdir()?, tempdir()?, tempdir()?);
-    std::fs::write(src.path().join("a"), b"hello").map_err(|source| Error::Io {
-        what: "test set-up".into(),
-        source,
-    })?;
+    std::fs::write(src.path().join("a"), b"hello").map_err(|e| setup_err("source file", e))?;
     let url = |d: &tempfile::TempDir| d.path().to_string_lossy().into_owned();
     let opts = StoreOptions::default();
     let source = Store::open(&url(&src), &opts, LocalDir::MustExist)?;
@@ -64,10 +55,7 @@ async fn an_object_written_to_a_local_directory_says_so_and_is_still_recorded() 
     assert!(matches!(outcome, Outcome::Copied), "{outcome:?}");
     // The future ended only once recorded, and the bytes are there.
     assert!(Manifest::open(state.path())?.object("a")?.is_some());
-    let got = std::fs::read(dst.path().join("a")).map_err(|source| Error::Io {
-        what: "read back".into(),
-        source,
-    })?;
+    let got = std::fs::read(dst.path().join("a")).map_err(|e| setup_err("read back", e))?;
     assert_eq!(got, b"hello");
 
     // Already replicated: settled from the manifest, nothing to tell.
