@@ -8,7 +8,7 @@
 //! their parents, so the root is maintained incrementally, and two manifests
 //! can be compared node by node, descending only where hashes differ.
 
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -268,6 +268,39 @@ where
     Ok(node_hash(&level1))
 }
 
+/// The hashes of `buckets` (ascending), from their stored leaves, in one
+/// forward scan of `merkle_leaf`: the scan goes on from one bucket into
+/// the next and seeks only over buckets not asked for. After a first pass
+/// every bucket is dirty, and an iterator made per bucket (65,536 of them,
+/// each merging the memtables and every table file) was the pass's last
+/// second, on one core.
+fn hash_buckets(db: &DB, buckets: &[u16]) -> Result<Vec<Hash>, Error> {
+    let mut opts = ReadOptions::default();
+    // A one-off scan: the block cache keeps what lookups need.
+    opts.fill_cache(false);
+    let mut it = db.raw_iterator_cf_opt(cf(db, CF_MERKLE_LEAF)?, opts);
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut out = Vec::with_capacity(buckets.len());
+    for &b in buckets {
+        let prefix = b.to_be_bytes();
+        // Seek unless the scan already stands at or past the bucket.
+        if it.key().is_none_or(|k| k < &prefix[..]) {
+            it.seek(prefix);
+        }
+        leaves.clear();
+        while let Some((k, v)) = it.item() {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            leaves.extend(Hash::from_slice(v));
+            it.next();
+        }
+        it.status().map_err(db_err)?;
+        out.push(node_hash(&leaves));
+    }
+    Ok(out)
+}
+
 /// Rehash dirty buckets and their ancestors; returns the root.
 pub(super) fn recompute(db: &DB, marked: &Marked) -> Result<Hash, Error> {
     // No leaf is written meanwhile; the marks read below are deleted, so
@@ -294,9 +327,7 @@ pub(super) fn recompute(db: &DB, marked: &Marked) -> Result<Hash, Error> {
     let mut batch = WriteBatch::default();
     let mut parents = BTreeSet::new();
     let mut fresh = HashMap::new();
-    for &b in &dirty {
-        let leaves = bucket_leaves(db, b)?;
-        let h = node_hash(leaves.iter().map(|(_, h)| h));
+    for (b, h) in dirty.iter().copied().zip(hash_buckets(db, &dirty)?) {
         batch.put_cf(node_cf, node_key(2, b), h.as_bytes());
         fresh.insert((2u8, b), h);
         batch.delete_cf(dirty_cf, b.to_be_bytes());

@@ -1,6 +1,7 @@
 use super::*;
 use crate::base::testing::tempdir;
 use crate::content::chunk::ChunkRef;
+use std::collections::BTreeMap;
 
 fn rec(size: u64, content: &[u8]) -> ObjectRecord {
     ObjectRecord {
@@ -336,5 +337,96 @@ fn leaves_in_a_bucket_already_marked_still_reach_the_root() -> Result<(), Error>
         m.merkle_root()?,
         expect(&[(&same[0], b"a2"), (&same[1], b"b2"), (&same[2], b"c2")])?
     );
+    Ok(())
+}
+
+/// The root from the tree's definition alone (module `merkle`): each
+/// bucket's leaves in key order, 256 buckets to a level-1 node.
+fn root_by_definition(objects: &BTreeMap<String, Vec<u8>>) -> Hash {
+    let mut buckets: BTreeMap<u16, BTreeMap<&str, Hash>> = BTreeMap::new();
+    for (k, c) in objects {
+        let leaf = merkle::leaf_hash(k, 1, &Hash::of(c));
+        buckets
+            .entry(merkle::bucket_of(k))
+            .or_default()
+            .insert(k, leaf);
+    }
+    let bucket = |b: u16| {
+        buckets
+            .get(&b)
+            .map_or(Hash([0; 32]), |l| merkle::node_hash(l.values()))
+    };
+    let level1: Vec<Hash> = (0..256u16)
+        .map(|p| {
+            merkle::node_hash(
+                &(0..256u16)
+                    .map(|i| bucket((p << 8) | i))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    merkle::node_hash(&level1)
+}
+
+/// Commit `k` with content `c` to `m` and to the model `want`.
+fn put(
+    m: &Manifest,
+    want: &mut BTreeMap<String, Vec<u8>>,
+    k: String,
+    c: Vec<u8>,
+) -> Result<(), Error> {
+    m.commit_object(&k, &rec(1, &c), &chunk(&c))?;
+    want.insert(k, c);
+    Ok(())
+}
+
+/// The first key `prefix{i}` whose bucket `pick` accepts.
+fn key_in(prefix: &str, pick: impl Fn(u16) -> bool) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| pick(merkle::bucket_of(k)))
+        .unwrap_or_default()
+}
+
+/// Rounds of writes that leave dirty buckets next to each other, apart
+/// with clean buckets holding leaves between them, emptied, and at the
+/// ends of the key space: after each, the recomputed root is the one the
+/// definition gives for the objects written so far.
+#[test]
+fn every_recompute_gives_the_root_of_the_definition() -> Result<(), Error> {
+    let d = tempdir()?;
+    let m = Manifest::open(d.path())?;
+    let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let check = |m: &Manifest, want: &BTreeMap<String, Vec<u8>>| -> Result<(), Error> {
+        assert_eq!(m.merkle_root()?, root_by_definition(want));
+        Ok(())
+    };
+    // Leaves in thousands of buckets.
+    for i in 0..3000 {
+        put(&m, &mut want, format!("k{i}"), vec![1, (i % 7) as u8])?;
+    }
+    check(&m, &want)?;
+    // Every third key changed: clean buckets with leaves between dirty ones.
+    for i in (0..3000).step_by(3) {
+        put(&m, &mut want, format!("k{i}"), vec![2])?;
+    }
+    check(&m, &want)?;
+    // One key in a hundred changed and as many added.
+    for i in (0..3000).step_by(100) {
+        put(&m, &mut want, format!("k{i}"), vec![3])?;
+        put(&m, &mut want, format!("new{i}"), vec![3])?;
+    }
+    check(&m, &want)?;
+    // The first and the last buckets alone.
+    put(&m, &mut want, key_in("x", |b| b < 4), vec![4])?;
+    put(&m, &mut want, key_in("y", |b| b > 65_531), vec![4])?;
+    check(&m, &want)?;
+    // Buckets emptied by removals hash to zero again.
+    let gone: Vec<String> = want.keys().filter(|k| k.ends_with('7')).cloned().collect();
+    for k in gone {
+        m.remove_object(&k)?;
+        want.remove(&k);
+    }
+    check(&m, &want)?;
     Ok(())
 }
