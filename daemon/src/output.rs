@@ -410,6 +410,12 @@ fn human_summary(s: &PassSummary, elapsed: Duration) -> String {
             st.uploads_resumed, st.bytes_resumed, st.uploads_restarted
         ));
     }
+    if st.uploads_unrecorded_aborted > 0 {
+        t.push_str(&format!(
+            "unrecorded uploads: {} created at the target by a stopped run before their id was recorded, aborted\n",
+            st.uploads_unrecorded_aborted
+        ));
+    }
     if st.throttled > 0 {
         t.push_str(&format!(
             "throttled: {} answers 429/503 from the stores (retried); concurrency went down to {}, now {}\n",

@@ -224,6 +224,22 @@ impl Meter {
         Ok(())
     }
 
+    /// Hold the server's answers to `method` requests whose target holds
+    /// `text` (`None`: let them go), once the server has handled them.
+    pub fn hold_answers(&self, to: Option<(&str, &str)>) {
+        *lock(&self.counts.hold_answers) = to.map(|(m, t)| (m.to_owned(), t.to_owned()));
+    }
+
+    /// Wait until `n` answers were held by [`Meter::hold_answers`].
+    pub fn wait_held_answers(&self, n: u64, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.counts.held_answers.load(Relaxed) < n {
+            anyhow::ensure!(Instant::now() < deadline, "no answer held in {limit:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     /// Alter one byte of object GET answers to a Range holding `text`.
     pub fn alter_range(&self, text: Option<&str>) {
         *lock(&self.counts.alter_range) = text.map(str::to_owned);
@@ -405,6 +421,17 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         let resp = read_head(&mut from_server)?.context("server closed")?;
         let resp_text = String::from_utf8_lossy(&resp).into_owned();
         let status = http1::status(&resp_text);
+        let answer_held = |c: &Counts| {
+            lock(&c.hold_answers)
+                .as_ref()
+                .is_some_and(|(m, t)| m.as_str() == method && target.contains(t.as_str()))
+        };
+        if answer_held(counts) {
+            counts.held_answers.fetch_add(1, Relaxed);
+            while answer_held(counts) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         if status == 500 && target.contains("uploadId=") && counts.no_such_upload.load(Relaxed) {
             http1::skip_body(&mut from_server, &resp_text, Message::Response)?;
             counts.no_such_upload_sent.fetch_add(1, Relaxed);

@@ -355,11 +355,29 @@ impl Server {
         self.uploads_command("s3abort", bucket)
     }
 
+    /// Start a multipart upload of `key` in `bucket` (moto only), as
+    /// another client would, with one part sent if `part`; returns it as
+    /// "key upload-id".
+    pub fn create_upload(&self, bucket: &str, key: &str, part: bool) -> Result<Vec<String>> {
+        let command = if part { "s3createpart" } else { "s3create" };
+        self.uploads_command_with(command, bucket, &[key])
+    }
+
     fn uploads_command(&self, command: &str, bucket: &str) -> Result<Vec<String>> {
+        self.uploads_command_with(command, bucket, &[])
+    }
+
+    fn uploads_command_with(
+        &self,
+        command: &str,
+        bucket: &str,
+        keys: &[&str],
+    ) -> Result<Vec<String>> {
         anyhow::ensure!(self.kind == Kind::Moto, "{command} needs moto");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/mkbucket.py");
         let out = Command::new(tool("PASSEUR_PYTHON")?)
             .args([script, command, &self.endpoint, bucket])
+            .args(keys)
             .output()?;
         if !out.status.success() {
             bail!("{command}: {}", String::from_utf8_lossy(&out.stderr));

@@ -4,6 +4,10 @@ usage: mkbucket.py s3 ENDPOINT BUCKET | mkbucket.py az ENDPOINT CONTAINER
        mkbucket.py s3uploads ENDPOINT BUCKET  (print open multipart uploads)
        mkbucket.py s3abort ENDPOINT BUCKET  (abort every open multipart upload,
        as an AbortIncompleteMultipartUpload lifecycle rule does; prints them)
+       mkbucket.py s3create ENDPOINT BUCKET KEY...  (start a multipart upload
+       of each KEY, as another client would; prints them)
+       mkbucket.py s3createpart ENDPOINT BUCKET KEY...  (the same, each with
+       one part sent)
        mkbucket.py s3put ENDPOINT BUCKET KEY...  (empty objects with raw keys
        that object_store cannot write, such as `dir/` markers or `a//b`)
        mkbucket.py s3putbody ENDPOINT BUCKET KEY BODY  (one raw key with
@@ -43,6 +47,15 @@ elif kind == "s3abort":
     for u in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
         print(u["Key"], u["UploadId"])
+elif kind in ("s3create", "s3createpart"):
+    s3 = s3_client(endpoint)
+    for key in sys.argv[4:]:
+        u = s3.create_multipart_upload(Bucket=name, Key=key)
+        if kind == "s3createpart":
+            s3.upload_part(
+                Bucket=name, Key=key, UploadId=u["UploadId"], PartNumber=1, Body=b"other"
+            )
+        print(key, u["UploadId"])
 elif kind == "s3":
     s3_client(endpoint).create_bucket(Bucket=name)
 elif kind == "azput":

@@ -50,6 +50,9 @@ pub struct Stats {
     pub parts_recorded: AtomicU64,
     /// Uploads started over because the source changed under them.
     pub uploads_restarted: AtomicU64,
+    /// Multipart uploads a stopped run created at the target but never
+    /// recorded, found by their key and aborted.
+    pub uploads_unrecorded_aborted: AtomicU64,
     /// Uploads paused at a part boundary by a stop request; the next run
     /// continues them.
     pub paused: AtomicU64,
@@ -110,6 +113,8 @@ pub struct Snapshot {
     pub parts_recorded: u64,
     /// See [`Stats::uploads_restarted`].
     pub uploads_restarted: u64,
+    /// See [`Stats::uploads_unrecorded_aborted`].
+    pub uploads_unrecorded_aborted: u64,
     /// See [`Stats::paused`].
     pub paused: u64,
     /// See [`Stats::excluded`].
@@ -149,6 +154,7 @@ impl Stats {
             bytes_resumed: self.bytes_resumed.load(Relaxed),
             parts_recorded: self.parts_recorded.load(Relaxed),
             uploads_restarted: self.uploads_restarted.load(Relaxed),
+            uploads_unrecorded_aborted: self.uploads_unrecorded_aborted.load(Relaxed),
             paused: self.paused.load(Relaxed),
             excluded: self.excluded.load(Relaxed),
             deleted: self.deleted.load(Relaxed),

@@ -61,6 +61,7 @@ const CF_MERKLE_NODE: &str = "merkle_node";
 const CF_MERKLE_DIRTY: &str = "merkle_dirty";
 const CF_UPLOADS: &str = "uploads";
 const CF_UPLOAD_PARTS: &str = "upload_parts";
+const CF_UPLOAD_STARTS: &str = "upload_starts";
 const CF_DELETE_CANDIDATES: &str = "delete_candidates";
 const CF_DEEP_VERIFIED: &str = "deep_verified";
 const CF_VERIFY_LEAF: &str = "verify_leaf";
@@ -68,7 +69,7 @@ const CF_LISTED: &str = "listed";
 const CF_COUNTERS: &str = "counters";
 const CF_CHANGES_PENDING: &str = "changes_pending";
 const CF_UNVERIFIED: &str = "unverified";
-const ALL_CFS: [&str; 18] = [
+const ALL_CFS: [&str; 19] = [
     CF_META,
     CF_OBJECTS,
     CF_CHUNKLISTS,
@@ -80,6 +81,7 @@ const ALL_CFS: [&str; 18] = [
     CF_MERKLE_DIRTY,
     CF_UPLOADS,
     CF_UPLOAD_PARTS,
+    CF_UPLOAD_STARTS,
     CF_DELETE_CANDIDATES,
     CF_DEEP_VERIFIED,
     CF_VERIFY_LEAF,

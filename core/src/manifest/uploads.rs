@@ -3,13 +3,19 @@
 //! started (its id and the source version it copies), a part confirmed by
 //! the target (its part id, BLAKE3 subtrees and chunk list), and the upload
 //! finished (deleted in the same batch that commits the object record).
+//!
+//! Creating an upload is preceded by a synced `upload_starts` record (the
+//! key and the time): a run stopped after the target created the upload
+//! and before its id was recorded leaves that record, by which the next
+//! run finds the upload at the target and aborts it. Recording the id
+//! removes it in the same batch.
 
 use std::collections::BTreeMap;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{CF_UPLOAD_PARTS, CF_UPLOADS, Manifest, cf, db_err, records};
+use super::{CF_UPLOAD_PARTS, CF_UPLOAD_STARTS, CF_UPLOADS, Manifest, cf, db_err, records};
 use crate::base::error::Error;
 use crate::content::chunk::ChunkRef;
 use crate::content::hash::Hash;
@@ -107,6 +113,12 @@ fn part_key(key: &str, index: u32) -> Vec<u8> {
     k
 }
 
+fn start_time(key: &str, v: &[u8]) -> Result<i64, Error> {
+    <[u8; 8]>::try_from(v)
+        .map(i64::from_be_bytes)
+        .map_err(|_| Error::Corrupt(format!("upload start of {key:?}")))
+}
+
 fn synced() -> WriteOptions {
     let mut o = WriteOptions::default();
     o.set_sync(true);
@@ -172,11 +184,60 @@ impl Manifest {
         Ok(())
     }
 
-    /// Record a new upload for `key` (replacing any earlier one), synced:
-    /// from here on a crash leaves an upload this manifest knows about.
+    /// An upload of `key` is about to be created: note it and the time
+    /// (ms since the epoch), synced, so that one a crash leaves unrecorded
+    /// at the target can be found.
+    pub fn note_upload_start(&self, key: &str, at_ms: i64) -> Result<(), Error> {
+        self.db
+            .put_cf_opt(
+                cf(&self.db, CF_UPLOAD_STARTS)?,
+                key.as_bytes(),
+                at_ms.to_be_bytes(),
+                &synced(),
+            )
+            .map_err(db_err)
+    }
+
+    /// When an upload of `key` was last about to be created and not
+    /// recorded since, if one was.
+    pub fn upload_start(&self, key: &str) -> Result<Option<i64>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_UPLOAD_STARTS)?, key.as_bytes())
+            .map_err(db_err)?;
+        v.map(|v| start_time(key, &v)).transpose()
+    }
+
+    /// Every upload start not followed by a recorded upload id.
+    pub fn upload_starts(&self) -> Result<Vec<(String, i64)>, Error> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_UPLOAD_STARTS)?, IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(db_err)?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let at = start_time(&key, &v)?;
+            out.push((key, at));
+        }
+        Ok(out)
+    }
+
+    /// Forget `key`'s upload start (what it may have left at the target is
+    /// aborted, or cannot be looked for), synced.
+    pub fn forget_upload_start(&self, key: &str) -> Result<(), Error> {
+        self.db
+            .delete_cf_opt(cf(&self.db, CF_UPLOAD_STARTS)?, key.as_bytes(), &synced())
+            .map_err(db_err)
+    }
+
+    /// Record a new upload for `key` (replacing any earlier one, and its
+    /// start), synced: from here on a crash leaves an upload this manifest
+    /// knows about.
     pub fn begin_upload(&self, key: &str, head: &UploadHead) -> Result<(), Error> {
         let mut batch = WriteBatch::default();
         self.stage_clear_upload(&mut batch, key)?;
+        batch.delete_cf(cf(&self.db, CF_UPLOAD_STARTS)?, key.as_bytes());
         batch.put_cf(
             cf(&self.db, CF_UPLOADS)?,
             key.as_bytes(),
@@ -304,5 +365,24 @@ mod tests {
         ok(m.drop_upload("a"));
         assert_eq!(m.upload("a").ok().flatten(), None);
         assert_eq!(m.upload_parts("ab").map(|p| p.len()).ok(), Some(1));
+    }
+
+    #[test]
+    fn an_upload_start_lasts_until_its_id_is_recorded_or_it_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let m = Manifest::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let ok = |r: Result<(), Error>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(m.note_upload_start("a", 7));
+        ok(m.note_upload_start("b", 8));
+        assert_eq!(m.upload_start("a").ok().flatten(), Some(7));
+        ok(m.begin_upload("a", &head(10)));
+        assert_eq!(m.upload_start("a").ok().flatten(), None);
+        assert_eq!(m.upload_starts().ok(), Some(vec![("b".to_owned(), 8)]));
+        // Reopened: the start survives a restart.
+        drop(m);
+        let m = Manifest::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.upload_start("b").ok().flatten(), Some(8));
+        ok(m.forget_upload_start("b"));
+        assert!(m.upload_starts().is_ok_and(|s| s.is_empty()));
     }
 }

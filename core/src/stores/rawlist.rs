@@ -20,6 +20,9 @@ use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
 use object_store::client::{HttpClient, HttpRequest};
 use serde::Deserialize;
 
+mod uploads;
+pub use uploads::{OpenUpload, UploadParts, UploadsListing};
+
 /// One listed object, its key relative to the store's prefix.
 #[derive(Debug, Clone)]
 pub struct RawEntry {
@@ -292,6 +295,19 @@ impl RawLister {
     }
 
     async fn send(&self, url: &str) -> object_store::Result<Bytes> {
+        match self.answer(url).await? {
+            (status, body) if status.is_success() => Ok(body),
+            (status, body) => Err(err(format!(
+                "listing {}: {}",
+                self.base,
+                refusal(status, &body)
+            ))),
+        }
+    }
+
+    /// A signed GET's final answer: transport errors, 429 and 5xx but 501
+    /// are tried again ([`ATTEMPTS`] in all); any other status is returned.
+    async fn answer(&self, url: &str) -> object_store::Result<(http::StatusCode, Bytes)> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -335,22 +351,27 @@ impl RawLister {
                     continue;
                 }
             };
-            if status.is_success() {
-                return Ok(body);
+            // 501 Not Implemented will be answered again.
+            let again =
+                (status.is_server_error() && status.as_u16() != 501) || status.as_u16() == 429;
+            if !again {
+                return Ok((status, body));
             }
-            last = format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            );
-            if !(status.is_server_error() || status.as_u16() == 429) {
-                break;
-            }
+            last = refusal(status, &body);
         }
         Err(err(format!("listing {}: {last}", self.base)))
     }
+}
+
+/// A refused request's status and the start of its answer.
+fn refusal(status: http::StatusCode, body: &[u8]) -> String {
+    format!(
+        "{status}: {}",
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(300)
+            .collect::<String>()
+    )
 }
 
 #[derive(Deserialize)]

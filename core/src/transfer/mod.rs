@@ -15,6 +15,7 @@ pub mod plan;
 pub(crate) mod read;
 mod record;
 pub(crate) mod resume;
+mod starts;
 
 use std::cell::Cell;
 use std::sync::Arc;

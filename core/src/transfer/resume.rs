@@ -83,6 +83,7 @@ impl Ctx {
             attributes,
             ..PutMultipartOptions::default()
         };
+        self.note_start(key).await?;
         let id = mp
             .api()
             .create_multipart_opts(&path, opts)
@@ -460,7 +461,8 @@ impl Ctx {
         blocking(&self.manifest, move |m| m.drop_upload(&key)).await
     }
 
-    /// Start of a pass: uploads left by an earlier run whose source object
+    /// Start of a pass: uploads an earlier run created and never recorded
+    /// are aborted (`transfer::starts`); uploads it left whose source object
     /// is gone or changed, or whose key `filter` no longer accepts (given
     /// to another shard, or filtered out: another writer may own it now),
     /// are aborted now (forgotten even if the target refuses the abort:
@@ -475,6 +477,7 @@ impl Ctx {
         let Some(mp) = &self.target.multipart else {
             return Ok(Vec::new());
         };
+        self.sweep_starts().await?;
         let (mut kept, mut aborted, mut unchecked) = (Vec::new(), 0, 0);
         for (key, head) in self.manifest.uploads()? {
             if !filter.accepts(&key) {

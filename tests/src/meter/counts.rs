@@ -36,6 +36,12 @@ pub struct Counts {
     pub hold_matching: Mutex<Option<String>>,
     /// Requests that waited for `hold_matching`.
     pub held_matching: AtomicU64,
+    /// While set, the server's answers to requests of this method whose
+    /// target holds this text wait before going back to the client: the
+    /// server has done what was asked, the client does not know it yet.
+    pub hold_answers: Mutex<Option<(String, String)>>,
+    /// Answers that waited for `hold_answers`.
+    pub held_answers: AtomicU64,
     /// While set, object GET answers to a Range holding this text come
     /// with one byte of their body changed.
     pub alter_range: Mutex<Option<String>>,

@@ -1,0 +1,176 @@
+//! A run killed after the target created a multipart upload and before
+//! passeur recorded its id (the moment a random kill met in CI once) must
+//! not leave that upload open for ever: the next run finds it by its key
+//! and aborts it, and copies the object. A proxy in front of the target
+//! holds the answer to CreateMultipartUpload — the server has created the
+//! upload, passeur does not know its id yet — and the run is killed then.
+//! Checked with an independent client (boto3's ListMultipartUploads) and
+//! independent reads of the target (bytes, BLAKE3). Other clients'
+//! uploads stay open: of other keys (one of them a key the object's key is
+//! a prefix of), and of the same key once it holds a part.
+//!
+//! A target that will not list uploads (s3s-fs answers 501) gets a warning
+//! naming the key, and the run goes on.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use passeur_tests::Run;
+use passeur_tests::dataset::{self, Checks, Obj, PART};
+use passeur_tests::job::StoreJob;
+use passeur_tests::meter::Meter;
+use passeur_tests::servers::{Kind, Server};
+
+/// A key with a space, a `+`, a `%` and non-ASCII letters.
+const KEY: &str = "big/été +%41 x.bin";
+
+fn objects() -> Vec<Obj> {
+    vec![
+        Obj::random(KEY, 2 * PART + 7, 61),
+        Obj::random("empty", 0, 62),
+        Obj::random("small/a.txt", 1000, 63),
+    ]
+}
+
+/// Run `job` until the target has answered its first CreateMultipartUpload
+/// (the answer held by `target`), then SIGKILL it.
+fn kill_after_create(job: &StoreJob, target: &Meter) -> Result<()> {
+    target.hold_answers(Some(("POST", "?uploads")));
+    let mut child = job
+        .command()?
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let held = target.wait_held_answers(1, Duration::from_secs(60));
+    let ended = child.try_wait()?;
+    child.kill()?;
+    child.wait()?;
+    target.hold_answers(None);
+    held?;
+    ensure!(ended.is_none(), "the run ended before the kill: {ended:?}");
+    Ok(())
+}
+
+/// Run `job` again: it must succeed and leave the target holding
+/// `objs`, read back from `target`'s bucket `dst`.
+async fn rerun_and_verify(job: &StoreJob, target: &Server, objs: &[Obj]) -> Result<Run> {
+    let run = job.run()?;
+    ensure!(
+        run.code == 0,
+        "the next run failed (exit {}): {}\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    dataset::verify(
+        target.client("dst")?.as_ref(),
+        objs,
+        Checks::BYTES,
+        Some(&job.state),
+    )
+    .await?;
+    Ok(run)
+}
+
+/// The keys of "key upload-id" lines.
+fn keys(uploads: &[String]) -> Vec<&str> {
+    let mut k: Vec<&str> = uploads
+        .iter()
+        .map(|u| u.rsplit_once(' ').map_or(u.as_str(), |(k, _)| k))
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_created_and_never_recorded_is_aborted_by_the_next_run() -> Result<()> {
+    let objs = objects();
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("src")?;
+    moto.create_bucket("dst")?;
+    dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
+    // Other clients' uploads: of a key KEY is a prefix of, of another
+    // key, and one of KEY itself that holds a part.
+    let longer = format!("{KEY}.part");
+    let mut others = vec![longer.as_str(), "big/another.bin", KEY];
+    others.sort_unstable();
+    for k in &others {
+        moto.create_upload("dst", k, *k == KEY)?;
+    }
+    let target = Meter::start(&moto.endpoint)?;
+    let job = StoreJob::through(
+        &moto,
+        &moto.endpoint,
+        &moto,
+        &target.endpoint,
+        "part-size = \"5MiB\"\n",
+        1,
+    )?;
+
+    kill_after_create(&job, &target)?;
+    let open = moto.open_uploads("dst")?;
+    let mut want = others.clone();
+    want.push(KEY);
+    want.sort_unstable();
+    ensure!(
+        keys(&open) == want,
+        "after the kill: open uploads {open:?}, want the killed run's and the three others"
+    );
+
+    let run = rerun_and_verify(&job, &moto, &objs).await?;
+    let aborted = run.stat("uploads_unrecorded_aborted")?;
+    ensure!(
+        aborted == 1,
+        "uploads_unrecorded_aborted {aborted}, want 1: {}",
+        run.stderr
+    );
+    let open = moto.open_uploads("dst")?;
+    ensure!(
+        keys(&open) == others,
+        "open uploads {open:?}: want only the other clients' {others:?}"
+    );
+
+    // Nothing left to look for: the pass after that aborts nothing.
+    let again = job.run()?;
+    ensure!(
+        again.code == 0
+            && again.stat("copied")? == 0
+            && again.stat("uploads_unrecorded_aborted")? == 0,
+        "the pass after: exit {}: {}",
+        again.code,
+        again.stdout
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_cannot_list_uploads_gets_a_warning_naming_the_key() -> Result<()> {
+    let objs = objects();
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("src")?;
+    dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
+    let s3s = Server::start(Kind::S3sFs)?;
+    s3s.create_bucket("dst")?;
+    let target = Meter::start(&s3s.endpoint)?;
+    let job = StoreJob::through(
+        &moto,
+        &moto.endpoint,
+        &s3s,
+        &target.endpoint,
+        "part-size = \"5MiB\"\n",
+        1,
+    )?;
+
+    kill_after_create(&job, &target)?;
+    let run = rerun_and_verify(&job, &s3s, &objs).await?;
+    ensure!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("will not list open multipart uploads")
+                && l.contains("été +%41 x.bin")),
+        "no warning naming the key: {}",
+        run.stderr
+    );
+    Ok(())
+}
