@@ -230,6 +230,18 @@ impl Meter {
         *lock(&self.counts.hold_answers) = to.map(|(m, t)| (m.to_owned(), t.to_owned()));
     }
 
+    /// Lose the server's next answer to a `method` request whose target
+    /// holds `text`: the connection closes instead (the client may try
+    /// again, and the server will have handled the request twice).
+    pub fn lose_answer_to(&self, method: &str, text: &str) {
+        *lock(&self.counts.lose_answer) = Some((method.to_owned(), text.to_owned()));
+    }
+
+    /// Answers lost by [`Meter::lose_answer_to`].
+    pub fn lost_answers(&self) -> u64 {
+        self.counts.lost_answers.load(Relaxed)
+    }
+
     /// Wait until `n` answers were held by [`Meter::hold_answers`].
     pub fn wait_held_answers(&self, n: u64, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
@@ -421,16 +433,28 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         let resp = read_head(&mut from_server)?.context("server closed")?;
         let resp_text = String::from_utf8_lossy(&resp).into_owned();
         let status = http1::status(&resp_text);
-        let answer_held = |c: &Counts| {
-            lock(&c.hold_answers)
-                .as_ref()
+        let is = |rule: &Option<(String, String)>| {
+            rule.as_ref()
                 .is_some_and(|(m, t)| m.as_str() == method && target.contains(t.as_str()))
         };
-        if answer_held(counts) {
+        if is(&lock(&counts.hold_answers)) {
             counts.held_answers.fetch_add(1, Relaxed);
-            while answer_held(counts) {
+            while is(&lock(&counts.hold_answers)) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
+        }
+        let lose = {
+            let mut rule = lock(&counts.lose_answer);
+            let hit = is(&rule);
+            if hit {
+                *rule = None;
+            }
+            hit
+        };
+        if lose {
+            http1::skip_body(&mut from_server, &resp_text, Message::Response)?;
+            counts.lost_answers.fetch_add(1, Relaxed);
+            return Ok(());
         }
         if status == 500 && target.contains("uploadId=") && counts.no_such_upload.load(Relaxed) {
             http1::skip_body(&mut from_server, &resp_text, Message::Response)?;

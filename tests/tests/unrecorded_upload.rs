@@ -9,6 +9,10 @@
 //! uploads stay open: of other keys (one of them a key the object's key is
 //! a prefix of), and of the same key once it holds a part.
 //!
+//! The same when the create's answer is lost and object_store sends it
+//! again: the server then holds two uploads, one recorded; the other is
+//! aborted once the object is copied, in the same run.
+//!
 //! A target that will not list uploads (s3s-fs answers 501) gets a warning
 //! naming the key, and the run goes on.
 
@@ -73,6 +77,36 @@ async fn rerun_and_verify(job: &StoreJob, target: &Server, objs: &[Obj]) -> Resu
     Ok(run)
 }
 
+/// moto holding `objs` in `src`, an empty `dst` behind a proxy, and a job
+/// copying one to the other through it.
+async fn moto_job(objs: &[Obj]) -> Result<(Server, Meter, StoreJob)> {
+    let moto = Server::start(Kind::Moto)?;
+    moto.create_bucket("src")?;
+    moto.create_bucket("dst")?;
+    dataset::seed(moto.client("src")?.as_ref(), objs).await?;
+    let target = Meter::start(&moto.endpoint)?;
+    let job = StoreJob::through(
+        &moto,
+        &moto.endpoint,
+        &moto,
+        &target.endpoint,
+        "part-size = \"5MiB\"\n",
+        1,
+    )?;
+    Ok((moto, target, job))
+}
+
+/// `run` aborted `want` uploads it found unrecorded, by its own count.
+fn aborted_by(run: &Run, want: u64) -> Result<()> {
+    let aborted = run.stat("uploads_unrecorded_aborted")?;
+    ensure!(
+        aborted == want,
+        "uploads_unrecorded_aborted {aborted}, want {want}: {}",
+        run.stderr
+    );
+    Ok(())
+}
+
 /// The keys of "key upload-id" lines.
 fn keys(uploads: &[String]) -> Vec<&str> {
     let mut k: Vec<&str> = uploads
@@ -86,10 +120,7 @@ fn keys(uploads: &[String]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_created_and_never_recorded_is_aborted_by_the_next_run() -> Result<()> {
     let objs = objects();
-    let moto = Server::start(Kind::Moto)?;
-    moto.create_bucket("src")?;
-    moto.create_bucket("dst")?;
-    dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
+    let (moto, target, job) = moto_job(&objs).await?;
     // Other clients' uploads: of a key KEY is a prefix of, of another
     // key, and one of KEY itself that holds a part.
     let longer = format!("{KEY}.part");
@@ -98,15 +129,6 @@ async fn an_upload_created_and_never_recorded_is_aborted_by_the_next_run() -> Re
     for k in &others {
         moto.create_upload("dst", k, *k == KEY)?;
     }
-    let target = Meter::start(&moto.endpoint)?;
-    let job = StoreJob::through(
-        &moto,
-        &moto.endpoint,
-        &moto,
-        &target.endpoint,
-        "part-size = \"5MiB\"\n",
-        1,
-    )?;
 
     kill_after_create(&job, &target)?;
     let open = moto.open_uploads("dst")?;
@@ -119,12 +141,7 @@ async fn an_upload_created_and_never_recorded_is_aborted_by_the_next_run() -> Re
     );
 
     let run = rerun_and_verify(&job, &moto, &objs).await?;
-    let aborted = run.stat("uploads_unrecorded_aborted")?;
-    ensure!(
-        aborted == 1,
-        "uploads_unrecorded_aborted {aborted}, want 1: {}",
-        run.stderr
-    );
+    aborted_by(&run, 1)?;
     let open = moto.open_uploads("dst")?;
     ensure!(
         keys(&open) == others,
@@ -134,9 +151,7 @@ async fn an_upload_created_and_never_recorded_is_aborted_by_the_next_run() -> Re
     // Nothing left to look for: the pass after that aborts nothing.
     let again = job.run()?;
     ensure!(
-        again.code == 0
-            && again.stat("copied")? == 0
-            && again.stat("uploads_unrecorded_aborted")? == 0,
+        again.code == 0 && again.stat("copied")? == 0 && aborted_by(&again, 0).is_ok(),
         "the pass after: exit {}: {}",
         again.code,
         again.stdout
@@ -172,5 +187,18 @@ async fn a_target_that_cannot_list_uploads_gets_a_warning_naming_the_key() -> Re
         "no warning naming the key: {}",
         run.stderr
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_whose_answer_was_lost_leaves_no_upload_open() -> Result<()> {
+    let objs = objects();
+    let (moto, target, job) = moto_job(&objs).await?;
+    target.lose_answer_to("POST", "?uploads");
+    let run = rerun_and_verify(&job, &moto, &objs).await?;
+    ensure!(target.lost_answers() == 1, "no answer was lost");
+    aborted_by(&run, 1)?;
+    let open = moto.open_uploads("dst")?;
+    ensure!(open.is_empty(), "uploads left open: {open:?}");
     Ok(())
 }

@@ -232,12 +232,20 @@ impl Manifest {
     }
 
     /// Record a new upload for `key` (replacing any earlier one, and its
-    /// start), synced: from here on a crash leaves an upload this manifest
-    /// knows about.
-    pub fn begin_upload(&self, key: &str, head: &UploadHead) -> Result<(), Error> {
+    /// start unless `keep_start`: a create tried more than once may have
+    /// left another upload), synced: from here on a crash leaves an upload
+    /// this manifest knows about.
+    pub fn begin_upload(
+        &self,
+        key: &str,
+        head: &UploadHead,
+        keep_start: bool,
+    ) -> Result<(), Error> {
         let mut batch = WriteBatch::default();
         self.stage_clear_upload(&mut batch, key)?;
-        batch.delete_cf(cf(&self.db, CF_UPLOAD_STARTS)?, key.as_bytes());
+        if !keep_start {
+            batch.delete_cf(cf(&self.db, CF_UPLOAD_STARTS)?, key.as_bytes());
+        }
         batch.put_cf(
             cf(&self.db, CF_UPLOADS)?,
             key.as_bytes(),
@@ -349,8 +357,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let m = Manifest::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let ok = |r: Result<(), Error>| r.unwrap_or_else(|e| panic!("{e}"));
-        ok(m.begin_upload("a", &head(10)));
-        ok(m.begin_upload("ab", &head(20)));
+        ok(m.begin_upload("a", &head(10), false));
+        ok(m.begin_upload("ab", &head(20), false));
         ok(m.record_part("a", 1, &part(1)));
         ok(m.record_part("a", 0, &part(0)));
         ok(m.record_part("ab", 0, &part(9)));
@@ -360,7 +368,7 @@ mod tests {
         assert_eq!(m.upload("a").ok().flatten(), Some(head(10)));
         assert_eq!(m.uploads().map(|u| u.len()).ok(), Some(2));
         // A new upload of the same key starts with no parts.
-        ok(m.begin_upload("a", &head(11)));
+        ok(m.begin_upload("a", &head(11), false));
         assert!(m.upload_parts("a").is_ok_and(|p| p.is_empty()));
         ok(m.drop_upload("a"));
         assert_eq!(m.upload("a").ok().flatten(), None);
@@ -375,7 +383,9 @@ mod tests {
         ok(m.note_upload_start("a", 7));
         ok(m.note_upload_start("b", 8));
         assert_eq!(m.upload_start("a").ok().flatten(), Some(7));
-        ok(m.begin_upload("a", &head(10)));
+        ok(m.begin_upload("a", &head(10), true));
+        assert_eq!(m.upload_start("a").ok().flatten(), Some(7));
+        ok(m.begin_upload("a", &head(10), false));
         assert_eq!(m.upload_start("a").ok().flatten(), None);
         assert_eq!(m.upload_starts().ok(), Some(vec![("b".to_owned(), 8)]));
         // Reopened: the start survives a restart.

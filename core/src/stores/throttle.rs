@@ -16,6 +16,9 @@
 //!   error whose status is private to it. The HTTP client notes the status
 //!   of every answer in a task-local cell that one object's transfer
 //!   scopes, so that transfer can name its failure throttled, not transient.
+//! - **Creates tried again** ([`creates_sent`]): in the same cell, the
+//!   CreateMultipartUpload requests sent, so that a create object_store
+//!   retried (its first answer lost) is known (`transfer::starts`).
 //! - **What the answers publish** ([`content_md5`]): in the same cell, an
 //!   Azure store's GET and HEAD answers leave the blob's Content-MD5 (`Content-MD5`
 //!   for a whole blob, `x-ms-blob-content-md5` for a range), which
@@ -58,6 +61,9 @@ struct Answers {
     /// The Content-MD5 the last GET or HEAD answer of an Azure store carried, with
     /// the store it came from ([`store_id`]); `None` when it carried none.
     content_md5: Cell<Option<(usize, [u8; 16])>>,
+    /// CreateMultipartUpload requests sent (each try of object_store's
+    /// retries counts).
+    creates: Cell<u32>,
 }
 
 tokio::task_local! {
@@ -79,6 +85,23 @@ pub(crate) fn content_md5(pressure: &Arc<Pressure>) -> Option<[u8; 16]> {
         .ok()
         .flatten()
         .and_then(|(from, md5)| (from == id).then_some(md5))
+}
+
+/// CreateMultipartUpload requests sent so far within [`watch_answers`]
+/// (0 outside it): more than one for one create means object_store tried
+/// it again, and an earlier try may have created an upload whose answer
+/// was lost.
+pub(crate) fn creates_sent() -> u32 {
+    ANSWERS.try_with(|a| a.creates.get()).unwrap_or(0)
+}
+
+/// Whether a request is an S3 CreateMultipartUpload (`POST ?uploads`).
+fn is_create(req: &HttpRequest) -> bool {
+    *req.method() == http::Method::POST
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "uploads" || p == "uploads="))
 }
 
 /// A blob's MD5 in a GET or HEAD answer: `x-ms-blob-content-md5` (the
@@ -177,6 +200,9 @@ impl HttpService for Service {
             rate.until_ready().await;
         }
         let get = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+        if is_create(&req) {
+            let _ = ANSWERS.try_with(|a| a.creates.set(a.creates.get() + 1));
+        }
         let resp = self.inner.execute(req).await;
         let status = resp.as_ref().map_or(0, |r| r.status().as_u16());
         // Outside a transfer's scope (listings, probes) there is no cell.

@@ -57,6 +57,7 @@ use crate::content::published::{Md5Run, Published};
 use crate::manifest::{PartDone, UploadHead};
 use crate::stores::Multipart;
 use crate::stores::body::body;
+use crate::stores::throttle::creates_sent;
 use crate::transfer::ctx::{ByteStream, Ctx, Outcome, Stop, listed_version};
 use crate::transfer::parts::{PartsRun, merge};
 use crate::transfer::plan::Parts;
@@ -84,18 +85,25 @@ impl Ctx {
             ..PutMultipartOptions::default()
         };
         self.note_start(key).await?;
+        let sent = creates_sent();
         let id = mp
             .api()
             .create_multipart_opts(&path, opts)
             .await
             .map_err(|e| store_err("start multipart upload", e))?;
+        // Tried more than once: an earlier try may have created an upload
+        // whose answer was lost. Its start stays until that is looked at.
+        let retried = creates_sent().saturating_sub(sent) > 1;
         let head = UploadHead {
             upload_id: id,
             ..head
         };
         let begun = {
             let (key, head) = (key.to_owned(), head.clone());
-            blocking(&self.manifest, move |m| m.begin_upload(&key, &head)).await
+            blocking(&self.manifest, move |m| {
+                m.begin_upload(&key, &head, retried)
+            })
+            .await
         };
         if let Err(e) = begun {
             let _ = mp.api().abort_multipart(&path, &head.upload_id).await;
@@ -109,9 +117,16 @@ impl Ctx {
             pausable: true,
             md5: md5.then(Md5Run::default),
         };
-        self.send_recorded(mp, loc, &head, run, BTreeMap::new(), stream)
-            .await?;
-        self.finish_upload(mp, loc, &head).await
+        let done = async {
+            self.send_recorded(mp, loc, &head, run, BTreeMap::new(), stream)
+                .await?;
+            self.finish_upload(mp, loc, &head).await
+        }
+        .await;
+        if retried {
+            self.clear_start_now(key).await?;
+        }
+        done
     }
 
     /// The MD5 the source publishes of the version `head` copies, after a

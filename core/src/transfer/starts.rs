@@ -6,9 +6,13 @@
 //! among the bucket's open uploads until a lifecycle rule removes it.
 //!
 //! So each create is preceded by a synced `upload_starts` record (the key,
-//! the time), removed in the batch that records the upload id. A start
-//! still there — at the start of a pass, or before the same key's next
-//! create — means an upload may have been left: the target's open uploads
+//! the time), removed in the batch that records the upload id — unless
+//! object_store sent the create more than once (its first answer lost:
+//! the HTTP client counts the tries), which may have left an upload too:
+//! then the start stays and is cleared once the recorded upload is done.
+//! A start still there — at the start of a pass, once such an upload is
+//! done, or before the same key's next create — means an upload may have
+//! been left: the target's open uploads
 //! of exactly that key (S3 ListMultipartUploads) that no record names and
 //! that hold no part (ListParts) are aborted, then the start is forgotten.
 //! No part is what such an upload always is (parts are sent only once its
@@ -48,21 +52,58 @@ impl Ctx {
         let Some((mp, raw)) = self.upload_lister() else {
             return Ok(());
         };
-        let earlier = {
-            let key = key.to_owned();
-            blocking(&self.manifest, move |m| m.upload_start(&key)).await?
-        };
-        if let Some(at) = earlier {
+        if let Some(at) = self.start_of(key).await? {
             self.clear_start(mp, raw, key, at).await?;
         }
         let key = key.to_owned();
         blocking(&self.manifest, move |m| m.note_upload_start(&key, now_ms())).await
     }
 
+    /// After the upload of `key` whose create was tried more than once:
+    /// its start is cleared now (what an earlier try created aborted),
+    /// or, if the target cannot be asked now, at the next pass.
+    pub(crate) async fn clear_start_now(&self, key: &str) -> Result<(), Error> {
+        let Some((mp, raw)) = self.upload_lister() else {
+            return Ok(());
+        };
+        match self.start_of(key).await? {
+            Some(at) => self.clear_or_keep(mp, raw, key, at).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `key`'s upload start, if one is noted.
+    async fn start_of(&self, key: &str) -> Result<Option<i64>, Error> {
+        let key = key.to_owned();
+        blocking(&self.manifest, move |m| m.upload_start(&key)).await
+    }
+
+    /// [`Ctx::clear_start`], keeping the start for the next pass when the
+    /// target fails (logged); other failures are errors.
+    async fn clear_or_keep(
+        &self,
+        mp: &Multipart,
+        raw: &RawLister,
+        key: &str,
+        at: i64,
+    ) -> Result<(), Error> {
+        match self.clear_start(mp, raw, key, at).await {
+            Err(e @ Error::StoreOp { .. }) => {
+                tracing::warn!(
+                    key,
+                    error = %error_chain(&e),
+                    "could not look for a multipart upload a stopped run or a lost answer may have left unrecorded: tried again at the next pass"
+                );
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// Abort the target's uploads of exactly `key` that no record names
-    /// and that hold no part, then forget the start (noted at `at`, ms). A listing the server
-    /// refuses is logged and the start forgotten; any other failure is an
-    /// error and the start stays.
+    /// and that hold no part, then forget the start (noted at `at`, ms).
+    /// A listing the server refuses is logged and the start forgotten; any
+    /// other failure is an error and the start stays.
     async fn clear_start(
         &self,
         mp: &Multipart,
@@ -126,15 +167,7 @@ impl Ctx {
         };
         let starts = blocking(&self.manifest, |m| m.upload_starts()).await?;
         for (key, at) in starts {
-            match self.clear_start(mp, raw, &key, at).await {
-                Ok(()) => {}
-                Err(e @ Error::StoreOp { .. }) => tracing::warn!(
-                    key,
-                    error = %error_chain(&e),
-                    "could not look for a multipart upload a stopped run may have left unrecorded: tried again at the next pass"
-                ),
-                Err(e) => return Err(e),
-            }
+            self.clear_or_keep(mp, raw, &key, at).await?;
         }
         Ok(())
     }

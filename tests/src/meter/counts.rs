@@ -42,6 +42,12 @@ pub struct Counts {
     pub hold_answers: Mutex<Option<(String, String)>>,
     /// Answers that waited for `hold_answers`.
     pub held_answers: AtomicU64,
+    /// The next answer to a request of this method whose target holds
+    /// this text is lost: the server handled the request, and the proxy
+    /// closes the client's connection instead of answering (once).
+    pub lose_answer: Mutex<Option<(String, String)>>,
+    /// Answers lost so.
+    pub lost_answers: AtomicU64,
     /// While set, object GET answers to a Range holding this text come
     /// with one byte of their body changed.
     pub alter_range: Mutex<Option<String>>,
