@@ -14,8 +14,8 @@ const LAYERS: [&str; 10] = [
 
 /// The stages of `transfer/`, lowest first (`mod.rs` orchestrates them all).
 const STAGES: [&str; 12] = [
-    "attrs", "gate", "ctx", "plan", "read", "adopt", "parts", "record", "starts", "dedup", "resume",
-    "mod",
+    "attrs", "gate", "ctx", "plan", "read", "adopt", "parts", "record", "starts", "dedup",
+    "resume", "mod",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
