@@ -84,7 +84,7 @@ impl Ctx {
             attributes,
             ..PutMultipartOptions::default()
         };
-        self.note_start(key).await?;
+        let kept = self.note_start(key).await?;
         let sent = creates_sent();
         let id = mp
             .api()
@@ -92,8 +92,9 @@ impl Ctx {
             .await
             .map_err(|e| store_err("start multipart upload", e))?;
         // Tried more than once: an earlier try may have created an upload
-        // whose answer was lost. Its start stays until that is looked at.
-        let retried = creates_sent().saturating_sub(sent) > 1;
+        // whose answer was lost. Its start stays until that is looked at
+        // (so does an earlier start that could not be cleared).
+        let retried = creates_sent().saturating_sub(sent) > 1 || kept;
         let head = UploadHead {
             upload_id: id,
             ..head

@@ -19,8 +19,9 @@
 //! id is recorded); an upload with parts is another writer's, and is left
 //! alone. The time of the start is not compared with the server's
 //! creation time: moto answers a fixed one, and clocks drift. A server
-//! that will not list uploads (403: the credentials lack
-//! `s3:ListBucketMultipartUploads`; 501: s3s-fs) gets a
+//! that will not list uploads or their parts (AccessDenied: the
+//! credentials lack `s3:ListBucketMultipartUploads` or
+//! `s3:ListMultipartUploadParts`; 501: s3s-fs) gets a
 //! warning naming the key, and the start is forgotten: an
 //! `AbortIncompleteMultipartUpload` lifecycle rule is the remedy there.
 //! Only S3 targets note starts (GCS has no such listing through
@@ -48,15 +49,21 @@ impl Ctx {
     /// Just before creating an upload of `key`: an earlier start of the
     /// same key not followed by a recorded id (its create failed, its
     /// answer perhaps lost) is cleared first, then this one is noted.
-    pub(crate) async fn note_start(&self, key: &str) -> Result<(), Error> {
+    /// Returns whether the earlier one could not be cleared now: then the
+    /// start must outlive the new upload's record (`begin_upload`'s
+    /// `keep_start`), for the next pass to try again.
+    pub(crate) async fn note_start(&self, key: &str) -> Result<bool, Error> {
         let Some((mp, raw)) = self.upload_lister() else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut kept = false;
         if let Some(at) = self.start_of(key).await? {
-            self.clear_start(mp, raw, key, at).await?;
+            self.clear_or_keep(mp, raw, key, at).await?;
+            kept = self.start_of(key).await?.is_some();
         }
         let key = key.to_owned();
-        blocking(&self.manifest, move |m| m.note_upload_start(&key, now_ms())).await
+        blocking(&self.manifest, move |m| m.note_upload_start(&key, now_ms())).await?;
+        Ok(kept)
     }
 
     /// After the upload of `key` whose create was tried more than once:
@@ -132,12 +139,30 @@ impl Ctx {
                     if recorded.as_deref() == Some(u.id.as_str()) {
                         continue;
                     }
-                    let parts = raw
+                    match raw
                         .upload_parts(key, &u.id)
                         .await
-                        .map_err(|e| store_err("list the parts of an open upload", e))?;
-                    if parts != UploadParts::None {
-                        continue;
+                        .map_err(|e| store_err("list the parts of an open upload", e))?
+                    {
+                        UploadParts::None => {}
+                        UploadParts::Some => continue,
+                        UploadParts::Gone => {
+                            tracing::warn!(
+                                key,
+                                upload = %u.id,
+                                "an open upload the target listed for this key is unknown to its ListParts: not aborted"
+                            );
+                            continue;
+                        }
+                        UploadParts::Refused(why) => {
+                            tracing::warn!(
+                                key,
+                                upload = %u.id,
+                                answer = %why,
+                                "the target will not list the parts of an open upload (s3:ListMultipartUploadParts): an upload a stopped run may have left unrecorded is not aborted (an AbortIncompleteMultipartUpload lifecycle rule on the target removes it)"
+                            );
+                            continue;
+                        }
                     }
                     match mp.api().abort_multipart(&mp.path(&loc), &u.id).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -147,7 +172,7 @@ impl Ctx {
                     tracing::info!(
                         key,
                         upload = %u.id,
-                        created = %u.initiated,
+                        created = ?u.initiated,
                         noted_ms = at,
                         "aborted a multipart upload a stopped run created and never recorded"
                     );

@@ -15,8 +15,9 @@ use super::{RawLister, Signer, err, refusal, time};
 pub struct OpenUpload {
     /// The server's upload id.
     pub id: String,
-    /// When the server created it (its own clock).
-    pub initiated: DateTime<Utc>,
+    /// When the server created it (its own clock), if it said so in a
+    /// form this parser reads: for logs only.
+    pub initiated: Option<DateTime<Utc>>,
 }
 
 /// What asking for a key's open uploads gave.
@@ -45,7 +46,7 @@ struct Page {
 struct Upload {
     key: String,
     upload_id: String,
-    initiated: String,
+    initiated: Option<String>,
 }
 
 /// What a key's bytes keep in a request path: S3's unreserved characters
@@ -59,7 +60,7 @@ const KEY_PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 /// Whether an open upload holds parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadParts {
     /// No part: nothing was sent to it.
     None,
@@ -67,6 +68,32 @@ pub enum UploadParts {
     Some,
     /// The server no longer knows the upload (404).
     Gone,
+    /// The server will not list parts (see [`refuses`]): its answer.
+    Refused(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorBody {
+    code: Option<String>,
+}
+
+/// Whether an answer refuses the request for good: an operation the
+/// server does not implement (501, 405, `NotImplemented`,
+/// `MethodNotAllowed`) or a permission the credentials lack
+/// (`AccessDenied`). Other 4xx (an expired token, a skewed clock, a bad
+/// signature) may pass.
+fn refuses(status: http::StatusCode, body: &[u8]) -> bool {
+    if matches!(status.as_u16(), 405 | 501) {
+        return true;
+    }
+    let code = quick_xml::de::from_reader::<_, ErrorBody>(body)
+        .ok()
+        .and_then(|e| e.code);
+    matches!(
+        code.as_deref(),
+        Some("AccessDenied" | "NotImplemented" | "MethodNotAllowed")
+    )
 }
 
 #[derive(Deserialize)]
@@ -88,7 +115,7 @@ fn parse_page(body: &[u8], key: &str) -> object_store::Result<(Vec<OpenUpload>, 
     for u in page.upload.into_iter().filter(|u| u.key == key) {
         out.push(OpenUpload {
             id: u.upload_id,
-            initiated: time(&u.initiated)?,
+            initiated: u.initiated.as_deref().and_then(|t| time(t).ok()),
         });
     }
     if !page.is_truncated {
@@ -97,7 +124,10 @@ fn parse_page(body: &[u8], key: &str) -> object_store::Result<(Vec<OpenUpload>, 
     match (page.next_key_marker, page.next_upload_id_marker) {
         // Uploads come in key order: past `key`, none is of it.
         (Some(k), _) if k.as_str() > key => Ok((out, None)),
-        (Some(k), Some(u)) if !k.is_empty() => Ok((out, Some((k, u)))),
+        // Going on from `key` itself needs the upload id to go on from.
+        (Some(k), Some(u)) if !k.is_empty() && (k.as_str() != key || !u.is_empty()) => {
+            Ok((out, Some((k, u))))
+        }
         _ => Err(err(
             "S3 ListMultipartUploads response is truncated but names no next key marker",
         )),
@@ -111,9 +141,9 @@ impl RawLister {
     }
 
     /// The multipart uploads open for `key` (relative to the store's
-    /// prefix). An answer the server will give again (400, 403, 405, 501)
-    /// is [`UploadsListing::Refused`]; a failure that may pass is an
-    /// error.
+    /// prefix). A refusal the server will give again ([`refuses`]) is
+    /// [`UploadsListing::Refused`]; a failure that may pass (an expired
+    /// token, a skewed clock, a 5xx) is an error.
     pub async fn open_uploads(&self, key: &str) -> object_store::Result<UploadsListing> {
         if !self.lists_uploads() {
             return Ok(UploadsListing::Refused(
@@ -131,14 +161,20 @@ impl RawLister {
             let (status, body) = self.answer(&self.url(&query)?).await?;
             if !status.is_success() {
                 let why = refusal(status, &body);
-                return match status.as_u16() {
-                    400 | 403 | 405 | 501 => Ok(UploadsListing::Refused(why)),
-                    _ => Err(err(format!("listing uploads of {abs:?}: {why}"))),
+                return if refuses(status, &body) {
+                    Ok(UploadsListing::Refused(why))
+                } else {
+                    Err(err(format!("listing uploads of {abs:?}: {why}")))
                 };
             }
             let (found, next) = parse_page(&body, &abs)?;
             out.extend(found);
-            if next.is_none() || next == marker {
+            if next.is_some() && next == marker {
+                return Err(err(format!(
+                    "S3 ListMultipartUploads of {abs:?} named the same next page twice"
+                )));
+            }
+            if next.is_none() {
                 break;
             }
             marker = next;
@@ -158,6 +194,9 @@ impl RawLister {
         let (status, body) = self.answer(url.as_str()).await?;
         if status.as_u16() == 404 {
             return Ok(UploadParts::Gone);
+        }
+        if refuses(status, &body) {
+            return Ok(UploadParts::Refused(refusal(status, &body)));
         }
         if !status.is_success() {
             return Err(err(format!(
@@ -186,7 +225,7 @@ mod tests {
         let (got, next) = parse_page(xml, "p/a")?;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].id, "one");
-        assert_eq!(got[0].initiated, time("2026-12-07T04:00:00.000Z")?);
+        assert_eq!(got[0].initiated, Some(time("2026-12-07T04:00:00.000Z")?));
         assert!(next.is_none());
         let (got, _) = parse_page(xml, "p/a b&c")?;
         assert_eq!(
@@ -214,6 +253,19 @@ mod tests {
     }
 
     #[test]
+    fn only_refusals_that_stay_are_refusals() {
+        let body = |code: &str| format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+        let s = |n| http::StatusCode::from_u16(n).unwrap_or(http::StatusCode::OK);
+        assert!(refuses(s(403), body("AccessDenied").as_bytes()));
+        assert!(refuses(s(501), b""));
+        assert!(refuses(s(400), body("NotImplemented").as_bytes()));
+        assert!(!refuses(s(400), body("ExpiredToken").as_bytes()));
+        assert!(!refuses(s(403), body("RequestTimeTooSkewed").as_bytes()));
+        assert!(!refuses(s(403), body("SignatureDoesNotMatch").as_bytes()));
+        assert!(!refuses(s(403), b"not xml"));
+    }
+
+    #[test]
     fn a_truncated_page_goes_on_while_it_can_hold_the_key() -> object_store::Result<()> {
         let page = |next: &str| {
             format!(
@@ -227,6 +279,12 @@ mod tests {
         let past =
             page("<NextKeyMarker>l</NextKeyMarker><NextUploadIdMarker>v</NextUploadIdMarker>");
         assert_eq!(parse_page(past.as_bytes(), "k")?.1, None);
+        let same =
+            page("<NextKeyMarker>k</NextKeyMarker><NextUploadIdMarker></NextUploadIdMarker>");
+        assert!(parse_page(same.as_bytes(), "k").is_err());
+        // A page without a time is read all the same.
+        let untimed = "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated><Upload><Key>k</Key><UploadId>u</UploadId></Upload></ListMultipartUploadsResult>";
+        assert_eq!(parse_page(untimed.as_bytes(), "k")?.0[0].initiated, None);
         // Truncated with nowhere to go on: an error, never "none open".
         assert!(parse_page(page("").as_bytes(), "k").is_err());
         Ok(())
