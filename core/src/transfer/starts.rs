@@ -56,11 +56,10 @@ impl Ctx {
         let Some((mp, raw)) = self.upload_lister() else {
             return Ok(false);
         };
-        let mut kept = false;
-        if let Some(at) = self.start_of(key).await? {
-            self.clear_or_keep(mp, raw, key, at).await?;
-            kept = self.start_of(key).await?.is_some();
-        }
+        let kept = match self.start_of(key).await? {
+            Some(at) => !self.clear_or_keep(mp, raw, key, at).await?,
+            None => false,
+        };
         let key = key.to_owned();
         blocking(&self.manifest, move |m| m.note_upload_start(&key, now_ms())).await?;
         Ok(kept)
@@ -73,10 +72,10 @@ impl Ctx {
         let Some((mp, raw)) = self.upload_lister() else {
             return Ok(());
         };
-        match self.start_of(key).await? {
-            Some(at) => self.clear_or_keep(mp, raw, key, at).await,
-            None => Ok(()),
+        if let Some(at) = self.start_of(key).await? {
+            self.clear_or_keep(mp, raw, key, at).await?;
         }
+        Ok(())
     }
 
     /// `key`'s upload start, if one is noted.
@@ -86,24 +85,26 @@ impl Ctx {
     }
 
     /// [`Ctx::clear_start`], keeping the start for the next pass when the
-    /// target fails (logged); other failures are errors.
+    /// target fails (logged); other failures are errors. Returns whether
+    /// the start was cleared.
     async fn clear_or_keep(
         &self,
         mp: &Multipart,
         raw: &RawLister,
         key: &str,
         at: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         match self.clear_start(mp, raw, key, at).await {
+            Ok(()) => Ok(true),
             Err(e @ Error::StoreOp { .. }) => {
                 tracing::warn!(
                     key,
                     error = %error_chain(&e),
                     "could not look for a multipart upload a stopped run or a lost answer may have left unrecorded: tried again at the next pass"
                 );
-                Ok(())
+                Ok(false)
             }
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
@@ -165,7 +166,9 @@ impl Ctx {
                         }
                     }
                     match mp.api().abort_multipart(&mp.path(&loc), &u.id).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Ok(()) => {}
+                        // Gone by itself in between: nothing aborted.
+                        Err(object_store::Error::NotFound { .. }) => continue,
                         Err(e) => return Err(store_err("abort unrecorded multipart upload", e)),
                     }
                     self.stats.uploads_unrecorded_aborted.fetch_add(1, Relaxed);
