@@ -110,6 +110,11 @@ impl Meter {
         lock(&self.counts.listings).clone()
     }
 
+    /// The requests naming multipart uploads seen so far (`METHOD target`).
+    pub fn upload_calls(&self) -> Vec<String> {
+        lock(&self.counts.upload_calls).clone()
+    }
+
     /// Body bytes of object reads so far.
     pub fn object_bytes(&self) -> u64 {
         self.counts.object_bytes.load(Relaxed)
@@ -304,6 +309,9 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         counts.requests.fetch_add(1, Relaxed);
         if target.contains("list-type=") || target.contains("comp=list") {
             lock(&counts.listings).push(format!("{method} {target}"));
+        }
+        if target.contains("?uploads") || target.contains("uploadId=") {
+            lock(&counts.upload_calls).push(format!("{method} {target}"));
         }
         let delay = counts.delay_ms.load(Relaxed);
         if delay > 0 {

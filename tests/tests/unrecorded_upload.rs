@@ -13,6 +13,11 @@
 //! again: the server then holds two uploads, one recorded; the other is
 //! aborted once the object is copied, in the same run.
 //!
+//! Under a prefix of the target's URL the upload is looked for, listed,
+//! and aborted at the object's own path (the proxy sees every request
+//! naming an upload), and another client's upload of the same key without
+//! the prefix stays open.
+//!
 //! A target that will not list uploads (s3s-fs answers 501) gets a warning
 //! naming the key, and the run goes on.
 
@@ -200,5 +205,105 @@ async fn a_create_whose_answer_was_lost_leaves_no_upload_open() -> Result<()> {
     aborted_by(&run, 1)?;
     let open = moto.open_uploads("dst")?;
     ensure!(open.is_empty(), "uploads left open: {open:?}");
+    Ok(())
+}
+
+/// A prefix of the target's URL with a space and a letter beyond ASCII.
+const PREFIX: &str = "arch ive/2026-é";
+
+/// `s` with its `%XX` escapes decoded (a request path, as the server
+/// reads it).
+fn decoded(s: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).unwrap_or_default();
+            out.push(u8::from_str_radix(hex, 16).map_err(|e| anyhow::anyhow!("{s}: {e}"))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8(out)?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_target_prefix_the_unrecorded_upload_is_found_at_its_own_path() -> Result<()> {
+    let objs = objects();
+    let (moto, target, mut job) = moto_job(&objs).await?;
+    job.set_arg("--target", &moto.url(&format!("dst/{PREFIX}")));
+    let full = format!("{PREFIX}/{KEY}");
+    // Another client's upload of the key without the prefix.
+    moto.create_upload("dst", KEY, false)?;
+
+    kill_after_create(&job, &target)?;
+    let open = moto.open_uploads("dst")?;
+    let mut want = vec![KEY, full.as_str()];
+    want.sort_unstable();
+    ensure!(keys(&open) == want, "after the kill: open uploads {open:?}");
+
+    let run = job.run()?;
+    ensure!(run.code == 0, "exit {}: {}", run.code, run.stderr);
+    let prefixed = object_store::prefix::PrefixStore::new(
+        moto.client("dst")?,
+        object_store::path::Path::parse(PREFIX)?,
+    );
+    dataset::verify(&prefixed, &objs, Checks::BYTES, Some(&job.state)).await?;
+    aborted_by(&run, 1)?;
+    let open = moto.open_uploads("dst")?;
+    ensure!(
+        keys(&open) == [KEY],
+        "open uploads {open:?}: want only the other client's, of {KEY:?}"
+    );
+
+    // Every request naming an upload of the object went to its own path:
+    // the creates, the listing's prefix, ListParts and the abort.
+    let calls = target.upload_calls();
+    let path_of = |c: &str| -> Result<(String, String)> {
+        let (method, target) = c.split_once(' ').unwrap_or((c, ""));
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Ok((format!("{method} {}", decoded(path)?), query.to_owned()))
+    };
+    let own = format!("/dst/{full}");
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &calls {
+        let (line, query) = path_of(c)?;
+        if (line == "GET /dst" || line == "GET /dst/") && query.starts_with("uploads") {
+            // A query's value: `+` is a space.
+            let prefix = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("prefix="))
+                .map(|p| decoded(&p.replace('+', " ")))
+                .transpose()?;
+            ensure!(
+                prefix.as_deref() == Some(full.as_str()),
+                "ListMultipartUploads {c:?}: want the prefix {full:?}"
+            );
+            seen.insert("list".to_owned());
+            continue;
+        }
+        let method = line.split(' ').next().unwrap_or_default().to_owned();
+        ensure!(
+            line.ends_with(&own) || !line.contains(KEY),
+            "{c:?} names the object elsewhere than {own:?}"
+        );
+        if line.ends_with(&own) {
+            let what = if query.contains("uploadId=") {
+                "uploadId"
+            } else {
+                query.split('=').next().unwrap_or_default()
+            };
+            seen.insert(format!("{method} {what}"));
+        }
+    }
+    for want in ["list", "POST uploads", "GET uploadId", "DELETE uploadId"] {
+        ensure!(
+            seen.contains(want),
+            "no {want} request at {own:?} among {calls:?}"
+        );
+    }
     Ok(())
 }

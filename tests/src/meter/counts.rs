@@ -67,6 +67,9 @@ pub struct Counts {
     /// The request line (method and target) of every listing request
     /// (an S3 `list-type`, an Azure `comp=list`) seen so far.
     pub listings: Mutex<Vec<String>>,
+    /// The request line of every request naming multipart uploads (an
+    /// `uploads` or `uploadId` query parameter) seen so far.
+    pub upload_calls: Mutex<Vec<String>>,
     /// Client connections open now.
     pub connections: AtomicU64,
     /// Requests that carried an object's bytes up (see
