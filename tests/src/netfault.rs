@@ -279,7 +279,7 @@ pub fn is_upload_body(method: &str, target: &str, len: usize) -> bool {
 }
 
 /// `%XX` escapes decoded (UTF-8); `None` if they do not make UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

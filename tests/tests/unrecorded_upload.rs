@@ -24,11 +24,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use passeur_tests::Run;
 use passeur_tests::dataset::{self, Checks, Obj, PART};
 use passeur_tests::job::StoreJob;
 use passeur_tests::meter::Meter;
+use passeur_tests::netfault::percent_decode;
 use passeur_tests::servers::{Kind, Server};
 
 /// A key with a space, a `+`, a `%` and non-ASCII letters.
@@ -214,20 +215,7 @@ const PREFIX: &str = "arch ive/2026-é";
 /// `s` with its `%XX` escapes decoded (a request path, as the server
 /// reads it).
 fn decoded(s: &str) -> Result<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).unwrap_or_default();
-            out.push(u8::from_str_radix(hex, 16).map_err(|e| anyhow::anyhow!("{s}: {e}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Ok(String::from_utf8(out)?)
+    percent_decode(s).with_context(|| format!("{s:?} does not decode to UTF-8"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -128,9 +128,9 @@ fn parse_page(body: &[u8], key: &str) -> object_store::Result<(Vec<OpenUpload>, 
         (Some(k), Some(u)) if !k.is_empty() && (k.as_str() != key || !u.is_empty()) => {
             Ok((out, Some((k, u))))
         }
-        _ => Err(err(
-            "S3 ListMultipartUploads response is truncated but names no next key marker",
-        )),
+        (k, u) => Err(err(format!(
+            "S3 ListMultipartUploads response is truncated but names no next page to go on from (key marker {k:?}, upload id marker {u:?})"
+        ))),
     }
 }
 
@@ -195,14 +195,15 @@ impl RawLister {
         if status.as_u16() == 404 {
             return Ok(UploadParts::Gone);
         }
-        if refuses(status, &body) {
-            return Ok(UploadParts::Refused(refusal(status, &body)));
-        }
         if !status.is_success() {
-            return Err(err(format!(
-                "listing the parts of upload {id} of {key:?}: {}",
-                refusal(status, &body)
-            )));
+            let why = refusal(status, &body);
+            return if refuses(status, &body) {
+                Ok(UploadParts::Refused(why))
+            } else {
+                Err(err(format!(
+                    "listing the parts of upload {id} of {key:?}: {why}"
+                )))
+            };
         }
         let page: PartsPage = quick_xml::de::from_reader(body.as_ref())
             .map_err(|e| err(format!("S3 ListParts response: {e}")))?;
