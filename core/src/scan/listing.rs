@@ -95,14 +95,15 @@ pub enum KeyFault {
         after: String,
     },
     /// A key the store holds that object_store's paths cannot carry (an
-    /// empty, `.` or `..` segment, a leading or trailing `/`), seen by the
-    /// store's own listing ([`crate::stores::rawlist`]).
-    #[error(
-        "the key {key:?} cannot be carried by object_store (empty, '.' or '..' path segment, or a leading or trailing '/'): not replicated"
-    )]
+    /// empty, `.` or `..` segment, a leading or trailing `/`, a control
+    /// character), seen by the store's own listing
+    /// ([`crate::stores::rawlist`]).
+    #[error("the key {key:?} cannot be carried by object_store ({reason}): not replicated")]
     Uncarriable {
         /// The key exactly as the store holds it.
         key: String,
+        /// What object_store makes of it.
+        reason: String,
     },
     /// A local file whose name object_store's paths cannot carry (not
     /// UTF-8, a control character), named by the directory's own walk
@@ -123,7 +124,7 @@ impl KeyFault {
     pub fn key(&self) -> &str {
         match self {
             Self::OutOfOrder { key, .. }
-            | Self::Uncarriable { key }
+            | Self::Uncarriable { key, .. }
             | Self::UnnamableFile { key, .. } => key,
         }
     }
@@ -360,7 +361,14 @@ fn carried(e: crate::stores::rawlist::RawEntry) -> object_store::Result<ObjectMe
             e_tag: e.etag,
             version: None,
         }),
-        _ => Err(KeyFault::Uncarriable { key: e.key }.into_error()),
+        Ok(p) => {
+            let reason = format!("its paths would make it {:?}", p.as_ref());
+            Err(KeyFault::Uncarriable { key: e.key, reason }.into_error())
+        }
+        Err(err) => {
+            let reason = err.to_string();
+            Err(KeyFault::Uncarriable { key: e.key, reason }.into_error())
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::{Mismatch, MismatchKind, VerifyOptions, VerifyReport};
 use crate::base::error::{Error, parse_key, store_err};
 use crate::content::hash::Hash;
 use crate::manifest::{DeepVerified, FoundTree, Manifest, ObjectRecord, normalize_etag};
+use crate::scan::listing::{KeyFault, key_fault};
 use crate::stores::Store;
 use crate::stores::body::body;
 use crate::stores::throttle::Bandwidth;
@@ -68,20 +69,47 @@ impl<'a> Walk<'a> {
     }
 
     /// The next listing entry, settling read-backs while the listing waits
-    /// (so reads and listing overlap).
+    /// (so reads and listing overlap). A key the target holds that
+    /// object_store cannot address (a folder marker `x/`, `a//b`: passeur
+    /// never writes one) is settled here as extra, and the listing goes on.
     pub(super) async fn next_listed(
         &mut self,
         listing: &mut BoxStream<'static, object_store::Result<ObjectMeta>>,
     ) -> Result<Option<ObjectMeta>, Error> {
         loop {
             let done = tokio::select! {
-                m = listing.next() => {
-                    return m.transpose().map_err(|e| store_err("list the target", e));
-                }
+                m = listing.next() => match m {
+                    Some(Err(e)) => match key_fault(&e) {
+                        Some(fault) => {
+                            self.unaddressable(fault)?;
+                            continue;
+                        }
+                        None => return Err(store_err("list the target", e)),
+                    },
+                    m => return Ok(m.and_then(Result::ok)),
+                },
                 Some(r) = self.reads.next(), if !self.reads.is_empty() => r,
             };
             settle(done, self.manifest, &mut self.tree, &mut self.report)?;
         }
+    }
+
+    /// A key the listing named but could not give as a path: extra, if it
+    /// is the job's (no record can name it).
+    fn unaddressable(&mut self, fault: &KeyFault) -> Result<(), Error> {
+        let key = fault.key().to_owned();
+        if !self.mine(&key) {
+            return Ok(());
+        }
+        self.report.target_objects += 1;
+        self.tree.add(&key, 0, &UNKNOWN)?;
+        self.report.push(Mismatch {
+            key,
+            kind: MismatchKind::Extra,
+            expected: None,
+            found: Some(format!("a key passeur cannot address: {fault}")),
+        });
+        Ok(())
     }
 
     /// A key at the target only: extra, if it is the job's.
