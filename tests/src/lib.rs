@@ -89,6 +89,37 @@ impl Run {
             .as_u64()
             .with_context(|| format!("no stat {name}"))
     }
+
+    /// The summary of a pass that listed to its end adds up: every key
+    /// listed ends as exactly one outcome, and no more bytes are done
+    /// than were listed.
+    pub fn outcomes_add_up(&self) -> Result<()> {
+        const OUTCOMES: [&str; 8] = [
+            "copied",
+            "unchanged",
+            "deduplicated",
+            "adopted",
+            "vanished",
+            "failed",
+            "paused",
+            "would_copy",
+        ];
+        let mut sum = 0;
+        for name in OUTCOMES {
+            sum += self.stat(name)?;
+        }
+        let (listed, done, listed_bytes) = (
+            self.stat("listed")?,
+            self.stat("done_bytes")?,
+            self.stat("listed_bytes")?,
+        );
+        anyhow::ensure!(
+            sum == listed && done <= listed_bytes,
+            "{listed} keys listed but {sum} outcomes, or {done} bytes done of {listed_bytes} listed: {}",
+            self.summary()?["summary"]["stats"]
+        );
+        Ok(())
+    }
 }
 
 /// A `passeur` command with a clean environment for store credentials.

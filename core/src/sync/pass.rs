@@ -3,7 +3,7 @@
 //! reported, checkpointed), and at the end the deletes and the summary.
 //! [`super::run_pass`] drives these steps; nothing here is public.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,6 +47,10 @@ pub(super) struct Pass<'a> {
     sampler: Mutex<CutSampler>,
     /// Segments listed to their end.
     ended: AtomicUsize,
+    /// Keys of the earlier run's uploads this pass continued first: each
+    /// is counted by its upload, not again as unchanged when the listing
+    /// comes to it.
+    resumed: Mutex<HashSet<String>>,
 }
 
 impl<'a> Pass<'a> {
@@ -104,6 +108,7 @@ impl<'a> Pass<'a> {
             watermark: Watermark::default(),
             sampler,
             ended: AtomicUsize::new(0),
+            resumed: Mutex::new(HashSet::new()),
         })
     }
 
@@ -126,6 +131,10 @@ impl<'a> Pass<'a> {
             let _ = rx.wait_for(|s| *s).await;
         });
         let listed = listing.filter_map(move |item| futures::future::ready(self.admit(item)));
+        self.resumed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(unfinished.iter().map(|m| m.location.as_ref().to_owned()));
         let unfinished =
             futures::stream::iter(unfinished.into_iter().map(|m| Work::Object(m, None)));
         Ok(unfinished
@@ -159,7 +168,16 @@ impl<'a> Pass<'a> {
                 stats.listed_bytes.fetch_add(m.size, Relaxed);
                 Some(Work::Object(m, ticket))
             }
-            Listed::Fault(o) => Some(Work::Fault(o)),
+            Listed::Fault(o) => {
+                // Not the job's: as any key the filter leaves out (a key
+                // listed out of order still fails: it may hide another).
+                if !o.breaks_order() && !self.opts.filter.accepts(o.key()) {
+                    self.ctx.stats.excluded.fetch_add(1, Relaxed);
+                    return None;
+                }
+                self.ctx.stats.listed.fetch_add(1, Relaxed);
+                Some(Work::Fault(o))
+            }
             Listed::Failed(e) => Some(Work::ListingFailed(e)),
             Listed::End(_) => {
                 self.ended.fetch_add(1, Relaxed);
@@ -247,7 +265,15 @@ impl<'a> Pass<'a> {
             Err(e @ (Error::Db { .. } | Error::Corrupt(_))) => return Err(e),
             r => r,
         };
-        count(&self.ctx.stats, &r, size);
+        let counted_by_its_upload = matches!(r, Ok(Outcome::Unchanged))
+            && self
+                .resumed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        if !counted_by_its_upload {
+            count(&self.ctx.stats, &r, size);
+        }
         if let Err(Error::MisreadKey { key: held, .. }) = &r {
             // Named as the store holds it, not as it was misread.
             key.clone_from(held);
