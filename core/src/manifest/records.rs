@@ -28,12 +28,21 @@ pub struct SourceVersion {
 impl SourceVersion {
     /// Whether a listing entry describes this same version. ETags are compared
     /// only when both sides have one: some servers leave them out of listings.
+    /// An equal ETag needs the same last-modified second too: S3 keeps an
+    /// object's ETag (the MD5 of its bytes) when only its attributes change
+    /// (a copy onto itself with new metadata), and only Last-Modified says
+    /// so. Seconds, because a listing gives milliseconds and a HEAD whole
+    /// seconds of the same time.
     pub fn same_as(&self, other: &SourceVersion) -> bool {
         if self.size != other.size {
             return false;
         }
         match (&self.etag, &other.etag) {
-            (Some(a), Some(b)) => a == b,
+            (Some(a), Some(b)) => {
+                a == b
+                    && self.last_modified_ms.div_euclid(1000)
+                        == other.last_modified_ms.div_euclid(1000)
+            }
             _ => self.last_modified_ms == other.last_modified_ms,
         }
     }
@@ -179,8 +188,14 @@ mod tests {
         assert!(!a.same_as(&b));
         let mut c = b.clone();
         c.etag = Some("x".into());
-        c.last_modified_ms = 99;
-        assert!(b.same_as(&c), "equal etags win over mtime");
+        c.last_modified_ms = 999;
+        assert!(b.same_as(&c), "a listing's milliseconds, a HEAD's second");
+        c.last_modified_ms = 1_000;
+        assert!(
+            !b.same_as(&c),
+            "an equal ETag in another second: the attributes changed"
+        );
+        c.last_modified_ms = 11;
         c.size = 4;
         assert!(!b.same_as(&c));
     }

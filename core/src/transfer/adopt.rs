@@ -49,8 +49,10 @@ impl Ctx {
         }
     }
 
-    fn same_attrs(&self, got: &GetResult, attrs_digest: &Hash) -> bool {
-        !self.target.supports_attributes() || attrs::digest(&got.attributes) == *attrs_digest
+    /// Whether `got` (a HEAD or GET of the target) has the attributes
+    /// `attrs_digest` names (always, at a target that keeps none).
+    pub(crate) fn same_attrs(&self, got: &GetResult, attrs_digest: &Hash) -> bool {
+        !self.target.supports_attributes() || attrs::matches(&got.attributes, attrs_digest)
     }
 
     /// Read the source (`stream`, `size` bytes, hashed and chunked as its

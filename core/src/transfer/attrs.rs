@@ -49,14 +49,26 @@ pub fn for_target(
     out
 }
 
-/// A digest of an attribute set, independent of insertion order, leaving
-/// out the `mtime` metadata: objects with equal content and equal other
-/// attributes are dedup candidates even when written at different times.
-/// (A server-side copy carries the holder's `mtime`; see ARCHITECTURE.md.)
-pub fn digest(attrs: &Attributes) -> Hash {
+/// Whether a source's attributes carry their own `mtime` metadata (an
+/// object written by rclone, or by a user): it travels as it is, and is
+/// the object's as much as its Content-Type.
+pub fn own_mtime(source_attrs: &Attributes) -> bool {
+    source_attrs
+        .get(&Attribute::Metadata(MTIME_KEY.into()))
+        .is_some()
+}
+
+/// A digest of an attribute set, independent of insertion order. The
+/// `mtime` passeur wrote from the source's last-modified is left out
+/// (`own_mtime` false): objects with equal content and equal other
+/// attributes are dedup candidates even when written at different times,
+/// and a server-side copy carries the holder's `mtime` (see
+/// ARCHITECTURE.md). An `mtime` of the source's own is in it: a copy from
+/// a holder with another would lose it.
+pub fn digest(attrs: &Attributes, own_mtime: bool) -> Hash {
     let mut items: Vec<(String, String)> = attrs
         .iter()
-        .filter(|(k, _)| !matches!(k, Attribute::Metadata(m) if m == MTIME_KEY))
+        .filter(|(k, _)| own_mtime || !matches!(k, Attribute::Metadata(m) if m == MTIME_KEY))
         .map(|(k, v)| (name(k), v.as_ref().to_owned()))
         .collect();
     items.sort();
@@ -68,6 +80,14 @@ pub fn digest(attrs: &Attributes) -> Hash {
         h.update(v.as_bytes());
     }
     h.finalize().into()
+}
+
+/// Whether attributes found at the target (a HEAD) are those a record's
+/// digest names. The target cannot tell whose its `mtime` is, so both
+/// digests are tried: one with its `mtime` and one without cannot be
+/// equal (one item set holds an `mtime`, the other none).
+pub fn matches(found: &Attributes, want: &Hash) -> bool {
+    digest(found, false) == *want || digest(found, true) == *want
 }
 
 fn name(a: &Attribute) -> String {
@@ -124,11 +144,37 @@ mod tests {
         let mut b = Attributes::new();
         b.insert(Attribute::CacheControl, "y".into());
         b.insert(Attribute::ContentType, "x".into());
-        assert_eq!(digest(&a), digest(&b));
+        assert_eq!(digest(&a, false), digest(&b, false));
         b.insert(Attribute::ContentType, "z".into());
-        assert_ne!(digest(&a), digest(&b));
+        assert_ne!(digest(&a, false), digest(&b, false));
         let mut c = a.clone();
         c.insert(Attribute::Metadata(MTIME_KEY.into()), "1.000".into());
-        assert_eq!(digest(&a), digest(&c), "mtime does not block dedup");
+        assert_eq!(
+            digest(&a, false),
+            digest(&c, false),
+            "passeur's mtime does not block dedup"
+        );
+    }
+
+    #[test]
+    fn a_sources_own_mtime_is_its_attribute() {
+        let mut src = Attributes::new();
+        src.insert(Attribute::ContentType, "text/plain".into());
+        let written = for_target(&src, "k", 5_000, false);
+        let mut own = src.clone();
+        own.insert(Attribute::Metadata(MTIME_KEY.into()), "7.5".into());
+        assert!(!own_mtime(&src) && own_mtime(&own));
+        let (d_written, d_own) = (digest(&written, false), digest(&own, true));
+        assert_ne!(d_written, d_own, "another object's mtime is not this one's");
+        let mut other = own.clone();
+        other.insert(Attribute::Metadata(MTIME_KEY.into()), "8.5".into());
+        assert_ne!(digest(&other, true), d_own);
+        // What a HEAD finds matches the digest it was written under, and
+        // no other.
+        assert!(matches(&written, &d_written) && matches(&own, &d_own));
+        assert!(!matches(&other, &d_own) && !matches(&src, &d_own));
+        let mut html = written.clone();
+        html.insert(Attribute::ContentType, "text/html".into());
+        assert!(!matches(&html, &d_written));
     }
 }

@@ -14,8 +14,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use futures::stream::StreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::{GetOptions, ObjectStoreExt};
 
 use crate::base::error::{Error, parse_key, store_err};
 use crate::content::chunk::Segmented;
@@ -146,22 +146,25 @@ impl Ctx {
         {
             return Ok(None);
         }
-        self.copy_from_holder(holder, to, size).await
+        self.copy_from_holder(holder, to, size, attrs_digest).await
     }
 
     /// Server-side copy of `holder` to `to`, only if the holder is still at
-    /// the target as recorded: a HEAD must show the ETag and size of its
-    /// record (a record without a target ETag cannot be checked: no copy).
-    /// Returns the copy's own ETag (object_store's copy returns none, so the
-    /// copy is HEADed), or `None` when the caller must upload instead. The
-    /// caller holds the holder's copy gate. A holder rewritten between the
-    /// HEAD and the copy (one request apart) is not detected here; deep
-    /// verification reads the bytes.
+    /// the target as recorded: a HEAD must show the ETag, size and
+    /// attributes of its record (a record without a target ETag cannot be
+    /// checked: no copy). Returns the copy's own ETag (object_store's copy
+    /// returns none, so the copy is HEADed; it must have the size and the
+    /// attributes `attrs_digest` of the object it stands for), or `None`
+    /// when the caller must upload instead (over the copy, if one was
+    /// made). The caller holds the holder's copy gate. A holder's bytes
+    /// rewritten between the HEAD and the copy (one request apart) are not
+    /// detected here; deep verification reads the bytes.
     async fn copy_from_holder(
         &self,
         holder: &str,
         to: &Path,
         size: u64,
+        attrs_digest: &Hash,
     ) -> Result<Option<String>, Error> {
         if !self.holder_intact(holder, size).await? {
             return Ok(None);
@@ -171,18 +174,28 @@ impl Ctx {
             tracing::debug!(key = %to, error = %e, "server-side copy failed; uploading");
             return Ok(None);
         }
-        match self.target.inner.head(to).await {
-            Ok(m) if m.size == size => match normalize_etag(m.e_tag.as_deref()) {
+        match self
+            .target
+            .inner
+            .get_opts(to, GetOptions::new().with_head(true))
+            .await
+        {
+            Ok(got) if got.meta.size != size => {
+                let found = got.meta.size;
+                tracing::warn!(key = %to, size = found, want = size, "copy has another size; uploading");
+                Ok(None)
+            }
+            Ok(got) if !self.same_attrs(&got, attrs_digest) => {
+                tracing::warn!(key = %to, %holder, "copy has other attributes than its source's; uploading");
+                Ok(None)
+            }
+            Ok(got) => match normalize_etag(got.meta.e_tag.as_deref()) {
                 Some(etag) => {
                     self.stats.bytes_saved.fetch_add(size, Relaxed);
                     Ok(Some(etag))
                 }
                 None => Ok(None),
             },
-            Ok(m) => {
-                tracing::warn!(key = %to, size = m.size, want = size, "copy has another size; uploading");
-                Ok(None)
-            }
             Err(e) => {
                 tracing::debug!(key = %to, error = %e, "copy not readable; uploading");
                 Ok(None)
@@ -191,8 +204,9 @@ impl Ctx {
     }
 
     /// Whether `holder` is at the target as its record says: a HEAD shows
-    /// the recorded target ETag and `size`. A record without a target ETag
-    /// cannot be checked: not intact.
+    /// the recorded target ETag, `size` and attributes (someone may have
+    /// changed them at the target, which keeps the ETag). A record without
+    /// a target ETag cannot be checked: not intact.
     async fn holder_intact(&self, holder: &str, size: u64) -> Result<bool, Error> {
         let Some(rec) = self.manifest.object(holder)? else {
             return Ok(false);
@@ -202,8 +216,13 @@ impl Ctx {
             return Ok(false);
         };
         let from = parse_key(holder)?;
-        let seen = match self.target.inner.head(&from).await {
-            Ok(m) => m,
+        let head = GetOptions::new().with_head(true);
+        let seen = match self.target.inner.get_opts(&from, head).await {
+            Ok(got) if !self.same_attrs(&got, &rec.attrs_digest) => {
+                tracing::warn!(%holder, "dedup holder's attributes changed at the target since it was recorded; uploading instead");
+                return Ok(false);
+            }
+            Ok(got) => got.meta,
             Err(e) => {
                 tracing::warn!(%holder, error = %e, "dedup holder not readable at the target; uploading");
                 return Ok(false);

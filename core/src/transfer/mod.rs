@@ -196,7 +196,7 @@ impl Ctx {
         };
         let version = read_version(listed, &open.got);
         let attributes = self.target_attributes(key, &open.got, &version);
-        let attrs_digest = attrs::digest(&attributes);
+        let attrs_digest = attrs::digest(&attributes, attrs::own_mtime(&open.got.attributes));
         let if_match = open.got.meta.e_tag.clone();
         let published = self.published(if_match.as_deref());
         let plan = open.plan;
