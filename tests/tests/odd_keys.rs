@@ -86,6 +86,19 @@ async fn directory_markers_are_failed_by_name_not_vanished() -> Result<()> {
     ensure!(run.stat("vanished")? == 0 && run.stat("failed")? == 2);
     // The markers were listed too: the counts add up.
     run.outcomes_add_up()?;
+    // Left out by the filters, they are not the job's: excluded, exit 0.
+    let out = job
+        .command()?
+        .args(["--exclude", "folder/", "--exclude", "empty-dir/"])
+        .output()?;
+    let again = passeur_tests::Run::from_output(out);
+    ensure!(
+        again.code == 0 && again.stat("excluded")? == 2 && again.stat("failed")? == 0,
+        "excluded markers: exit {}: {}",
+        again.code,
+        again.stdout
+    );
+    again.outcomes_add_up()?;
     Ok(())
 }
 

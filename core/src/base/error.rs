@@ -151,6 +151,19 @@ pub enum Error {
         /// What the read-back found instead.
         found: String,
     },
+    /// The source answered a read of the object with 409 Conflict, which
+    /// object_store reports as "already exists": an Azure blob in the
+    /// Archive tier (`BlobArchived`) is read only once rehydrated.
+    /// Permanent until someone does.
+    #[error(
+        "read source: the store refused to read it with 409 Conflict (an Azure blob in the Archive tier is read only once rehydrated to Hot or Cool; `passeur plan` lists them): {}",
+        error_chain(source)
+    )]
+    SourceConflict {
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
     /// The source object changed while it was being copied (size, ETag
     /// or a refused If-Match): retried by the next pass.
     #[error("{0}")]
@@ -310,6 +323,10 @@ impl Error {
                     FailureKind::Precondition
                 }
                 E::PermissionDenied { .. } | E::Unauthenticated { .. } => FailureKind::Denied,
+                // A local filesystem's answer no retry changes.
+                E::Generic { source, .. } if refused_for_good(source.as_ref()) => {
+                    FailureKind::Permanent
+                }
                 // Transport errors, timeouts, and 5xx / 429 answers after
                 // object_store's retries all arrive as Generic (its retry
                 // error, which knows the status, is private to it).
@@ -328,6 +345,26 @@ impl Error {
             _ => FailureKind::Permanent,
         }
     }
+}
+
+/// Whether a local filesystem refused a path for good somewhere in `e`'s
+/// chain: a file where a directory must be (keys `a` and `a/b`), a
+/// directory where a file must be, a name too long or otherwise invalid.
+fn refused_for_good(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                K::NotADirectory | K::IsADirectory | K::InvalidFilename
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 impl Error {
@@ -442,5 +479,28 @@ mod tests {
         assert!(!has_status("port 14030", "403"));
         assert!(has_status("server returned 403 forbidden", "403"));
         assert!(has_status("status: 403", "403"));
+    }
+
+    #[test]
+    fn a_path_a_local_filesystem_refuses_is_a_permanent_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a"), b"file").expect("seed");
+        // `a` is a file: `a/b` cannot be made, however often tried.
+        let io = std::fs::create_dir_all(dir.path().join("a/b")).expect_err("a file in the way");
+        let local = |e: std::io::Error| {
+            Error::StoreOp {
+                op: "write",
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            }
+            .kind()
+        };
+        assert_eq!(local(io), FailureKind::Permanent);
+        let long = std::fs::write(dir.path().join("n".repeat(300)), b"x").expect_err("too long");
+        assert_eq!(local(long), FailureKind::Permanent);
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut");
+        assert_eq!(local(cut), FailureKind::Transient);
     }
 }

@@ -89,6 +89,10 @@ impl Ctx {
         match got {
             Ok(g) => Ok(Some(g)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
+            // A read creates nothing: its 409 is the store refusing it.
+            Err(source @ object_store::Error::AlreadyExists { .. }) => {
+                Err(Error::SourceConflict { source })
+            }
             Err(e) => Err(store_err("read source", e)),
         }
     }
