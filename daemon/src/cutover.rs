@@ -20,6 +20,7 @@ use crate::cli::VerifyArgs;
 use crate::cutover_changes::{FinalChanges, run_final_changes};
 use crate::exit;
 use crate::jobs::{Opened, open_job};
+use crate::manifest_state::ManifestState;
 
 /// Exit codes of these two commands: the table in `exit.rs`, where 0 means
 /// VERIFIED and 1 that the target differs or the final pass left work.
@@ -62,6 +63,9 @@ struct Report {
     relied_on: Vec<String>,
     final_pass: Option<FinalPass>,
     final_changes: Option<FinalChanges>,
+    /// What the manifest held of the source when verification ran:
+    /// `verified` compares the target with the manifest, no further.
+    manifest: ManifestState,
     /// With --repair: keys whose records were forgotten (cutover: copied
     /// again by a second final pass, then verified again).
     repaired: Vec<String>,
@@ -348,6 +352,10 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
     }
     let pass_ok =
         pass.as_ref().is_none_or(|p| p.complete) && changes.as_ref().is_none_or(|c| c.complete);
+    let manifest = match ManifestState::read(&opened.manifest, &opened.opts.filter) {
+        Ok(m) => m,
+        Err(e) => return could_not_run(exit::for_error(&e), &format!("manifest: {e}")),
+    };
     let report = Report {
         command: name,
         passeur_version: env!("CARGO_PKG_VERSION"),
@@ -362,6 +370,7 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
         relied_on: relied_on(changes.as_ref(), &verification, opened.opts.filter.shard()),
         final_pass: pass,
         final_changes: changes,
+        manifest,
         repaired,
         repaired_same_content,
         verification,
@@ -398,7 +407,12 @@ pub async fn command(args: VerifyArgs, final_pass: bool) -> u8 {
 fn human(r: &Report, path: &std::path::Path) -> String {
     let v = &r.verification;
     let mut t = String::new();
-    let verdict = if r.verified {
+    // A full verification stands for the source only as far as the
+    // manifest holds it; a change verification says what it relied on.
+    let partial = r.kind == "full" && !r.manifest.whole();
+    let verdict = if r.verified && partial {
+        "VERIFIED against the manifest, which does not hold the whole source yet (below)".to_owned()
+    } else if r.verified {
         "VERIFIED".to_owned()
     } else {
         format!("NOT VERIFIED: {} mismatches", v.mismatch_count)
@@ -418,6 +432,9 @@ fn human(r: &Report, path: &std::path::Path) -> String {
         }
     ));
     t.push_str(&format!("target: {}\n", r.target));
+    if r.kind == "full" && (r.command == "verify" || partial) {
+        t.push_str(&r.manifest.human());
+    }
     if let Some(c) = &r.final_changes {
         let s = &c.summary;
         t.push_str(&format!(

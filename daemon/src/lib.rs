@@ -20,6 +20,7 @@ mod jobs;
 mod manifest_cmd;
 mod manifest_merge;
 mod manifest_ranges;
+mod manifest_state;
 mod notify;
 mod output;
 mod plan_cmd;

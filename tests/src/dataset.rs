@@ -127,6 +127,18 @@ pub fn standard(seed: u64, small: usize) -> Vec<Obj> {
     objs
 }
 
+/// `n` small objects named `key(i)` whose bytes are `{text} {i}`.
+pub fn numbered(key: impl Fn(usize) -> String, text: &str, n: usize) -> Vec<Obj> {
+    (0..n)
+        .map(|i| Obj {
+            key: key(i),
+            data: Bytes::from(format!("{text} {i}")),
+            content_type: None,
+            meta: vec![],
+        })
+        .collect()
+}
+
 /// Write a dataset as files under `dir`.
 pub fn write_dir(dir: &Path, objs: &[Obj]) -> Result<()> {
     for o in objs {

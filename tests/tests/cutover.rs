@@ -2,7 +2,8 @@
 //! Merkle roots); a flipped byte, a deleted object and an extra object are
 //! reported with the right kinds (exit 1); deep verification is
 //! incremental; the manifest export is what `b3sum` computes on the target,
-//! and `manifest diff` names exactly the keys that changed.
+//! and `manifest diff` names exactly the keys that changed; `verify` after
+//! a stopped pass says what the manifest does not hold yet.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +12,9 @@ use bytes::Bytes;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use passeur_tests::dataset::{self, Obj};
+use passeur_tests::job::signal_after;
 use passeur_tests::servers::{Kind, Server};
-use passeur_tests::{Run, passeur};
+use passeur_tests::{Run, passeur, passeur_command};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
 
@@ -440,6 +442,100 @@ fn a_cutover_that_cannot_run_exits_with_the_code_of_its_cause() -> Result<()> {
         "source gone: exit {}: {}",
         gone.code,
         gone.stderr
+    );
+    Ok(())
+}
+
+/// `verify` after a pass stopped part way: the target matches the manifest
+/// (exit 0), and the verdict and the report say that the manifest does not
+/// hold the whole source yet, and where the stopped listing got to; after a
+/// complete pass, as of which pass it holds it.
+#[test]
+fn verify_after_a_stopped_pass_says_the_manifest_is_not_whole() -> Result<()> {
+    const N: usize = 5000;
+    let work = tempfile::tempdir()?;
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    let objs = dataset::numbered(|i| format!("k/{i:05}"), "object", N);
+    dataset::write_dir(&src, &objs)?;
+    let (s, d) = (src.to_string_lossy(), dst.to_string_lossy());
+    let cfg = config(work.path(), &src, &d, "")?;
+    let report = work.path().join("report.json");
+    let state = work.path().join("state/j");
+    let st = state.to_string_lossy();
+    let sync = [
+        "sync", "--source", &s, "--target", &d, "--state", &st, "--output", "json",
+    ];
+    let stopped = signal_after(passeur_command(&sync)?, "object", N / 50, "INT")?;
+    ensure!(
+        stopped.code == 130,
+        "exit {}: {}",
+        stopped.code,
+        stopped.stderr
+    );
+
+    let (v, r) = run("verify", &cfg, &report, &[])?;
+    ensure!(v.code == 0, "exit {}: {}\n{}", v.code, v.stdout, v.stderr);
+    let held = stat(&r, "objects");
+    ensure!(
+        held > 0 && held < N as u64,
+        "the stopped pass recorded {held}"
+    );
+    let m = &r["manifest"];
+    ensure!(
+        m["last_complete_pass"].is_null() && m["unfinished_pass"]["ended"].is_string(),
+        "the report must say no pass completed, and that the last one ended so: {m}"
+    );
+    ensure!(
+        v.stdout
+            .contains("VERIFIED against the manifest, which does not hold the whole source yet")
+            && v.stdout.contains("NO complete pass"),
+        "{}",
+        v.stdout
+    );
+
+    let done = passeur(&sync, &[])?;
+    ensure!(done.code == 0, "{}\n{}", done.stdout, done.stderr);
+    let (v, r) = run("verify", &cfg, &report, &[])?;
+    ensure!(v.code == 0, "exit {}: {}\n{}", v.code, v.stdout, v.stderr);
+    let m = &r["manifest"];
+    ensure!(
+        m["last_complete_pass"]["ended"].is_string()
+            && m["unfinished_pass"].is_null()
+            && m["pass_stopped_at"].is_null()
+            && m["uploads_in_progress"] == 0,
+        "{m}"
+    );
+    ensure!(stat(&r, "objects") == N as u64, "{r}");
+    ensure!(
+        v.stdout.contains(": VERIFIED\n") && v.stdout.contains("as of the last complete pass"),
+        "{}",
+        v.stdout
+    );
+
+    // Every source file changes, and a pass is killed part way: the
+    // report says that the last pass did not end.
+    let changed: Vec<Obj> = objs
+        .iter()
+        .map(|o| Obj {
+            data: Bytes::from(format!("{} changed", String::from_utf8_lossy(&o.data))),
+            ..o.clone()
+        })
+        .collect();
+    dataset::write_dir(&src, &changed)?;
+    let killed = signal_after(passeur_command(&sync)?, "object", N / 50, "KILL")?;
+    ensure!(killed.code == -1, "not killed: exit {}", killed.code);
+    let (v, r) = run("verify", &cfg, &report, &[])?;
+    let m = &r["manifest"];
+    ensure!(
+        m["last_complete_pass"]["ended"].is_string()
+            && m["unfinished_pass"]["started"].is_string()
+            && m["unfinished_pass"]["ended"].is_null(),
+        "{m}"
+    );
+    ensure!(
+        v.stdout.contains("did not end") && !v.stdout.contains(": VERIFIED\n"),
+        "{}",
+        v.stdout
     );
     Ok(())
 }

@@ -3,9 +3,8 @@
 //! then wraps around to it, copying each object only once.
 
 use anyhow::{Result, ensure};
-use bytes::Bytes;
 use passeur_tests::LocalTargetJob;
-use passeur_tests::dataset::{self, Obj};
+use passeur_tests::dataset;
 use passeur_tests::job::signal_after;
 use passeur_tests::servers::{Kind, Server};
 
@@ -15,14 +14,7 @@ const N: usize = 1500;
 async fn sigint_stops_cleanly_and_the_next_run_continues() -> Result<()> {
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("src")?;
-    let objs: Vec<Obj> = (0..N)
-        .map(|i| Obj {
-            key: format!("k/{i:05}"),
-            data: Bytes::from(format!("object {i}")),
-            content_type: None,
-            meta: vec![],
-        })
-        .collect();
+    let objs = dataset::numbered(|i| format!("k/{i:05}"), "object", N);
     dataset::seed(moto.client("src")?.as_ref(), &objs).await?;
     let job = LocalTargetJob::new(&moto.url("src"), &moto.config(), 2)?;
     // Stop it a third of the way in: past the first checkpoint (saved

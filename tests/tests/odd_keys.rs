@@ -4,7 +4,7 @@ use anyhow::{Result, ensure};
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use passeur_tests::LocalTargetJob;
-use passeur_tests::dataset::{self, Obj};
+use passeur_tests::dataset::{self, Obj, numbered};
 use passeur_tests::servers::{Kind, Server};
 
 fn obj(key: &str, data: &'static [u8]) -> Obj {
@@ -14,18 +14,6 @@ fn obj(key: &str, data: &'static [u8]) -> Obj {
         content_type: None,
         meta: vec![],
     }
-}
-
-/// `n` small objects named `key(i)` whose bytes are `{text} {i}`.
-fn numbered(key: impl Fn(usize) -> String, text: &str, n: usize) -> Vec<Obj> {
-    (0..n)
-        .map(|i| Obj {
-            key: key(i),
-            data: bytes::Bytes::from(format!("{text} {i}")),
-            content_type: None,
-            meta: vec![],
-        })
-        .collect()
 }
 
 /// Every key of `keys` is among the run's failures.

@@ -6,7 +6,8 @@ use rocksdb::WriteBatch;
 
 use super::{
     CF_META, KEY_CHUNKING, KEY_FEED_COVERED, KEY_FEED_CURSOR, KEY_LAST_COMPLETE_PASS,
-    KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE, KEY_TARGET, Manifest, cf, db_err, records,
+    KEY_LAST_PASS, KEY_LISTING_CHECKPOINT, KEY_SCHEMA, KEY_SOURCE, KEY_TARGET, Manifest, cf,
+    db_err, records,
 };
 use crate::base::error::Error;
 use crate::content::chunk::ChunkParams;
@@ -18,6 +19,17 @@ pub struct LastCompletePass {
     pub ended_ms: i64,
     /// `KeyFilter::fingerprint` of the filter it ran with.
     pub filter: [u8; 32],
+}
+
+/// The last full pass that started (`Manifest::last_pass`), complete or
+/// not: what a verification says the manifest holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPass {
+    pub started_ms: i64,
+    /// `None`: it has not ended (killed, or still running).
+    pub ended_ms: Option<i64>,
+    /// It ended complete (`PassSummary::complete`).
+    pub complete: bool,
 }
 
 impl Manifest {
@@ -152,6 +164,42 @@ impl Manifest {
         v[16..].copy_from_slice(&pass.filter);
         self.db
             .put_cf(cf(&self.db, CF_META)?, KEY_LAST_COMPLETE_PASS, v)
+            .map_err(db_err)
+    }
+
+    /// The last full pass that started (none recorded by builds before
+    /// this record existed).
+    pub fn last_pass(&self) -> Result<Option<LastPass>, Error> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_META)?, KEY_LAST_PASS)
+            .map_err(db_err)?;
+        v.map(|v| match <[u8; 17]>::try_from(&v[..]) {
+            Ok(b) => {
+                let ms = |x: &[u8]| <[u8; 8]>::try_from(x).map_or(0, i64::from_be_bytes);
+                let ended = ms(&b[8..16]);
+                Ok(LastPass {
+                    started_ms: ms(&b[..8]),
+                    ended_ms: (ended != 0).then_some(ended),
+                    complete: b[16] == 1,
+                })
+            }
+            Err(_) => Err(Error::Corrupt(format!("last pass: {} bytes", v.len()))),
+        })
+        .transpose()
+    }
+
+    /// Record a full pass's start (`ended_ms` none), then its end. Not
+    /// synced: the start reaches the disk with the pass's first synced
+    /// checkpoint (the WAL keeps order); an end lost in a crash reads as a
+    /// pass that did not end, which claims less, never more.
+    pub fn set_last_pass(&self, pass: &LastPass) -> Result<(), Error> {
+        let mut v = [0u8; 17];
+        v[..8].copy_from_slice(&pass.started_ms.to_be_bytes());
+        v[8..16].copy_from_slice(&pass.ended_ms.unwrap_or(0).to_be_bytes());
+        v[16] = u8::from(pass.complete);
+        self.db
+            .put_cf(cf(&self.db, CF_META)?, KEY_LAST_PASS, v)
             .map_err(db_err)
     }
 

@@ -35,7 +35,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, W
 use crate::base::error::Error;
 use crate::content::chunk::ChunkRef;
 use crate::content::hash::Hash;
-pub use meta::LastCompletePass;
+pub use meta::{LastCompletePass, LastPass};
 pub use pending::Pending;
 pub use records::{ObjectRecord, ObjectState, SourceVersion, normalize_etag};
 pub use shard::{Merged, merge, shard_of};
@@ -102,6 +102,7 @@ const KEY_FEED_CURSOR: &[u8] = b"feed_cursor";
 const KEY_LAST_VERIFIED: &[u8] = b"last_verified";
 const KEY_FEED_COVERED: &[u8] = b"feed_covered";
 const KEY_LAST_COMPLETE_PASS: &[u8] = b"last_complete_pass";
+const KEY_LAST_PASS: &[u8] = b"last_pass";
 const KEY_SHARD: &[u8] = b"shard";
 const KEY_SHARD_RANGES: &[u8] = b"shard_ranges";
 

@@ -206,6 +206,32 @@ fn last_complete_pass_survives_reopen_and_never_moves_back() -> Result<(), Error
     Ok(())
 }
 
+#[test]
+fn last_pass_records_a_start_then_its_end_and_survives_reopen() -> Result<(), Error> {
+    let dir = tempdir()?;
+    let started = super::LastPass {
+        started_ms: 7_000,
+        ended_ms: None,
+        complete: false,
+    };
+    {
+        let m = Manifest::open(dir.path())?;
+        assert_eq!(m.last_pass()?, None);
+        m.set_last_pass(&started)?;
+        assert_eq!(m.last_pass()?, Some(started));
+    }
+    let m = Manifest::open(dir.path())?;
+    assert_eq!(m.last_pass()?, Some(started), "a start not ended stays so");
+    let ended = super::LastPass {
+        ended_ms: Some(9_000),
+        complete: true,
+        ..started
+    };
+    m.set_last_pass(&ended)?;
+    assert_eq!(m.last_pass()?, Some(ended));
+    Ok(())
+}
+
 /// Entries of column family `name`.
 fn entries(m: &Manifest, name: &str) -> Result<usize, Error> {
     Ok(m.db

@@ -172,6 +172,14 @@ pub async fn run_pass(
     // An Azure source's change feed is read from the start of the job's
     // first full pass, and after a complete one, from its start.
     let started_ms = crate::base::now_ms();
+    let mut last = crate::manifest::LastPass {
+        started_ms,
+        ended_ms: None,
+        complete: false,
+    };
+    if !opts.dry_run {
+        manifest.set_last_pass(&last)?;
+    }
     let anchors = source.kind == crate::stores::StoreKind::Azure && !opts.dry_run;
     if anchors {
         changes::anchor_if_absent(&manifest, started_ms)?;
@@ -228,6 +236,11 @@ pub async fn run_pass(
             ended_ms: crate::base::now_ms(),
             filter: opts.filter.fingerprint(),
         })?;
+    }
+    if !opts.dry_run {
+        last.ended_ms = Some(crate::base::now_ms());
+        last.complete = summary.complete();
+        manifest.set_last_pass(&last)?;
     }
     Ok(summary)
 }
