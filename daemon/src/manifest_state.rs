@@ -35,6 +35,9 @@ pub(crate) struct ManifestState {
     /// Multipart uploads begun and not completed: their keys are not in
     /// the manifest at their new version yet.
     pub uploads_in_progress: u64,
+    /// Keys the change feed named whose change is not at the target yet
+    /// (a change pass failed them; the next one tries them again).
+    pub pending_changes: u64,
 }
 
 /// When a pass ran.
@@ -80,6 +83,7 @@ impl ManifestState {
             }),
             pass_stopped_at: m.listing_checkpoint()?,
             uploads_in_progress: m.uploads()?.len() as u64,
+            pending_changes: m.pending_keys()?.len() as u64,
         })
     }
 
@@ -90,6 +94,7 @@ impl ManifestState {
             && self.unfinished_pass.is_none()
             && self.pass_stopped_at.is_none()
             && self.uploads_in_progress == 0
+            && self.pending_changes == 0
     }
 
     /// Lines for the human summary: what the verdict covers.
@@ -124,6 +129,12 @@ impl ManifestState {
                 self.uploads_in_progress
             ));
         }
+        if self.pending_changes > 0 {
+            t.push_str(&format!(
+                "  {} keys the change feed named are pending: their change is not at the target, nor verified, until a pass replicates it\n",
+                self.pending_changes
+            ));
+        }
         t
     }
 }
@@ -143,6 +154,7 @@ mod tests {
             last_complete_pass: Some(done.clone()),
             pass_stopped_at: None,
             uploads_in_progress: 0,
+            pending_changes: 0,
         };
         assert!(whole.whole());
         assert!(!whole.human().contains("NO complete"));
@@ -165,6 +177,11 @@ mod tests {
             ..whole.clone()
         };
         assert!(!uploading.whole() && uploading.human().contains("2 uploads"));
+        let pending = ManifestState {
+            pending_changes: 3,
+            ..whole.clone()
+        };
+        assert!(!pending.whole() && pending.human().contains("3 keys the change feed named"));
         let never = ManifestState {
             last_complete_pass: None,
             ..whole

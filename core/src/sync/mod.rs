@@ -172,14 +172,6 @@ pub async fn run_pass(
     // An Azure source's change feed is read from the start of the job's
     // first full pass, and after a complete one, from its start.
     let started_ms = crate::base::now_ms();
-    let mut last = crate::manifest::LastPass {
-        started_ms,
-        ended_ms: None,
-        complete: false,
-    };
-    if !opts.dry_run {
-        manifest.set_last_pass(&last)?;
-    }
     let anchors = source.kind == crate::stores::StoreKind::Azure && !opts.dry_run;
     if anchors {
         changes::anchor_if_absent(&manifest, started_ms)?;
@@ -195,6 +187,16 @@ pub async fn run_pass(
     } else {
         ctx.sweep_uploads(&opts.filter).await?
     };
+    // Recorded once the state directory has settled what earlier runs
+    // left (a full disk stops the pass there first, with its own error).
+    let mut last = crate::manifest::LastPass {
+        started_ms,
+        ended_ms: None,
+        complete: false,
+    };
+    if !opts.dry_run {
+        manifest.set_last_pass(&last)?;
+    }
     let pass = Pass::new(ctx, &manifest, opts)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tally = Tally::default();
