@@ -1,6 +1,7 @@
 //! Objects a store refuses to read, or a target refuses to hold, fail by
 //! name with the kind an operator can act on — never as a race
-//! (`precondition`) or a passing fault (`transient`, retried in vain).
+//! (`precondition`) or a passing fault (`transient`, retried in vain); what
+//! a local source holds that is no object is passed over by name.
 
 use anyhow::{Result, ensure};
 use object_store::ObjectStoreExt;
@@ -88,5 +89,55 @@ async fn a_key_a_local_target_cannot_hold_fails_as_permanent() -> Result<()> {
         std::fs::read(job.dst.join(other))? == want,
         "{other} did not arrive whole ({failed} failed)"
     );
+    Ok(())
+}
+
+/// A local source's broken symbolic link and FIFO hold no bytes to copy:
+/// the pass copies the files beside them and exits 0, and a warning names
+/// each (they stay, pass after pass: their owner may want to know).
+#[test]
+fn a_broken_link_and_a_fifo_at_a_local_source_are_named_and_passed_over() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("d"))?;
+    std::fs::write(src.join("d/file"), b"bytes")?;
+    std::os::unix::fs::symlink(work.path().join("nowhere"), src.join("d/dangling"))?;
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(src.join("pipe"))
+        .status()?;
+    ensure!(fifo.success(), "mkfifo");
+    let (s, d, st) = (
+        src.to_string_lossy().into_owned(),
+        work.path().join("dst").to_string_lossy().into_owned(),
+        work.path().join("state").to_string_lossy().into_owned(),
+    );
+    let run = passeur_tests::passeur(
+        &[
+            "sync", "--source", &s, "--target", &d, "--state", &st, "--output", "json",
+        ],
+        &[],
+    )?;
+    ensure!(run.code == 0, "exit {}: {}", run.code, run.stderr);
+    ensure!(
+        std::fs::read(work.path().join("dst/d/file"))? == b"bytes",
+        "the file beside them did not arrive"
+    );
+    ensure!(
+        run.stat("listed")? == 1 && run.stat("copied")? == 1,
+        "{}",
+        run.stdout
+    );
+    for (name, why) in [
+        ("d/dangling", "symbolic link to nothing"),
+        ("pipe", "not a regular file"),
+    ] {
+        ensure!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(why) && l.contains(name)),
+            "{name} not named ({why}): {}",
+            run.stderr
+        );
+    }
     Ok(())
 }

@@ -34,6 +34,9 @@
 //! — object_store left those out silently — or a modification time beyond
 //! what chrono holds, where object_store panicked) is an error item after
 //! which the walk goes on (the pass still reports its listing failed).
+//! A broken link and a file that is not a regular one (a FIFO, a socket, a
+//! device) are passed over as object_store does, with a warning naming
+//! each (object_store said nothing).
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -189,7 +192,15 @@ impl DirLister {
     ) -> Option<object_store::Result<ObjectMeta>> {
         let entry = match entry {
             Ok(e) => e,
-            Err(e) if vanished(e.io_error()) => return None,
+            Err(e) if vanished(e.io_error()) => {
+                // A file gone during the walk, or a link to nothing: no
+                // bytes to copy either way, but a broken link stays, pass
+                // after pass, and its owner may want to know.
+                if let Some(p) = e.path().filter(|p| is_link(p)) {
+                    tracing::warn!(path = %p.display(), "passed over: a symbolic link to nothing");
+                }
+                return None;
+            }
             Err(e) => return Some(Err(WalkError::Walk(e).into())),
         };
         if entry.file_type().is_dir() {
@@ -209,6 +220,10 @@ impl DirLister {
             }
         };
         if !md.is_file() {
+            tracing::warn!(
+                path = %entry.path().display(),
+                "passed over: not a regular file (a FIFO, a socket or a device)"
+            );
             return None;
         }
         let location = match self.key(entry.path()) {
@@ -260,6 +275,11 @@ pub fn unnamable(e: &object_store::Error) -> Option<(&str, &str)> {
         }
         _ => None,
     }
+}
+
+/// Whether `path` is a symbolic link (`lstat`: on the error path only).
+fn is_link(path: &FsPath) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 fn vanished(e: Option<&std::io::Error>) -> bool {
