@@ -22,8 +22,8 @@ pub(crate) struct ManifestState {
     /// and ended (RFC 3339). `None`: no such pass is recorded, so source
     /// keys may be missing from the manifest, and from any verification.
     pub last_complete_pass: Option<PassTimes>,
-    /// The last full pass that started, when it is not that complete one:
-    /// `ended` none if it did not end (killed, or still running when a
+    /// The last full pass that started, when it did not complete: `ended`
+    /// none if it did not end (killed, or still running when a
     /// snapshot of the state was verified); it ended incomplete otherwise
     /// (stopped, objects failed, or its listing was cut short). Keys it did
     /// not settle are not in the manifest at their present version.
@@ -67,14 +67,13 @@ impl ManifestState {
             .last_complete_pass()?
             .filter(|p| p.filter == filter.fingerprint());
         // Builds before the record existed wrote no `last_pass`: the
-        // complete pass and the checkpoint then say what is known.
-        let unfinished = m
-            .last_pass()?
-            .filter(|p| !(p.complete && last.is_some_and(|c| c.started_ms == p.started_ms)))
-            .map(|p| Unfinished {
-                started: rfc3339(p.started_ms),
-                ended: p.ended_ms.map(rfc3339),
-            });
+        // complete pass and the checkpoint then say what is known. A last
+        // pass that completed under other filters is not unfinished: the
+        // complete pass under these (older, or none) says what they hold.
+        let unfinished = m.last_pass()?.filter(|p| !p.complete).map(|p| Unfinished {
+            started: rfc3339(p.started_ms),
+            ended: p.ended_ms.map(rfc3339),
+        });
         Ok(Self {
             unfinished_pass: unfinished,
             last_complete_pass: last.map(|p| PassTimes {
