@@ -13,22 +13,10 @@ Credentials are the test servers' own well-known ones.
 import json
 import sys
 
-import boto3
-from botocore.config import Config
+from sdk import s3_client
 
 cmd, endpoint, bucket, key = sys.argv[1:5]
-s3 = boto3.client(
-    "s3",
-    endpoint_url=endpoint,
-    region_name="us-east-1",
-    aws_access_key_id="testing",
-    aws_secret_access_key="testing",
-    config=Config(
-        s3={"addressing_style": "path"},
-        response_checksum_validation="when_required",
-        request_checksum_calculation="when_required",
-    ),
-)
+s3 = s3_client(endpoint)
 if cmd == "put":
     body, ctype, meta = sys.argv[5:8]
     s3.put_object(

@@ -26,12 +26,13 @@ def emit(key, chunks):
     print(json.dumps({"key": key, "size": size, "md5": h.hexdigest()}))
 
 
-def s3(endpoint, bucket):
+def s3_client(endpoint):
+    """A boto3 S3 client of the test servers: path-style, their well-known
+    credentials, checksums only where the API requires them."""
     import boto3
-    import botocore.handlers
     from botocore.config import Config
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
@@ -43,6 +44,12 @@ def s3(endpoint, bucket):
             request_checksum_calculation="when_required",
         ),
     )
+
+
+def s3(endpoint, bucket):
+    import botocore.handlers
+
+    client = s3_client(endpoint)
     client.meta.events.unregister(
         "before-parameter-build.s3.ListObjectsV2",
         botocore.handlers.set_list_objects_encoding_type_url,
@@ -75,10 +82,11 @@ def az(endpoint, container):
         emit(b.name, client.download_blob(b.name).chunks())
 
 
-kind, endpoint, name = sys.argv[1:4]
-if kind == "s3":
-    s3(endpoint, name)
-elif kind == "az":
-    az(endpoint, name)
-else:
-    sys.exit(f"unknown kind {kind}")
+if __name__ == "__main__":
+    kind, endpoint, name = sys.argv[1:4]
+    if kind == "s3":
+        s3(endpoint, name)
+    elif kind == "az":
+        az(endpoint, name)
+    else:
+        sys.exit(f"unknown kind {kind}")
