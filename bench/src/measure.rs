@@ -231,7 +231,11 @@ impl Row {
             self.passeur.servers_cpu(),
             self.peer.rss_mib(),
             self.passeur.rss_mib(),
-            if self.met() { "yes" } else { "**no**" }
+            match (self.goal, self.rss_goal) {
+                (None, None) => "–",
+                _ if self.met() => "yes",
+                _ => "**no**",
+            }
         )
     }
 

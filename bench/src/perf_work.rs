@@ -9,10 +9,10 @@ use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
 use passeur_bench::measure::{Cost, Row, Runs, cpu_of, machine_ticks, timed};
 use passeur_bench::{mixed_keys, rclone_remote};
-use passeur_tests::meter::Meter;
 use passeur_tests::passeur_command;
 use passeur_tests::servers::{Kind, Server};
 
+mod large;
 mod tiny;
 mod wan;
 
@@ -153,7 +153,9 @@ impl Bench {
         Ok(cost)
     }
 
-    fn passeur(&self, src: &Src, dst: &Dst, state: &Path) -> Result<Command> {
+    /// passeur's command; `target_extra` is added to its `[target]` table
+    /// (an S3 target's).
+    fn passeur(&self, src: &Src, dst: &Dst, state: &Path, target_extra: &str) -> Result<Command> {
         let mut cfg = String::new();
         let src_url = match src {
             Src::Dir(d) => d.display().to_string(),
@@ -171,7 +173,7 @@ impl Bench {
             Dst::Dir(d) => d.display().to_string(),
             Dst::S3 { bucket, endpoint } => {
                 cfg += &format!(
-                    "[target]\n{}{}\n",
+                    "[target]\n{}{}\n{target_extra}\n",
                     self.s3.config().replace(&self.s3.endpoint, endpoint),
                     std::env::var("BENCH_TARGET_OPTIONS").unwrap_or_default()
                 );
@@ -261,13 +263,16 @@ impl Bench {
     /// Copy `src` to a fresh `dst` with each tool, alternating, `runs`
     /// times; read every target back. With `alts`, rclone also runs with
     /// those options instead of `extra`, reported as a second row
-    /// (`NAME-alt`) sharing passeur's runs.
+    /// (`NAME-alt`) sharing passeur's runs; with `variants` (what, lines
+    /// added to passeur's `[target]`), passeur also runs so configured,
+    /// each reported as a row (`NAME-v`, `NAME-v2`, …) sharing rclone's
+    /// runs with `extra`.
     fn pair(
         &mut self,
         row: Row,
         (src, dst): (&Src, &Dst),
-        extra: &[&str],
-        alts: &[(&str, &[&str])],
+        (extra, alts): (&[&str], &[(&str, &[&str])]),
+        variants: &[(&str, &str)],
         want: &Expect,
     ) -> Result<Vec<Row>> {
         let mut row = row;
@@ -284,26 +289,32 @@ impl Bench {
                 ..row.clone()
             })
             .collect();
+        let mut mine: Vec<Row> = variants
+            .iter()
+            .enumerate()
+            .map(|(i, (what, _))| Row {
+                name: match i {
+                    0 => format!("{}-v", row.name),
+                    _ => format!("{}-v{}", row.name, i + 1),
+                },
+                what: format!("{}; passeur {what}", row.what),
+                goal: None,
+                ..row.clone()
+            })
+            .collect();
         // Targets on disk stay until the benchmark ends (`drop_target`);
         // tmpfs ones go at once (they are large, and tmpfs has no such cost).
         let in_shm = matches!(dst, Dst::Dir(d) if d.starts_with(self.shm.path()));
         let mut made = Vec::new();
         for run in 0..self.runs {
-            let d = self.fresh(dst)?;
-            let state = self.work.path().join(format!("state{}", self.seq));
-            let c = self.passeur(src, &d, &state)?;
-            // Each tool starts with nothing dirty on the disk: rclone never
-            // syncs, and a local target's `syncfs` would write its files
-            // back too.
-            settle_disk()?;
-            let cost = self
-                .run(&c)
-                .with_context(|| format!("{}: passeur", row.name))?;
-            self.check(&d, want, run == 0)
-                .with_context(|| format!("{}: passeur's target", row.name))?;
+            let (cost, d) = self.passeur_once(&row.name, (src, dst), "", want, run == 0)?;
             row.passeur.0.push(cost);
-            std::fs::remove_dir_all(&state)?;
             made.push(d);
+            for ((_, lines), v) in variants.iter().zip(mine.iter_mut()) {
+                let (cost, d) = self.passeur_once(&v.name, (src, dst), lines, want, run == 0)?;
+                v.passeur.0.push(cost);
+                made.push(d);
+            }
 
             let mut peers = vec![(extra, &mut row)];
             for ((_, opts), o) in alts.iter().zip(others.iter_mut()) {
@@ -334,7 +345,34 @@ impl Bench {
         for d in made {
             self.drop_target(&d)?;
         }
-        Ok(std::iter::once(row).chain(others).collect())
+        for v in &mut mine {
+            v.peer = row.peer.clone();
+        }
+        Ok(std::iter::once(row).chain(others).chain(mine).collect())
+    }
+
+    /// One timed passeur run into a fresh copy of `dst`, read back (every
+    /// byte when `full`); its state directory removed after.
+    fn passeur_once(
+        &mut self,
+        name: &str,
+        (src, dst): (&Src, &Dst),
+        target_extra: &str,
+        want: &Expect,
+        full: bool,
+    ) -> Result<(Cost, Dst)> {
+        let d = self.fresh(dst)?;
+        let state = self.work.path().join(format!("state{}", self.seq));
+        let c = self.passeur(src, &d, &state, target_extra)?;
+        // Each tool starts with nothing dirty on the disk: rclone never
+        // syncs, and a local target's `syncfs` would write its files back
+        // too.
+        settle_disk()?;
+        let cost = self.run(&c).with_context(|| format!("{name}: passeur"))?;
+        self.check(&d, want, full)
+            .with_context(|| format!("{name}: passeur's target"))?;
+        std::fs::remove_dir_all(&state)?;
+        Ok((cost, d))
     }
 
     fn row(name: &str, what: String, bytes: u64, goal: f64) -> Row {
@@ -359,113 +397,6 @@ impl Bench {
             std::fs::write(p, b)?;
         }
         settle_disk()
-    }
-
-    fn large_objects(n: usize, mib: usize) -> (Vec<(String, Vec<u8>)>, Expect) {
-        let mut want = Expect::new();
-        let objects: Vec<(String, Vec<u8>)> = (0..n)
-            .map(|i| {
-                let k = format!("big/object-{i}.bin");
-                let b = bytes("large", i, mib << 20);
-                expect_of(&mut want, &k, &b);
-                (k, b)
-            })
-            .collect();
-        (objects, want)
-    }
-
-    /// `n` objects of `mib` MiB from Azurite to s3s-fs; with `latency`,
-    /// both behind a proxy adding that many milliseconds per request.
-    pub fn large_azure_s3(
-        &mut self,
-        n: usize,
-        mib: usize,
-        latency: Option<u64>,
-    ) -> Result<Vec<Row>> {
-        let (objects, want) = Self::large_objects(n, mib);
-        let container = format!("large{n}x{mib}");
-        self.seed_azure(&container, &objects)?;
-        drop(objects);
-        let az = self.azurite()?.endpoint.clone();
-        let (meters, name, what) = match latency {
-            Some(ms) => {
-                let (a, s) = (Meter::start(&az)?, Meter::start(&self.s3.endpoint)?);
-                a.delay(ms);
-                s.delay(ms);
-                let what = format!("{n} × {mib} MiB, Azurite → s3s-fs, {ms} ms per request");
-                (Some((a, s)), "large-latency", what)
-            }
-            None => (
-                None,
-                "large-azure-s3",
-                format!("{n} × {mib} MiB, Azurite → s3s-fs"),
-            ),
-        };
-        let (src_ep, dst_ep) = match &meters {
-            Some((a, s)) => (a.endpoint.clone(), s.endpoint.clone()),
-            None => (az, self.s3.endpoint.clone()),
-        };
-        let src = Src::Azure {
-            container,
-            endpoint: src_ep,
-        };
-        let dst = Dst::S3 {
-            bucket: String::new(),
-            endpoint: dst_ep,
-        };
-        let row = Self::row(name, what, (n * mib) as u64 * (1 << 20), 0.8);
-        self.pair(
-            row,
-            (&src, &dst),
-            &[],
-            &[(
-                "multipart like passeur",
-                &["--s3-upload-cutoff", "8Mi", "--s3-chunk-size", "8Mi"],
-            )],
-            &want,
-        )
-    }
-
-    /// `n` objects of `mib` MiB from a directory to s3s-fs (rclone with
-    /// `--transfers 16`).
-    pub fn large_fs_s3(&mut self, n: usize, mib: usize) -> Result<Vec<Row>> {
-        let (objects, want) = Self::large_objects(n, mib);
-        let dir = self.work.path().join("large-src");
-        Self::write_dir(&dir, &objects)?;
-        drop(objects);
-        let what = format!("{n} × {mib} MiB, directory → s3s-fs");
-        let row = Self::row("large-fs-s3", what, (n * mib) as u64 * (1 << 20), 0.8);
-        let dst = Dst::S3 {
-            bucket: String::new(),
-            endpoint: self.s3.endpoint.clone(),
-        };
-        let mp = &[
-            "--transfers",
-            "16",
-            "--s3-upload-cutoff",
-            "8Mi",
-            "--s3-chunk-size",
-            "8Mi",
-        ];
-        let alt: &[(&str, &[&str])] = &[("multipart like passeur", mp)];
-        let src = Src::Dir(dir.clone());
-        let r = self.pair(row, (&src, &dst), &["--transfers", "16"], alt, &want);
-        // `dir` stays until the benchmark ends (`Bench::drop_target`).
-        r
-    }
-
-    /// `n` objects of `mib` MiB from one tmpfs directory to another.
-    pub fn large_local(&mut self, n: usize, mib: usize) -> Result<Vec<Row>> {
-        let (objects, want) = Self::large_objects(n, mib);
-        let dir = self.shm.path().join("src");
-        Self::write_dir(&dir, &objects)?;
-        drop(objects);
-        let what = format!("{n} × {mib} MiB, tmpfs → tmpfs");
-        let row = Self::row("large-local", what, (n * mib) as u64 * (1 << 20), 0.8);
-        let dst = Dst::Dir(self.shm.path().join("dst"));
-        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], &[], &want);
-        std::fs::remove_dir_all(dir)?;
-        r
     }
 
     fn small_objects(n: usize, size: impl Fn(usize) -> usize) -> (Vec<(String, Vec<u8>)>, Expect) {
@@ -497,7 +428,7 @@ impl Bench {
             bucket: String::new(),
             endpoint: self.s3.endpoint.clone(),
         };
-        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], &[], &want);
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), (&[], &[]), &[], &want);
         // `dir` stays until the benchmark ends (`Bench::drop_target`).
         r
     }
@@ -518,7 +449,7 @@ impl Bench {
             bucket: String::new(),
             endpoint: self.s3.endpoint.clone(),
         };
-        self.pair(row, (&src, &dst), &[], &[], &want)
+        self.pair(row, (&src, &dst), (&[], &[]), &[], &want)
     }
 
     /// The first copy of `n` local files of 1–4 KiB (a mixed layout) to a
@@ -531,7 +462,7 @@ impl Bench {
         let what = format!("first copy of {n} files of 1–4 KiB, directory → directory");
         let row = Self::row("small-local", what, bytes as u64, 0.5);
         let dst = Dst::Dir(self.work.path().join("local-dst"));
-        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), &[], &[], &want);
+        let r = self.pair(row, (&Src::Dir(dir.clone()), &dst), (&[], &[]), &[], &want);
         // `dir` stays until the benchmark ends (`Bench::drop_target`).
         r
     }

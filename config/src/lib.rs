@@ -141,6 +141,8 @@ pub struct StoreSection {
     /// Checksum every upload body carries (S3 targets): sha256 (default),
     /// crc64nvme or none.
     pub upload_checksum: Option<UploadChecksum>,
+    /// Sign each upload body's SHA-256 (S3 targets; default true).
+    pub signed_payload: Option<bool>,
 }
 
 impl StoreSection {
@@ -169,6 +171,7 @@ impl StoreSection {
             multipart_threshold: self.multipart_threshold.map(|s| s.0),
             max_requests_per_second: self.max_requests_per_second.map(|n| n.get()),
             upload_checksum: self.upload_checksum,
+            signed_payload: self.signed_payload,
         }
     }
 }
@@ -367,6 +370,9 @@ mod tests {
         assert_eq!(o.retry_timeout, Some(Duration::from_secs(2)));
         assert_eq!(c.chunk_params().expect("chunks").max, 1_048_576);
         assert_eq!(o.upload_checksum, None, "default: sha256, set by the store");
+        assert_eq!(o.signed_payload, None, "default: signed, set by the store");
+        let c = parse("[target]\nsigned-payload = false\n").expect("signed-payload");
+        assert_eq!(c.target.to_options().signed_payload, Some(false));
         for (v, want) in [
             ("sha256", UploadChecksum::Sha256),
             ("crc64nvme", UploadChecksum::Crc64Nvme),

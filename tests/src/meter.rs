@@ -420,13 +420,12 @@ fn serve(client: TcpStream, upstream: &str, counts: &Counts) -> Result<()> {
         let upload = netfault::is_upload_body(&method, &target, body.len());
         if upload {
             counts.uploads.fetch_add(1, Relaxed);
-            let checksum = checksum_header(&req_text);
+            let checksum = counts::checksum_header(&req_text);
             if checksum.is_some() {
                 counts.uploads_with_checksum.fetch_add(1, Relaxed);
             }
-            *lock(&counts.uploads_by_checksum)
-                .entry(checksum.unwrap_or_else(|| "none".into()))
-                .or_default() += 1;
+            let key = checksum.unwrap_or_else(|| "none".into()) + counts::unsigned(&req_text);
+            *lock(&counts.uploads_by_checksum).entry(key).or_default() += 1;
         }
         if let Some((f, Kind::AlterUpload)) = &fault {
             // Its head (the Content-Length, any checksum) goes unchanged.
@@ -573,19 +572,6 @@ fn cut_answer(
         _ => reset(to_client),
     }
     Ok(())
-}
-
-/// The header (lowercase name) of a checksum of its body that the server
-/// can check, if the request head carries one.
-fn checksum_header(head: &str) -> Option<String> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, _) = l.split_once(':')?;
-        let k = k.trim().to_ascii_lowercase();
-        ((k.starts_with("x-amz-checksum-") && k != "x-amz-checksum-algorithm")
-            || k == "content-md5"
-            || k == "x-ms-content-crc64")
-            .then_some(k)
-    })
 }
 
 /// Reset the connection (TCP RST) once its last handle is dropped.

@@ -68,6 +68,11 @@ struct Scenario {
     damage: Damage,
     /// Every upload to the target must carry a checksum of its body.
     upload_checksums: bool,
+    /// Lines added to the target's configuration.
+    target_extra: &'static str,
+    /// Every upload body must be so keyed by the proxy (its checksum
+    /// header, ` unsigned` when sent as `UNSIGNED-PAYLOAD`).
+    uploads_as: Option<&'static str>,
 }
 
 impl Scenario {
@@ -85,6 +90,8 @@ impl Scenario {
             max_size: 20 << 20,
             damage: Damage::Refused,
             upload_checksums: false,
+            target_extra: "",
+            uploads_as: None,
         }
     }
 
@@ -147,7 +154,10 @@ async fn run(sc: Scenario) -> Result<()> {
         &src_proxy.endpoint,
         &target,
         &dst_proxy.endpoint,
-        &format!("{CLIENT}part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\n"),
+        &format!(
+            "{CLIENT}part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\n{}",
+            sc.target_extra
+        ),
         8,
     )?
     .with_source_config(CLIENT)?;
@@ -257,6 +267,14 @@ async fn run(sc: Scenario) -> Result<()> {
         sc.name,
         uploads - checked
     );
+    if let Some(want) = sc.uploads_as {
+        let sent = dst_proxy.uploads_by_checksum();
+        ensure!(
+            sent.len() == 1 && sent.contains_key(want),
+            "{}: upload bodies by checksum header {sent:?}, want {want} only",
+            sc.name
+        );
+    }
     Ok(())
 }
 
@@ -543,6 +561,28 @@ async fn target_altered_s3_uploads_are_refused() -> Result<()> {
         &[Fault::AlterUpload],
     );
     sc.upload_checksums = true;
+    sc.uploads_as = Some("x-amz-checksum-sha256");
+    run(sc).await
+}
+
+/// `signed-payload = false`: no SigV4 payload hash, the body's
+/// CRC64NVME alone, which s3s-fs checks on PutObject (400 BadDigest).
+/// s3s-fs checks no checksum on UploadPart (AWS does), so objects stay
+/// under the multipart threshold here; the proxy must see every body
+/// unsigned, else the refusals could be the payload hash's.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_altered_s3_unsigned_uploads_are_refused_by_their_checksum() -> Result<()> {
+    let mut sc = Scenario::new("target-altered-s3-unsigned", 1215, Kind::Moto, Kind::S3sFs).on(
+        Side::Target,
+        0.2,
+        &[Fault::AlterUpload],
+    );
+    sc.upload_checksums = true;
+    sc.max_size = 5 << 20;
+    // A 400 BadDigest is not retried within a pass: the next copies it.
+    sc.max_passes = 10;
+    sc.target_extra = "upload-checksum = \"crc64nvme\"\nsigned-payload = false\n";
+    sc.uploads_as = Some("x-amz-checksum-crc64nvme unsigned");
     run(sc).await
 }
 

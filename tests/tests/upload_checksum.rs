@@ -2,8 +2,10 @@
 //! its completion, the checksum it was created with, whatever the option
 //! says when a later run continues it (S3 refuses an UploadPart whose
 //! checksum algorithm is not its upload's, and a completion without every
-//! part's checksum when the upload has one). A metering proxy in front of
-//! the target sees which upload bodies carry `x-amz-checksum-*`.
+//! part's checksum when the upload has one). `signed-payload = false`:
+//! bodies go as `UNSIGNED-PAYLOAD` with their checksum, never without one.
+//! A metering proxy in front of the target sees which upload bodies carry
+//! `x-amz-checksum-*`, and which are unsigned.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,7 +39,13 @@ fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTree
 /// upload, and every part body of it, before and after the change,
 /// carries `first`'s checksum header (or none).
 async fn resume_after_the_option_changed(first: &str, then: &str) -> Result<()> {
-    let what = format!("{first} → {then}");
+    resume_after_the_options_changed(first, then, "").await
+}
+
+/// The same, with `then_extra` (lines of `[target]`) added for the second
+/// run.
+async fn resume_after_the_options_changed(first: &str, then: &str, then_extra: &str) -> Result<()> {
+    let what = format!("{first} → {then} {then_extra:?}");
     let source = Server::start(Kind::Moto)?;
     source.create_bucket("src")?;
     let target = Server::start(Kind::Moto)?;
@@ -82,7 +90,7 @@ async fn resume_after_the_option_changed(first: &str, then: &str) -> Result<()> 
         &cfg,
         text.replace(
             &format!("upload-checksum = \"{first}\""),
-            &format!("upload-checksum = \"{then}\""),
+            &format!("upload-checksum = \"{then}\"\n{then_extra}"),
         ),
     )?;
     let r = job.run()?;
@@ -118,4 +126,92 @@ async fn an_upload_begun_with_sha256_is_resumed_with_it() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_begun_with_crc64nvme_is_resumed_with_it_under_sha256() -> Result<()> {
     resume_after_the_option_changed("crc64nvme", "sha256").await
+}
+
+/// An upload begun without a checksum is continued signed when the job
+/// now sends bodies unsigned: its parts would otherwise go with no check
+/// at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_begun_without_checksums_stays_signed_under_signed_payload_false() -> Result<()> {
+    resume_after_the_options_changed("none", "crc64nvme", "signed-payload = false\n").await
+}
+
+/// A moto source bucket `src` seeded with the standard dataset, and an
+/// empty s3s-fs bucket `dst`.
+async fn moto_to_s3s_fs(seed: u64, small: usize) -> Result<(Server, Server, Vec<Obj>)> {
+    let source = Server::start(Kind::Moto)?;
+    source.create_bucket("src")?;
+    let target = Server::start(Kind::S3sFs)?;
+    target.create_bucket("dst")?;
+    let objs = dataset::standard(seed, small);
+    dataset::seed(source.client("src")?.as_ref(), &objs).await?;
+    Ok((source, target, objs))
+}
+
+/// `signed-payload = false` with `upload-checksum = "crc64nvme"`: every
+/// body, PUT or part, of every object shape goes unsigned with its
+/// CRC64NVME, and every object reads back with its own bytes and
+/// attributes, as the manifest records them (s3s-fs).
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_bodies_carry_their_checksum_and_every_shape_arrives() -> Result<()> {
+    let (source, target, objs) = moto_to_s3s_fs(1501, 20).await?;
+    let proxy = Meter::start(&target.endpoint)?;
+    let job = StoreJob::through(
+        &source,
+        &source.endpoint,
+        &target,
+        &proxy.endpoint,
+        "part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\nupload-checksum = \"crc64nvme\"\nsigned-payload = false\n",
+        4,
+    )?;
+    let r = job.run()?;
+    ensure!(r.code == 0, "exit {}\n{}", r.code, r.stderr);
+    let sent = proxy.uploads_by_checksum();
+    let n = sent.values().sum::<u64>();
+    ensure!(
+        n > objs.len() as u64 && sent.get("x-amz-checksum-crc64nvme unsigned") == Some(&n),
+        "upload bodies by checksum header: {sent:?}, want every one crc64nvme and unsigned (more than {} objects: parts)",
+        objs.len()
+    );
+    let attrs = Checks {
+        attributes: true,
+        guessed_type: false,
+    };
+    dataset::verify(
+        target.client("dst")?.as_ref(),
+        &objs,
+        attrs,
+        Some(&job.state),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Unsigned bodies without a checksum would go unchecked: refused before
+/// anything is read or written, in one line naming the option (exit 78).
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_payload_false_without_a_checksum_is_refused() -> Result<()> {
+    let (source, target, _) = moto_to_s3s_fs(1502, 3).await?;
+    let job = StoreJob::through(
+        &source,
+        &source.endpoint,
+        &target,
+        &target.endpoint,
+        "upload-checksum = \"none\"\nsigned-payload = false\n",
+        4,
+    )?;
+    let r = job.run()?;
+    let errors: Vec<&str> = r.stderr.lines().filter(|l| l.contains("error")).collect();
+    ensure!(
+        r.code == 78
+            && errors.len() == 1
+            && errors[0].contains("signed-payload = false")
+            && errors[0].contains("upload-checksum"),
+        "exit {}, want 78 and one line naming signed-payload\n{}",
+        r.code,
+        r.stderr
+    );
+    let listed = dataset::keys(target.client("dst")?.as_ref()).await?;
+    ensure!(listed.is_empty(), "objects at the target: {listed:?}");
+    Ok(())
 }

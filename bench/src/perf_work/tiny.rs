@@ -53,7 +53,7 @@ impl Bench {
                 let d = self.fresh(&base)?;
                 let state = self.work.path().join(format!("state{}", self.seq));
                 let c = match tool {
-                    "passeur" => self.passeur(&src, &d, &state)?,
+                    "passeur" => self.passeur(&src, &d, &state, "")?,
                     _ => Self::rclone(&src, &d, &[]),
                 };
                 // Nothing left dirty by the tool before: rclone never syncs,

@@ -46,11 +46,14 @@ impl Bench {
         let mut rows = self.pair(
             row,
             (&src, &dst),
-            &["--transfers", "16"],
-            &[
-                ("--transfers 64", &["--transfers", "64"]),
-                ("--transfers 256", &["--transfers", "256"]),
-            ],
+            (
+                &["--transfers", "16"],
+                &[
+                    ("--transfers 64", &["--transfers", "64"]),
+                    ("--transfers 256", &["--transfers", "256"]),
+                ],
+            ),
+            &[],
             &want,
         )?;
         eprintln!(

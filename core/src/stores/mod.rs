@@ -101,6 +101,10 @@ pub struct StoreOptions {
     pub max_requests_per_second: Option<u32>,
     /// The checksum every upload body carries (S3; default SHA-256).
     pub upload_checksum: Option<UploadChecksum>,
+    /// Sign each upload body's SHA-256 (S3, SigV4; default on). Off, the
+    /// body is sent as `UNSIGNED-PAYLOAD` and the upload checksum alone
+    /// covers it (see [`checksum`]).
+    pub signed_payload: Option<bool>,
 }
 
 /// What kind of store a URL names.
@@ -455,6 +459,14 @@ fn s3(
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
     let checksum = opts.upload_checksum.unwrap_or_default();
+    if opts.signed_payload == Some(false) {
+        if checksum == UploadChecksum::Off {
+            return Err(Error::InvalidOption(format!(
+                "s3://{bucket}: signed-payload = false needs upload-checksum = \"sha256\" or \"crc64nvme\" (with \"none\", nothing would check the bodies uploaded)"
+            )));
+        }
+        b = b.with_unsigned_payload(true);
+    }
     let store = Arc::new(
         match checksum.algorithm() {
             Some(a) => b.clone().with_checksum_algorithm(a),

@@ -79,11 +79,40 @@ pub struct Counts {
     /// check (`x-amz-checksum-*`, `Content-MD5`, `x-ms-content-crc64`).
     pub uploads_with_checksum: AtomicU64,
     /// Those requests by the checksum header they carried (lowercase
-    /// name; `none`).
+    /// name; `none`), followed by ` unsigned` for a body sent as
+    /// `UNSIGNED-PAYLOAD`.
     pub uploads_by_checksum: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Seeded network faults, when set (see [`Meter::break_requests`](super::Meter::break_requests)).
     pub faults: Mutex<Option<Arc<NetFaults>>>,
     /// When the first and the last object body byte passed since the last
     /// [`Meter::reset_window`](super::Meter::reset_window).
     pub window: Mutex<Option<(Instant, Instant)>>,
+}
+
+/// The header (lowercase name) of a checksum of its body that the server
+/// can check, if the request head carries one.
+pub(super) fn checksum_header(head: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, _) = l.split_once(':')?;
+        let k = k.trim().to_ascii_lowercase();
+        ((k.starts_with("x-amz-checksum-") && k != "x-amz-checksum-algorithm")
+            || k == "content-md5"
+            || k == "x-ms-content-crc64")
+            .then_some(k)
+    })
+}
+
+/// `" unsigned"` when the request head says its body is not signed
+/// (`x-amz-content-sha256: UNSIGNED-PAYLOAD`), else nothing.
+pub(super) fn unsigned(head: &str) -> &'static str {
+    let signed_as = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("x-amz-content-sha256")
+            .then(|| v.trim().to_owned())
+    });
+    match signed_as {
+        Some(v) if v == "UNSIGNED-PAYLOAD" => " unsigned",
+        _ => "",
+    }
 }
