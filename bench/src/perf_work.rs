@@ -19,6 +19,26 @@ mod wan;
 use crate::perf_io::{Expect, bytes, expect_of, profiled, put, read_dir, read_store, tracing_line};
 use tiny::settle_disk;
 
+/// Files under `dir`, counted up to `most`.
+fn files_under(dir: &Path, most: usize) -> Result<usize> {
+    let mut n = 0;
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                dirs.push(e.path());
+            } else {
+                n += 1;
+            }
+            if n >= most {
+                return Ok(n);
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Where a workload reads.
 enum Src {
     Dir(PathBuf),
@@ -117,18 +137,19 @@ impl Bench {
         })
     }
 
-    /// Remove a target in tmpfs at once; one on disk only when the
+    /// Remove a target in tmpfs, or one of fewer than 100 files (the
+    /// large rows': tens of GB in all), at once; any other only when the
     /// benchmark ends, with its work directory: ext4 without a journal
     /// steps over inodes freed in the last minute (six while their inode
     /// table is dirty, as it stays for a tool that does not sync), so a
-    /// delete would tax whichever tool creates files next (2×10⁵ files
-    /// right after a delete: 30 s instead of 13–16 s).
+    /// delete of many files would tax whichever tool creates files next
+    /// (2×10⁵ files right after a delete: 30 s instead of 13–16 s).
     fn drop_target(&self, dst: &Dst) -> Result<()> {
         let dir = match dst {
             Dst::Dir(d) => d.clone(),
             Dst::S3 { bucket, .. } => self.s3.data.path().join(bucket),
         };
-        if dir.starts_with(self.shm.path()) && dir.exists() {
+        if dir.exists() && (dir.starts_with(self.shm.path()) || files_under(&dir, 100)? < 100) {
             std::fs::remove_dir_all(dir)?;
         }
         Ok(())
