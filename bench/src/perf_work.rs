@@ -323,8 +323,8 @@ impl Bench {
                 ..row.clone()
             })
             .collect();
-        // Targets on disk stay until the benchmark ends (`drop_target`);
-        // tmpfs ones go at once (they are large, and tmpfs has no such cost).
+        // Targets go at the end of the row when in tmpfs or of few files,
+        // else when the benchmark ends (`drop_target`).
         let in_shm = matches!(dst, Dst::Dir(d) if d.starts_with(self.shm.path()));
         let mut made = Vec::new();
         for run in 0..self.runs {
