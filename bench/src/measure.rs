@@ -23,6 +23,13 @@ pub struct Cost {
     pub servers_cpu: f64,
     /// Share of the machine's CPU time (all cores) busy meanwhile, 0–1.
     pub busy: f64,
+    /// CPU seconds of the servers' busiest thread meanwhile (Azurite
+    /// serves every request on one node thread: at the wall time, it
+    /// bounds the run).
+    pub server_thread: f64,
+    /// Seconds a `sync` right after the run took: writing back what the
+    /// run left dirty (0 when not measured).
+    pub writeback: f64,
 }
 
 /// The machine's CPU time so far, all cores (busy, total), in clock
@@ -46,7 +53,13 @@ pub fn machine_ticks() -> (u64, u64) {
 /// CPU seconds (user + system) process `pid` has used so far; 0 when it
 /// cannot be read.
 pub fn cpu_of(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    cpu_of_path(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) of a `/proc/…/stat` file; 0 when it
+/// cannot be read.
+fn cpu_of_path(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // Fields after the command's closing parenthesis: state is field 3,
@@ -57,6 +70,31 @@ pub fn cpu_of(pid: u32) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds each thread of process `pid` has used so far, by thread
+/// id; empty when they cannot be read.
+pub fn threads_of(pid: u32) -> std::collections::HashMap<u32, f64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    dir.filter_map(|e| {
+        let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        Some((tid, cpu_of_path(&format!("/proc/{pid}/task/{tid}/stat"))))
+    })
+    .collect()
+}
+
+/// The most CPU seconds one thread used between `before` and `after`
+/// ([`threads_of`]; a thread born meanwhile counts from 0).
+pub fn busiest_thread(
+    before: &std::collections::HashMap<u32, f64>,
+    after: &std::collections::HashMap<u32, f64>,
+) -> f64 {
+    after
+        .iter()
+        .map(|(tid, t)| t - before.get(tid).copied().unwrap_or(0.0))
+        .fold(0.0, f64::max)
 }
 
 /// Make `outer` (a wrapper: GNU time, perf) run `c`: its program and
@@ -112,6 +150,8 @@ pub fn timed(c: &Command, scratch: &Path) -> Result<Cost> {
         rss_kib: rss as u64,
         servers_cpu: 0.0,
         busy: 0.0,
+        server_thread: 0.0,
+        writeback: 0.0,
     })
 }
 
@@ -157,6 +197,8 @@ impl Runs {
             "median_cpu_s": self.cpu(),
             "servers_cpu_s": self.0.iter().map(|c| c.servers_cpu).collect::<Vec<_>>(),
             "machine_busy": self.0.iter().map(|c| c.busy).collect::<Vec<_>>(),
+            "busiest_server_thread_cpu_s": self.0.iter().map(|c| c.server_thread).collect::<Vec<_>>(),
+            "writeback_s": self.0.iter().map(|c| c.writeback).collect::<Vec<_>>(),
         })
     }
 }

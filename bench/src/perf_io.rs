@@ -44,9 +44,11 @@ pub fn tracing_line(c: &Command, cost: &Cost, s3: f64, az: f64) {
         .to_string_lossy()
         .into_owned();
     eprintln!(
-        "  {prog}: {:.2} s, {:.2} CPU-s; s3s-fs {s3:.2} CPU-s, Azurite {az:.2} CPU-s; machine {:.0} % busy",
+        "  {prog}: {:.2} s, {:.2} CPU-s; s3s-fs {s3:.2} CPU-s, Azurite {az:.2} CPU-s, their busiest thread {:.2} CPU-s ({:.0} % of the run); machine {:.0} % busy",
         cost.wall,
         cost.cpu,
+        cost.server_thread,
+        cost.server_thread / cost.wall.max(1e-9) * 100.0,
         cost.busy * 100.0
     );
 }

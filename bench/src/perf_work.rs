@@ -1,13 +1,15 @@
 //! The workloads of `bench-perf`: their sources, the commands of both
 //! tools, fresh targets per run, each read back (`perf_io`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
-use passeur_bench::measure::{Cost, Row, Runs, cpu_of, machine_ticks, timed};
+use passeur_bench::measure::{
+    Cost, Row, Runs, busiest_thread, cpu_of, machine_ticks, threads_of, timed,
+};
 use passeur_bench::{mixed_keys, rclone_remote};
 use passeur_tests::passeur_command;
 use passeur_tests::servers::{Kind, Server};
@@ -161,13 +163,24 @@ impl Bench {
         (cpu_of(self.s3.pid()), az)
     }
 
+    /// CPU seconds so far of every thread of the servers, by thread id.
+    fn server_threads(&self) -> HashMap<u32, f64> {
+        let mut all = threads_of(self.s3.pid());
+        if let Some(a) = &self.az {
+            all.extend(threads_of(a.pid()));
+        }
+        all
+    }
+
     /// `c` timed, with the servers' CPU meanwhile.
     fn run(&self, c: &Command) -> Result<Cost> {
         let before = self.servers_apart();
+        let threads = self.server_threads();
         let ticks = machine_ticks();
         let mut cost = timed(c, &self.work.path().join("time"))?;
         let (busy, total) = machine_ticks();
         cost.busy = (busy - ticks.0) as f64 / (total - ticks.1).max(1) as f64;
+        cost.server_thread = busiest_thread(&threads, &self.server_threads());
         let after = self.servers_apart();
         cost.servers_cpu = after.0 + after.1 - before.0 - before.1;
         tracing_line(c, &cost, after.0 - before.0, after.1 - before.1);
