@@ -11,8 +11,8 @@ use crate::perf_io::{Expect, bytes, expect_of};
 
 /// passeur otherwise configured, as variant rows of the large workloads
 /// to s3s-fs: without a SHA-256 of the bodies (CRC64NVME checksums, sent
-/// unsigned), and in rclone's upload shape (objects up to 256 MiB in one
-/// PUT; rclone's `--s3-upload-cutoff` is 200 MiB).
+/// unsigned), in rclone's upload shape (objects up to 256 MiB in one
+/// PUT; rclone's `--s3-upload-cutoff` is 200 MiB), and both.
 const VARIANTS: &[(&str, &str)] = &[
     (
         "with upload-checksum = \"crc64nvme\", signed-payload = false",
@@ -21,6 +21,10 @@ const VARIANTS: &[(&str, &str)] = &[
     (
         "in whole PUTs like rclone (multipart-threshold = \"256MiB\")",
         "multipart-threshold = \"256MiB\"",
+    ),
+    (
+        "in whole PUTs, crc64nvme, unsigned",
+        "multipart-threshold = \"256MiB\"\nupload-checksum = \"crc64nvme\"\nsigned-payload = false",
     ),
 ];
 
