@@ -153,6 +153,15 @@ fn err(msg: impl Into<String>) -> object_store::Error {
 /// What an Azure listing with details includes.
 const AZURE_DETAILS: &str = "snapshots,metadata,versions";
 
+/// Names asked for in the first page of an Azure listing (the later pages
+/// are the server's default, 5,000). A server builds a page before it
+/// sends any of it, and nothing is copied before the first page arrives;
+/// the next, full page is listed while the first 1,000 objects are
+/// copied. Azurite, 5,000 blobs: a page of 5,000 in ≈ 1.2 s, of 1,000 in
+/// ≈ 0.2 s (through the Azure SDK); a pass's first copies began ≈ 0.2 s
+/// sooner.
+const AZURE_FIRST_PAGE: &str = "1000";
+
 /// Requests tried this many times on a transport error or a 5xx / 429.
 const ATTEMPTS: u32 = 5;
 
@@ -212,6 +221,9 @@ impl RawLister {
             }
             Signer::Azure { .. } => {
                 query.extend([("restype", "container"), ("comp", "list")]);
+                if token.is_none() {
+                    query.push(("maxresults", AZURE_FIRST_PAGE));
+                }
                 if self.details {
                     query.push(("include", AZURE_DETAILS));
                 }
