@@ -2,6 +2,7 @@
 //! peak RSS), medians of repeated runs, and the rows of a side-by-side
 //! table (markdown and JSON).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -74,7 +75,7 @@ fn cpu_of_path(path: &str) -> f64 {
 
 /// CPU seconds each thread of process `pid` has used so far, by thread
 /// id; empty when they cannot be read.
-pub fn threads_of(pid: u32) -> std::collections::HashMap<u32, f64> {
+pub fn threads_of(pid: u32) -> HashMap<u32, f64> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Default::default();
     };
@@ -86,11 +87,10 @@ pub fn threads_of(pid: u32) -> std::collections::HashMap<u32, f64> {
 }
 
 /// The most CPU seconds one thread used between `before` and `after`
-/// ([`threads_of`]; a thread born meanwhile counts from 0).
-pub fn busiest_thread(
-    before: &std::collections::HashMap<u32, f64>,
-    after: &std::collections::HashMap<u32, f64>,
-) -> f64 {
+/// ([`threads_of`]; a thread born meanwhile counts from 0, one gone by
+/// `after` is not seen: the servers' request threads live as long as
+/// they do).
+pub fn busiest_thread(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
     after
         .iter()
         .map(|(tid, t)| t - before.get(tid).copied().unwrap_or(0.0))
