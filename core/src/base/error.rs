@@ -120,6 +120,18 @@ pub enum Error {
         /// The part, from 0.
         index: u32,
     },
+    /// The target refused a body sent with the source's MD5
+    /// (`Content-MD5`) as not hashing to it. passeur's read matched that
+    /// MD5: the bytes were altered on their way to the target.
+    #[error(
+        "the target refused the body as not hashing to the source's {what} sent with it ({answer}): altered on its way to the target"
+    )]
+    DigestRefused {
+        /// Which checksum of the source.
+        what: &'static str,
+        /// The target's answer.
+        answer: String,
+    },
     /// The state directory holds something this passeur cannot read or
     /// that contradicts itself: refused, never re-initialised.
     #[error("manifest corrupt: {0}")]
@@ -341,7 +353,9 @@ impl Error {
             // the object afresh.
             Error::CompletionUnconfirmed { .. } => FailureKind::Transient,
             // Bytes altered on the way: another read may well be right.
-            Error::SourceIntegrity { .. } | Error::SentPartDiffers { .. } => FailureKind::Transient,
+            Error::SourceIntegrity { .. }
+            | Error::SentPartDiffers { .. }
+            | Error::DigestRefused { .. } => FailureKind::Transient,
             _ => FailureKind::Permanent,
         }
     }
@@ -379,7 +393,9 @@ impl Error {
     pub fn is_integrity(&self) -> bool {
         matches!(
             self,
-            Error::SourceIntegrity { .. } | Error::SentPartDiffers { .. }
+            Error::SourceIntegrity { .. }
+                | Error::SentPartDiffers { .. }
+                | Error::DigestRefused { .. }
         )
     }
 }

@@ -99,7 +99,8 @@ pub struct StoreOptions {
     pub multipart_threshold: Option<u64>,
     /// Cap on HTTP requests per second to this store (retries included).
     pub max_requests_per_second: Option<u32>,
-    /// The checksum every upload body carries (S3; default SHA-256).
+    /// The checksum every upload body carries (S3). Unset: SHA-256, or the
+    /// source's MD5 on a single PUT when it has one (`rawlist/put.rs`).
     pub upload_checksum: Option<UploadChecksum>,
     /// Sign each upload body's SHA-256 (S3, SigV4; default on). Off, the
     /// body is sent as `UNSIGNED-PAYLOAD` and the upload checksum alone
@@ -479,7 +480,10 @@ fn s3(
         credentials: Arc::clone(store.credentials()),
         region,
     };
-    let raw = raw_lister(&connector, opts, signer, base).map_err(invalid)?;
+    let mut raw = raw_lister(&connector, opts, signer, base).map_err(invalid)?;
+    raw.puts_md5 = opts.upload_checksum.is_none()
+        && opts.signed_payload.is_none()
+        && rawlist::md5_puts_allowed(&b);
     let multipart = S3Multipart::new(checksum, b, Arc::clone(&store));
     Ok((store, multipart, raw))
 }
@@ -568,6 +572,7 @@ fn raw_lister(
         prefix: String::new(),
         encoding: Arc::default(),
         details: false,
+        puts_md5: false,
     })
 }
 

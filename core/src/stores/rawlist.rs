@@ -15,12 +15,17 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
-use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
-use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
-use object_store::client::{HttpClient, HttpRequest};
+use object_store::aws::AwsCredentialProvider;
+use object_store::azure::AzureCredentialProvider;
+use object_store::client::HttpClient;
 use serde::Deserialize;
 
+mod put;
+mod send;
 mod uploads;
+pub use put::Md5Put;
+pub(crate) use put::md5_puts_allowed;
+use send::refusal;
 pub use uploads::{OpenUpload, UploadParts, UploadsListing};
 
 /// One listed object, its key relative to the store's prefix.
@@ -107,6 +112,9 @@ pub struct RawLister {
     /// List snapshots, versions and metadata too (Azure) and keep what
     /// each entry's properties say ([`Details`]).
     pub(crate) details: bool,
+    /// Single PUTs of objects whose source publishes an MD5 go through
+    /// [`RawLister::put_md5`] (S3; see `put`).
+    pub(crate) puts_md5: bool,
 }
 
 /// What an S3 server does with `encoding-type=url` (stored in an
@@ -161,9 +169,6 @@ const AZURE_DETAILS: &str = "snapshots,metadata,versions";
 /// ≈ 0.2 s (through the Azure SDK); a pass's first copies began ≈ 0.2 s
 /// sooner.
 const AZURE_FIRST_PAGE: &str = "1000";
-
-/// Requests tried this many times on a transport error or a 5xx / 429.
-const ATTEMPTS: u32 = 5;
 
 impl RawLister {
     /// The same lister, asking for and keeping each entry's [`Details`]:
@@ -316,74 +321,6 @@ impl RawLister {
             ))),
         }
     }
-
-    /// A signed GET's final answer: transport errors, 429 and 5xx but 501
-    /// are tried again ([`ATTEMPTS`] in all); any other status is returned.
-    async fn answer(&self, url: &str) -> object_store::Result<(http::StatusCode, Bytes)> {
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-            }
-            let mut req: HttpRequest = http::Request::get(url)
-                .body(Bytes::new().into())
-                .map_err(|e| err(format!("list request: {e}")))?;
-            match &self.signer {
-                Signer::S3 {
-                    credentials,
-                    region,
-                } => {
-                    let c = credentials.get_credential().await?;
-                    AwsAuthorizer::new(&c, "s3", region)
-                        .with_sign_payload(false)
-                        .try_authorize(&mut req, None)?;
-                }
-                Signer::Azure {
-                    credentials,
-                    account,
-                } => {
-                    let c = credentials.get_credential().await?;
-                    AzureAuthorizer::new(&c, account).try_authorize(&mut req)?;
-                }
-            }
-            let resp = match self.client.execute(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            let status = resp.status();
-            // A body cut short (a reset, an answer under its length) is
-            // retried like a failed request.
-            let body = match resp.into_body().bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last = format!("list response: {e}");
-                    continue;
-                }
-            };
-            // 501 Not Implemented will be answered again.
-            let again =
-                (status.is_server_error() && status.as_u16() != 501) || status.as_u16() == 429;
-            if !again {
-                return Ok((status, body));
-            }
-            last = refusal(status, &body);
-        }
-        Err(err(format!("listing {}: {last}", self.base)))
-    }
-}
-
-/// A refused request's status and the start of its answer.
-fn refusal(status: http::StatusCode, body: &[u8]) -> String {
-    format!(
-        "{status}: {}",
-        String::from_utf8_lossy(body)
-            .chars()
-            .take(300)
-            .collect::<String>()
-    )
 }
 
 #[derive(Deserialize)]

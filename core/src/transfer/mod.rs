@@ -35,6 +35,7 @@ use crate::content::hash::Hash;
 use crate::content::published::Published;
 use crate::manifest::{ObjectState, SourceVersion, UploadHead, normalize_etag};
 use crate::stores::StoreKind;
+use crate::stores::rawlist::Md5Put;
 use crate::stores::throttle::watch_answers;
 pub(crate) use ctx::{ByteStream, Stop};
 pub use ctx::{Ctx, Outcome, PartRecorded, listed_version};
@@ -329,11 +330,25 @@ impl Ctx {
                     attributes: o.attributes,
                     ..PutOptions::default()
                 };
-                let put = self
-                    .target
-                    .put(o.loc, PutPayload::from(body), opts)
-                    .await
-                    .map_err(|e| store_err("write target", e))?;
+                let put = match (o.published, self.target.md5_puts()) {
+                    (Some(p), Some(raw)) => {
+                        let sent = raw.put_md5(o.loc.as_ref(), body, p.md5, &opts.attributes);
+                        match sent.await.map_err(|e| store_err("write target", e))? {
+                            Md5Put::Stored(r) => r,
+                            Md5Put::Refused(answer) => {
+                                return Err(Error::DigestRefused {
+                                    what: p.what,
+                                    answer,
+                                });
+                            }
+                        }
+                    }
+                    _ => self
+                        .target
+                        .put(o.loc, PutPayload::from(body), opts)
+                        .await
+                        .map_err(|e| store_err("write target", e))?,
+                };
                 self.stats.bytes_written.fetch_add(size, Relaxed);
                 (put.e_tag, Outcome::Copied)
             }

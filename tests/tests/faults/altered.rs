@@ -58,7 +58,28 @@ async fn target_altered_s3_uploads_are_refused() -> Result<()> {
         &[Fault::AlterUpload],
     );
     sc.upload_checksums = true;
+    sc.target_extra = "upload-checksum = \"sha256\"\n";
     sc.uploads_as = Some("x-amz-checksum-sha256");
+    run(sc).await
+}
+
+/// The default: single PUTs carry the MD5 the source publishes
+/// (`Content-MD5`, the body unsigned), which s3s-fs checks (400
+/// BadDigest). s3s-fs checks it only once the body is in place, so an
+/// altered object is visible there until a later pass writes it again
+/// (AWS stores nothing); the passes go on until one is clean. Objects
+/// stay under the multipart threshold: parts carry their SHA-256.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_altered_single_puts_are_refused_by_the_sources_md5() -> Result<()> {
+    let mut sc = Scenario::new("target-altered-s3-md5", 1216, Kind::Moto, Kind::S3sFs).on(
+        Side::Target,
+        0.2,
+        &[Fault::AlterUpload],
+    );
+    sc.upload_checksums = true;
+    sc.max_size = 5 << 20;
+    sc.max_passes = 10;
+    sc.uploads_as = Some("content-md5 unsigned");
     run(sc).await
 }
 

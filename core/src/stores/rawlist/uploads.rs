@@ -52,7 +52,7 @@ struct Upload {
 /// What a key's bytes keep in a request path: S3's unreserved characters
 /// and `/`; every other byte is percent-encoded (the path is signed as
 /// sent).
-const KEY_PATH: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const KEY_PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
