@@ -31,6 +31,10 @@ pub struct Cost {
     /// Seconds a `sync` right after the run took: writing back what the
     /// run left dirty (0 when not measured).
     pub writeback: f64,
+    /// The most objects passeur's pass let run at once (its adaptive
+    /// window's highest limit, `concurrency_max` in its JSON summary);
+    /// 0 for a program that reports none.
+    pub window: u64,
 }
 
 /// The machine's CPU time so far, all cores (busy, total), in clock
@@ -152,7 +156,20 @@ pub fn timed(c: &Command, scratch: &Path) -> Result<Cost> {
         busy: 0.0,
         server_thread: 0.0,
         writeback: 0.0,
+        window: window_of(&out.stdout),
     })
+}
+
+/// `concurrency_max` of the last JSON summary in a passeur run's output
+/// (`--output json`), else 0.
+fn window_of(stdout: &[u8]) -> u64 {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "summary")
+        .filter_map(|v| v["summary"]["stats"]["concurrency_max"].as_u64())
+        .next_back()
+        .unwrap_or(0)
 }
 
 /// The median of `v` (the lower middle one for an even count).
@@ -199,6 +216,7 @@ impl Runs {
             "machine_busy": self.0.iter().map(|c| c.busy).collect::<Vec<_>>(),
             "busiest_server_thread_cpu_s": self.0.iter().map(|c| c.server_thread).collect::<Vec<_>>(),
             "writeback_s": self.0.iter().map(|c| c.writeback).collect::<Vec<_>>(),
+            "window_max": self.0.iter().map(|c| c.window).collect::<Vec<_>>(),
         })
     }
 }

@@ -43,8 +43,12 @@ pub fn tracing_line(c: &Command, cost: &Cost, s3: f64, az: f64) {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
+    let window = match cost.window {
+        0 => String::new(),
+        n => format!("; its window reached {n} objects"),
+    };
     eprintln!(
-        "  {prog}: {:.2} s, {:.2} CPU-s; s3s-fs {s3:.2} CPU-s, Azurite {az:.2} CPU-s, their busiest thread {:.2} CPU-s ({:.0} % of the run); machine {:.0} % busy",
+        "  {prog}: {:.2} s, {:.2} CPU-s; s3s-fs {s3:.2} CPU-s, Azurite {az:.2} CPU-s, their busiest thread {:.2} CPU-s ({:.0} % of the run); machine {:.0} % busy{window}",
         cost.wall,
         cost.cpu,
         cost.server_thread,

@@ -66,6 +66,9 @@ pub struct Stats {
     pub concurrency: AtomicU64,
     /// Lowest value `concurrency` reached this pass.
     pub concurrency_min: AtomicU64,
+    /// Highest value `concurrency` reached this pass (how far the window
+    /// grew while throughput rose).
+    pub concurrency_max: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -127,6 +130,8 @@ pub struct Snapshot {
     pub concurrency: u64,
     /// See [`Stats::concurrency_min`].
     pub concurrency_min: u64,
+    /// See [`Stats::concurrency_max`].
+    pub concurrency_max: u64,
 }
 
 impl Stats {
@@ -161,6 +166,7 @@ impl Stats {
             throttled: self.throttled.load(Relaxed),
             concurrency: self.concurrency.load(Relaxed),
             concurrency_min: self.concurrency_min.load(Relaxed),
+            concurrency_max: self.concurrency_max.load(Relaxed),
         }
     }
 }

@@ -127,6 +127,7 @@ impl Window {
         let limit = INITIAL.min(max);
         let base = pressure.iter().map(|p| p.throttled()).sum();
         stats.concurrency.store(limit as u64, Relaxed);
+        stats.concurrency_max.fetch_max(limit as u64, Relaxed);
         // Lowered by throttling only (the summary reports it then).
         stats.concurrency_min.store(max as u64, Relaxed);
         let epoch = Epoch {
@@ -316,6 +317,7 @@ impl Window {
     /// Report a new limit; `throttled`: the answers that caused it.
     fn changed(&self, before: usize, limit: usize, throttled: Option<u64>) {
         self.stats.concurrency.store(limit as u64, Relaxed);
+        self.stats.concurrency_max.fetch_max(limit as u64, Relaxed);
         if let Some(total) = throttled {
             self.stats.concurrency_min.fetch_min(limit as u64, Relaxed);
             tracing::warn!(

@@ -152,6 +152,11 @@ async fn grows_while_throughput_rises_and_stops_where_it_does_not() {
     assert!(limits.iter().all(|&l| l <= 512), "{limits:?}");
     // Lowered by throttling only: the summary reports it then.
     assert_eq!(stats.snapshot().concurrency_min, 1024);
+    // The highest limit it tried (sampled every 100 objects here), as
+    // the summary reports it.
+    let top = limits.iter().copied().max().unwrap_or_default() as u64;
+    let max = stats.snapshot().concurrency_max;
+    assert!((top..=512).contains(&max), "{max}: {limits:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -190,6 +195,8 @@ async fn backs_off_when_latency_rises() {
     assert!(s.concurrency < 64);
     // Not throttling: not reported as such.
     assert_eq!((s.concurrency_min, s.throttled), (64, 0));
+    // The highest the window reached: at least where it started.
+    assert!(s.concurrency_max >= 64, "{s:?}");
 }
 
 #[tokio::test(start_paused = true)]
