@@ -138,10 +138,12 @@ pub struct StoreSection {
     pub multipart_threshold: Option<Size>,
     /// Cap on HTTP requests per second to this store (retries included).
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
-    /// Checksum every upload body carries (S3 targets): sha256 (default),
-    /// crc64nvme or none.
+    /// Checksum every upload body carries (S3 targets): sha256, crc64nvme
+    /// or none. Unset: sha256, and a single PUT of an object whose source
+    /// publishes its MD5 carries that MD5 instead (Content-MD5, unsigned).
     pub upload_checksum: Option<UploadChecksum>,
-    /// Sign each upload body's SHA-256 (S3 targets; default true).
+    /// Sign each upload body's SHA-256 (S3 targets; default true). Set,
+    /// like `upload_checksum`, it turns the Content-MD5 PUTs off.
     pub signed_payload: Option<bool>,
 }
 
@@ -369,7 +371,7 @@ mod tests {
         assert_eq!(o.max_parts, Some(4));
         assert_eq!(o.retry_timeout, Some(Duration::from_secs(2)));
         assert_eq!(c.chunk_params().expect("chunks").max, 1_048_576);
-        assert_eq!(o.upload_checksum, None, "default: sha256, set by the store");
+        assert_eq!(o.upload_checksum, None, "default: set by the store");
         assert_eq!(o.signed_payload, None, "default: signed, set by the store");
         let c = parse("[target]\nsigned-payload = false\n").expect("signed-payload");
         assert_eq!(c.target.to_options().signed_payload, Some(false));
