@@ -101,3 +101,47 @@ async fn single_puts_from_s3_carry_the_md5_etag() -> Result<()> {
 async fn single_puts_from_azure_carry_the_content_md5() -> Result<()> {
     single_puts_carry_the_sources_md5(Kind::Azurite, 1602).await
 }
+
+/// A PUT with the source's MD5 is tried again as the store's retry
+/// settings say, as object_store's own PUT is: six 503 SlowDown answers
+/// in a row are outlasted under `max-retries = 8` (five tries in all
+/// would have failed the object).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_with_the_sources_md5_follows_the_stores_retries() -> Result<()> {
+    let source = Server::start(Kind::Moto)?;
+    source.create_bucket("src")?;
+    let objs = vec![Obj::random("retried.bin", 10_000, 1603)];
+    dataset::seed(source.client("src")?.as_ref(), &objs).await?;
+    let target = Server::start(Kind::S3sFs)?;
+    target.create_bucket("dst")?;
+    let proxy = Meter::start(&target.endpoint)?;
+    proxy.refuse_puts(6);
+    let job = StoreJob::through(
+        &source,
+        &source.endpoint,
+        &target,
+        &proxy.endpoint,
+        "max-retries = 8\nretry-timeout = \"60s\"\n",
+        1,
+    )?;
+    let r = job.run()?;
+    ensure!(
+        r.code == 0 && r.stat("copied")? == 1 && proxy.refused() == 6,
+        "exit {}, refused {}\n{}",
+        r.code,
+        proxy.refused(),
+        r.stderr
+    );
+    let sent = proxy.uploads_by_checksum();
+    ensure!(
+        sent.keys().all(|k| k == "content-md5 unsigned"),
+        "upload bodies by checksum header {sent:?}"
+    );
+    dataset::verify(
+        target.client("dst")?.as_ref(),
+        &objs,
+        Checks::BYTES,
+        Some(&job.state),
+    )
+    .await
+}

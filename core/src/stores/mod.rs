@@ -573,6 +573,7 @@ fn raw_lister(
         encoding: Arc::default(),
         details: false,
         puts_md5: false,
+        retry: retry(opts),
     })
 }
 

@@ -115,6 +115,8 @@ pub struct RawLister {
     /// Single PUTs of objects whose source publishes an MD5 go through
     /// [`RawLister::put_md5`] (S3; see `put`).
     pub(crate) puts_md5: bool,
+    /// The store's retry settings, which those PUTs follow.
+    pub(crate) retry: object_store::RetryConfig,
 }
 
 /// What an S3 server does with `encoding-type=url` (stored in an

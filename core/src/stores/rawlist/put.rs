@@ -108,7 +108,8 @@ impl crate::stores::Store {
 impl RawLister {
     /// PUT `body` under `key` (relative to the store's prefix) with
     /// `Content-MD5: md5` and `attributes`, unsigned. Transport errors,
-    /// 5xx and 429 are tried again; a digest refusal is returned as
+    /// 5xx and 429 are tried again as the store's retry settings say (as
+    /// object_store's own PUT would); a digest refusal is returned as
     /// [`Md5Put::Refused`]; any other refusal is the error object_store
     /// would give for it.
     pub(crate) async fn put_md5(
@@ -124,7 +125,7 @@ impl RawLister {
         let headers = attribute_headers(attributes);
         let len = body.len().to_string();
         let a = self
-            .exchange("PUT", || {
+            .exchange("PUT", Some(&self.retry), || {
                 let mut r = http::Request::put(url.as_str())
                     .header(http::header::CONTENT_LENGTH, len.as_str())
                     .header("content-md5", md5.as_str());

@@ -2,7 +2,10 @@
 //! upload listing, a PUT carrying the source's MD5) through the store's
 //! HTTP client, tried again where another try can succeed.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
+use object_store::RetryConfig;
 use object_store::aws::AwsAuthorizer;
 use object_store::azure::AzureAuthorizer;
 use object_store::client::HttpRequest;
@@ -26,7 +29,7 @@ impl RawLister {
         url: &str,
     ) -> object_store::Result<(http::StatusCode, Bytes)> {
         let a = self
-            .exchange("listing", || {
+            .exchange("listing", None, || {
                 http::Request::get(url)
                     .body(Bytes::new().into())
                     .map_err(|e| err(format!("list request: {e}")))
@@ -37,18 +40,34 @@ impl RawLister {
 
     /// The final answer to the request `make` builds (afresh for every
     /// try), signed with an unsigned payload: transport errors, 429 and
-    /// 5xx but 501 are tried again ([`ATTEMPTS`] in all); any other
-    /// status is returned. `what`: the request, for the message when
-    /// every try failed.
+    /// 5xx but 501 are tried again — [`ATTEMPTS`] in all, or, with
+    /// `retry`, as the store's retry settings say (`max-retries`,
+    /// `retry-timeout`, object_store's back-off) — and any other status
+    /// is returned. `what`: the request, for the message when every try
+    /// failed.
     pub(super) async fn exchange(
         &self,
         what: &str,
+        retry: Option<&RetryConfig>,
         make: impl Fn() -> object_store::Result<HttpRequest>,
     ) -> object_store::Result<Answer> {
+        let started = Instant::now();
+        let attempts = retry.map_or(ATTEMPTS, |r| {
+            u32::try_from(r.max_retries.saturating_add(1)).unwrap_or(u32::MAX)
+        });
         let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..attempts {
             if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                let wait = match retry {
+                    None => Duration::from_millis(200 << attempt),
+                    Some(r) if started.elapsed() >= r.retry_timeout => break,
+                    Some(r) => {
+                        let b = &r.backoff;
+                        let exp = i32::try_from(attempt - 1).unwrap_or(i32::MAX);
+                        b.init_backoff.mul_f64(b.base.powi(exp)).min(b.max_backoff)
+                    }
+                };
+                tokio::time::sleep(wait).await;
             }
             let mut req = make()?;
             match &self.signer {
