@@ -4,6 +4,7 @@
 
 pub mod measure;
 pub mod synth;
+pub mod timeline;
 
 use std::process::Command;
 

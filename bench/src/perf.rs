@@ -112,6 +112,9 @@ fn main() -> Result<()> {
     {
         return hash_file(path);
     }
+    if args.get(1).is_some_and(|c| c == "copy-floor") {
+        return perf_work::copy_floor(&args[2..]);
+    }
     if args.len() > 1 {
         bail!("usage: bench-perf            (see bench/README.md)");
     }

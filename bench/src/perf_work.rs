@@ -10,15 +10,18 @@ use futures::StreamExt;
 use passeur_bench::measure::{
     Cost, Row, Runs, busiest_thread, cpu_of, machine_ticks, threads_of, timed,
 };
+use passeur_bench::timeline::Sampler;
 use passeur_bench::{mixed_keys, rclone_remote};
 use passeur_tests::passeur_command;
 use passeur_tests::servers::{Kind, Server};
 
+mod floor;
 mod large;
 mod tiny;
 mod wan;
 
 use crate::perf_io::{Expect, bytes, expect_of, profiled, put, read_dir, read_store, tracing_line};
+pub use floor::copy_floor;
 use tiny::settle_disk;
 
 /// Files under `dir`, counted up to `most`.
@@ -177,7 +180,18 @@ impl Bench {
         let before = self.servers_apart();
         let threads = self.server_threads();
         let ticks = machine_ticks();
-        let mut cost = timed(c, &self.work.path().join("time"))?;
+        let tool = Path::new(c.get_program()).file_name().unwrap_or_default();
+        let (s3, az) = (self.s3.pid(), self.az.as_ref().map(|a| a.pid()));
+        let sampler = Sampler::start(
+            tool.to_string_lossy().chars().take(15).collect(),
+            move || cpu_of(s3),
+            move || az.map_or(0.0, cpu_of),
+        );
+        let cost = timed(c, &self.work.path().join("time"));
+        if let Some(s) = sampler {
+            s.finish();
+        }
+        let mut cost = cost?;
         let (busy, total) = machine_ticks();
         cost.busy = (busy - ticks.0) as f64 / (total - ticks.1).max(1) as f64;
         cost.server_thread = busiest_thread(&threads, &self.server_threads());
@@ -483,7 +497,10 @@ impl Bench {
             bucket: String::new(),
             endpoint: self.s3.endpoint.clone(),
         };
-        self.pair(row, (&src, &dst), (&[], &[]), &[], &want)
+        let mut rows = self.pair(row, (&src, &dst), (&[], &[]), &[], &want)?;
+        let floor = self.floor((&rows[0], 0), (&src, &dst), &rows[0].peer, &want)?;
+        rows.push(floor);
+        Ok(rows)
     }
 
     /// The first copy of `n` local files of 1–4 KiB (a mixed layout) to a

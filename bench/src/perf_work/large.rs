@@ -84,7 +84,15 @@ impl Bench {
         let row = Self::row(name, what, (n * mib) as u64 * (1 << 20), 0.8);
         let mp: &[&str] = &["--s3-upload-cutoff", "8Mi", "--s3-chunk-size", "8Mi"];
         let alt: &[(&str, &[&str])] = &[("multipart like passeur", mp)];
-        self.pair(row, (&src, &dst), (&[], alt), VARIANTS, &want)
+        let mut rows = self.pair(row, (&src, &dst), (&[], alt), VARIANTS, &want)?;
+        // The servers' floor in rclone's shape (whole PUTs) and in
+        // passeur's (8 MiB parts), against rclone's own runs.
+        for part in [0, 8 << 20] {
+            let floor = self.floor((&rows[0], part), (&src, &dst), &rows[0].peer, &want)?;
+            rows.push(floor);
+        }
+        drop(meters);
+        Ok(rows)
     }
 
     /// `n` objects of `mib` MiB from a directory to s3s-fs (rclone with
