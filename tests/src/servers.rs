@@ -441,28 +441,36 @@ impl Server {
     /// An independent client for reading back and seeding a bucket.
     pub fn client(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         Ok(match self.kind {
-            Kind::Azurite => Arc::new(
-                MicrosoftAzureBuilder::new()
-                    .with_container_name(bucket)
-                    .with_account("devstoreaccount1")
-                    .with_access_key("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
-                    .with_endpoint(format!("{}/devstoreaccount1", self.endpoint))
-                    .with_allow_http(true)
-                    .build()?,
-            ),
-            Kind::Moto | Kind::S3sFs => Arc::new(
-                AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_endpoint(&self.endpoint)
-                    .with_allow_http(true)
-                    .with_virtual_hosted_style_request(false)
-                    .with_region("us-east-1")
-                    .with_access_key_id(S3_KEY)
-                    .with_secret_access_key(S3_SECRET)
-                    .build()?,
-            ),
+            Kind::Azurite => Arc::new(azurite_builder(&self.endpoint, bucket).build()?),
+            Kind::Moto | Kind::S3sFs => Arc::new(s3_builder(&self.endpoint, bucket).build()?),
         })
     }
+}
+
+/// An object_store client of container `container` of the Azurite at
+/// `endpoint` (its development account), independent of passeur's.
+pub fn azurite_builder(endpoint: &str, container: &str) -> MicrosoftAzureBuilder {
+    MicrosoftAzureBuilder::new()
+        .with_container_name(container)
+        .with_account("devstoreaccount1")
+        .with_access_key(
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+        )
+        .with_endpoint(format!("{endpoint}/devstoreaccount1"))
+        .with_allow_http(true)
+}
+
+/// An object_store client of bucket `bucket` of the S3 server (moto,
+/// s3s-fs) at `endpoint`, independent of passeur's.
+pub fn s3_builder(endpoint: &str, bucket: &str) -> AmazonS3Builder {
+    AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_region("us-east-1")
+        .with_access_key_id(S3_KEY)
+        .with_secret_access_key(S3_SECRET)
 }
 
 /// One object for [`Server::sdk_build`]: `size` bytes of `fill` (equal

@@ -11,21 +11,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use passeur_bench::measure::{Row, Runs};
-use passeur_tests::servers::{S3_KEY, S3_SECRET};
+use passeur_tests::servers::{azurite_builder, s3_builder};
 
 use super::{Bench, Dst, Src};
 use crate::perf_io::Expect;
 
 /// Objects the floor copies at once (passeur's window ceiling).
 const AT_ONCE: usize = 256;
-/// Azurite's well-known development key.
-const AZURITE_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
 /// Parts of one object in flight in the floor's multipart uploads.
 const PARTS_AT_ONCE: usize = 8;
 
@@ -38,27 +32,9 @@ pub fn copy_floor(args: &[String]) -> Result<()> {
         bail!("usage: bench-perf copy-floor AZURITE CONTAINER S3 BUCKET PART");
     };
     let part: usize = part.parse().context("PART")?;
-    let src: Arc<dyn ObjectStore> = Arc::new(
-        MicrosoftAzureBuilder::new()
-            .with_container_name(container)
-            .with_account("devstoreaccount1")
-            .with_access_key(AZURITE_KEY)
-            .with_endpoint(format!("{az}/devstoreaccount1"))
-            .with_allow_http(true)
-            .build()?,
-    );
-    let dst: Arc<dyn ObjectStore> = Arc::new(
-        AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_endpoint(s3)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_region("us-east-1")
-            .with_access_key_id(S3_KEY)
-            .with_secret_access_key(S3_SECRET)
-            .with_unsigned_payload(true)
-            .build()?,
-    );
+    let src: Arc<dyn ObjectStore> = Arc::new(azurite_builder(az, container).build()?);
+    let dst: Arc<dyn ObjectStore> =
+        Arc::new(s3_builder(s3, bucket).with_unsigned_payload(true).build()?);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         src.list(None)
