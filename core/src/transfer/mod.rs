@@ -21,7 +21,6 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
 use object_store::{Attributes, GetResult, ObjectMeta, PutOptions, PutPayload};
 use tokio::sync::OwnedSemaphorePermit;
@@ -295,24 +294,16 @@ impl Ctx {
     #[tracing::instrument(level = "debug", skip_all, fields(size = o.version.size))]
     async fn copy_single(&self, o: Object<'_>, mut stream: ByteStream) -> Result<Outcome, Error> {
         let size = o.version.size;
-        // An answer of one piece (a small local file, read whole) is the
-        // payload as it is; several are gathered into one buffer.
-        let mut whole: Option<Bytes> = None;
-        let mut buf = BytesMut::new();
+        // The answer's pieces as they came, sent as one payload: no copy
+        // into a buffer of the object's size (fresh pages the kernel
+        // faults in and zeroes, as much CPU as the copy itself).
+        let mut pieces = Vec::new();
         let mut dig = Digester::new(self.chunking, None, o.published);
         while let Some(b) = self.read_next(&mut stream, &mut dig, size).await? {
-            if whole.is_none() && buf.is_empty() {
-                whole = Some(b);
-                continue;
-            }
-            if let Some(first) = whole.take() {
-                buf.reserve(usize::try_from(size).unwrap_or(0));
-                buf.extend_from_slice(&first);
-            }
-            buf.extend_from_slice(&b);
+            pieces.push(b);
         }
         let digest = dig.finish(size)?;
-        let body = whole.unwrap_or_else(|| buf.freeze());
+        let body: PutPayload = pieces.into_iter().collect();
         let held = match self
             .manifest
             .content_holder(&digest.blake3, size, &o.attrs_digest)?
@@ -345,7 +336,7 @@ impl Ctx {
                     }
                     _ => self
                         .target
-                        .put(o.loc, PutPayload::from(body), opts)
+                        .put(o.loc, body, opts)
                         .await
                         .map_err(|e| store_err("write target", e))?,
                 };

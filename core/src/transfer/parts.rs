@@ -87,6 +87,14 @@ struct Cut {
     held: Option<PartHash>,
 }
 
+/// Buffers of confirmed parts kept for the next parts of the same object.
+/// A part's buffer is otherwise fresh memory each time (8 MiB by default,
+/// which glibc maps and zeroes page by page: page faults and `clear_page`
+/// were as much CPU as the copy into it on the large rows); two suffice,
+/// as a confirmed part frees its slot for exactly one next part. Buffers
+/// never outlive the object, so they stay within its memory reservation.
+const SPARES: usize = 2;
+
 /// A part hashed and chunked, with the running MD5 after it.
 type Prepared = Result<(Part, Option<Md5Run>), Stop>;
 
@@ -160,6 +168,8 @@ struct Cutter {
     held: BTreeMap<u64, PartHash>,
     md5: Option<Md5Run>,
     buf: BytesMut,
+    /// Confirmed parts' buffers, cleared, for the next parts to fill.
+    spares: Vec<BytesMut>,
     /// Bytes the stream should hold, and has given so far.
     expected: u64,
     received: u64,
@@ -175,6 +185,7 @@ impl Cutter {
             held: run.held,
             md5: run.md5,
             buf: BytesMut::new(),
+            spares: Vec::new(),
             received: 0,
         }
     }
@@ -190,9 +201,13 @@ impl Cutter {
         if self.buf.is_empty()
             && let Some(&index) = self.todo.peek()
         {
-            // One allocation per part, not a doubling series.
-            self.buf
-                .reserve(usize::try_from(self.layout.len(index)).unwrap_or(0));
+            // One buffer per part, not a doubling series: a confirmed
+            // part's when there is one.
+            let want = usize::try_from(self.layout.len(index)).unwrap_or(0);
+            self.buf = match self.spares.pop() {
+                Some(b) if b.capacity() >= want => b,
+                _ => BytesMut::with_capacity(want),
+            };
         }
         self.buf.extend_from_slice(b);
         Ok(())
@@ -206,11 +221,29 @@ impl Cutter {
             return None;
         }
         self.todo.next();
+        // The buffer itself when it holds just this part, so that the part
+        // is its only owner and its buffer can come back (`recycle`).
+        let data = if self.buf.len() == want {
+            std::mem::take(&mut self.buf)
+        } else {
+            self.buf.split_to(want)
+        };
         Some(Cut {
             index,
-            data: self.buf.split_to(want).freeze(),
+            data: data.freeze(),
             held: self.held.remove(&index),
         })
+    }
+
+    /// A part the target confirmed: its buffer, if nothing else holds it
+    /// any more, fills a next part.
+    fn recycle(&mut self, sent: Bytes) {
+        if self.spares.len() < SPARES
+            && let Ok(mut b) = sent.try_into_mut()
+        {
+            b.clear();
+            self.spares.push(b);
+        }
     }
 
     /// Every part was cut: the running MD5.
@@ -270,7 +303,7 @@ impl Ctx {
             // Parts keep uploading while the next one is hashed and read.
             tokio::select! {
                 biased;
-                Some(r) = pending.next(), if !pending.is_empty() => r?,
+                Some(r) = pending.next(), if !pending.is_empty() => cutter.recycle(r?),
                 done = async {
                     match preparing.front_mut() {
                         Some(h) => h.await,
@@ -280,7 +313,10 @@ impl Ctx {
                     preparing.pop_front();
                     let (part, md5) = done.map_err(|_| Stop::Fail(Error::ShuttingDown))??;
                     cutter.md5 = md5;
-                    pending.push(send(part));
+                    // Its bytes come back once sent, for the next part.
+                    let data = part.data.clone();
+                    let sent = send(part);
+                    pending.push(async move { sent.await.map(|()| data) });
                 }
                 next = stream.next(), if reading => {
                     let next = next.transpose().map_err(|e| {
@@ -373,5 +409,93 @@ impl Ctx {
                 Err(store_err("complete multipart upload", e).into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cutter(size: u64, part_size: u64) -> Cutter {
+        let layout = Parts { size, part_size };
+        Cutter::new(PartsRun {
+            layout,
+            todo: (0..layout.count()).collect(),
+            held: BTreeMap::new(),
+            in_flight: 2,
+            pausable: false,
+            md5: None,
+        })
+    }
+
+    /// Feed `bytes` in pieces of `piece` and cut what is complete.
+    fn feed(c: &mut Cutter, bytes: &[u8], piece: usize) -> Vec<Cut> {
+        let mut cuts = Vec::new();
+        for p in bytes.chunks(piece) {
+            c.take(p).map_err(|_| "take").expect("within the layout");
+            while let Some(cut) = c.next_cut() {
+                cuts.push(cut);
+            }
+        }
+        cuts
+    }
+
+    #[test]
+    fn a_sent_parts_buffer_fills_the_next_part_and_a_held_one_is_left_alone() {
+        let part = 64 * 1024;
+        let size = 3 * part as u64 + 1000;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut c = cutter(size, part as u64);
+        let at = |i: usize| &data[i * part..((i + 1) * part).min(data.len())];
+
+        let first = feed(&mut c, at(0), 10_000);
+        assert_eq!(first.len(), 1);
+        let p0 = first.into_iter().next().expect("part 0").data;
+        assert_eq!(&p0[..], at(0));
+        let p0_addr = p0.as_ptr();
+        // Sent and confirmed, nothing else holds it: its buffer comes back
+        // (kept, not freed: the allocator might hand the same address out
+        // again anyway).
+        c.recycle(p0);
+        assert_eq!(c.spares.len(), 1, "part 0's buffer kept");
+        let p1 = feed(&mut c, at(1), 9_999).pop().expect("part 1").data;
+        assert!(c.spares.is_empty(), "and taken by part 1");
+        assert_eq!(p1.as_ptr(), p0_addr, "part 1 fills part 0's buffer");
+        assert_eq!(&p1[..], at(1));
+
+        // Someone still holds part 1 (a retry, a connection): not reused,
+        // and its bytes stay what was sent.
+        let held = p1.clone();
+        c.recycle(p1);
+        assert!(c.spares.is_empty(), "a buffer held elsewhere is not kept");
+        let p2 = feed(&mut c, at(2), 4_096).pop().expect("part 2").data;
+        assert_ne!(p2.as_ptr(), held.as_ptr());
+        assert_eq!(&held[..], at(1));
+        assert_eq!(&p2[..], at(2));
+
+        // The short last part reuses a larger buffer.
+        c.recycle(p2);
+        assert_eq!(c.spares.len(), 1);
+        let p3 = feed(&mut c, at(3), 300).pop().expect("part 3").data;
+        assert_eq!(&p3[..], at(3));
+        assert_eq!(p3.len(), 1000);
+        assert!(c.finish().is_ok());
+    }
+
+    #[test]
+    fn a_piece_across_a_part_boundary_is_split_between_the_parts() {
+        let part = 5000;
+        let size = 12_345u64;
+        let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let mut c = cutter(size, part);
+        let mut got = Vec::new();
+        for cut in feed(&mut c, &data, 3001) {
+            c.recycle(cut.data.clone());
+            got.push(cut.data);
+        }
+        let lens: Vec<usize> = got.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [5000, 5000, 2345]);
+        assert_eq!(got.concat(), data);
+        assert!(c.finish().is_ok());
     }
 }

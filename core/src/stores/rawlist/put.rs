@@ -17,10 +17,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::HttpRequest;
-use object_store::{Attribute, Attributes, PutResult};
+use object_store::{Attribute, Attributes, PutPayload, PutResult};
 use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
@@ -115,7 +114,7 @@ impl RawLister {
     pub(crate) async fn put_md5(
         &self,
         key: &str,
-        body: Bytes,
+        body: PutPayload,
         md5: [u8; 16],
         attributes: &Attributes,
     ) -> object_store::Result<Md5Put> {
@@ -123,7 +122,7 @@ impl RawLister {
         let url = format!("{}/{}", self.base, utf8_percent_encode(&full, KEY_PATH));
         let md5 = STANDARD.encode(md5);
         let headers = attribute_headers(attributes);
-        let len = body.len().to_string();
+        let len = body.content_length().to_string();
         let a = self
             .exchange("PUT", Some(&self.retry), || {
                 let mut r = http::Request::put(url.as_str())
