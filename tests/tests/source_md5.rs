@@ -56,7 +56,10 @@ fn random_obj(key: &str, seed: u64, len: usize) -> Obj {
 }
 
 /// moto as the target, a metering proxy before `src`, and a job sending
-/// 5 MiB parts one at a time.
+/// 5 MiB parts one at a time, at most 20 MiB/s: a part takes ≥ 250 ms, so
+/// the stop sent once two parts are recorded arrives before the last one
+/// even when the event saying so is late (the whole object, unpaced, went
+/// through in 0.3 s on a loaded machine, the stop after it).
 fn one_part_at_a_time(src: &Server) -> Result<(Server, Meter, StoreJob)> {
     let moto = Server::start(Kind::Moto)?;
     moto.create_bucket("dst")?;
@@ -66,7 +69,7 @@ fn one_part_at_a_time(src: &Server) -> Result<(Server, Meter, StoreJob)> {
         &proxy.endpoint,
         &moto,
         &moto.endpoint,
-        "part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\n[transfer]\nparts-in-flight = 1\n",
+        "part-size = \"5MiB\"\nmultipart-threshold = \"5MiB\"\n[transfer]\nparts-in-flight = 1\nbandwidth-limit = \"20MiB\"\n",
         1,
     )?;
     Ok((moto, proxy, job))
